@@ -1,0 +1,27 @@
+"""honed: fine-tune pretrained PyTorch models, then push their accuracy further."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from transformers.utils import logging as _hf_logging  # noqa: E402
+
+_hf_logging.set_verbosity_error()
+_hf_logging.disable_progress_bar()
+
+from honed.errors import HonedError  # noqa: E402
+from honed.fit import Run, fit  # noqa: E402
+from honed.recipe import Recipe, load_recipe  # noqa: E402
+
+__all__ = ["HonedError", "Recipe", "Run", "fit", "load_recipe", "FineTuneClassifier"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # lazy: keeps `import honed` light
+    if name == "FineTuneClassifier":
+        from honed.estimator import FineTuneClassifier
+
+        return FineTuneClassifier
+    raise AttributeError(name)

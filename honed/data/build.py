@@ -1,0 +1,88 @@
+"""From a recipe's data section to labelled splits and torch datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from torch.utils.data import Dataset
+
+from honed.data.images import ImageDataset, check_images, image_transform
+from honed.data.labels import LabelMap
+from honed.data.sources import load_source
+from honed.data.splits import carve, limit
+from honed.data.text import PadCollator, text_dataset
+from honed.errors import HonedError
+from honed.recipe import Recipe
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Tables:
+    """Standard frames per split and the label map learned from train."""
+
+    frames: dict[str, pd.DataFrame]
+    labels: LabelMap
+
+
+def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
+    """Read, filter, split and check the data; `inputs` holds in-memory splits from the Python API."""
+    spec, inputs = recipe.data, inputs or {}
+    frames: dict[str, pd.DataFrame] = {}
+    for split in SPLITS:
+        source = inputs.get(split, getattr(spec, split))
+        if source is not None:
+            frames[split] = _keep_labels(load_source(source, spec, f"data.{split}"), spec.labels, f"data.{split}")
+    if "train" not in frames:
+        raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
+    seed = recipe.seed
+    for split in ("test", "val"):
+        if split not in frames:
+            fraction = getattr(spec.split, split)
+            frames["train"], frames[split] = carve(frames["train"], fraction, spec.split.method, seed, split)
+    for split in SPLITS:
+        frames[split] = limit(frames[split], getattr(spec.max_rows, split), seed)
+    labels = _check(frames, spec.labels)
+    return Tables(frames, labels)
+
+
+def _keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.DataFrame:
+    if keep is None:
+        return frame
+    unknown = [k for k in keep if k not in set(frame["label"])]
+    if unknown and field == "data.train":
+        raise HonedError(f"data.labels: label '{unknown[0]}' does not occur in the training data")
+    return frame[frame["label"].isin(keep)]
+
+
+def _check(frames: dict[str, pd.DataFrame], order: list[str] | None) -> LabelMap:
+    train = frames["train"]
+    if train.empty:
+        raise HonedError("data.train: the training split is empty (check data.labels and data.split)")
+    labels = LabelMap.from_labels(train["label"], order)
+    if len(labels) < 2:
+        raise HonedError(f"data.train: only one class ('{labels.names[0]}') in the training data; a classifier needs two or more")
+    for split in ("val", "test"):
+        unseen = sorted(set(frames[split]["label"]) - set(labels.names))
+        if unseen:
+            raise HonedError(f"data.{split}: label '{unseen[0]}' never occurs in training data; add training rows for it or drop those rows")
+    return labels
+
+
+def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any, source: str) -> Dataset:
+    """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics."""
+    ids = labels.encode(frame["label"]) if "label" in frame else [-1] * len(frame)
+    if recipe.data.kind == "text":
+        return text_dataset(frame, ids, preprocess, recipe.data.max_length)
+    items = frame["x"].tolist()
+    check_images(items, source)
+    mean, std = preprocess
+    return ImageDataset(items, ids, image_transform(recipe.data.image_size, mean, std))
+
+
+def make_collate(recipe: Recipe, preprocess: Any) -> Any:
+    if recipe.data.kind == "text":
+        return PadCollator(preprocess.pad_token_id or 0)
+    return None

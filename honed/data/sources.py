@@ -1,0 +1,120 @@
+"""Load a split's source (a file, folder, asset or in-memory data) into a standard frame."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from honed.assets import FASHION_MNIST_CLASSES, resolve_data_path
+from honed.errors import HonedError
+from honed.data.tables import clean_labels, read_table, require_columns
+from honed.recipe import DataSpec
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def load_source(source: Any, spec: DataSpec, field: str) -> pd.DataFrame:
+    """A standard frame (x, [x2], label, [group]) from a path/asset string or in-memory data."""
+    if isinstance(source, str | Path):
+        path = resolve_data_path(str(source), field)
+        return _load_path(path, spec, field)
+    return from_memory(source, spec, field)
+
+
+def _load_path(path: Path, spec: DataSpec, field: str) -> pd.DataFrame:
+    if path.name.endswith("-idx3-ubyte.gz"):
+        return _idx_images(path, field)
+    if spec.kind == "image" and path.is_dir():
+        return _image_folder(path, field)
+    frame = read_table(path, field)
+    if spec.kind == "image":
+        require_columns(frame, {"data.path_column": spec.path_column, "data.label_column": spec.label_column}, str(path))
+        paths = frame[spec.path_column].astype(str).map(lambda p: str((path.parent / p).resolve()))
+        return _standard(frame, paths, None, spec, str(path))
+    require_columns(
+        frame,
+        {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
+         "data.label_column": spec.label_column, "data.group_column": spec.group_column},
+        str(path),
+    )
+    pair = frame[spec.text_pair_column] if spec.text_pair_column else None
+    return _standard(frame, frame[spec.text_column], pair, spec, str(path))
+
+
+def _standard(frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: DataSpec, source: str) -> pd.DataFrame:
+    out = pd.DataFrame({"x": x.fillna("") if spec.kind == "text" else x}, index=frame.index)
+    if x2 is not None:
+        out["x2"] = x2.fillna("").astype(str)
+    out["label"] = clean_labels(frame[spec.label_column], source)
+    if spec.group_column:
+        out["group"] = frame[spec.group_column].astype(str)
+    if spec.kind == "text":
+        out["x"] = out["x"].astype(str)
+    return out
+
+
+def _image_folder(root: Path, field: str) -> pd.DataFrame:
+    """One subfolder per class; files with image extensions inside (recursively)."""
+    rows = [
+        (str(p), cls.name)
+        for cls in sorted(d for d in root.iterdir() if d.is_dir())
+        for p in sorted(cls.rglob("*"))
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not rows:
+        raise HonedError(f"{field}: folder '{root}' holds no images in class subfolders (root/CLASS/image.png)")
+    return pd.DataFrame(rows, columns=["x", "label"])
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _idx_images(images: Path, field: str) -> pd.DataFrame:
+    """IDX gzip images (MNIST format) with the matching `*-labels-idx1-ubyte.gz` beside them."""
+    labels_path = images.with_name(images.name.replace("-images-idx3-ubyte.gz", "-labels-idx1-ubyte.gz"))
+    if not labels_path.is_file():
+        raise HonedError(f"{field}: labels file '{labels_path.name}' missing beside '{images}'")
+    try:
+        pixels, labels = _read_idx(images), _read_idx(labels_path)
+    except (OSError, ValueError, IndexError) as exc:
+        raise HonedError(f"{field}: '{images}' is not a valid IDX gzip file ({exc})") from exc
+    names = FASHION_MNIST_CLASSES if "fashion" in str(images).lower() else [str(i) for i in range(10)]
+    return pd.DataFrame({"x": list(pixels), "label": [names[int(i)] for i in labels]})
+
+
+def from_memory(source: Any, spec: DataSpec, field: str) -> pd.DataFrame:
+    """A DataFrame, an (X, y) pair of sequences, or a torch Dataset yielding (x, y)."""
+    if isinstance(source, pd.DataFrame):
+        if spec.kind == "image":
+            require_columns(source, {"data.path_column": spec.path_column, "data.label_column": spec.label_column}, field)
+            return _standard(source.reset_index(drop=True), source[spec.path_column].reset_index(drop=True), None, spec, field)
+        frame = source.reset_index(drop=True)
+        require_columns(frame, {"data.text_column": spec.text_column, "data.label_column": spec.label_column,
+                                "data.group_column": spec.group_column, "data.text_pair_column": spec.text_pair_column}, field)
+        pair = frame[spec.text_pair_column] if spec.text_pair_column else None
+        return _standard(frame, frame[spec.text_column], pair, spec, field)
+    if isinstance(source, tuple) and len(source) == 2:
+        xs, ys = list(source[0]), list(source[1])
+    elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):
+        pairs = [source[i] for i in range(len(source))]
+        xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        raise HonedError(f"{field}: expected a path, a DataFrame, an (X, y) pair or a torch Dataset, got {type(source).__name__}")
+    if len(xs) != len(ys):
+        raise HonedError(f"{field}: X has {len(xs)} rows but y has {len(ys)}")
+    ys = [int(y.item()) if hasattr(y, "item") else y for y in ys]
+    frame = pd.DataFrame({"x": pd.Series(xs, dtype=object), "y": pd.Series(ys, dtype=object)})
+    out = pd.DataFrame({"x": frame["x"]})
+    out["label"] = clean_labels(frame["y"], field)
+    if spec.kind == "text":
+        out["x"] = out["x"].fillna("").astype(str)
+    return out

@@ -1,0 +1,23 @@
+"""Classification metrics from logits: loss, accuracy, macro-F1."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import f1_score
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    logits = logits.float()
+    predicted = logits.argmax(dim=-1)
+    return {
+        "loss": float(F.cross_entropy(logits, labels)),
+        "accuracy": float((predicted == labels).float().mean()),
+        "macro_f1": float(f1_score(labels.numpy(), predicted.numpy(), average="macro", zero_division=0)),
+    }
+
+
+def improved(value: float, best: float | None, mode: str) -> bool:
+    if best is None:
+        return True
+    return value > best if mode == "max" else value < best

@@ -1,0 +1,103 @@
+"""torchvision and timm image classifiers built from an architecture name plus a local weights file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from honed.assets import resolve_weights
+from honed.errors import HonedError
+from honed.models.base import Classifier
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a torch file (weights_only: no code runs)."""
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any decode failure is the user's file
+        raise HonedError(f"model.weights: cannot read '{path}': {str(exc).splitlines()[0]}") from exc
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise HonedError(f"model.weights: '{path}' does not fit this architecture: {str(exc).splitlines()[1].strip()}") from exc
+
+
+def replace_last_linear(module: nn.Module, num_labels: int) -> str:
+    """Swap the last nn.Linear for a fresh one with `num_labels` outputs; returns its name."""
+    name = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent_name, _, attr = name.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    old = getattr(parent, attr)
+    setattr(parent, attr, nn.Linear(old.in_features, num_labels))
+    return name
+
+
+class VisionClassifier(Classifier):
+    """A torchvision or timm network taking `pixel_values`, with its fresh head's parameters known."""
+
+    def __init__(self, net: nn.Module, source: str, name: str, head: str, stats: tuple[Any, Any], num_labels: int) -> None:
+        super().__init__()
+        self.net = net
+        self.source = source
+        self.preprocess = stats
+        self.head_params = {f"net.{n}" for n, _ in net.named_parameters() if n.startswith(head + ".")}
+        self.meta = {"kind": "image", "name": name, "num_labels": num_labels, "mean": list(stats[0]), "std": list(stats[1])}
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values)
+
+    def save(self, folder: Path) -> None:
+        """safetensors weights + honed.json (architecture, label count, normalisation)."""
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(folder / "model.safetensors"))
+        self.write_meta(folder)
+
+
+def build_torchvision(name: str, weights: str | None, num_labels: int) -> tuple[nn.Module, str, tuple[Any, Any]]:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise HonedError(f"model.name: torchvision has no architecture '{name}'")
+    net = torchvision.models.get_model(name, weights=None)
+    if weights:
+        path = resolve_weights(weights)
+        _load_strict(net, read_state_dict(path), path)
+    head = replace_last_linear(net, num_labels)
+    return net, head, (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def build_timm(name: str, weights: str | None, num_labels: int) -> tuple[nn.Module, str, tuple[Any, Any]]:
+    import timm
+
+    if not timm.is_model(name):
+        raise HonedError(f"model.name: timm has no architecture '{name}'")
+    net = timm.create_model(name, pretrained=False)
+    if weights:
+        path = resolve_weights(weights)
+        _load_strict(net, read_state_dict(path), path)
+    net.reset_classifier(num_labels)
+    head = next(n for n, m in net.named_modules() if m is net.get_classifier())
+    cfg = net.pretrained_cfg or {}
+    return net, head, (tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)))
+
+
+def load_saved_vision(folder: Path, meta: dict[str, Any]) -> VisionClassifier:
+    builder = BUILDERS[meta["source"]]
+    net, head, _ = builder(meta["name"], None, meta["num_labels"])
+    net.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+    return VisionClassifier(net, meta["source"], meta["name"], head, (tuple(meta["mean"]), tuple(meta["std"])), meta["num_labels"])
+
+
+BUILDERS = {"torchvision": build_torchvision, "timm": build_timm}

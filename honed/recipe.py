@@ -1,0 +1,254 @@
+"""Typed recipes: YAML -> pydantic models, dotted overrides, friendly validation errors.
+
+A recipe is plain data. Unknown keys are rejected with their path and the closest valid key;
+nothing in a recipe is evaluated as code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from honed.errors import HonedError, closest
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads YAML 1.2 floats such as 3e-5 (YAML 1.1 leaves them strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$|^[-+]?[0-9][0-9_]*\.[0-9_]*$"),
+    list("-+0123456789."),
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitSpec(Section):
+    """How to carve val/test out of train when they are not given as files."""
+
+    val: float = Field(0.1, ge=0.0, lt=1.0)
+    test: float = Field(0.1, ge=0.0, lt=1.0)
+    method: Literal["stratified", "group", "random"] = "stratified"
+
+
+class RowLimits(Section):
+    """Seeded random subsets per split, applied after splitting (for quick runs)."""
+
+    train: int | None = Field(None, ge=1)
+    val: int | None = Field(None, ge=1)
+    test: int | None = Field(None, ge=1)
+
+
+class DataSpec(Section):
+    kind: Literal["text", "image"] = "text"
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    path_column: str = "path"
+    group_column: str | None = None
+    labels: list[str] | None = None
+    split: SplitSpec = SplitSpec()
+    max_rows: RowLimits = RowLimits()
+    max_length: int = Field(128, ge=2, le=8192)
+    image_size: int = Field(224, ge=8, le=4096)
+    num_workers: int = Field(0, ge=0)
+
+
+class ModelSpec(Section):
+    name: str = "sentence-transformers/all-MiniLM-L6-v2"
+    source: Literal["auto", "huggingface", "torchvision", "timm"] = "auto"
+    weights: str | None = None
+
+
+class OptimSpec(Section):
+    lr: float = Field(5e-5, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+    no_decay: list[str] = ["bias", "norm"]
+
+
+class ScheduleSpec(Section):
+    name: str = "linear"
+    warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    warmup_steps: int | None = Field(None, ge=0)
+
+
+class LossSpec(BaseModel):
+    """`name` picks a registered loss; any other key is passed to its factory."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "cross_entropy"
+
+
+class TechniqueSpec(BaseModel):
+    """`name` picks a registered technique; any other key is passed to its factory."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class TrainSpec(Section):
+    epochs: int = Field(2, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0.0)
+    precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
+    metric: str = "accuracy"
+    mode: Literal["max", "min"] = "max"
+    checkpoint_every_steps: int | None = Field(None, ge=1)
+    cpu: bool = False
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        valid = ("accuracy", "macro_f1", "loss")
+        if value not in valid:
+            hint = closest(value, valid)
+            raise ValueError(f"unknown metric '{value}'" + (f" (did you mean '{hint}'?)" if hint else f"; valid: {', '.join(valid)}"))
+        return value
+
+
+class LogSpec(Section):
+    tensorboard: bool = False
+
+
+class Recipe(Section):
+    name: str = "run"
+    description: str = ""
+    seed: int = 42
+    output_dir: str | None = None
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    optim: OptimSpec = OptimSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    loss: LossSpec = LossSpec()
+    train: TrainSpec = TrainSpec()
+    techniques: list[TechniqueSpec] = []
+    log: LogSpec = LogSpec()
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`optim.lr=3e-5` -> ('optim.lr', 3e-05); the value is read as YAML (numbers, lists, null)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise HonedError(f"override '{text}': expected KEY=VALUE, e.g. optim.lr=3e-5")
+    try:
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise HonedError(f"override '{text}': value is not valid YAML ({exc.problem})") from exc
+    return key.strip(), value
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set `tree['a']['b'] = value` for key 'a.b'; integer parts index lists."""
+    parts = key.split(".")
+    node: Any = tree
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, parts[: i + 1])
+            continue
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, (dict, list)):
+            raise HonedError(f"override '{key}': '{'.'.join(parts[: i + 1])}' is a value, not a section")
+        node = child
+    if isinstance(node, list):
+        idx = _list_index(node, parts[-1], parts)
+        node[idx] = value
+    else:
+        node[parts[-1]] = value
+
+
+def _list_index(node: list[Any], part: str, path: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise HonedError(f"override '{'.'.join(path)}': '{part}' is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def _list_item(node: list[Any], part: str, path: list[str]) -> Any:
+    return node[_list_index(node, part, path)]
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise HonedError(f"recipe file '{path}' not found; `honed recipes` lists the shipped ones")
+    try:
+        tree = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise HonedError(f"recipe file '{path}' is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(tree, dict):
+        raise HonedError(f"recipe file '{path}' must hold a mapping of sections (data:, model:, ...)")
+    tree.setdefault("name", path.stem)
+    return tree
+
+
+def build_recipe(tree: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "recipe") -> Recipe:
+    """Validate a raw recipe tree after applying dotted overrides."""
+    tree = yaml.safe_load(yaml.safe_dump(tree))  # deep copy of plain data
+    for key, value in (overrides or {}).items():
+        set_dotted(tree, key, value)
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as exc:
+        raise HonedError(f"{source}: {explain(exc)}") from exc
+
+
+def load_recipe(recipe: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None) -> Recipe:
+    """A Recipe from a YAML path, a dict or a Recipe, with dotted overrides applied."""
+    if isinstance(recipe, Recipe):
+        return build_recipe(recipe.model_dump(mode="json"), overrides)
+    if isinstance(recipe, dict):
+        return build_recipe(recipe, overrides)
+    return build_recipe(read_yaml(recipe), overrides, source=str(recipe))
+
+
+def explain(exc: ValidationError) -> str:
+    """The first validation error as one line: the key's path, what is wrong, and a hint."""
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        valid = _fields_at(err["loc"][:-1])
+        hint = closest(str(err["loc"][-1]), valid)
+        tip = f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(valid)}"
+        return f"unknown key '{path}'{tip}"
+    return f"'{path}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section found by walking `loc` from Recipe."""
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidates = [annotation, *(inner or [])]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)

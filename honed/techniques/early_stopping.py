@@ -1,0 +1,41 @@
+"""Early stopping: end training when the validation metric stops improving.
+
+The loop always finishes with the best weights seen, so stopping early restores them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from honed.train.events import StopTraining
+from honed.techniques import TECHNIQUES
+
+
+class EarlyStopping:
+    def __init__(self, patience: int = 2, min_delta: float = 0.0, metric: str | None = None, mode: str | None = None) -> None:
+        if patience < 1:
+            raise TypeError("patience must be >= 1")
+        self.patience, self.min_delta, self.metric, self.mode = patience, min_delta, metric, mode
+        self.best: float | None = None
+        self.bad_epochs = 0
+
+    def on_evaluate_end(self, state: Any) -> None:
+        metric = self.metric or state.recipe.train.metric
+        mode = self.mode or state.recipe.train.mode
+        value = state.val_metrics[metric]
+        sign = 1.0 if mode == "max" else -1.0
+        if self.best is None or sign * (value - self.best) > self.min_delta:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= self.patience:
+            raise StopTraining(f"early stopping: val {metric} did not improve for {self.patience} evaluations")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
+
+
+TECHNIQUES.register("early_stopping")(EarlyStopping)

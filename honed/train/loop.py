@@ -1,0 +1,155 @@
+"""The training loop: read it top to bottom. Techniques act through events, never through flags."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from honed.evaluate.metrics import classification_metrics, improved
+from honed.progress import progress_bar
+from honed.train import checkpoint
+from honed.train.events import Hooks, StopTraining
+from honed.train.optim import set_lr
+from honed.train.state import TrainState
+
+
+def train(
+    state: TrainState,
+    hooks: Hooks,
+    train_loader: DataLoader,
+    sampler: Any,
+    val_loader: DataLoader | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    lr_at: Callable[[int], float],
+    show: bool,
+) -> None:
+    """Train until the epochs or max_steps run out or a technique raises StopTraining."""
+    acc, model, optimizer, spec = state.accelerator, state.model, state.optimizer, state.recipe.train
+    hooks.fire("on_fit_start", state)
+    try:
+        with progress_bar(show) as bars:
+            while state.epoch < spec.epochs and state.step < state.total_steps:
+                sampler.set_epoch(state.epoch)
+                loader = acc.skip_first_batches(train_loader, state.batch_in_epoch) if state.batch_in_epoch else train_loader
+                bar = bars.add_task(f"epoch {state.epoch + 1}/{spec.epochs}", total=len(train_loader), completed=state.batch_in_epoch, info="")
+                hooks.fire("on_epoch_start", state)
+                model.train()
+                started, running = time.perf_counter(), torch.zeros(())
+                for batch in loader:
+                    state.batch = batch
+                    hooks.fire("on_batch_start", state)
+                    with acc.accumulate(model):
+                        labels = batch.pop("labels")
+                        state.logits = model(**batch)
+                        hooks.fire("on_after_forward", state)
+                        state.loss = loss_fn(state.logits, labels)
+                        hooks.fire("on_after_loss", state)
+                        acc.backward(state.loss)
+                        if acc.sync_gradients:
+                            state.lr = set_lr(optimizer, lr_at(state.step))
+                            if spec.max_grad_norm:
+                                acc.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
+                            hooks.fire("on_before_optimizer_step", state)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    state.batch_in_epoch += 1
+                    state.samples_seen += len(labels) * acc.num_processes
+                    running += state.loss.detach().float().cpu()
+                    if acc.sync_gradients:
+                        state.step += 1
+                        hooks.fire("on_after_optimizer_step", state)
+                        _maybe_checkpoint(state, hooks)
+                    elapsed = state.train_seconds + time.perf_counter() - started
+                    bars.update(bar, advance=1, info=f"loss {float(running) / state.batch_in_epoch:.4f}  {state.samples_seen / max(elapsed, 1e-9):.1f} samples/s")
+                    if state.step >= state.total_steps:
+                        break
+                state.train_seconds += time.perf_counter() - started
+                _end_epoch(state, hooks, val_loader, float(running) / max(1, state.batch_in_epoch), bars)
+    except StopTraining as stop:
+        state.stop_reason = str(stop)
+        acc.print(state.stop_reason)
+    hooks.fire("on_fit_end", state)
+
+
+def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, train_loss: float, bars: Any) -> None:
+    """Evaluate, keep the best weights, log, checkpoint; a technique may stop training here."""
+    spec, acc = state.recipe.train, state.accelerator
+    record: dict[str, Any] = {"epoch": state.epoch + 1, "step": state.step, "lr": state.lr, "train_loss": train_loss,
+                              "samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9)}
+    state.epoch += 1
+    state.batch_in_epoch = 0
+    stop: StopTraining | None = None
+    if val_loader is not None:
+        state.val_metrics = evaluate(state.model, val_loader, acc, bars, "val")
+        record.update({f"val_{k}": v for k, v in state.val_metrics.items()})
+        if improved(state.val_metrics[spec.metric], state.best_value, spec.mode):
+            state.best_value, state.best_epoch = state.val_metrics[spec.metric], state.epoch
+            save_best(state)
+        try:
+            hooks.fire("on_evaluate_end", state)
+        except StopTraining as exc:
+            stop = exc
+    hooks.fire("on_epoch_end", state)
+    if acc.is_main_process:
+        with (state.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if state.recipe.log.tensorboard:
+            acc.log(record, step=state.step)
+    save_checkpoint(state, hooks)
+    if stop is not None:
+        raise stop
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels for every row of `loader`, gathered across processes."""
+    model.eval()
+    bar = bars.add_task(name, total=len(loader), info="") if bars is not None else None
+    all_logits, all_labels = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        logits = model(**batch)
+        logits, labels = acc.gather_for_metrics((logits.float(), labels))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+        if bar is not None:
+            bars.update(bar, advance=1)
+    model.train()
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def evaluate(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "eval") -> dict[str, float]:
+    return classification_metrics(*predict_logits(model, loader, acc, bars, name))
+
+
+def _maybe_checkpoint(state: TrainState, hooks: Hooks) -> None:
+    every = state.recipe.train.checkpoint_every_steps
+    if every and state.step % every == 0:
+        save_checkpoint(state, hooks)
+
+
+def save_checkpoint(state: TrainState, hooks: Hooks) -> None:
+    """Model, optimizer, progress, technique state and each process's RNG state."""
+    acc, folder = state.accelerator, state.run_dir / "checkpoints"
+    acc.wait_for_everyone()
+    checkpoint.atomic_save({"step": state.step, **checkpoint.rng_state()}, folder / f"rng-{acc.process_index}.pt")
+    if acc.is_main_process:
+        checkpoint.atomic_save({
+            "model": acc.unwrap_model(state.model).state_dict(),
+            "optimizer": state.optimizer.state_dict(),
+            "progress": state.progress(),
+            "techniques": hooks.state_dict(),
+            "labels": list(state.labels),
+        }, folder / "last.pt")
+    acc.wait_for_everyone()
+
+
+def save_best(state: TrainState) -> None:
+    if state.accelerator.is_main_process:
+        checkpoint.atomic_save(state.accelerator.unwrap_model(state.model).state_dict(), state.run_dir / "checkpoints" / "best.pt")
+    state.accelerator.wait_for_everyone()

@@ -1,0 +1,45 @@
+"""Everything the loop and the techniques share while training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from honed.recipe import Recipe
+
+
+@dataclass
+class TrainState:
+    recipe: Recipe
+    run_dir: Path
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    accelerator: Any
+    total_steps: int
+    steps_per_epoch: int
+    labels: tuple[str, ...] = ()
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    lr: float = 0.0
+    batch: dict[str, torch.Tensor] | None = None
+    logits: torch.Tensor | None = None
+    loss: torch.Tensor | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    best_value: float | None = None
+    best_epoch: int | None = None
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    stop_reason: str = ""
+
+    def progress(self) -> dict[str, Any]:
+        """The scalars a checkpoint needs to continue exactly here."""
+        keys = ("epoch", "step", "batch_in_epoch", "best_value", "best_epoch", "samples_seen", "train_seconds")
+        return {k: getattr(self, k) for k in keys}
+
+    def restore(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
