@@ -231,7 +231,8 @@ def explain(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         valid = _fields_at(err["loc"][:-1])
         hint = closest(str(err["loc"][-1]), valid)
-        tip = f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(valid)}"
+        parent = ".".join(str(p) for p in err["loc"][:-1])
+        tip = f"; did you mean '{parent + '.' if parent else ''}{hint}'?" if hint else f"; valid keys: {', '.join(valid)}"
         return f"unknown key '{path}'{tip}"
     return f"'{path}': {err['msg']} (got {err.get('input')!r})"
 

@@ -34,7 +34,7 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
     for split in SPLITS:
         source = inputs.get(split, getattr(spec, split))
         if source is not None:
-            frames[split] = _keep_labels(load_source(source, spec, f"data.{split}"), spec.labels, f"data.{split}")
+            frames[split] = keep_labels(load_source(source, spec, f"data.{split}"), spec.labels, f"data.{split}")
     if "train" not in frames:
         raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
     seed = recipe.seed
@@ -48,7 +48,7 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
     return Tables(frames, labels)
 
 
-def _keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.DataFrame:
+def keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.DataFrame:
     if keep is None:
         return frame
     unknown = [k for k in keep if k not in set(frame["label"])]

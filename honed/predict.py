@@ -1,0 +1,93 @@
+"""Use a saved model: predict labelled or unlabelled data, evaluate labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from accelerate import Accelerator
+
+from honed.data.build import keep_labels, make_collate, make_dataset
+from honed.data.labels import LabelMap
+from honed.data.loaders import eval_loader
+from honed.assets import resolve_data_path
+from honed.data.sources import IMAGE_SUFFIXES, load_source
+from honed.data.tables import read_table, require_columns
+from honed.errors import HonedError
+from honed.evaluate.metrics import classification_metrics
+from honed.models.base import Classifier
+from honed.models.build import load_model
+from honed.recipe import Recipe, load_recipe
+from honed.train.loop import predict_logits
+
+
+def saved_recipe(model_dir: Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    path = model_dir / "recipe.yaml"
+    if not path.is_file():
+        raise HonedError(f"model '{model_dir}': no recipe.yaml beside the model; use RUN_DIR/model")
+    return load_recipe(path, overrides)
+
+
+def unlabelled_frame(source: Any, recipe: Recipe) -> pd.DataFrame:
+    """Inputs without labels: a table file, an image folder, a DataFrame or a list of texts/paths."""
+    if isinstance(source, list):
+        return pd.DataFrame({"x": pd.Series(source, dtype=object)})
+    base = Path(".")
+    if isinstance(source, pd.DataFrame):
+        frame = source.reset_index(drop=True)
+    else:
+        path = resolve_data_path(str(source), "input")
+        if path.is_dir():
+            files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise HonedError(f"input: folder '{path}' holds no images")
+            return pd.DataFrame({"x": files})
+        frame, base = read_table(path, "input"), path.parent
+    spec = recipe.data
+    column = spec.text_column if spec.kind == "text" else spec.path_column
+    require_columns(frame, {f"data.{'text' if spec.kind == 'text' else 'path'}_column": column,
+                            "data.text_pair_column": spec.text_pair_column}, str(source) if not isinstance(source, pd.DataFrame) else "input")
+    if spec.kind == "image":
+        return pd.DataFrame({"x": frame[column].astype(str).map(lambda p: str((base / p).resolve()))})
+    out = pd.DataFrame({"x": frame[column].fillna("").astype(str)})
+    if spec.text_pair_column:
+        out["x2"] = frame[spec.text_pair_column].fillna("").astype(str)
+    return out
+
+
+def logits_for(model: Classifier, labels: LabelMap, recipe: Recipe, frame: pd.DataFrame) -> torch.Tensor:
+    """Logits for every row of a standard frame (labels, when present, are checked by the caller)."""
+    acc = Accelerator(cpu=recipe.train.cpu)
+    dataset = make_dataset(frame, labels, recipe, model.preprocess, "input")
+    loader = acc.prepare(eval_loader(dataset, recipe.train.eval_batch_size, make_collate(recipe, model.preprocess), 0))
+    logits, _ = predict_logits(acc.prepare(model), loader, acc)
+    return logits
+
+
+def predict_frame(model_dir: str | Path, source: Any) -> pd.DataFrame:
+    """Predicted label and per-class probabilities for every row of `source`."""
+    model_dir = Path(model_dir)
+    model, labels = load_model(model_dir)
+    recipe = saved_recipe(model_dir)
+    frame = unlabelled_frame(source, recipe)
+    probs = torch.softmax(logits_for(model, labels, recipe, frame), dim=-1).numpy()
+    out = pd.DataFrame({"input": frame["x"].map(lambda v: v if isinstance(v, str) else "<array>")})
+    out["predicted"] = [labels.names[i] for i in probs.argmax(axis=1)]
+    for i, name in enumerate(labels.names):
+        out[f"prob_{name}"] = probs[:, i]
+    return out
+
+
+def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of a saved model on labelled data."""
+    model_dir = Path(model_dir)
+    model, labels = load_model(model_dir)
+    recipe = saved_recipe(model_dir, overrides)
+    frame = keep_labels(load_source(source, recipe.data, "data"), recipe.data.labels, "data")
+    unseen = sorted(set(frame["label"]) - set(labels.names))
+    if unseen:
+        raise HonedError(f"data: label '{unseen[0]}' is not one the model was trained on ({', '.join(labels.names)})")
+    logits = logits_for(model, labels, recipe, frame)
+    return classification_metrics(logits, torch.tensor(labels.encode(frame["label"])))
