@@ -37,11 +37,14 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
             frames[split] = keep_labels(load_source(source, spec, f"data.{split}"), spec.labels, f"data.{split}")
     if "train" not in frames:
         raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
-    seed = recipe.seed
+    seed, taken = recipe.seed, 0.0
     for split in ("test", "val"):
         if split not in frames:
-            fraction = getattr(spec.split, split)
-            frames["train"], frames[split] = carve(frames["train"], fraction, spec.split.method, seed, split)
+            fraction = getattr(spec.split, split)  # of all rows, so rescale to what is left
+            if fraction + taken >= 1.0:
+                raise HonedError("data.split: val + test fractions must leave rows for training (sum below 1)")
+            frames["train"], frames[split] = carve(frames["train"], fraction / (1.0 - taken), spec.split.method, seed, split)
+            taken += fraction
     for split in SPLITS:
         frames[split] = limit(frames[split], getattr(spec.max_rows, split), seed)
     labels = _check(frames, spec.labels)

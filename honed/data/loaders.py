@@ -28,9 +28,17 @@ class EpochSampler(Sampler[int]):
 
 def train_loader(dataset: Dataset, batch_size: int, seed: int, collate: Any, workers: int) -> tuple[DataLoader, EpochSampler]:
     sampler = EpochSampler(len(dataset), seed)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
+                        generator=_private_generator(seed))
     return loader, sampler
 
 
 def eval_loader(dataset: Dataset, batch_size: int, collate: Any, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers,
+                      generator=_private_generator(0))
+
+
+def _private_generator(seed: int) -> torch.Generator:
+    """Starting a DataLoader iterator draws a worker seed; from its own generator, that draw leaves
+    the global RNG (dropout) untouched, so a resumed run sees the same dropout masks."""
+    return torch.Generator().manual_seed(seed)

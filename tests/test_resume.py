@@ -1,0 +1,62 @@
+"""A run killed with SIGKILL mid-epoch resumes from its last checkpoint to the same final metrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, tiny_recipe
+
+
+def _train(recipe_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def _recipe(tiny_bert: str, text_csv: Path, tmp_path: Path, name: str, marker: Path) -> Path:
+    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / name, train__batch_size=4, train__checkpoint_every_steps=3)
+    recipe["techniques"] = [{"name": "tests.killer:KillAtStep", "step": 7, "marker": str(marker)}]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+    done = tmp_path / "already-killed"
+    done.touch()
+    straight = _recipe(tiny_bert, text_csv, tmp_path, "straight", done)
+    assert _train(straight).returncode == 0
+
+    killed = _recipe(tiny_bert, text_csv, tmp_path, "killed", tmp_path / "kill-marker")
+    first = _train(killed)
+    assert first.returncode == -9, first.stderr[-2000:]
+    saved = json.loads(json.dumps(__import__("torch").load(tmp_path / "killed/checkpoints/last.pt", weights_only=True)["progress"]))
+    assert saved["step"] == 6 and saved["batch_in_epoch"] == 6, "last checkpoint is mid-epoch, before the kill"
+    again = _train(killed)
+    assert again.returncode == 2 and "already exists" in again.stderr, "a plain re-run must not overwrite"
+    resumed = _train(killed, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a = json.loads((tmp_path / "straight/results.json").read_text())
+    b = json.loads((tmp_path / "killed/results.json").read_text())
+    for key in ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "steps"):
+        assert a[key] == b[key], key
+
+
+def test_resume_with_other_classes_is_refused(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+    path = _recipe(tiny_bert, text_csv, tmp_path, "run", tmp_path / "unused")
+    recipe = yaml.safe_load(path.read_text())
+    recipe["techniques"], recipe["train"]["epochs"] = [], 1
+    path.write_text(yaml.safe_dump(recipe))
+    assert _train(path).returncode == 0
+    three = tmp_path / "three.csv"
+    rows = [f"text {i},{['a', 'b', 'c'][i % 3]}" for i in range(60)]
+    three.write_text("text,label\n" + "\n".join(rows) + "\n")
+    result = _train(path, "--resume", f"data.train={three}")
+    assert result.returncode == 2
+    assert "trained on 2 classes" in result.stderr and "now has 3" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
