@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from honed.assets import resolve_weights
 from honed.errors import HonedError
-from honed.models.base import Classifier
+from honed.models.base import Classifier, LayerGroup
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,10 +60,42 @@ class VisionClassifier(Classifier):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values)
 
+    def layer_groups(self) -> list[LayerGroup]:
+        """timm's own grouping where the model defines one; the generic heuristic otherwise."""
+        if self.source == "timm" and hasattr(self.net, "group_matcher"):
+            return timm_layer_groups(self.net, self.head_params)
+        return super().layer_groups()
+
     def save(self, folder: Path) -> None:
         """safetensors weights + honed.json (architecture, label count, normalisation)."""
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(folder / "model.safetensors"))
         self.write_meta(folder)
+
+
+def timm_layer_groups(net: nn.Module, head: set[str], prefix: str = "net.") -> list[LayerGroup]:
+    """timm's `group_matcher` groups as honed names: stem -> embeddings, the rest -> block.i, fresh head -> head.
+
+    Fine groups (coarse=False: one per block, not per stage) are what timm's own layer-wise LR decay
+    uses. timm folds final norms into the last block and puts unmatched layers (a neck conv, a head
+    norm) in a last group, which therefore becomes the last block. `head` holds prefixed names.
+    """
+    from timm.models import group_parameters
+
+    matcher = net.group_matcher(coarse=False)
+    grouped = group_parameters(net, matcher)
+    ordered = [kept for _, names in sorted(grouped.items()) if (kept := [prefix + n for n in names if prefix + n not in head])]
+    has_stem = bool(ordered) and _is_stem(matcher, ordered[0][0].removeprefix(prefix))
+    groups = [LayerGroup("embeddings", ordered[0])] if has_stem else []
+    groups += [LayerGroup(f"block.{i}", names) for i, names in enumerate(ordered[1:] if has_stem else ordered)]
+    return [*groups, LayerGroup("head", [prefix + n for n, _ in net.named_parameters() if prefix + n in head])]
+
+
+def _is_stem(matcher: Any, first: str) -> bool:
+    """Whether timm's first group is the stem: a dict matcher names it; a callable one orders it first."""
+    if not isinstance(matcher, dict):
+        return True
+    stem = matcher.get("stem")
+    return isinstance(stem, str) and re.match(stem, first) is not None
 
 
 def build_torchvision(name: str, weights: str | None, num_labels: int) -> tuple[nn.Module, str, tuple[Any, Any]]:
