@@ -93,7 +93,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     LOG.info("data %s, %d classes: %s", sizes, len(tables.labels), ", ".join(tables.labels.names))
     spec = recipe.train
     collate = make_collate(recipe, model.preprocess)
-    datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, f"data.{k}") for k, f in tables.frames.items() if len(f)}
+    datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess) for k, f in tables.frames.items() if len(f)}
     loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, collate, recipe.data.num_workers)
     evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, recipe.data.num_workers) for k in ("val", "test") if k in datasets}
     optimizer = build_optimizer(model, recipe.optim)

@@ -13,6 +13,7 @@ from honed.data.build import keep_labels, make_collate, make_dataset
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader
 from honed.assets import resolve_data_path
+from honed.data.images import check_images
 from honed.data.sources import IMAGE_SUFFIXES, load_source
 from honed.data.tables import read_table, require_columns
 from honed.errors import HonedError
@@ -60,7 +61,9 @@ def unlabelled_frame(source: Any, recipe: Recipe) -> pd.DataFrame:
 def logits_for(model: Classifier, labels: LabelMap, recipe: Recipe, frame: pd.DataFrame) -> torch.Tensor:
     """Logits for every row of a standard frame (labels, when present, are checked by the caller)."""
     acc = Accelerator(cpu=recipe.train.cpu)
-    dataset = make_dataset(frame, labels, recipe, model.preprocess, "input")
+    if recipe.data.kind == "image":
+        check_images(frame["x"], "input")
+    dataset = make_dataset(frame, labels, recipe, model.preprocess)
     loader = acc.prepare(eval_loader(dataset, recipe.train.eval_batch_size, make_collate(recipe, model.preprocess), 0))
     logits, _ = predict_logits(acc.prepare(model), loader, acc)
     return logits

@@ -22,12 +22,13 @@ def _assets() -> None:
 
 def test_minilm_beats_chance_on_held_out_movies(tmp_path: Path) -> None:
     run = honed.fit("recipes/quickstart.yaml", output_dir=str(tmp_path / "run"), quiet=True,
-                    data__max_rows={"train": 480, "val": 160, "test": 320}, data__max_length=48,
-                    train__epochs=1, train__batch_size=16, optim__lr=1e-4, train__checkpoint_every_steps=None)
-    test = run.history and run.metrics
-    assert run.metrics["steps"] == 30
+                    data__max_rows={"train": 640, "val": 160, "test": 320}, data__max_length=40,
+                    train__epochs=1, train__batch_size=16, optim__lr=2e-4, schedule__warmup_ratio=0.05,
+                    train__checkpoint_every_steps=None)
+    test = run.metrics
+    assert run.metrics["steps"] == 40
     majority = 0.58  # share of 'fresh' among fresh+rotten reviews in the corpus
-    assert test["test_accuracy"] > majority + 0.07, test
+    assert test["test_accuracy"] > majority + 0.07, test  # measured: 0.80
     assert test["test_macro_f1"] > 0.6, test
     # The saved folder is a plain transformers model: its pipeline loads it and predicts our labels.
     from transformers import pipeline

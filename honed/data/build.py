@@ -35,6 +35,8 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
         source = inputs.get(split, getattr(spec, split))
         if source is not None:
             frames[split] = keep_labels(load_source(source, spec, f"data.{split}"), spec.labels, f"data.{split}")
+            if spec.kind == "image":
+                check_images(frames[split]["x"], f"data.{split}")
     if "train" not in frames:
         raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
     seed, taken = recipe.seed, 0.0
@@ -74,15 +76,13 @@ def _check(frames: dict[str, pd.DataFrame], order: list[str] | None) -> LabelMap
     return labels
 
 
-def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any, source: str) -> Dataset:
+def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any) -> Dataset:
     """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics."""
     ids = labels.encode(frame["label"]) if "label" in frame else [-1] * len(frame)
     if recipe.data.kind == "text":
         return text_dataset(frame, ids, preprocess, recipe.data.max_length)
-    items = frame["x"].tolist()
-    check_images(items, source)
     mean, std = preprocess
-    return ImageDataset(items, ids, image_transform(recipe.data.image_size, mean, std))
+    return ImageDataset(frame["x"].tolist(), ids, image_transform(recipe.data.image_size, mean, std))
 
 
 def make_collate(recipe: Recipe, preprocess: Any) -> Any:

@@ -32,18 +32,18 @@ def open_image(item: Any) -> Image.Image:
         return img.convert("RGB")
 
 
-def check_images(items: list[Any], source: str) -> None:
-    """Fail early, naming the file, when an image path is missing or cannot be decoded."""
-    for row, item in enumerate(items, start=1):
+def check_images(items: Any, source: str) -> None:
+    """Fail early, naming the file and source row, when an image path is missing or cannot be decoded."""
+    for index, item in items.items():
         if not isinstance(item, str):
             continue
         try:
             with Image.open(item) as img:
                 img.verify()
         except FileNotFoundError as exc:
-            raise HonedError(f"{source}: row {row}: image file '{item}' not found") from exc
+            raise HonedError(f"{source}: row {index + 1}: image file '{item}' not found") from exc
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise HonedError(f"{source}: row {row}: image '{item}' is unreadable or corrupt; remove or replace it") from exc
+            raise HonedError(f"{source}: row {index + 1}: image '{item}' is unreadable or corrupt; remove or replace it") from exc
 
 
 class ImageDataset(Dataset):

@@ -30,10 +30,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise HonedError(f"model.weights: '{path}' does not fit this architecture: {str(exc).splitlines()[1].strip()}") from exc
+    """Load every tensor or fail with a short summary (a full key list runs to thousands of characters)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshaped = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or misshaped:
+        parts = [f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                 for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)) if keys]
+        raise HonedError(f"model.weights: '{path}' does not fit this architecture: {'; '.join(parts)}")
+    module.load_state_dict(state, strict=True)
 
 
 def replace_last_linear(module: nn.Module, num_labels: int) -> str:

@@ -108,6 +108,7 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for every row of `loader`, gathered across processes."""
+    was_training = model.training
     model.eval()
     bar = bars.add_task(name, total=len(loader), info="") if bars is not None else None
     all_logits, all_labels = [], []
@@ -119,7 +120,7 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: A
         all_labels.append(labels.cpu())
         if bar is not None:
             bars.update(bar, advance=1)
-    model.train()
+    model.train(was_training)
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
