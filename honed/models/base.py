@@ -39,30 +39,37 @@ class Classifier(nn.Module):
         (folder / "honed.json").write_text(json.dumps({"source": self.source, **self.meta}, indent=1), encoding="utf-8")
 
 
-def _block_container(model: nn.Module) -> str | None:
-    """Name of the ModuleList/Sequential with the most parameterised children (the blocks)."""
-    best, best_len = None, 1
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList | nn.Sequential):
-            kids = [k for k in module.children() if any(True for _ in k.parameters())]
-            if len(kids) > best_len and len(kids) == len(module):
-                best, best_len = name, len(kids)
-    return best
+def _blocks(model: nn.Module) -> list[str]:
+    """Module names of the blocks: the children of the sibling ModuleList/Sequential containers
+    (e.g. BERT's encoder.layer, MobileNet's features, ResNet's layer1..layer4) under the one parent
+    that holds the most of them."""
+    best: list[str] = []
+    for parent_name, parent in model.named_modules():
+        blocks = []
+        for child_name, child in parent.named_children():
+            kids = list(child.named_children()) if isinstance(child, nn.ModuleList | nn.Sequential) else []
+            if kids and all(any(True for _ in k.parameters()) for _, k in kids):
+                prefix = f"{parent_name}.{child_name}" if parent_name else child_name
+                blocks += [f"{prefix}.{kid_name}" for kid_name, _ in kids]
+        if len(blocks) > len(best):
+            best = blocks
+    return best if len(best) > 1 else []
 
 
 def layer_groups(model: nn.Module, head: set[str]) -> list[LayerGroup]:
     """Ordered groups: parameters before the blocks, one group per block, after them, the head."""
-    container = _block_container(model)
+    block_of = {name: i for i, name in enumerate(_blocks(model))}
     groups: dict[str, LayerGroup] = {}
     after_blocks = False
     for name, _ in model.named_parameters():
+        owner = next((name[: i] for i in range(len(name)) if name[i] == "." and name[:i] in block_of), None)
         if name in head:
             key = "head"
-        elif container is not None and name.startswith(container + "."):
-            key = f"block.{name[len(container) + 1 :].split('.')[0]}"
+        elif owner is not None:
+            key = f"block.{block_of[owner]}"
             after_blocks = True
         else:
             key = "neck" if after_blocks else "embeddings"
         groups.setdefault(key, LayerGroup(key)).params.append(name)
-    order = ["embeddings", *(k for k in groups if k.startswith("block.")), "neck", "head"]
+    order = ["embeddings", *sorted((k for k in groups if k.startswith("block.")), key=lambda k: int(k[6:])), "neck", "head"]
     return [groups[k] for k in order if k in groups]
