@@ -85,7 +85,6 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         xs = as_inputs(X, self.recipe_.data.kind, "X")
         frame = pd.DataFrame({"x": pd.Series(xs, dtype=object)})
         logits = logits_for(self.model_, self.labels_, self.recipe_, frame)
-        self.model_.eval()  # predict_logits leaves the model in train mode
         probs = np.zeros((len(xs), len(self.classes_)))
         # A class whose rows all went to val is unknown to the model: its column stays 0.
         columns = [self.class_names_.index(name) for name in self.labels_.names]
