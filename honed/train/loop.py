@@ -17,6 +17,8 @@ from honed.train.events import Hooks, StopTraining
 from honed.train.optim import set_lr
 from honed.train.state import TrainState
 
+REFRESH_EVERY = 10  # batches between progress-bar loss/speed refreshes
+
 
 def train(
     state: TrainState,
@@ -39,7 +41,7 @@ def train(
                 bar = bars.add_task(f"epoch {state.epoch + 1}/{spec.epochs}", total=len(train_loader), completed=state.batch_in_epoch, info="")
                 hooks.fire("on_epoch_start", state)
                 model.train()
-                started, running = time.perf_counter(), torch.zeros(())
+                started, running, counted = time.perf_counter(), torch.zeros((), device=acc.device), 0
                 for batch in loader:
                     state.batch = batch
                     hooks.fire("on_batch_start", state)
@@ -59,17 +61,20 @@ def train(
                         optimizer.zero_grad(set_to_none=True)
                     state.batch_in_epoch += 1
                     state.samples_seen += len(labels) * acc.num_processes
-                    running += state.loss.detach().float().cpu()
+                    running += state.loss.detach().float().to(running.device)
+                    counted += 1
                     if acc.sync_gradients:
                         state.step += 1
                         hooks.fire("on_after_optimizer_step", state)
                         _maybe_checkpoint(state, hooks)
-                    elapsed = state.train_seconds + time.perf_counter() - started
-                    bars.update(bar, advance=1, info=f"loss {float(running) / state.batch_in_epoch:.4f}  {state.samples_seen / max(elapsed, 1e-9):.1f} samples/s")
+                    bars.update(bar, advance=1)
+                    if show and state.batch_in_epoch % REFRESH_EVERY == 0:  # reading the loss syncs a GPU: not every step
+                        elapsed = state.train_seconds + time.perf_counter() - started
+                        bars.update(bar, info=f"loss {float(running) / counted:.4f}  {state.samples_seen / max(elapsed, 1e-9):.1f} samples/s")
                     if state.step >= state.total_steps:
                         break
                 state.train_seconds += time.perf_counter() - started
-                _end_epoch(state, hooks, val_loader, float(running) / max(1, state.batch_in_epoch), bars)
+                _end_epoch(state, hooks, val_loader, float(running) / max(1, counted), bars)
     except StopTraining as stop:
         state.stop_reason = str(stop)
         acc.print(state.stop_reason)
