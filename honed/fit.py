@@ -111,7 +111,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     show = not quiet and acc.is_main_process
     train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
     metrics = _final_metrics(state, evals, acc, started, show)
-    unwrapped = acc.unwrap_model(model)
+    unwrapped = acc.unwrap_model(model).eval()  # returned ready for inference
     if acc.is_main_process:
         save_model(unwrapped, tables.labels, run_dir / "model", recipe.to_yaml())
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")

@@ -30,19 +30,23 @@ def _load_path(path: Path, spec: DataSpec, field: str) -> pd.DataFrame:
         return _idx_images(path, field)
     if spec.kind == "image" and path.is_dir():
         return _image_folder(path, field)
-    frame = read_table(path, field)
+    return _from_table(read_table(path, field), spec, str(path), path.parent)
+
+
+def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path) -> pd.DataFrame:
+    """A table's named columns as a standard frame; image paths resolve against `base`."""
     if spec.kind == "image":
-        require_columns(frame, {"data.path_column": spec.path_column, "data.label_column": spec.label_column}, str(path))
-        paths = frame[spec.path_column].astype(str).map(lambda p: str((path.parent / p).resolve()))
-        return _standard(frame, paths, None, spec, str(path))
+        require_columns(frame, {"data.path_column": spec.path_column, "data.label_column": spec.label_column}, source)
+        paths = frame[spec.path_column].astype(str).map(lambda p: str((base / p).resolve()))
+        return _standard(frame, paths, None, spec, source)
     require_columns(
         frame,
         {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
          "data.label_column": spec.label_column, "data.group_column": spec.group_column},
-        str(path),
+        source,
     )
     pair = frame[spec.text_pair_column] if spec.text_pair_column else None
-    return _standard(frame, frame[spec.text_column], pair, spec, str(path))
+    return _standard(frame, frame[spec.text_column], pair, spec, source)
 
 
 def _standard(frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: DataSpec, source: str) -> pd.DataFrame:
@@ -94,14 +98,7 @@ def _idx_images(images: Path, field: str) -> pd.DataFrame:
 def from_memory(source: Any, spec: DataSpec, field: str) -> pd.DataFrame:
     """A DataFrame, an (X, y) pair of sequences, or a torch Dataset yielding (x, y)."""
     if isinstance(source, pd.DataFrame):
-        if spec.kind == "image":
-            require_columns(source, {"data.path_column": spec.path_column, "data.label_column": spec.label_column}, field)
-            return _standard(source.reset_index(drop=True), source[spec.path_column].reset_index(drop=True), None, spec, field)
-        frame = source.reset_index(drop=True)
-        require_columns(frame, {"data.text_column": spec.text_column, "data.label_column": spec.label_column,
-                                "data.group_column": spec.group_column, "data.text_pair_column": spec.text_pair_column}, field)
-        pair = frame[spec.text_pair_column] if spec.text_pair_column else None
-        return _standard(frame, frame[spec.text_column], pair, spec, field)
+        return _from_table(source.reset_index(drop=True), spec, field, Path("."))
     if isinstance(source, tuple) and len(source) == 2:
         xs, ys = list(source[0]), list(source[1])
     elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):
