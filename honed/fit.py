@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,13 +10,13 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from honed.data.build import Tables, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader, train_loader
 from honed.errors import HonedError
-from honed.losses import LOSSES
+from honed.losses import build_loss
 from honed.models.base import Classifier
 from honed.models.build import build_model, save_model
 from honed.recipe import Recipe, load_recipe
@@ -27,7 +26,7 @@ from honed.train import checkpoint
 from honed.train.events import Hooks
 from honed.train.loop import evaluate, train
 from honed.train.optim import build_optimizer
-from honed.train.schedules import SCHEDULES, warmup_steps
+from honed.train.schedules import build_schedule
 from honed.train.state import TrainState
 
 
@@ -67,45 +66,61 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     recipe = load_recipe(recipe, normalise_overrides(overrides))
     run_dir = recipe.run_dir()
     check_run_dir(run_dir, overwrite, resume)
+    hooks = Hooks(build_techniques(recipe.techniques))
     acc = Accelerator(
         cpu=recipe.train.cpu, mixed_precision=_precision(recipe.train.precision),
         gradient_accumulation_steps=recipe.train.grad_accum_steps,
         log_with="tensorboard" if recipe.log.tensorboard else None, project_dir=str(run_dir),
+        # a parameter frozen now or later sends no gradient; DDP must not wait for it
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=hooks.changes_trainable)],
     )
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
-    loss_fn = LOSSES.build(recipe.loss.name, "loss.name", **{k: v for k, v in recipe.loss.model_dump().items() if k != "name"})
-    hooks = Hooks(build_techniques(recipe.techniques))
-    SCHEDULES.get(recipe.schedule.name, "schedule.name")
+    counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
+    loss_fn = build_loss(recipe.loss, counts)
+    total, steps_per_epoch = plan_steps(recipe, len(tables.frames["train"]), acc.num_processes)
+    lr_at = build_schedule(recipe.schedule, total)
+    hooks.check(recipe, model)  # impossible settings fail here, before the run folder exists
     open_run_dir(run_dir, overwrite, resume, acc.is_main_process)
     try:
-        return _fit(recipe, run_dir, acc, tables, model, loss_fn, hooks, resume, quiet, started)
+        return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)
     finally:
         close_log()
 
 
-def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model: Classifier, loss_fn: Any, hooks: Hooks,
-         resume: bool, quiet: bool, started: float) -> Run:
+def plan_steps(recipe: Recipe, train_rows: int, processes: int) -> tuple[int, int]:
+    """(total optimizer steps, steps per epoch): batches split over processes, then accumulated."""
+    spec = recipe.train
+    batches = -(-(-(-train_rows // spec.batch_size)) // processes)
+    per_epoch = -(-batches // spec.grad_accum_steps)
+    return min(spec.max_steps or 10**12, spec.epochs * per_epoch), per_epoch
+
+
+def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model: Classifier, loss_fn: Any, lr_at: Any,
+         hooks: Hooks, resume: bool, quiet: bool, started: float, counts: tuple[int, ...]) -> Run:
     if acc.is_main_process and not resume:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     sizes = {k: len(v) for k, v in tables.frames.items()}
     LOG.info("data %s, %d classes: %s", sizes, len(tables.labels), ", ".join(tables.labels.names))
     spec = recipe.train
     collate = make_collate(recipe, model.preprocess)
-    datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess) for k, f in tables.frames.items() if len(f)}
-    loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, collate, recipe.data.num_workers)
+    datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train") for k, f in tables.frames.items() if len(f)}
+    loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, make_collate(recipe, model.preprocess, train=True),
+                                   recipe.data.num_workers)
     evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, recipe.data.num_workers) for k in ("val", "test") if k in datasets}
-    optimizer = build_optimizer(model, recipe.optim)
-    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    model = acc.prepare(model)  # DDP wraps every parameter; freezing comes after
+    loader = acc.prepare(loader)
     evals = {k: acc.prepare(v) for k, v in evals.items()}
-    steps_per_epoch = -(-len(loader) // spec.grad_accum_steps)
-    total = min(spec.max_steps or 10**12, spec.epochs * steps_per_epoch)
-    schedule = recipe.schedule
-    lr_at = SCHEDULES.build(schedule.name, "schedule.name", total=total, warmup=warmup_steps(total, schedule.warmup_ratio, schedule.warmup_steps))
-    state = TrainState(recipe, run_dir, model, optimizer, acc, total, steps_per_epoch, labels=tables.labels.names)
-    if resume:
-        _restore(state, hooks, run_dir, acc)
+    total, steps_per_epoch = plan_steps(recipe, len(tables.frames["train"]), acc.num_processes)
+    state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
+                       train_loader=loader, class_counts=counts)
+    saved = _restore(state, hooks, run_dir, acc) if resume else None
+    hooks.fire("on_fit_start", state)  # freezing techniques choose what trains before the optimizer exists
+    order = [(g["group"], g["decay"]) for g in saved["optimizer"]["param_groups"]] if saved else None
+    state.optimizer = acc.prepare(build_optimizer(acc.unwrap_model(model), recipe.optim, order))
+    if saved:
+        state.optimizer.load_state_dict(saved["optimizer"])
     if recipe.log.tensorboard:
         acc.init_trackers("tensorboard")
     show = not quiet and acc.is_main_process
@@ -122,7 +137,9 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     return Run(recipe, run_dir, metrics, unwrapped, tables.labels, _history(run_dir))
 
 
-def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -> None:
+def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -> dict[str, Any]:
+    """Model, progress, technique and RNG state from the last checkpoint; the optimizer state is
+    returned for loading once the optimizer is rebuilt with the same groups."""
     saved = checkpoint.load(run_dir / "checkpoints" / "last.pt")
     if tuple(saved["labels"]) != tuple(state.labels):
         raise HonedError(
@@ -130,7 +147,6 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
             f"({', '.join(saved['labels'])}) but the data now has {len(state.labels)}; resume with the same data or start a new run"
         )
     acc.unwrap_model(state.model).load_state_dict(saved["model"])
-    state.optimizer.load_state_dict(saved["optimizer"])
     state.restore(saved["progress"])
     hooks.load_state_dict(saved["techniques"])
     rng_path = run_dir / "checkpoints" / f"rng-{acc.process_index}.pt"
@@ -139,6 +155,7 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
         if rng["step"] == state.step:
             checkpoint.set_rng_state(rng)
     LOG.info("resumed at epoch %d step %d", state.epoch, state.step)
+    return saved
 
 
 def _final_metrics(state: TrainState, evals: dict[str, Any], acc: Accelerator, started: float, show: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from honed.errors import HonedError, closest
+from honed.presets import expand_preset
 
 
 class _Loader(yaml.SafeLoader):
@@ -65,10 +66,19 @@ class DataSpec(Section):
     num_workers: int = Field(0, ge=0)
 
 
+class DropoutSpec(Section):
+    """Dropout rates that replace the pretrained model's own; None keeps the model's rate."""
+
+    hidden: float | None = Field(None, ge=0.0, lt=1.0)
+    attention: float | None = Field(None, ge=0.0, lt=1.0)
+    classifier: float | None = Field(None, ge=0.0, lt=1.0)
+
+
 class ModelSpec(Section):
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
     source: Literal["auto", "huggingface", "torchvision", "timm"] = "auto"
     weights: str | None = None
+    dropout: DropoutSpec = DropoutSpec()
 
 
 class OptimSpec(Section):
@@ -77,9 +87,22 @@ class OptimSpec(Section):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
     no_decay: list[str] = ["bias", "norm"]
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0)
+    group_lr: dict[str, float] = {}
+
+    @field_validator("group_lr")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, lr in value.items():
+            if lr <= 0:
+                raise ValueError(f"learning rate of group '{name}' must be > 0")
+        return value
 
 
 class ScheduleSpec(Section):
+    """`name` picks a registered schedule; any other key is passed to its factory."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
     name: str = "linear"
     warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
     warmup_steps: int | None = Field(None, ge=0)
@@ -97,6 +120,21 @@ class TechniqueSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str
+
+
+class TransformSpec(BaseModel):
+    """`name` picks a registered augmentation; any other key (p, strength, ...) goes to its factory."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class AugmentSpec(Section):
+    """Training-time augmentation (off for evaluation) and test-time augmentation views."""
+
+    image: list[TransformSpec] = []
+    text: list[TransformSpec] = []
+    tta: int = Field(0, ge=0, le=64)
 
 
 class TrainSpec(Section):
@@ -138,6 +176,8 @@ class Recipe(Section):
     loss: LossSpec = LossSpec()
     train: TrainSpec = TrainSpec()
     techniques: list[TechniqueSpec] = []
+    augment: AugmentSpec = AugmentSpec()
+    preset: str | None = None
     log: LogSpec = LogSpec()
 
     def run_dir(self) -> Path:
@@ -209,6 +249,7 @@ def build_recipe(tree: dict[str, Any], overrides: dict[str, Any] | None = None, 
     tree = yaml.safe_load(yaml.safe_dump(tree))  # deep copy of plain data
     for key, value in (overrides or {}).items():
         set_dotted(tree, key, value)
+    expand_preset(tree)
     try:
         return Recipe.model_validate(tree)
     except ValidationError as exc:

@@ -44,7 +44,7 @@ class Registry(Generic[T]):
         factory = self.get(name, field)
         try:
             return factory(**kwargs)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # factories reject bad settings with these
             raise HonedError(f"{field or self.kind} '{name}': {exc}") from exc
 
     def names(self) -> list[str]:

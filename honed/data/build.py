@@ -76,8 +76,9 @@ def _check(frames: dict[str, pd.DataFrame], order: list[str] | None) -> LabelMap
     return labels
 
 
-def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any) -> Dataset:
-    """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics."""
+def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any, train: bool = False) -> Dataset:
+    """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics;
+    `train` switches on the recipe's augmentation."""
     ids = labels.encode(frame["label"]) if "label" in frame else [-1] * len(frame)
     if recipe.data.kind == "text":
         return text_dataset(frame, ids, preprocess, recipe.data.max_length)
@@ -85,7 +86,7 @@ def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preproce
     return ImageDataset(frame["x"].tolist(), ids, image_transform(recipe.data.image_size, mean, std))
 
 
-def make_collate(recipe: Recipe, preprocess: Any) -> Any:
+def make_collate(recipe: Recipe, preprocess: Any, train: bool = False) -> Any:
     if recipe.data.kind == "text":
         return PadCollator(preprocess.pad_token_id or 0)
     return None

@@ -1,7 +1,13 @@
-"""Techniques: one file each, registered by name, hooked to the loop's events (see train/events.py)."""
+"""Techniques: one file each, registered by name, hooked to the loop's events (see train/events.py).
+
+Adding a technique = one module in this package that registers itself + its tests; every module
+here is imported when techniques are built, so the loop and this file do not change.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 from honed.recipe import TechniqueSpec
@@ -10,9 +16,14 @@ from honed.registry import Registry
 TECHNIQUES: Registry[Any] = Registry("technique")
 
 
-def build_techniques(specs: list[TechniqueSpec]) -> list[Any]:
-    from honed.techniques import early_stopping  # noqa: F401 - registers itself
+def load_all() -> None:
+    """Import every technique module so each registers itself."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
 
+
+def build_techniques(specs: list[TechniqueSpec]) -> list[Any]:
+    load_all()
     built = []
     for i, spec in enumerate(specs):
         kwargs = {k: v for k, v in spec.model_dump().items() if k != "name"}

@@ -2,7 +2,13 @@
 
 A technique is any object with methods named after events (`on_epoch_end(state)` ...); hooks are
 duck-typed. A technique stops training by raising `StopTraining`; one that holds state offers
-`state_dict()` / `load_state_dict()` and is saved with the checkpoint.
+`state_dict()` / `load_state_dict()` and is saved with the checkpoint. An optional
+`check(recipe, model)` raises HonedError for impossible settings before the run folder exists, and
+a technique that changes which parameters train sets `changes_trainable = True` (DDP then allows
+parameters without gradients).
+
+`on_fit_start` fires before the optimizer is built (and after a resume restored technique state),
+so freezing techniques decide which parameters the optimizer starts with.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ EVENTS = (
     "on_after_loss",
     "on_before_optimizer_step",
     "on_after_optimizer_step",
+    "on_evaluate_start",
     "on_evaluate_end",
     "on_epoch_end",
     "on_fit_end",
@@ -35,8 +42,25 @@ class Hooks:
         self._table = {e: [getattr(t, e) for t in techniques if callable(getattr(t, e, None))] for e in EVENTS}
 
     def fire(self, event: str, state: Any) -> None:
+        """Every handler runs even after one asks to stop (so paired hooks such as a weight swap
+        finish); the first StopTraining is raised afterwards."""
+        stop: StopTraining | None = None
         for handler in self._table[event]:
-            handler(state)
+            try:
+                handler(state)
+            except StopTraining as exc:
+                stop = stop or exc
+        if stop is not None:
+            raise stop
+
+    def check(self, recipe: Any, model: Any) -> None:
+        for technique in self.techniques:
+            if callable(getattr(technique, "check", None)):
+                technique.check(recipe, model)
+
+    @property
+    def changes_trainable(self) -> bool:
+        return any(getattr(t, "changes_trainable", False) for t in self.techniques)
 
     def state_dict(self) -> list[Any]:
         return [t.state_dict() if hasattr(t, "state_dict") else None for t in self.techniques]

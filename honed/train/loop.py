@@ -31,16 +31,15 @@ def train(
     show: bool,
 ) -> None:
     """Train until the epochs or max_steps run out or a technique raises StopTraining."""
-    acc, model, optimizer, spec = state.accelerator, state.model, state.optimizer, state.recipe.train
-    hooks.fire("on_fit_start", state)
+    acc, model, spec = state.accelerator, state.model, state.recipe.train
     try:
         with progress_bar(show) as bars:
             while state.epoch < spec.epochs and state.step < state.total_steps:
                 sampler.set_epoch(state.epoch)
                 loader = acc.skip_first_batches(train_loader, state.batch_in_epoch) if state.batch_in_epoch else train_loader
                 bar = bars.add_task(f"epoch {state.epoch + 1}/{spec.epochs}", total=len(train_loader), completed=state.batch_in_epoch, info="")
-                hooks.fire("on_epoch_start", state)
                 model.train()
+                hooks.fire("on_epoch_start", state)  # after train(): a technique may keep parts in eval mode
                 started, running, counted = time.perf_counter(), torch.zeros((), device=acc.device), 0
                 for batch in loader:
                     state.batch = batch
@@ -53,12 +52,12 @@ def train(
                         hooks.fire("on_after_loss", state)
                         acc.backward(state.loss)
                         if acc.sync_gradients:
-                            state.lr = set_lr(optimizer, lr_at(state.step))
+                            state.lr = set_lr(state.optimizer, lr_at(state.step))
                             if spec.max_grad_norm:
                                 acc.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
                             hooks.fire("on_before_optimizer_step", state)
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
+                        state.optimizer.step()
+                        state.optimizer.zero_grad(set_to_none=True)
                     state.batch_in_epoch += 1
                     state.samples_seen += len(labels) * acc.num_processes
                     running += state.loss.detach().float().to(running.device)
@@ -90,6 +89,7 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
     state.batch_in_epoch = 0
     stop: StopTraining | None = None
     if val_loader is not None:
+        hooks.fire("on_evaluate_start", state)  # e.g. swap in averaged weights
         state.val_metrics = evaluate(state.model, val_loader, acc, bars, "val")
         record.update({f"val_{k}": v for k, v in state.val_metrics.items()})
         if improved(state.val_metrics[spec.metric], state.best_value, spec.mode):
@@ -113,7 +113,7 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for every row of `loader`, gathered across processes."""
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}  # per module: frozen batch-norm may stay in eval
     model.eval()
     bar = bars.add_task(name, total=len(loader), info="") if bars is not None else None
     all_logits, all_labels = [], []
@@ -125,7 +125,8 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: A
         all_labels.append(labels.cpu())
         if bar is not None:
             bars.update(bar, advance=1)
-    model.train(was_training)
+    for module, mode in modes.items():
+        module.training = mode
     return torch.cat(all_logits), torch.cat(all_labels)
 
 

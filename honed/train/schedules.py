@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
+from honed.errors import HonedError
 from honed.registry import Registry
 
 Multiplier = Callable[[int], float]
@@ -17,6 +19,15 @@ SCHEDULES: Registry[Multiplier] = Registry("schedule")
 
 def warmup_steps(total: int, ratio: float, steps: int | None) -> int:
     return steps if steps is not None else int(round(total * ratio))
+
+
+def build_schedule(spec: Any, total: int) -> Multiplier:
+    """The recipe's schedule over `total` optimizer steps; warmup longer than training is an error."""
+    warmup = warmup_steps(total, spec.warmup_ratio, spec.warmup_steps)
+    if warmup > total:
+        raise HonedError(f"schedule.warmup_steps: {warmup} warmup steps exceed the {total} training steps; lower it or train longer")
+    kwargs = {k: v for k, v in spec.model_dump().items() if k not in ("name", "warmup_ratio", "warmup_steps")}
+    return SCHEDULES.build(spec.name, "schedule.name", total=total, warmup=warmup, **kwargs)
 
 
 def _with_warmup(decay: Callable[[float], float], total: int, warmup: int) -> Multiplier:

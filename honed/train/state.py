@@ -16,7 +16,7 @@ class TrainState:
     recipe: Recipe
     run_dir: Path
     model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
+    optimizer: Any  # AcceleratedOptimizer; None until on_fit_start has decided what trains
     accelerator: Any
     total_steps: int
     steps_per_epoch: int
@@ -34,6 +34,8 @@ class TrainState:
     samples_seen: int = 0
     train_seconds: float = 0.0
     stop_reason: str = ""
+    train_loader: Any = None  # for techniques that need another pass (SWA's batch-norm statistics)
+    class_counts: tuple[int, ...] = ()
 
     def progress(self) -> dict[str, Any]:
         """The scalars a checkpoint needs to continue exactly here."""
