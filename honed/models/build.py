@@ -8,6 +8,7 @@ from pathlib import Path
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.models.base import Classifier
+from honed.models.dropout import apply_dropout
 from honed.models.huggingface import load_huggingface
 from honed.models.vision import BUILDERS, VisionClassifier, load_saved_vision
 from honed.recipe import Recipe
@@ -26,7 +27,14 @@ def infer_source(recipe: Recipe) -> str:
 
 
 def build_model(recipe: Recipe, labels: LabelMap) -> Classifier:
-    """The pretrained backbone with a fresh head for `labels`."""
+    """The pretrained backbone with a fresh head for `labels`, with any `model.dropout` rates applied."""
+    model = _load_pretrained(recipe, labels)
+    if any(rate is not None for rate in recipe.model.dropout.model_dump().values()):
+        apply_dropout(model, recipe.model.dropout)
+    return model
+
+
+def _load_pretrained(recipe: Recipe, labels: LabelMap) -> Classifier:
     source = infer_source(recipe)
     if source == "huggingface":
         if recipe.model.weights:
