@@ -19,6 +19,8 @@ EPILOG = """examples:
   honed train recipes/quickstart.yaml --resume
   honed evaluate runs/quickstart/model data.csv
   honed predict runs/quickstart/model reviews.csv -o predictions.csv
+  honed lr-find recipes/quickstart.yaml --steps 100
+  honed batch-find recipes/quickstart.yaml --max 256
   honed recipes
 """
 
@@ -46,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("data", help="a CSV/TSV/JSONL/Parquet file, or an image folder")
     predict.add_argument("-o", "--output", default="-", help="output CSV (default: standard output)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    lr_find = verbs.add_parser("lr-find", help="LR range test: plot loss against a growing LR, suggest optim.lr")
+    lr_find.add_argument("recipe", help="recipe YAML file")
+    lr_find.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.batch_size=16")
+    lr_find.add_argument("--start", type=float, default=1e-7, help="first learning rate (default 1e-7)")
+    lr_find.add_argument("--end", type=float, default=10.0, help="last learning rate (default 10)")
+    lr_find.add_argument("--steps", type=int, default=100, help="optimizer steps, at most (default 100)")
+    lr_find.add_argument("--method", choices=("valley", "steep"), default="valley",
+                         help="valley: fastai's default; steep: steepest fall of the smoothed loss")
+    lr_find.add_argument("--overwrite", action="store_true", help="replace an earlier lr_find.csv/png in the run folder")
+    lr_find.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    batch_find = verbs.add_parser("batch-find", help="largest (GPU) or fastest (CPU) per-device batch size")
+    batch_find.add_argument("recipe", help="recipe YAML file")
+    batch_find.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.max_length=128")
+    batch_find.add_argument("--max", type=int, default=None, dest="max_batch",
+                            help="largest batch to try (default 256 on CPU, 16384 on CUDA)")
+    batch_find.add_argument("--steps", type=int, default=3, help="timed steps per batch size (default 3)")
+    batch_find.add_argument("--quiet", action="store_true", help="no progress bar")
 
     verbs.add_parser("recipes", help="list the shipped recipes")
     return parser
@@ -113,7 +134,55 @@ def cmd_recipes(_: argparse.Namespace) -> None:
         print(f"{path.relative_to(RECIPES_DIR.parent)}\t{tree.get('description', '')}")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes}
+def cmd_lr_find(args: argparse.Namespace) -> None:
+    from honed.recipe import load_recipe
+    from honed.train.lr_find import lr_find, suggest
+
+    lrs, losses, lr = lr_find(args.recipe, start=args.start, end=args.end, steps=args.steps, method=args.method,
+                              overwrite=args.overwrite, quiet=args.quiet, **_overrides(args.overrides))
+    other = "steep" if args.method == "valley" else "valley"
+    ended = "the loss diverged" if len(lrs) < args.steps else "all steps ran"
+    print(f"lr-find: {len(lrs)} steps from {lrs[0]:.1e} to {lrs[-1]:.1e} ({ended})")
+    print(f"suggested learning rate ({args.method} method): {lr:.2e}  ({other} method: {suggest(lrs, losses, other):.2e})")
+    recipe = load_recipe(args.recipe, _overrides(args.overrides))
+    print(f"curve: {recipe.run_dir()}/lr_find.png and lr_find.csv")
+    if recipe.techniques:
+        print(f"note: the range test trains without the recipe's techniques ({', '.join(t.name for t in recipe.techniques)})")
+    print(f"optim.lr={lr:.2e}")
+
+
+def cmd_batch_find(args: argparse.Namespace) -> None:
+    from rich.console import Console
+
+    from honed.train.batch_find import batch_find
+
+    report = batch_find(args.recipe, max_batch=args.max_batch, timed_steps=args.steps, quiet=args.quiet,
+                        **_overrides(args.overrides))
+    Console().print(_batch_table(report))
+    why = "largest that fits" if report.goal == "memory" else "most samples/s"
+    print(f"best per-device batch ({why}): {report.best}")
+    for note in report.notes:
+        print(note)
+    processes = f"{report.processes} process{'es' if report.processes > 1 else ''}"
+    print(f"the recipe's effective batch is {report.effective} (batch_size x grad_accum_steps x {processes}); keep it with:")
+    print(f"train.batch_size={report.batch_size} train.grad_accum_steps={report.grad_accum_steps}")
+
+
+def _batch_table(report: Any) -> Any:
+    from rich.table import Table
+
+    cuda = report.trials[0].peak_gib is not None
+    table = Table(title=f"honed: batch sizes on {report.device}")
+    for name in ("batch", "runs", "samples/s", *(("peak GiB",) if cuda else ())):
+        table.add_column(name, justify="right")
+    for t in report.trials:
+        peak = (f"{t.peak_gib:.2f}",) if cuda else ()
+        table.add_row(str(t.batch), "yes" if t.fits else "out of memory", f"{t.samples_per_s:.1f}" if t.fits else "-", *peak)
+    return table
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes,
+            "lr-find": cmd_lr_find, "batch-find": cmd_batch_find}
 
 
 def main(argv: list[str] | None = None) -> int:
