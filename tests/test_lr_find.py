@@ -15,7 +15,7 @@ import yaml
 from honed.cli import main
 from honed.errors import HonedError
 from honed.train import batch_find as bf
-from honed.train.lr_find import build_parts, lr_find, range_test, suggest
+from honed.train.lr_find import build_parts, lr_find, plot, range_test, suggest
 from tests.conftest import tiny_recipe
 
 
@@ -70,6 +70,20 @@ def test_range_test_grows_the_lr_and_leaves_the_model_alone(recipe: dict) -> Non
     if len(lrs) < 25:  # stopped early: only when the loss ran away
         assert not math.isfinite(smoothed[-1]) or smoothed[-1] > 4 * min(smoothed[:-1])
     assert all(torch.equal(before[k], v) for k, v in parts.model.state_dict().items()), "works on a copy"
+    calls, loss_fn = [], parts.loss_fn
+
+    def nan_from_the_fourth(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return loss_fn(logits, labels) * (math.nan if len(calls) >= 4 else 1.0)
+
+    parts.loss_fn = nan_from_the_fourth
+    lrs, raw, smoothed = range_test(parts, 1e-4, 1e-3, 25)
+    assert len(lrs) == 4 and math.isnan(smoothed[-1]), "a NaN loss ends the test"
+
+
+def test_plot_survives_nan(tmp_path: Path) -> None:
+    plot(tmp_path / "p.png", [1e-5, 1e-4, 1e-3, 1e-2], [0.7, 0.6, 0.65, math.nan], 1e-4, "valley")
+    assert (tmp_path / "p.png").stat().st_size > 1000
 
 
 def test_lr_find_writes_curve_and_plot(recipe: dict, tmp_path: Path) -> None:

@@ -207,6 +207,10 @@ def plot(path: Path, lrs: list[float], losses: list[float], suggestion: float, m
     axes.set_xscale("log")
     axes.axvline(suggestion, color="tab:red", linestyle="--", label=f"{method}: {suggestion:.2e}")
     axes.plot([suggestion], [losses[lrs.index(suggestion)]], "o", color="tab:red")
+    shown = [v for v in (losses[:-5] if len(losses) > 10 else losses) if math.isfinite(v)] or [0.0]
+    low, high = min(shown), max(shown)  # like fastai's plot, the blow-up at the end is cut off
+    pad = 0.05 * (high - low) or 0.05 * abs(high) or 0.05
+    axes.set_ylim(low - pad, high + pad)
     axes.set_xlabel("learning rate (optim.lr)")
     axes.set_ylabel("smoothed training loss")
     axes.set_title("LR range test")
