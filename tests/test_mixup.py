@@ -112,3 +112,35 @@ def test_text_recipe_is_refused_before_training(tiny_bert: str, text_csv: Path, 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("honed: error: techniques.1 'mixup': mixup/cutmix mix images"), lines
     assert "data.kind=text" in lines[0] and not (tmp_path / "run").exists()
+
+
+class CrashAtStep:
+    """Raises once at a chosen optimizer step (a crash mid-run; the marker file keeps it to once)."""
+
+    def __init__(self, step: int, marker: str) -> None:
+        self.step, self.marker = step, Path(marker)
+
+    def on_after_optimizer_step(self, state: Any) -> None:
+        if state.step == self.step and not self.marker.exists():
+            self.marker.touch()
+            raise RuntimeError("crash for the test")
+
+
+def test_resume_mid_epoch_mixes_exactly_as_an_uninterrupted_run(tiny_weights: Path, tmp_path: Path) -> None:  # noqa: F811
+    write_images(tmp_path / "images", per_class=8)  # 10 training rows: batches of 2, none of 1 (batch norm needs 2)
+    base = yaml.safe_load(write_recipe(tmp_path, tiny_weights, tmp_path / "images").read_text())
+    base["train"].update(epochs=1, batch_size=2, checkpoint_every_steps=2)
+
+    def recipe(name: str, marker: Path) -> dict:
+        return {**base, "output_dir": str(tmp_path / name), "techniques": [
+            {"name": "cutmix", "p": 0.7}, {"name": "tests.test_mixup:CrashAtStep", "step": 3, "marker": str(marker)}]}
+
+    done = tmp_path / "done"
+    done.touch()
+    straight = honed.fit(recipe("straight", done), quiet=True)
+    with pytest.raises(RuntimeError, match="crash for the test"):
+        honed.fit(recipe("crashed", tmp_path / "marker"), quiet=True)
+    resumed = honed.fit(recipe("crashed", tmp_path / "marker"), resume=True, quiet=True)
+    assert resumed.metrics["steps"] == straight.metrics["steps"] == 5
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
