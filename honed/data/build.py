@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 from torch.utils.data import Dataset
 
+from honed.data.augment_image import build_image_ops
+from honed.data.augment_text import TEXT_AUGMENTATIONS, AugmentCollator, text_augment
 from honed.data.images import ImageDataset, check_images, image_transform
 from honed.data.labels import LabelMap
 from honed.data.sources import load_source
@@ -78,15 +80,41 @@ def _check(frames: dict[str, pd.DataFrame], order: list[str] | None) -> LabelMap
 
 def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any, train: bool = False) -> Dataset:
     """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics;
-    `train` switches on the recipe's augmentation."""
+    `train` switches on the recipe's image augmentation (text is augmented in the training collate)."""
     ids = labels.encode(frame["label"]) if "label" in frame else [-1] * len(frame)
     if recipe.data.kind == "text":
         return text_dataset(frame, ids, preprocess, recipe.data.max_length)
     mean, std = preprocess
-    return ImageDataset(frame["x"].tolist(), ids, image_transform(recipe.data.image_size, mean, std))
+    ops = build_image_ops(recipe.augment.image, recipe.data.image_size) if train else None
+    return ImageDataset(frame["x"].tolist(), ids, image_transform(recipe.data.image_size, mean, std, ops))
 
 
 def make_collate(recipe: Recipe, preprocess: Any, train: bool = False) -> Any:
-    if recipe.data.kind == "text":
-        return PadCollator(preprocess.pad_token_id or 0)
-    return None
+    """Dynamic padding for text; with `train`, each row gets the recipe's text augmentation first."""
+    if train:
+        check_augment(recipe, preprocess)  # ops for the wrong data kind fail rather than being ignored
+    if recipe.data.kind != "text":
+        return None
+    pad = PadCollator(preprocess.pad_token_id or 0)
+    augment = text_augment(recipe.augment.text, preprocess) if train else None
+    return AugmentCollator(augment, pad) if augment else pad
+
+
+def check_augment(recipe: Recipe, preprocess: Any = None) -> None:
+    """Fail before training on augmentation that cannot run: ops for the other data kind, unknown
+    names, bad settings (and, given the tokenizer, a missing unk/mask token), or text TTA without ops."""
+    spec, kind = recipe.augment, recipe.data.kind
+    other = "text" if kind == "image" else "image"
+    if getattr(spec, other):
+        raise HonedError(f"augment.{other}: {other} augmentations need data.kind={other}, but this recipe trains {kind} "
+                         f"(data.kind={kind}); remove augment.{other} or use augment.{kind}")
+    if kind == "image":
+        build_image_ops(spec.image, recipe.data.image_size)
+    elif preprocess is not None:
+        text_augment(spec.text, preprocess)
+    else:
+        for i, op in enumerate(spec.text):
+            TEXT_AUGMENTATIONS.get(op.name, f"augment.text.{i}.name")
+    if spec.tta and kind == "text" and not spec.text:
+        raise HonedError("augment.tta: test-time augmentation of text needs augment.text ops "
+                         "(e.g. [{name: word_dropout, p: 0.1}]); set augment.tta=0 or add augment.text")

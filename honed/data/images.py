@@ -10,15 +10,32 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from honed.data.augment_image import AFTER_NORMALISE
 from honed.errors import HonedError
 
 
-def image_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
+def image_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                    augment: list[v2.Transform] | None = None) -> v2.Compose:
+    """Decode, resize to size x size, scale to [0, 1] and normalise with the backbone's statistics.
+
+    `augment` (training only) runs in recipe order on the uint8 image, except tensor-stage ops such as
+    random erasing, which run after normalisation. A leading RandomResizedCrop takes the full-resolution
+    image (as torchvision's reference recipes do); otherwise the image is resized first. The resize
+    after the ops is a no-op when they kept the size, and guarantees it when they did not.
+    """
+    augment = augment or []
+    pixel_ops = [op for op in augment if not isinstance(op, AFTER_NORMALISE)]
+    tensor_ops = [op for op in augment if isinstance(op, AFTER_NORMALISE)]
+    crop_first = bool(pixel_ops) and isinstance(pixel_ops[0], v2.RandomResizedCrop)
+    resize = v2.Resize((size, size), antialias=True)
     return v2.Compose([
         v2.ToImage(),
-        v2.Resize((size, size), antialias=True),
+        *([] if crop_first else [resize]),
+        *pixel_ops,
+        *([resize] if augment else []),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
+        *tensor_ops,
     ])
 
 
