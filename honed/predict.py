@@ -9,18 +9,18 @@ import pandas as pd
 import torch
 from accelerate import Accelerator
 
-from honed.data.build import keep_labels, make_collate, make_dataset
+from honed.assets import resolve_data_path
+from honed.data.build import check_augment, keep_labels, make_collate, make_dataset
+from honed.data.images import check_images
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader
-from honed.assets import resolve_data_path
-from honed.data.images import check_images
 from honed.data.sources import IMAGE_SUFFIXES, load_source
 from honed.data.tables import read_table, require_columns
 from honed.errors import HonedError
 from honed.evaluate.metrics import classification_metrics
 from honed.models.base import Classifier
 from honed.models.build import load_model
-from honed.recipe import Recipe, load_recipe
+from honed.recipe import Recipe, TransformSpec, load_recipe
 from honed.train.loop import predict_logits
 
 
@@ -59,21 +59,52 @@ def unlabelled_frame(source: Any, recipe: Recipe) -> pd.DataFrame:
 
 
 def logits_for(model: Classifier, labels: LabelMap, recipe: Recipe, frame: pd.DataFrame) -> torch.Tensor:
-    """Logits for every row of a standard frame (labels, when present, are checked by the caller)."""
+    """Logits for every row of a standard frame (labels, when present, are checked by the caller).
+
+    With `augment.tta` = K > 0 the result is the log of the mean softmax probabilities of the plain
+    view and K augmented views, so softmax(logits) is that mean (test-time augmentation)."""
     acc = Accelerator(cpu=recipe.train.cpu)
     if recipe.data.kind == "image":
         check_images(frame["x"], "input")
-    dataset = make_dataset(frame, labels, recipe, model.preprocess)
-    loader = acc.prepare(eval_loader(dataset, recipe.train.eval_batch_size, make_collate(recipe, model.preprocess), 0))
-    logits, _ = predict_logits(acc.prepare(model), loader, acc)
+    model = acc.prepare(model)
+    plain = _view_logits(model, labels, recipe, frame, acc, train=False)
+    views = recipe.augment.tta
+    if not views:
+        return plain
+    check_augment(recipe, acc.unwrap_model(model).preprocess)
+    augmented = tta_recipe(recipe)
+    probs = torch.softmax(plain.float(), dim=-1)
+    with torch.random.fork_rng(devices=[]):  # the same views every call; the caller's RNG is left as it was
+        torch.manual_seed(0)
+        for _ in range(views):
+            probs += torch.softmax(_view_logits(model, labels, augmented, frame, acc, train=True).float(), dim=-1)
+    return torch.log((probs / (views + 1)).clamp_min(torch.finfo(torch.float32).tiny))
+
+
+def tta_recipe(recipe: Recipe) -> Recipe:
+    """The recipe whose training augmentation makes the TTA views: its own, or a horizontal flip for
+    images when none is configured."""
+    if recipe.data.kind == "image" and not recipe.augment.image:
+        flip = recipe.augment.model_copy(update={"image": [TransformSpec(name="flip", p=0.5)]})
+        return recipe.model_copy(update={"augment": flip})
+    return recipe
+
+
+def _view_logits(model: Any, labels: LabelMap, recipe: Recipe, frame: pd.DataFrame, acc: Accelerator, train: bool) -> torch.Tensor:
+    """Logits of one pass over the frame, augmented as in training when `train`."""
+    preprocess = acc.unwrap_model(model).preprocess
+    dataset = make_dataset(frame, labels, recipe, preprocess, train=train)
+    loader = acc.prepare(eval_loader(dataset, recipe.train.eval_batch_size, make_collate(recipe, preprocess, train=train), 0))
+    logits, _ = predict_logits(model, loader, acc)
     return logits
 
 
-def predict_frame(model_dir: str | Path, source: Any) -> pd.DataFrame:
-    """Predicted label and per-class probabilities for every row of `source`."""
+def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Predicted label and per-class probabilities for every row of `source`; `overrides` go to the
+    saved recipe (e.g. {"augment.tta": 4})."""
     model_dir = Path(model_dir)
     model, labels = load_model(model_dir)
-    recipe = saved_recipe(model_dir)
+    recipe = saved_recipe(model_dir, overrides)
     frame = unlabelled_frame(source, recipe)
     probs = torch.softmax(logits_for(model, labels, recipe, frame), dim=-1).numpy()
     out = pd.DataFrame({"input": frame["x"].map(lambda v: v if isinstance(v, str) else "<array>")})
