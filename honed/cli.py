@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     predict = verbs.add_parser("predict", help="predicted labels and class probabilities as CSV")
     predict.add_argument("model", help="a saved model folder (RUN_DIR/model)")
     predict.add_argument("data", help="a CSV/TSV/JSONL/Parquet file, or an image folder")
+    predict.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. augment.tta=4")
     predict.add_argument("-o", "--output", default="-", help="output CSV (default: standard output)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -118,7 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if args.output != "-" and out.exists() and not args.overwrite:
         raise HonedError(f"--output: '{out}' already exists; pass --overwrite to replace it")
-    frame = predict_frame(args.model, args.data)
+    frame = predict_frame(args.model, args.data, _overrides(args.overrides))
     if args.output == "-":
         frame.to_csv(sys.stdout, index=False)
     else:

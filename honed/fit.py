@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
-from honed.data.build import Tables, load_tables, make_collate, make_dataset
+from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader, train_loader
 from honed.errors import HonedError
@@ -79,9 +79,12 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     model = build_model(recipe, tables.labels)
     counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
     loss_fn = build_loss(recipe.loss, counts)
+    if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
+        loss_fn = loss_fn.to(acc.device)
     total, steps_per_epoch = plan_steps(recipe, len(tables.frames["train"]), acc.num_processes)
     lr_at = build_schedule(recipe.schedule, total)
     hooks.check(recipe, model)  # impossible settings fail here, before the run folder exists
+    check_augment(recipe, model.preprocess)
     open_run_dir(run_dir, overwrite, resume, acc.is_main_process)
     try:
         return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)

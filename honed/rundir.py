@@ -9,6 +9,7 @@ from pathlib import Path
 from honed.errors import HonedError
 
 LOG = logging.getLogger("honed")
+SIDE_FILES = {"lr_find.csv", "lr_find.png"}  # `honed lr-find` output may precede the run
 
 
 def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
@@ -17,7 +18,7 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             raise HonedError(f"--resume: run folder '{run_dir}' has no checkpoint to resume (checkpoints/last.pt)")
         return
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+    if run_dir.exists() and any(p.name not in SIDE_FILES for p in run_dir.iterdir()) and not overwrite:
         raise HonedError(f"run folder '{run_dir}' already exists; pass --overwrite to replace it or --resume to continue it")
 
 

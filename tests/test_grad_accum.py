@@ -44,8 +44,6 @@ def test_accumulated_steps_equal_one_big_batch(tiny_bert: str, tmp_path: Path) -
     assert _max_difference(big, small) < 1e-6
 
 
-@pytest.mark.xfail(strict=True, reason="the last, partial accumulation window of an epoch (2 of 4 micro-batches) is "
-                                       "still divided by grad_accum_steps=4: its update is made from half the gradient")
 def test_partial_last_window_equals_its_big_batch(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     """48 training rows: step 1 is 32 rows; step 2 is the last 16 rows (one batch of 16 vs 2 of 8)."""
     big = _weights(tiny_bert, text_csv, tmp_path / "big", 32, 1)

@@ -60,3 +60,25 @@ def test_resume_with_other_classes_is_refused(tiny_bert: str, text_csv: Path, tm
     assert result.returncode == 2
     assert "trained on 2 classes" in result.stderr and "now has 3" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_in_a_later_epoch_reshuffles_like_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+    """A kill in epoch 2 (12 steps per epoch) resumes at step 15; the epoch-2 shuffle must be epoch 2's,
+    so the last checkpoint's weights equal the uninterrupted run's exactly."""
+    import torch
+
+    (tmp_path / "done").touch()
+    finals = {}
+    for name, marker in (("straight", tmp_path / "done"), ("killed", tmp_path / "kill")):
+        recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / name, train__batch_size=4, train__checkpoint_every_steps=5)
+        recipe["techniques"] = [{"name": "tests.killer:KillAtStep", "step": 17, "marker": str(marker)}]
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(recipe))
+        first = _train(path)
+        if name == "killed":
+            assert first.returncode == -9, first.stderr[-2000:]
+            first = _train(path, "--resume")
+        assert first.returncode == 0, first.stderr[-2000:]
+        finals[name] = torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=True)["model"]
+    for key, value in finals["straight"].items():
+        assert torch.equal(value, finals["killed"][key]), key

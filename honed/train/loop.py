@@ -35,6 +35,7 @@ def train(
     try:
         with progress_bar(show) as bars:
             while state.epoch < spec.epochs and state.step < state.total_steps:
+                train_loader.set_epoch(state.epoch)  # accelerate re-seeds each pass from its own counter: set it too
                 sampler.set_epoch(state.epoch)
                 loader = acc.skip_first_batches(train_loader, state.batch_in_epoch) if state.batch_in_epoch else train_loader
                 bar = bars.add_task(f"epoch {state.epoch + 1}/{spec.epochs}", total=len(train_loader), completed=state.batch_in_epoch, info="")
@@ -50,7 +51,7 @@ def train(
                         hooks.fire("on_after_forward", state)
                         state.loss = loss_fn(state.logits, labels)
                         hooks.fire("on_after_loss", state)
-                        acc.backward(state.loss)
+                        acc.backward(state.loss * _window_scale(spec.grad_accum_steps, len(train_loader), state.batch_in_epoch))
                         if acc.sync_gradients:
                             state.lr = set_lr(state.optimizer, lr_at(state.step))
                             if spec.max_grad_norm:
@@ -78,6 +79,13 @@ def train(
         state.stop_reason = str(stop)
         acc.print(state.stop_reason)
     hooks.fire("on_fit_end", state)
+
+
+def _window_scale(accum: int, batches: int, index: int) -> float:
+    """accelerate divides each loss by `accum`; an epoch's last window may hold fewer batches, so
+    scale it back up: batch 32 and 8 x 4 accumulation then give the same update (tested)."""
+    window = min(accum, batches - (index // accum) * accum)
+    return accum / window
 
 
 def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, train_loss: float, bars: Any) -> None:
