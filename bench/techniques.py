@@ -57,7 +57,7 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
     },
     "image": {
         "baseline": [],
-        "flip + resized crop": ["augment.image=[{name: flip}, {name: resized_crop, min_scale: 0.6}]"],
+        "flip + resized crop": ["augment.image=[{name: flip}, {name: resized_crop, scale: 0.6}]"],
         "TrivialAugmentWide": ["augment.image=[{name: trivialaugment}]"],
         "mixup 0.2": ["techniques=[{name: mixup, alpha: 0.2}]"],
         "cutmix 1.0": ["techniques=[{name: cutmix, alpha: 1.0}]"],
