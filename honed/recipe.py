@@ -74,11 +74,27 @@ class DropoutSpec(Section):
     classifier: float | None = Field(None, ge=0.0, lt=1.0)
 
 
+class FusionMember(Section):
+    """One backbone of a fusion: a Hugging Face text model, or a torchvision/timm name + weights."""
+
+    name: str
+    source: Literal["auto", "huggingface", "torchvision", "timm"] = "auto"
+    weights: str | None = None
+
+
+class FusionSpec(Section):
+    """Several pretrained backbones as one model: pooled features concatenated or attention-pooled."""
+
+    members: list[FusionMember] = Field(min_length=2)
+    pool: Literal["concat", "attention"] = "concat"
+
+
 class ModelSpec(Section):
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
     source: Literal["auto", "huggingface", "torchvision", "timm"] = "auto"
     weights: str | None = None
     dropout: DropoutSpec = DropoutSpec()
+    fusion: FusionSpec | None = None
 
 
 class OptimSpec(Section):

@@ -95,7 +95,7 @@ def make_collate(recipe: Recipe, preprocess: Any, train: bool = False) -> Any:
         check_augment(recipe, preprocess)  # ops for the wrong data kind fail rather than being ignored
     if recipe.data.kind != "text":
         return None
-    pad = PadCollator(preprocess.pad_token_id or 0)
+    pad = PadCollator(preprocess.pad_token_id or 0, getattr(preprocess, "pad_ids", None))
     augment = text_augment(recipe.augment.text, preprocess) if train else None
     return AugmentCollator(augment, pad) if augment else pad
 

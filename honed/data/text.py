@@ -32,7 +32,7 @@ def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_leng
     if path.is_file():
         return torch.load(path, weights_only=True)
     encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    columns = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    columns = {k: v for k, v in encoded.items() if k.rpartition(".")[2] in ("input_ids", "attention_mask", "token_type_ids")}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(columns, tmp)
@@ -57,19 +57,21 @@ class TextDataset(Dataset):
 
 
 class PadCollator:
-    """Dynamic padding: each batch is padded to its own longest row."""
+    """Dynamic padding: each batch is padded to its own longest row (per key: a fusion model's
+    members each have their own `f{i}.input_ids` and pad id in `pad_ids`)."""
 
-    def __init__(self, pad_id: int) -> None:
+    def __init__(self, pad_id: int, pad_ids: dict[str, int] | None = None) -> None:
         self.pad_id = pad_id
+        self.pad_ids = pad_ids or {}
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
         batch: dict[str, torch.Tensor] = {}
         for key in rows[0]:
             if key == "labels":
                 batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.long)
                 continue
-            fill = self.pad_id if key == "input_ids" else 0
+            width = max(len(r[key]) for r in rows)
+            fill = self.pad_ids.get(key, self.pad_id if key == "input_ids" else 0)
             batch[key] = torch.tensor([r[key] + [fill] * (width - len(r[key])) for r in rows], dtype=torch.long)
         return batch
 

@@ -9,6 +9,7 @@ from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.models.dropout import apply_dropout
+from honed.models.fusion import build_fusion, load_fusion
 from honed.models.huggingface import load_huggingface
 from honed.models.vision import BUILDERS, VisionClassifier, load_saved_vision
 from honed.recipe import Recipe
@@ -35,6 +36,8 @@ def build_model(recipe: Recipe, labels: LabelMap) -> Classifier:
 
 
 def _load_pretrained(recipe: Recipe, labels: LabelMap) -> Classifier:
+    if recipe.model.fusion is not None:
+        return build_fusion(recipe, len(labels))
     source = infer_source(recipe)
     if source == "huggingface":
         if recipe.model.weights:
@@ -64,4 +67,6 @@ def load_model(folder: str | Path) -> tuple[Classifier, LabelMap]:
     labels = LabelMap.load(folder)
     if meta["source"] == "huggingface":
         return load_huggingface(str(folder), labels, meta["kind"]), labels
+    if meta["source"] == "fusion":
+        return load_fusion(folder, meta), labels
     return load_saved_vision(folder, meta), labels
