@@ -14,7 +14,7 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
-from honed.data.loaders import eval_loader, train_loader
+from honed.data.loaders import eval_loader, rows_per_epoch, train_loader
 from honed.errors import HonedError
 from honed.losses import build_loss
 from honed.models.base import Classifier
@@ -81,7 +81,8 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     loss_fn = build_loss(recipe.loss, counts)
     if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
         loss_fn = loss_fn.to(acc.device)
-    total, steps_per_epoch = plan_steps(recipe, len(tables.frames["train"]), acc.num_processes)
+    rows = rows_per_epoch(len(tables.frames["train"]), recipe.train.batch_size, model)
+    total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
     lr_at = build_schedule(recipe.schedule, total)
     hooks.check(recipe, model)  # impossible settings fail here, before the run folder exists
     check_augment(recipe, model.preprocess)
@@ -109,13 +110,14 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     spec = recipe.train
     collate = make_collate(recipe, model.preprocess)
     datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train") for k, f in tables.frames.items() if len(f)}
+    rows = rows_per_epoch(len(tables.frames["train"]), spec.batch_size, model)
     loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, make_collate(recipe, model.preprocess, train=True),
-                                   recipe.data.num_workers)
+                                   recipe.data.num_workers, keep=rows)
     evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, recipe.data.num_workers) for k in ("val", "test") if k in datasets}
     model = acc.prepare(model)  # DDP wraps every parameter; freezing comes after
     loader = acc.prepare(loader)
     evals = {k: acc.prepare(v) for k, v in evals.items()}
-    total, steps_per_epoch = plan_steps(recipe, len(tables.frames["train"]), acc.num_processes)
+    total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
     state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
                        train_loader=loader, class_counts=counts)
     saved = _restore(state, hooks, run_dir, acc) if resume else None

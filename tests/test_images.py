@@ -149,3 +149,20 @@ def test_bad_input_is_one_line_exit_2(case: Callable[[Path, Rows], tuple[list[st
     assert main(["train", str(recipe), *overrides, "--quiet"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("honed: error:") and named in lines[0], lines
+
+
+def test_batch_norm_model_with_a_one_row_last_batch_trains(tmp_path: Path) -> None:
+    """7 training rows in batches of 6 would leave a last batch of one row, which batch norm cannot
+    train on: each epoch leaves one random row out instead of crashing."""
+    from honed.data.loaders import EpochSampler
+    from tests.test_regularisation import _image_recipe
+
+    recipe = _image_recipe(tmp_path, "mobilenet_v3_small", train={"epochs": 2, "batch_size": 6, "eval_batch_size": 8})
+    run = honed.fit(recipe, quiet=True)
+    assert run.metrics["steps"] == 2, "one batch of 6 per epoch"
+    sampler = EpochSampler(7, seed=0, keep=6)
+    epochs = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        epochs.append(set(sampler))
+    assert all(len(e) == 6 for e in epochs) and len(set.union(*epochs)) == 7, "a different row sits out"
