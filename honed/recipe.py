@@ -48,6 +48,22 @@ class RowLimits(Section):
     test: int | None = Field(None, ge=1)
 
 
+class PreprocessSpec(Section):
+    """Text clean-up for every split and, through the saved recipe, at predict time (see
+    honed/data/preprocess.py); `missing` and the length limits drop rows only when training."""
+
+    unicode: Literal["NFC", "NFKC", "NFD", "NFKD"] | None = "NFC"
+    whitespace: bool = True
+    lower: bool = False
+    strip_html: bool = False
+    missing: Literal["fill", "drop"] = "fill"
+    fill_value: str = ""
+    min_chars: int | None = Field(None, ge=0)
+    max_chars: int | None = Field(None, ge=1)
+    min_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+
+
 class DataSpec(Section):
     kind: Literal["text", "image"] = "text"
     train: str | None = None
@@ -64,6 +80,8 @@ class DataSpec(Section):
     max_length: int = Field(128, ge=2, le=8192)
     image_size: int = Field(224, ge=8, le=4096)
     num_workers: int = Field(0, ge=0)
+    preprocess: PreprocessSpec = PreprocessSpec()
+    image_stats: Literal["backbone", "train"] = "backbone"
 
 
 class DropoutSpec(Section):
@@ -180,6 +198,15 @@ class LogSpec(Section):
     tensorboard: bool = False
 
 
+class ReportSpec(Section):
+    """The error-analysis report written after training (honed/evaluate/report.py)."""
+
+    enabled: bool = True
+    slices: list[str] = []
+    top_k: int = Field(20, ge=0, le=1000)
+    calibrate: bool = True
+
+
 class Recipe(Section):
     name: str = "run"
     description: str = ""
@@ -195,6 +222,7 @@ class Recipe(Section):
     augment: AugmentSpec = AugmentSpec()
     preset: str | None = None
     log: LogSpec = LogSpec()
+    report: ReportSpec = ReportSpec()
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name

@@ -12,7 +12,8 @@ from honed.data.augment_image import build_image_ops
 from honed.data.augment_text import TEXT_AUGMENTATIONS, AugmentCollator, text_augment
 from honed.data.images import ImageDataset, check_images, image_transform
 from honed.data.labels import LabelMap
-from honed.data.sources import load_source
+from honed.data.preprocess import preprocess_rows
+from honed.data.sources import load_source, slice_columns
 from honed.data.splits import carve, limit
 from honed.data.text import PadCollator, text_dataset
 from honed.errors import HonedError
@@ -36,7 +37,8 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
     for split in SPLITS:
         source = inputs.get(split, getattr(spec, split))
         if source is not None:
-            frames[split] = keep_labels(load_source(source, spec, f"data.{split}"), spec.labels, f"data.{split}")
+            frame = load_source(source, spec, f"data.{split}", keep=slice_columns(recipe))
+            frames[split] = preprocess_rows(keep_labels(frame, spec.labels, f"data.{split}"), recipe, f"data.{split}")
             if spec.kind == "image":
                 check_images(frames[split]["x"], f"data.{split}")
     if "train" not in frames:

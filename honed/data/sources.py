@@ -12,33 +12,49 @@ import pandas as pd
 from honed.assets import FASHION_MNIST_CLASSES, resolve_data_path
 from honed.errors import HonedError
 from honed.data.tables import clean_labels, read_table, require_columns
-from honed.recipe import DataSpec
+from honed.recipe import DataSpec, Recipe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def load_source(source: Any, spec: DataSpec, field: str) -> pd.DataFrame:
-    """A standard frame (x, [x2], label, [group]) from a path/asset string or in-memory data."""
+META = "meta:"  # standard-frame prefix of metadata columns kept for the report's slices
+
+
+def slice_columns(recipe: Recipe) -> tuple[str, ...]:
+    """Source columns a run keeps beside x/label as `meta:NAME` (the recipe's `report.slices`)."""
+    return tuple(recipe.report.slices)
+
+
+def load_source(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A standard frame (x, [x2], label, [group], [meta:NAME...]) from a path/asset string or in-memory
+    data; `keep` names metadata columns to carry along (a missing one is an error naming it)."""
     if isinstance(source, str | Path):
         path = resolve_data_path(str(source), field)
-        return _load_path(path, spec, field)
-    return from_memory(source, spec, field)
+        frame = _load_path(path, spec, field, keep)
+    else:
+        frame = from_memory(source, spec, field, keep)
+    if keep and not any(c.startswith(META) for c in frame.columns):
+        raise HonedError(f"report.slices: {field} has no columns (an image folder or an (X, y) pair), so it cannot "
+                         f"slice by '{keep[0]}'; use a table file or remove report.slices")
+    return frame
 
 
-def _load_path(path: Path, spec: DataSpec, field: str) -> pd.DataFrame:
+def _load_path(path: Path, spec: DataSpec, field: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     if path.name.endswith("-idx3-ubyte.gz"):
         return _idx_images(path, field)
     if spec.kind == "image" and path.is_dir():
         return _image_folder(path, field)
-    return _from_table(read_table(path, field), spec, str(path), path.parent)
+    return _from_table(read_table(path, field), spec, str(path), path.parent, keep)
 
 
-def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path) -> pd.DataFrame:
+def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """A table's named columns as a standard frame; image paths resolve against `base`."""
+    for name in keep:
+        require_columns(frame, {"report.slices": name}, source)
     if spec.kind == "image":
         require_columns(frame, {"data.path_column": spec.path_column, "data.label_column": spec.label_column}, source)
         paths = frame[spec.path_column].astype(str).map(lambda p: str((base / p).resolve()))
-        return _standard(frame, paths, None, spec, source)
+        return _with_meta(_standard(frame, paths, None, spec, source), frame, keep)
     require_columns(
         frame,
         {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
@@ -46,7 +62,13 @@ def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path) ->
         source,
     )
     pair = frame[spec.text_pair_column] if spec.text_pair_column else None
-    return _standard(frame, frame[spec.text_column], pair, spec, source)
+    return _with_meta(_standard(frame, frame[spec.text_column], pair, spec, source), frame, keep)
+
+
+def _with_meta(out: pd.DataFrame, frame: pd.DataFrame, keep: tuple[str, ...]) -> pd.DataFrame:
+    for name in keep:
+        out[META + name] = frame[name]
+    return out
 
 
 def _standard(frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: DataSpec, source: str) -> pd.DataFrame:
@@ -95,10 +117,10 @@ def _idx_images(images: Path, field: str) -> pd.DataFrame:
     return pd.DataFrame({"x": list(pixels), "label": [names[int(i)] for i in labels]})
 
 
-def from_memory(source: Any, spec: DataSpec, field: str) -> pd.DataFrame:
+def from_memory(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """A DataFrame, an (X, y) pair of sequences, or a torch Dataset yielding (x, y)."""
     if isinstance(source, pd.DataFrame):
-        return _from_table(source.reset_index(drop=True), spec, field, Path("."))
+        return _from_table(source.reset_index(drop=True), spec, field, Path("."), keep)
     if isinstance(source, tuple) and len(source) == 2:
         xs, ys = list(source[0]), list(source[1])
     elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):

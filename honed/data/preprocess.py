@@ -1,0 +1,194 @@
+"""Recipe-driven preprocessing (`data.preprocess`, `data.image_stats`).
+
+Text normalisation (Unicode form, HTML stripping, whitespace collapse, lower-casing) runs on every
+split when training and, because the recipe is saved with the model, on every input at predict
+time, so a model always sees text cleaned the same way. Row filters (missing text, length in
+characters or tokens) only run on labelled training data: predict must return one row per input,
+so there missing text is filled and nothing is dropped. Each step logs how many rows it dropped.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from html.parser import HTMLParser
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from honed.errors import HonedError
+from honed.recipe import PreprocessSpec, Recipe
+from honed.rundir import LOG
+
+TEXT_COLUMNS = ("x", "x2")
+
+
+class _TextOnly(HTMLParser):
+    """Collects the text of an HTML fragment (entities decoded), skipping script and style bodies."""
+
+    SKIP: ClassVar[set[str]] = {"script", "style"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in self.SKIP:
+            self._skipping += 1
+        elif tag in ("br", "p", "div", "li", "tr"):
+            self.parts.append(" ")  # block tags separate words: "a<br>b" is two words
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.SKIP and self._skipping:
+            self._skipping -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def strip_html(text: str) -> str:
+    """Text content of `text` with tags removed and entities (&amp;, &#39;) decoded."""
+    if "<" not in text and "&" not in text:
+        return text
+    parser = _TextOnly()
+    parser.feed(text)
+    parser.close()
+    return "".join(parser.parts)
+
+
+def text_normaliser(spec: PreprocessSpec) -> Callable[[str], str]:
+    """One function applying the configured steps in a fixed order: Unicode form, HTML, whitespace, case."""
+    steps: list[Callable[[str], str]] = []
+    if spec.unicode:
+        form = spec.unicode
+        steps.append(lambda t: unicodedata.normalize(form, t))
+    if spec.strip_html:
+        steps.append(strip_html)
+    if spec.whitespace:
+        steps.append(lambda t: " ".join(t.split()))
+    if spec.lower:
+        steps.append(str.lower)
+
+    def normalise(text: str) -> str:
+        for step in steps:
+            text = step(text)
+        return text
+
+    return normalise
+
+
+def normalise_texts(frame: pd.DataFrame, spec: PreprocessSpec) -> pd.DataFrame:
+    """A copy of a standard frame with its text columns normalised and missing text filled
+    (the predict-time half: no row is dropped)."""
+    normalise = text_normaliser(spec)
+    out = frame.copy()
+    for column in TEXT_COLUMNS:
+        if column in out:
+            values = out[column].fillna("").astype(str).map(normalise)
+            out[column] = values.where(values.str.len() > 0, spec.fill_value)
+    return out
+
+
+def preprocess_rows(frame: pd.DataFrame, recipe: Recipe, field: str) -> pd.DataFrame:
+    """Training-time preprocessing of one split: normalise text, then drop rows per the recipe,
+    logging the count each step dropped. Image data passes through unchanged."""
+    if recipe.data.kind != "text" or frame.empty:
+        return frame
+    spec = recipe.data.preprocess
+    normalise = text_normaliser(spec)
+    out = frame.copy()
+    empty = pd.Series(False, index=out.index)
+    for column in TEXT_COLUMNS:
+        if column in out:
+            out[column] = out[column].fillna("").astype(str).map(normalise)
+            empty |= out[column].str.len() == 0
+    if spec.missing == "drop":
+        out = _drop(out, ~empty, field, "missing=drop (empty text)")
+    else:
+        for column in TEXT_COLUMNS:
+            if column in out:
+                out[column] = out[column].where(out[column].str.len() > 0, spec.fill_value)
+    chars = out["x"].str.len()
+    if spec.min_chars is not None:
+        out = _drop(out, chars >= spec.min_chars, field, f"min_chars={spec.min_chars}")
+    if spec.max_chars is not None:
+        out = _drop(out, chars.loc[out.index] <= spec.max_chars, field, f"max_chars={spec.max_chars}")
+    return out
+
+
+def _drop(frame: pd.DataFrame, keep: pd.Series, field: str, step: str) -> pd.DataFrame:
+    dropped = int((~keep).sum())
+    LOG.info("preprocess %s: %s dropped %d of %d rows", field, step, dropped, len(frame))
+    if dropped == len(frame):
+        raise HonedError(f"data.preprocess.{step.split('=')[0]}: drops every row of {field}; relax the limit")
+    return frame[keep]
+
+
+def filter_tokens(frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: Any) -> dict[str, pd.DataFrame]:
+    """Drop rows outside `min_tokens`/`max_tokens`, counted with the model's tokenizer (no special
+    tokens, no truncation), once the model, and so its tokenizer, exists."""
+    spec = recipe.data.preprocess
+    if recipe.data.kind != "text" or (spec.min_tokens is None and spec.max_tokens is None):
+        return frames
+    tokenize = getattr(tokenizer, "tokenizers", [tokenizer])[0]  # a fusion model: its first member's
+    if not callable(tokenize):
+        raise HonedError("data.preprocess.min_tokens/max_tokens: this model has no tokenizer; use min_chars/max_chars")
+    out = {}
+    for split, frame in frames.items():
+        if frame.empty:
+            out[split] = frame
+            continue
+        counts = pd.Series([len(ids) for ids in tokenize(frame["x"].tolist(), add_special_tokens=False)["input_ids"]],
+                           index=frame.index)
+        if spec.min_tokens is not None:
+            frame = _drop(frame, counts >= spec.min_tokens, f"data.{split}", f"min_tokens={spec.min_tokens}")
+        if spec.max_tokens is not None:
+            frame = _drop(frame, counts.loc[frame.index] <= spec.max_tokens, f"data.{split}", f"max_tokens={spec.max_tokens}")
+        out[split] = frame
+    return out
+
+
+def train_image_stats(frame: pd.DataFrame, size: int, sample: int = 1000, seed: int = 0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the training images (RGB in [0, 1] at the training size), from a
+    seeded sample of at most `sample` images: cheap, and stable to the third decimal."""
+    import torch
+
+    from honed.data.images import image_transform, open_image
+
+    rows = frame["x"] if len(frame) <= sample else frame["x"].sample(n=sample, random_state=seed)
+    transform = image_transform(size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    total, total_sq, pixels = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
+    for item in rows:
+        image = transform(open_image(item)).double()
+        total += image.sum(dim=(1, 2))
+        total_sq += (image**2).sum(dim=(1, 2))
+        pixels += image.shape[1] * image.shape[2]
+    mean = total / pixels
+    std = (total_sq / pixels - mean**2).clamp_min(1e-12).sqrt()
+    return tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), 1e-3), 6) for v in std)
+
+
+def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recipe) -> None:
+    """With `data.image_stats: train`, normalise with the training data's statistics instead of the
+    backbone's, and record them where the saved model keeps its normalisation (so predict uses them)."""
+    if recipe.data.kind != "image" or recipe.data.image_stats == "backbone":
+        return
+    if getattr(model, "source", "") == "fusion":
+        raise HonedError("data.image_stats=train: not supported for fusion models; use data.image_stats=backbone")
+    mean, std = train_image_stats(frames["train"], recipe.data.image_size, seed=recipe.seed)
+    LOG.info("image statistics from the training data: mean %s std %s", mean, std)
+    model.preprocess = (mean, std)
+    if "mean" in getattr(model, "meta", {}):  # torchvision/timm: honed.json
+        model.meta.update(mean=list(mean), std=list(std))
+    processor = getattr(model, "processor", None)
+    if processor is not None and hasattr(processor, "image_mean"):  # Hugging Face: preprocessor_config.json
+        processor.image_mean, processor.image_std = list(mean), list(std)
+
+
+def finish_preprocess(frames: dict[str, pd.DataFrame], recipe: Recipe, model: Any) -> dict[str, pd.DataFrame]:
+    """The steps that need the model: token-length filters and training-set image statistics."""
+    frames = filter_tokens(frames, recipe, model.preprocess)
+    apply_image_stats(model, frames, recipe)
+    return frames
