@@ -19,6 +19,9 @@ EPILOG = """examples:
   honed train recipes/quickstart.yaml --resume
   honed evaluate runs/quickstart/model data.csv
   honed predict runs/quickstart/model reviews.csv -o predictions.csv
+  honed predict runs/quickstart/model reviews.csv --calibrated      # temperature-scaled probabilities
+  honed evaluate runs/quickstart/model data.csv --report reports/holdout
+  honed report runs/quickstart report.slices=[movie_name]          # rebuild RUN_DIR/report.html
   honed lr-find recipes/quickstart.yaml --steps 100
   honed batch-find recipes/quickstart.yaml --max 256
   honed recipes
@@ -42,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="a saved model folder (RUN_DIR/model)")
     evaluate.add_argument("data", help="labelled file, image folder or asset:NAME")
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="data overrides, e.g. data.label_column=y")
+    evaluate.add_argument("--report", metavar="DIR", default=None,
+                          help="also write the error-analysis report (report.html + report.json) into DIR")
+    evaluate.add_argument("--calibrated", action="store_true", help="apply the temperature saved with the model (model/calibration.json)")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace an existing report in --report DIR")
 
     predict = verbs.add_parser("predict", help="predicted labels and class probabilities as CSV")
     predict.add_argument("model", help="a saved model folder (RUN_DIR/model)")
@@ -49,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. augment.tta=4")
     predict.add_argument("-o", "--output", default="-", help="output CSV (default: standard output)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    predict.add_argument("--calibrated", action="store_true",
+                         help="temperature-scaled probabilities (the temperature fitted on val at training, model/calibration.json)")
+
+    report = verbs.add_parser("report", help="rebuild a run's error-analysis report (report.html + report.json)")
+    report.add_argument("run_dir", help="a run folder written by `honed train` (e.g. runs/quickstart)")
+    report.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. report.slices=[movie_name] report.top_k=50")
+    report.add_argument("--out", metavar="DIR", default=None, help="write the report into DIR instead of the run folder")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing report in --out DIR")
 
     lr_find = verbs.add_parser("lr-find", help="LR range test: plot loss against a growing LR, suggest optim.lr")
     lr_find.add_argument("recipe", help="recipe YAML file")
@@ -103,12 +118,16 @@ def print_summary(metrics: dict[str, Any], run_dir: Path, wall: float) -> None:
     console.print(table)
     console.print(f"wall time {wall:.0f} s, training {metrics['train_samples_per_s']:.1f} samples/s, best epoch {metrics['best_epoch']}")
     console.print(f"run folder: {run_dir}")
+    if (run_dir / "report.html").is_file():
+        console.print(f"error analysis: {run_dir / 'report.html'} (`honed report {run_dir}` rebuilds it)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from honed.predict import evaluate_saved
 
-    metrics = evaluate_saved(args.model, args.data, _overrides(args.overrides))
+    if args.report:
+        _check_report_dir(Path(args.report), args.overwrite)
+    metrics = evaluate_saved(args.model, args.data, _overrides(args.overrides), calibrated=args.calibrated, report_dir=args.report)
     for key, value in metrics.items():
         print(f"{key}\t{value:.4f}")
 
@@ -119,12 +138,26 @@ def cmd_predict(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if args.output != "-" and out.exists() and not args.overwrite:
         raise HonedError(f"--output: '{out}' already exists; pass --overwrite to replace it")
-    frame = predict_frame(args.model, args.data, _overrides(args.overrides))
+    frame = predict_frame(args.model, args.data, _overrides(args.overrides), calibrated=args.calibrated)
     if args.output == "-":
         frame.to_csv(sys.stdout, index=False)
     else:
         frame.to_csv(out, index=False)
         print(f"wrote {len(frame)} predictions to {out}", file=sys.stderr)
+
+
+def _check_report_dir(folder: Path, overwrite: bool) -> None:
+    if (folder / "report.html").exists() and not overwrite:
+        raise HonedError(f"--report/--out: '{folder}' already holds a report.html; pass --overwrite to replace it")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from honed.evaluate.run_report import report_run
+
+    if args.out:
+        _check_report_dir(Path(args.out), args.overwrite)
+    html = report_run(args.run_dir, _overrides(args.overrides), args.out)
+    print(f"report: {html} and {html.with_name('report.json')}")
 
 
 def cmd_recipes(_: argparse.Namespace) -> None:
@@ -182,7 +215,7 @@ def _batch_table(report: Any) -> Any:
     return table
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "recipes": cmd_recipes,
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "report": cmd_report, "recipes": cmd_recipes,
             "lr-find": cmd_lr_find, "batch-find": cmd_batch_find}
 
 

@@ -15,7 +15,10 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader, rows_per_epoch, train_loader
+from honed.data.preprocess import finish_preprocess
 from honed.errors import HonedError
+from honed.evaluate.metrics import classification_metrics
+from honed.evaluate.run_report import report_after_fit
 from honed.losses import build_loss
 from honed.models.base import Classifier
 from honed.models.build import build_model, save_model
@@ -24,7 +27,7 @@ from honed.rundir import LOG, check_run_dir, close_log, open_run_dir
 from honed.techniques import build_techniques
 from honed.train import checkpoint
 from honed.train.events import Hooks
-from honed.train.loop import evaluate, train
+from honed.train.loop import predict_logits, train
 from honed.train.optim import build_optimizer
 from honed.train.schedules import build_schedule
 from honed.train.state import TrainState
@@ -77,6 +80,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
+    tables.frames = finish_preprocess(tables.frames, recipe, model)  # token-length filters, training image statistics
     counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
     loss_fn = build_loss(recipe.loss, counts)
     if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
@@ -130,11 +134,13 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
         acc.init_trackers("tensorboard")
     show = not quiet and acc.is_main_process
     train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
-    metrics = _final_metrics(state, evals, acc, started, show)
+    outputs: dict[str, Any] = {}
+    metrics = _final_metrics(state, evals, acc, started, show, outputs)
     unwrapped = acc.unwrap_model(model).eval()  # returned ready for inference
     if acc.is_main_process:
         save_model(unwrapped, tables.labels, run_dir / "model", recipe.to_yaml())
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+        report_after_fit(recipe, run_dir, tables.labels, tables.frames, outputs, metrics, _history(run_dir))
     LOG.info("final %s", json.dumps(metrics))
     acc.wait_for_everyone()
     if recipe.log.tensorboard:
@@ -163,14 +169,18 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
     return saved
 
 
-def _final_metrics(state: TrainState, evals: dict[str, Any], acc: Accelerator, started: float, show: bool) -> dict[str, Any]:
+def _final_metrics(state: TrainState, evals: dict[str, Any], acc: Accelerator, started: float, show: bool,
+                   outputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Test and val metrics with the best weights (chosen on val), plus speed figures."""
     best = state.run_dir / "checkpoints" / "best.pt"
     if best.is_file():
         acc.unwrap_model(state.model).load_state_dict(checkpoint.load(best))
     metrics: dict[str, Any] = {}
     for split, loader in evals.items():
-        metrics.update({f"{split}_{k}": v for k, v in evaluate(state.model, loader, acc).items()})
+        logits, labels = predict_logits(state.model, loader, acc)
+        if outputs is not None:
+            outputs[split] = (logits, labels)  # reused by the report: no second pass
+        metrics.update({f"{split}_{k}": v for k, v in classification_metrics(logits, labels).items()})
     metrics.update({
         "best_epoch": state.best_epoch, "epochs_run": state.epoch, "steps": state.step,
         "train_samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),

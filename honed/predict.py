@@ -14,9 +14,11 @@ from honed.data.build import check_augment, keep_labels, make_collate, make_data
 from honed.data.images import check_images
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader
-from honed.data.sources import IMAGE_SUFFIXES, load_source
+from honed.data.preprocess import normalise_texts
+from honed.data.sources import IMAGE_SUFFIXES, load_source, slice_columns
 from honed.data.tables import read_table, require_columns
 from honed.errors import HonedError
+from honed.evaluate.calibration import load_temperature
 from honed.evaluate.metrics import classification_metrics
 from honed.models.base import Classifier
 from honed.models.build import load_model
@@ -99,14 +101,21 @@ def _view_logits(model: Any, labels: LabelMap, recipe: Recipe, frame: pd.DataFra
     return logits
 
 
-def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None) -> pd.DataFrame:
+def model_inputs(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+    """The text normalisation the model was trained with (`data.preprocess`, from the saved recipe)."""
+    return normalise_texts(frame, recipe.data.preprocess) if recipe.data.kind == "text" else frame
+
+
+def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None, calibrated: bool = False) -> pd.DataFrame:
     """Predicted label and per-class probabilities for every row of `source`; `overrides` go to the
-    saved recipe (e.g. {"augment.tta": 4})."""
+    saved recipe (e.g. {"augment.tta": 4}); `calibrated` divides the logits by the temperature saved
+    with the model (model/calibration.json)."""
     model_dir = Path(model_dir)
+    temperature = load_temperature(model_dir) if calibrated else 1.0
     model, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir, overrides)
     frame = unlabelled_frame(source, recipe)
-    probs = torch.softmax(logits_for(model, labels, recipe, frame), dim=-1).numpy()
+    probs = torch.softmax(logits_for(model, labels, recipe, model_inputs(frame, recipe)) / temperature, dim=-1).numpy()
     out = pd.DataFrame({"input": frame["x"].map(lambda v: v if isinstance(v, str) else "<array>")})
     out["predicted"] = [labels.names[i] for i in probs.argmax(axis=1)]
     for i, name in enumerate(labels.names):
@@ -114,14 +123,23 @@ def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] 
     return out
 
 
-def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None) -> dict[str, float]:
-    """Loss, accuracy and macro-F1 of a saved model on labelled data."""
+def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None, calibrated: bool = False,
+                   report_dir: str | Path | None = None) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of a saved model on labelled data; `calibrated` applies the saved
+    temperature (the loss changes, the predictions do not); `report_dir` also writes report.json/.html there."""
     model_dir = Path(model_dir)
+    temperature = load_temperature(model_dir) if calibrated else 1.0
     model, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir, overrides)
-    frame = keep_labels(load_source(source, recipe.data, "data"), recipe.data.labels, "data")
+    keep = slice_columns(recipe) if report_dir is not None else ()
+    frame = keep_labels(load_source(source, recipe.data, "data", keep=keep), recipe.data.labels, "data")
     unseen = sorted(set(frame["label"]) - set(labels.names))
     if unseen:
         raise HonedError(f"data: label '{unseen[0]}' is not one the model was trained on ({', '.join(labels.names)})")
+    frame = model_inputs(frame, recipe)
     logits = logits_for(model, labels, recipe, frame)
-    return classification_metrics(logits, torch.tensor(labels.encode(frame["label"])))
+    if report_dir is not None:
+        from honed.evaluate.run_report import report_labelled
+
+        report_labelled(model_dir, frame, logits, labels, recipe, report_dir)
+    return classification_metrics(logits / temperature, torch.tensor(labels.encode(frame["label"])))

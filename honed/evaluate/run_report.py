@@ -1,0 +1,134 @@
+"""The report for a run: after `train` (reusing its final logits), `honed report RUN_DIR`, and
+`honed evaluate MODEL DATA --report DIR`.
+
+The analysed split is test when the run has one, else val; the temperature is fitted on val and
+saved as RUN_DIR/model/calibration.json (`report.calibrate`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from honed.data.labels import LabelMap
+from honed.errors import HonedError
+from honed.evaluate.calibration import (
+    CALIBRATION_FILE,
+    fit_temperature,
+    load_temperature,
+    save_calibration,
+)
+from honed.evaluate.report import build_report, write_report
+from honed.recipe import Recipe
+from honed.rundir import LOG
+
+Outputs = dict[str, tuple[torch.Tensor, torch.Tensor]]  # split -> (logits, labels)
+
+
+def analysed_split(outputs: Outputs) -> str:
+    """test if the run has test rows, else val."""
+    for split in ("test", "val"):
+        if split in outputs and len(outputs[split][1]):
+            return split
+    raise HonedError("report: the run has no val or test rows to analyse; give data.val/data.test or data.split fractions")
+
+
+def report_from_outputs(recipe: Recipe, labels: LabelMap, frames: dict[str, pd.DataFrame], outputs: Outputs,
+                        history: list[dict[str, Any]], run_metrics: dict[str, Any] | None,
+                        temperature: float | None = None) -> dict[str, Any]:
+    """build_report on the analysed split's logits; the temperature is fitted on val unless given."""
+    split = analysed_split(outputs)
+    logits, y_true = outputs[split]
+    if temperature is None and recipe.report.calibrate and "val" in outputs and len(outputs["val"][1]):
+        temperature = fit_temperature(*outputs["val"])
+    probs = torch.softmax(logits.double(), dim=-1).numpy()
+    report = build_report(labels=labels.names, y_true=y_true.numpy(), probs=probs, frame=frames[split], logits=logits.double().numpy(),
+                          history=history, temperature=temperature, slices=recipe.report.slices, top_k=recipe.report.top_k,
+                          split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics)
+    report["calibration"]["fitted_on"] = "val" if temperature is not None else None
+    return report
+
+
+def report_after_fit(recipe: Recipe, run_dir: Path, labels: LabelMap, frames: dict[str, pd.DataFrame], outputs: Outputs,
+                     metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Save the val-fitted temperature with the model and write the run's report.json/.html.
+
+    A failure here is logged, not raised: the trained model is already saved, and `honed report
+    RUN_DIR` can rebuild the report."""
+    try:
+        temperature = None
+        if recipe.report.calibrate and "val" in outputs and len(outputs["val"][1]):
+            temperature = fit_temperature(*outputs["val"])
+            save_calibration(run_dir / "model", temperature, "val", len(outputs["val"][1]))
+        if recipe.report.enabled:
+            report = report_from_outputs(recipe, labels, frames, outputs, history, metrics, temperature)
+            write_report(run_dir, report)
+            LOG.info("report: %s (%.1f s)", run_dir / "report.html", report["seconds_to_build"])
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        LOG.warning("report failed: %s; rebuild it with `honed report %s --debug`", exc, run_dir)
+        print(f"honed: warning: the report could not be written ({exc}); try `honed report {run_dir} --debug`")
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A run folder holds the resolved recipe and the saved model."""
+    if not run_dir.is_dir():
+        raise HonedError(f"report: '{run_dir}' is not a folder; pass a run folder written by `honed train` (e.g. runs/quickstart)")
+    for need in ("recipe.yaml", "model/honed.json"):
+        if not (run_dir / need).is_file():
+            raise HonedError(f"report: '{run_dir}' is not a run folder (no {need}); pass a folder written by `honed train`")
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out_dir: str | Path | None = None) -> Path:
+    """`honed report RUN_DIR`: rebuild the run's splits from its recipe, predict val and test with the
+    saved model and write the report (into the run folder unless `out_dir`). Returns report.html."""
+    from honed.data.build import load_tables
+    from honed.data.preprocess import filter_tokens
+    from honed.models.build import load_model
+    from honed.predict import logits_for
+    from honed.recipe import load_recipe
+
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", overrides)
+    model, labels = load_model(run_dir / "model")
+    tables = load_tables(recipe)
+    if tables.labels.names != labels.names:
+        raise HonedError(f"report: the data now has classes {tables.labels.names} but the model in '{run_dir}/model' was trained on "
+                         f"{labels.names}; report with the run's own data")
+    frames = filter_tokens(tables.frames, recipe, model.preprocess)
+    outputs = {split: (logits_for(model, labels, recipe, frame), torch.tensor(labels.encode(frame["label"])))
+               for split, frame in frames.items() if split in ("val", "test") and len(frame)}
+    temperature = _saved_temperature(run_dir / "model")
+    results = run_dir / "results.json"
+    metrics = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+    report = report_from_outputs(recipe, labels, frames, outputs, read_history(run_dir), metrics, temperature)
+    return write_report(out_dir or run_dir, report)[1]
+
+
+def _saved_temperature(model_dir: Path) -> float | None:
+    return load_temperature(model_dir) if (model_dir / CALIBRATION_FILE).is_file() else None
+
+
+def report_labelled(model_dir: Path, frame: pd.DataFrame, logits: torch.Tensor, labels: LabelMap, recipe: Recipe,
+                    out_dir: str | Path) -> Path:
+    """`honed evaluate MODEL DATA --report DIR`: the report of a saved model on labelled data; the
+    temperature saved with the model (if any) is measured, not refitted."""
+    y_true = np.asarray(labels.encode(frame["label"]))
+    report = build_report(labels=labels.names, y_true=y_true, probs=torch.softmax(logits.double(), dim=-1).numpy(), frame=frame,
+                          logits=logits.double().numpy(), temperature=_saved_temperature(model_dir), slices=recipe.report.slices,
+                          top_k=recipe.report.top_k, split="evaluate", title=f"honed report: {model_dir}")
+    if report["calibration"]["temperature"] is not None:
+        report["calibration"]["fitted_on"] = "val (saved with the model)"
+    return write_report(out_dir, report)[1]
