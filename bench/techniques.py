@@ -54,7 +54,7 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
         "focal loss gamma 2": ["loss={name: focal, gamma: 2.0}"],
         "EMA 0.99": ["techniques=[{name: ema, decay: 0.99}]"],
         "word dropout 0.1": ["augment.text=[{name: word_dropout, p: 0.1}]"],
-        "aux masked-LM 0.1, decayed": ["techniques=[{name: aux_mlm, weight: 0.1, decay: true}]"],
+        "aux masked-LM 0.1 decayed": ["techniques=[{name: aux_mlm, weight: 0.1, decay: true}]"],
     },
     "image": {
         "baseline": [],
@@ -63,7 +63,7 @@ VARIANTS: dict[str, dict[str, list[str]]] = {
         "mixup 0.2": ["techniques=[{name: mixup, alpha: 0.2}]"],
         "cutmix 1.0": ["techniques=[{name: cutmix, alpha: 1.0}]"],
         "EMA 0.99": ["techniques=[{name: ema, decay: 0.99}]"],
-        "aux rotation 0.1, decayed": ["techniques=[{name: aux_rotation, weight: 0.1, decay: true}]"],
+        "aux rotation 0.1 decayed": ["techniques=[{name: aux_rotation, weight: 0.1, decay: true}]"],
     },
 }
 
