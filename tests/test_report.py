@@ -56,7 +56,7 @@ def test_report_numbers_match_sklearn_and_html_is_self_contained(tmp_path: Path)
     probs = _softmax(logits)
     report = build_report(labels=["a", "b", "c"], y_true=y, probs=probs, frame=_frame(len(y)), slices=["year"], top_k=5,
                           history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.5, "lr": 1e-4}])
-    precision, recall, f1, support = precision_recall_fscore_support(y, probs.argmax(1), zero_division=0)
+    _, _, f1, support = precision_recall_fscore_support(y, probs.argmax(1), zero_division=0)
     assert [c["f1"] for c in report["per_class"]] == pytest.approx(f1.tolist())
     assert [c["support"] for c in report["per_class"]] == support.tolist()
     counts = np.array(report["confusion"]["counts"])
@@ -190,11 +190,11 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     logits, y = _synthetic(n=60)
     _, html = write_report(tmp_path, build_report(labels=["a", "b", "c"], y_true=y, probs=_softmax(logits), frame=_frame(60)))
     done = subprocess.run(["bash", str(REPO / "scripts" / "check_report_render.sh"), str(html), str(tmp_path / "shot.png")],
-                          capture_output=True, text=True, timeout=90)
+                          check=False, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "shot.png").stat().st_size > 10_000
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")
     done = subprocess.run(["bash", str(REPO / "scripts" / "check_report_render.sh"), str(blank), str(tmp_path / "blank.png")],
-                          capture_output=True, text=True, timeout=90)
+                          check=False, capture_output=True, text=True, timeout=90)
     assert done.returncode == 1, "a blank page fails the check"
