@@ -11,11 +11,12 @@ from transformers.utils import logging as _hf_logging  # noqa: E402
 _hf_logging.set_verbosity_error()
 _hf_logging.disable_progress_bar()
 
+from honed.audit import audit, clean  # noqa: E402
 from honed.errors import HonedError  # noqa: E402
 from honed.fit import Run, fit  # noqa: E402
 from honed.recipe import Recipe, load_recipe  # noqa: E402
 
-__all__ = ["HonedError", "Recipe", "Run", "fit", "load_recipe", "FineTuneClassifier"]
+__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier"]
 __version__ = "0.1.0"
 
 

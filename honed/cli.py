@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from honed.audit.commands import add_audit_parsers, cmd_audit, cmd_clean
 from honed.errors import HonedError
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -24,6 +25,8 @@ EPILOG = """examples:
   honed report runs/quickstart report.slices=[movie_name]          # rebuild RUN_DIR/report.html
   honed lr-find recipes/quickstart.yaml --steps 100
   honed batch-find recipes/quickstart.yaml --max 256
+  honed audit recipes/quickstart.yaml data.labels=null --output audit-rt
+  honed clean recipes/quickstart.yaml --labels relabel --label-threshold 0.9 --output clean-rt
   honed recipes
 """
 
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     batch_find.add_argument("--steps", type=int, default=3, help="timed steps per batch size (default 3)")
     batch_find.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    add_audit_parsers(verbs)
     verbs.add_parser("recipes", help="list the shipped recipes")
     return parser
 
@@ -216,7 +220,8 @@ def _batch_table(report: Any) -> Any:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "report": cmd_report, "recipes": cmd_recipes,
-            "lr-find": cmd_lr_find, "batch-find": cmd_batch_find}
+            "lr-find": cmd_lr_find, "batch-find": cmd_batch_find,
+            "audit": cmd_audit, "clean": cmd_clean}
 
 
 def main(argv: list[str] | None = None) -> int:

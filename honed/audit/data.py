@@ -1,0 +1,165 @@
+"""Lenient loading for the audit: every row of every split, bad ones marked instead of fatal.
+
+Training refuses an empty label or a corrupt image with one error; an audit must see all of them
+at once. `load_audit_data` reads the recipe's sources like training does (same files, columns,
+`data.labels` filter and split), but keeps rows with a missing label or text and marks them in a
+`problem` column, so the checks can list every bad row and `honed clean` can drop them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from honed.assets import resolve_data_path
+from honed.data.sources import _idx_images, _image_folder
+from honed.data.splits import carve
+from honed.data.tables import read_table, require_columns
+from honed.errors import HonedError
+from honed.recipe import Recipe
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Source:
+    """Where a split's rows came from: a table file, an image folder, IDX arrays or memory."""
+
+    split: str
+    path: Path | None
+    kind: str  # "table" | "folder" | "idx" | "memory"
+    table: pd.DataFrame | None = None  # the raw table as read (for writing a cleaned copy)
+
+
+@dataclass
+class AuditData:
+    """All rows with `split`, `source` (the split whose source file holds it), `row` (0-based row in
+    that source), `x`, optional `x2`/`group`, `label` (None when missing) and `problem` (None if fine)."""
+
+    frame: pd.DataFrame
+    labels: list[str]
+    kind: str
+    sources: dict[str, Source]
+    notes: list[str] = field(default_factory=list)
+
+    def usable(self) -> pd.DataFrame:
+        """Rows every model-based check can use: a label and readable input."""
+        return self.frame[self.frame["problem"].isna()]
+
+
+def load_audit_data(recipe: Recipe, inputs: dict[str, Any] | None = None) -> AuditData:
+    """Read every split of `recipe` (or in-memory `inputs`), carve missing val/test like training does."""
+    spec, inputs = recipe.data, inputs or {}
+    frames, sources, notes = {}, {}, []
+    for split in SPLITS:
+        given = inputs.get(split, getattr(spec, split))
+        if given is None:
+            continue
+        frame, source = _read_split(given, recipe, split)
+        if spec.labels is not None:
+            keep = frame["label"].isna() | frame["label"].isin(spec.labels)
+            if (~keep).any():
+                notes.append(f"{split}: {int((~keep).sum())} rows with labels outside data.labels were left out")
+            frame = frame[keep]
+        frames[split], sources[split] = frame, source
+    if "train" not in frames:
+        raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
+    if frames["train"].empty:
+        raise HonedError("data.train: no rows to audit (check the file and data.labels)")
+    _carve_missing(frames, recipe)
+    frame = pd.concat([frames[s] for s in SPLITS if s in frames], ignore_index=True)
+    labelled = frame.loc[frame["label"].notna(), "label"]
+    order = spec.labels or sorted(set(labelled))
+    labels = [name for name in order if name in set(labelled)]
+    if not labels:
+        raise HonedError(f"{spec.label_column}: every row's label is missing; nothing can be audited")
+    if len(labels) < 2:
+        raise HonedError(f"data.train: only one class ('{labels[0]}') in the data; an audit (and a classifier) needs two or more")
+    if frame["problem"].notna().all():
+        raise HonedError(f"data.train: all {len(frame)} rows are unusable (first: row {frame['row'].iloc[0]}: "
+                         f"{frame['problem'].iloc[0]}); check data.text_column/data.path_column and the files")
+    return AuditData(frame, labels, spec.kind, sources, notes)
+
+
+def _read_split(given: Any, recipe: Recipe, split: str) -> tuple[pd.DataFrame, Source]:
+    field_name, spec = f"data.{split}", recipe.data
+    if isinstance(given, pd.DataFrame):
+        return _from_table(given.reset_index(drop=True), recipe, split, Path(".")), Source(split, None, "memory", given)
+    if not isinstance(given, str | Path):
+        raise HonedError(f"{field_name}: the audit reads a path, an asset or a DataFrame, got {type(given).__name__}")
+    path = resolve_data_path(str(given), field_name)
+    if path.name.endswith("-idx3-ubyte.gz"):
+        frame = _idx_images(path, field_name)
+        return _standardise(frame, split), Source(split, path, "idx")
+    if spec.kind == "image" and path.is_dir():
+        frame = _image_folder(path, field_name)
+        return _standardise(frame, split), Source(split, path, "folder")
+    table = read_table(path, field_name)
+    return _from_table(table, recipe, split, path.parent), Source(split, path, "table", table)
+
+
+def _from_table(table: pd.DataFrame, recipe: Recipe, split: str, base: Path) -> pd.DataFrame:
+    spec, where = recipe.data, f"data.{split}"
+    if table.empty:
+        raise HonedError(f"{where}: the table holds no rows")
+    if spec.kind == "image":
+        require_columns(table, {"data.path_column": spec.path_column, "data.label_column": spec.label_column,
+                                "data.group_column": spec.group_column}, where)
+        x = table[spec.path_column].map(lambda p: str((base / str(p)).resolve()) if isinstance(p, str) and p.strip() else None)
+    else:
+        require_columns(table, {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
+                                "data.label_column": spec.label_column, "data.group_column": spec.group_column}, where)
+        x = table[spec.text_column].map(lambda t: None if _missing(t) else str(t))
+    out = pd.DataFrame({"x": x, "label": table[spec.label_column].map(_label)})
+    if spec.text_pair_column:
+        out["x2"] = table[spec.text_pair_column].map(lambda t: "" if _missing(t) else str(t))
+    if spec.group_column:
+        out["group"] = table[spec.group_column].map(lambda g: None if _missing(g) else str(g))
+    return _standardise(out, split)
+
+
+def _standardise(frame: pd.DataFrame, split: str) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.insert(0, "row", np.arange(len(frame)))
+    frame.insert(0, "source", split)
+    frame.insert(0, "split", split)
+    frame["label"] = frame["label"].map(_label)
+    frame["problem"] = frame["label"].map(lambda v: "missing label" if _missing(v) else None)
+    return frame
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and bool(np.isnan(value)))
+
+
+def _label(value: Any) -> str | None:
+    """A label as training reads it (str, integral floats without '.0'); None when empty or NaN."""
+    if _missing(value) or str(value).strip() == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _carve_missing(frames: dict[str, pd.DataFrame], recipe: Recipe) -> None:
+    """Val/test not given as files are carved from train with the recipe's split; rows without a label
+    stay in train (they cannot be stratified and are dropped by cleaning anyway)."""
+    spec, taken = recipe.data.split, 0.0
+    for split in ("test", "val"):
+        if split in frames:
+            continue
+        fraction = getattr(spec, split)
+        if fraction <= 0:
+            continue
+        train = frames["train"]
+        good = train[train["label"].notna()]
+        if "group" in good:
+            good = good.assign(group=good["group"].fillna(""))
+        _, carved = carve(good, fraction / (1.0 - taken), spec.method, recipe.seed, split)
+        taken += fraction
+        frames[split] = train.loc[carved.index].assign(split=split)
+        frames["train"] = train.drop(index=carved.index)

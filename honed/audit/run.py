@@ -1,0 +1,119 @@
+"""`honed.audit`: load the data leniently, run the registered checks in order, write audit.html/json."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from honed.audit import (  # noqa: F401 (register)
+    balance,
+    corrupt,
+    duplicates,
+    label_issues,
+    leakage,
+    learning_curve,
+    outliers,
+)
+from honed.audit.base import CHECKS, ORDER, AuditContext, AuditSettings, Finding
+from honed.audit.data import load_audit_data
+from honed.audit.html import render
+from honed.errors import HonedError, did_you_mean
+from honed.recipe import Recipe, load_recipe
+
+OUTPUTS = ("audit.html", "audit.json")
+
+
+@dataclass
+class AuditResult:
+    """What an audit found: the findings in run order, the context (data, embeddings), the files written."""
+
+    findings: list[Finding]
+    context: AuditContext
+    folder: Path | None
+    seconds: float
+
+    def finding(self, name: str) -> Finding:
+        return next(f for f in self.findings if f.name == name)
+
+    def recommendations(self) -> list[str]:
+        return [r for f in self.findings for r in f.recommendations]
+
+
+def split_settings(options: dict[str, Any]) -> tuple[AuditSettings, dict[str, Any]]:
+    """Separate audit settings (known AuditSettings fields) from dotted recipe overrides."""
+    names = {f.name for f in fields(AuditSettings)}
+    settings = AuditSettings(**{k: v for k, v in options.items() if k in names})
+    return settings, {k: v for k, v in options.items() if k not in names}
+
+
+def audit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, output: str | Path | None = None,
+          overwrite: bool = False, quiet: bool = False, write: bool = True, **options: Any) -> AuditResult:
+    """Audit a recipe's data; `options` are AuditSettings fields (near_duplicate=0.97, folds=5, oof=...)
+    or dotted recipe overrides given as keyword arguments ({'data.labels': None})."""
+    settings, overrides = split_settings(options)
+    recipe = load_recipe(recipe, overrides)
+    folder = Path(output) if output is not None else recipe.run_dir()
+    if write:
+        check_output(folder, overwrite)
+    names = settings.checks or ORDER
+    for name in names:
+        CHECKS.get(name, "--checks")
+    if "corrupt" not in names:
+        names = ("corrupt", *names)  # the others rely on unusable rows being marked
+    started = time.perf_counter()
+    ctx = AuditContext(recipe, load_audit_data(recipe, data), settings, quiet)
+    findings = [CHECKS.get(name)(ctx) for name in sorted(names, key=_position)]
+    result = AuditResult(findings, ctx, folder if write else None, time.perf_counter() - started)
+    if write:
+        write_outputs(result, recipe)
+    return result
+
+
+def _position(name: str) -> int:
+    return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
+def check_output(folder: Path, overwrite: bool) -> None:
+    existing = [name for name in OUTPUTS if (folder / name).exists()]
+    if existing and not overwrite:
+        raise HonedError(f"output: '{folder / existing[0]}' already exists; pass --overwrite to replace it or --output DIR")
+
+
+def write_outputs(result: AuditResult, recipe: Recipe) -> None:
+    folder = result.folder
+    assert folder is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = result.context
+    meta = {"recipe": recipe.name, "model": recipe.model.name, "rows": len(ctx.data.frame), "classes": ", ".join(ctx.data.labels),
+            "splits": ", ".join(f"{k} {v}" for k, v in ctx.data.frame["split"].value_counts().items()),
+            "seconds": round(result.seconds, 1), **({"notes": "; ".join(ctx.data.notes)} if ctx.data.notes else {})}
+    report = {"meta": meta, "settings": asdict(ctx.settings), "findings": [f.to_json() for f in result.findings]}
+    _atomic(folder / "audit.json", json.dumps(report, indent=1, default=str))
+    _atomic(folder / "audit.html", render(f"honed audit: {recipe.name}", meta, result.findings, ctx.settings.max_listed))
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def summary_lines(result: AuditResult) -> list[str]:
+    """The short console summary: each check's facts, then the recommendations."""
+    lines = []
+    for finding in result.findings:
+        lines.append(f"{finding.title}:")
+        lines += [f"  {line}" for line in finding.summary]
+    recs = result.recommendations()
+    if recs:
+        lines.append("recommendations:")
+        lines += [f"  - {r}" for r in recs]
+    if result.folder is not None:
+        lines.append(f"report: {result.folder / 'audit.html'} and audit.json ({result.seconds:.0f} s)")
+    return lines
+
+
+__all__ = ["AuditResult", "AuditSettings", "audit", "did_you_mean", "summary_lines"]
