@@ -111,3 +111,14 @@ def test_unknown_preprocess_option_is_one_line(tmp_path: Path, capsys: pytest.Ca
     assert "data.preprocess.missing" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "r.yaml"), "data.preprocess={}", "data.image_stats=dataset", "--quiet"]) == 2
     assert "data.image_stats" in capsys.readouterr().err
+
+
+def test_estimator_predicts_on_normalised_text(tiny_bert: str) -> None:
+    from honed import FineTuneClassifier
+
+    rows = text_rows(40)
+    clf = FineTuneClassifier(model=tiny_bert, epochs=1, batch_size=8, max_length=16, seed=0, device="cpu",
+                             recipe={"data": {"preprocess": {"strip_html": True}}})
+    clf.fit(rows["text"].tolist(), rows["label"].tolist())
+    probs = clf.predict_proba(["<b>a wonderful</b> film", "a wonderful film"])  # (the tokenizer itself lower-cases)
+    assert probs[0] == pytest.approx(probs[1], abs=1e-6)
