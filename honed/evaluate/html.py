@@ -28,7 +28,9 @@ def _num(value: Any, digits: int = 4) -> str:
         return "-"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return escape(str(value))
-    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.2e}" if 0 < abs(value) < 10 ** -(digits - 1) else f"{value:.{digits}f}"  # small LRs stay readable
 
 
 def _table(headers: list[str], rows: list[list[Any]], classes: list[str] | None = None) -> str:
@@ -130,7 +132,7 @@ def _calibration(report: dict[str, Any]) -> str:
     rows = [["ECE", cal["ece"], cal.get("ece_calibrated")], ["NLL", cal["nll"], cal.get("nll_calibrated")]]
     t = cal.get("temperature")
     note = (f"Temperature scaling: T = {t:.4f}, fitted on {escape(str(cal.get('fitted_on')))} (LBFGS on the NLL of the validation logits). "
-            "It changes confidence, not the predicted class; `honed predict --calibrated` applies it."
+            "It changes confidence, not the predicted class; <code>honed predict --calibrated</code> applies it."
             if t is not None else "No temperature was fitted (no validation split).")
     return (f"<p>{note}</p>" + _table(["", "uncalibrated", "temperature-scaled"], rows)
             + _figure(plots.reliability_png(cal), "reliability diagram"))

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless; must precede pyplot
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 DPI = 90
 
@@ -75,6 +76,7 @@ def curves_png(history: list[dict[str, Any]]) -> str:
                 ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()
