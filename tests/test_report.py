@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from sklearn.metrics import precision_recall_fscore_support
 
 import honed
@@ -177,6 +178,12 @@ def test_bad_inputs(run: honed.fit, tmp_path: Path, capsys: pytest.CaptureFixtur
     _fails(["report", str(run.run_dir), "report.slices=[director]", "--out", str(tmp_path / "r")], capsys,
            "no column 'director' (set by report.slices)")
     assert not (tmp_path / "r").exists()
+    in_memory = tmp_path / "in-memory-run"
+    shutil.copytree(run.run_dir, in_memory, ignore=shutil.ignore_patterns("checkpoints"))
+    tree = yaml.safe_load((in_memory / "recipe.yaml").read_text(encoding="utf-8"))
+    tree["data"]["train"] = None
+    (in_memory / "recipe.yaml").write_text(yaml.safe_dump(tree), encoding="utf-8")
+    _fails(["report", str(in_memory)], capsys, "was trained on in-memory data")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text((run.run_dir / "recipe.yaml").read_text(encoding="utf-8"))
     _fails(["train", str(recipe), "data.preprocess.lowercase=true", "--quiet"], capsys,

@@ -60,6 +60,9 @@ def report_after_fit(recipe: Recipe, run_dir: Path, labels: LabelMap, frames: di
 
     A failure here is logged, not raised: the trained model is already saved, and `honed report
     RUN_DIR` can rebuild the report."""
+    if not any(len(labels_) for _, labels_ in outputs.values()):
+        LOG.info("report: no val or test rows to analyse; no report written")
+        return
     try:
         temperature = None
         if recipe.report.calibrate and "val" in outputs and len(outputs["val"][1]):
@@ -102,6 +105,9 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", overrides)
+    if recipe.data.train is None:
+        raise HonedError(f"report: run '{run_dir}' was trained on in-memory data (its recipe names no data.train); "
+                         "pass data.train=FILE (and data.val/data.test) or call honed.evaluate.report.build_report in Python")
     model, labels = load_model(run_dir / "model")
     tables = load_tables(recipe)
     if tables.labels.names != labels.names:
