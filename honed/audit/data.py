@@ -70,19 +70,24 @@ def load_audit_data(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Aud
         raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
     if frames["train"].empty:
         raise HonedError("data.train: no rows to audit (check the file and data.labels)")
+    labels = _labels(frames, spec.labels, spec.label_column)
     _carve_missing(frames, recipe)
     frame = pd.concat([frames[s] for s in SPLITS if s in frames], ignore_index=True)
-    labelled = frame.loc[frame["label"].notna(), "label"]
-    order = spec.labels or sorted(set(labelled))
-    labels = [name for name in order if name in set(labelled)]
-    if not labels:
-        raise HonedError(f"{spec.label_column}: every row's label is missing; nothing can be audited")
-    if len(labels) < 2:
-        raise HonedError(f"data.train: only one class ('{labels[0]}') in the data; an audit (and a classifier) needs two or more")
     if frame["problem"].notna().all():
         raise HonedError(f"data.train: all {len(frame)} rows are unusable (first: row {frame['row'].iloc[0]}: "
                          f"{frame['problem'].iloc[0]}); check data.text_column/data.path_column and the files")
     return AuditData(frame, labels, spec.kind, sources, notes)
+
+
+def _labels(frames: dict[str, pd.DataFrame], order: list[str] | None, column: str) -> list[str]:
+    """Class names in label order; fewer than two is an error (nothing to audit or train)."""
+    seen = set().union(*(set(f.loc[f["label"].notna(), "label"]) for f in frames.values()))
+    labels = [name for name in order if name in seen] if order else sorted(seen)
+    if not labels:
+        raise HonedError(f"data.label_column: every row's label ('{column}') is missing; nothing can be audited")
+    if len(labels) < 2:
+        raise HonedError(f"data.train: only one class ('{labels[0]}') in the data; an audit (and a classifier) needs two or more")
+    return labels
 
 
 def _read_split(given: Any, recipe: Recipe, split: str) -> tuple[pd.DataFrame, Source]:

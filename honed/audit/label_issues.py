@@ -52,7 +52,7 @@ def _from_csv(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
     id_column = next((c for c in ID_COLUMNS if c in table.columns), None)
     missing = [name for name in ctx.data.labels if name not in table.columns]
     if id_column is None or missing:
-        what = f"a row id column ({'/'.join(ID_COLUMNS)})" if id_column is None else f"a column for class '{missing[0]}'"
+        what = f"row id column ({'/'.join(ID_COLUMNS)})" if id_column is None else f"column for class '{missing[0]}'"
         raise HonedError(f"--oof: '{path}' has no {what}; it needs an id column and one probability column per class "
                          f"({', '.join(ctx.data.labels)})")
     frame = ctx.data.usable()
