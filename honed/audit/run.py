@@ -46,13 +46,13 @@ def split_settings(options: dict[str, Any]) -> tuple[AuditSettings, dict[str, An
     """Separate audit settings (known AuditSettings fields) from dotted recipe overrides."""
     names = {f.name for f in fields(AuditSettings)}
     settings = AuditSettings(**{k: v for k, v in options.items() if k in names})
-    return settings, {k: v for k, v in options.items() if k not in names}
+    return settings, {k.replace("__", "."): v for k, v in options.items() if k not in names}  # a__b means a.b, as in fit
 
 
 def audit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, output: str | Path | None = None,
           overwrite: bool = False, quiet: bool = False, write: bool = True, **options: Any) -> AuditResult:
     """Audit a recipe's data; `options` are AuditSettings fields (near_duplicate=0.97, folds=5, oof=...)
-    or dotted recipe overrides given as keyword arguments ({'data.labels': None})."""
+    or recipe overrides (data__labels=None, as in `honed.fit`; dotted keys work too)."""
     settings, overrides = split_settings(options)
     recipe = load_recipe(recipe, overrides)
     folder = Path(output) if output is not None else recipe.run_dir()
