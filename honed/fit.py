@@ -80,7 +80,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
-    tables.frames = finish_preprocess(tables.frames, recipe, model)  # token-length filters, training image statistics
+    tables.frames = finish_preprocess(tables.frames, recipe, model, tables.notes)  # token-length filters, training image statistics
     counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
     loss_fn = build_loss(recipe.loss, counts)
     if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
@@ -111,6 +111,8 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     sizes = {k: len(v) for k, v in tables.frames.items()}
     LOG.info("data %s, %d classes: %s", sizes, len(tables.labels), ", ".join(tables.labels.names))
+    for note in tables.notes:  # preprocessing ran before the log file existed
+        LOG.info(note)
     spec = recipe.train
     collate = make_collate(recipe, model.preprocess)
     datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train") for k, f in tables.frames.items() if len(f)}
@@ -140,7 +142,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     if acc.is_main_process:
         save_model(unwrapped, tables.labels, run_dir / "model", recipe.to_yaml())
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-        report_after_fit(recipe, run_dir, tables.labels, tables.frames, outputs, metrics, _history(run_dir))
+        report_after_fit(recipe, run_dir, tables, outputs, metrics, _history(run_dir))
     LOG.info("final %s", json.dumps(metrics))
     acc.wait_for_everyone()
     if recipe.log.tensorboard:

@@ -120,10 +120,11 @@ def run(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> honed.fit:
     data = text_rows(120)
     data["year"] = [2000 + i % 5 for i in range(len(data))]
     data.loc[3, "text"] = "<b>A  WONDERFUL</b> film"
+    data.loc[5, "text"] = "long " * 100
     data.to_csv(folder / "reviews.csv", index=False)
     recipe = tiny_recipe(tiny_bert, folder / "reviews.csv", folder / "run", train__epochs=2,
                          report={"slices": ["year"], "top_k": 7})
-    recipe["data"].update(group_column="movie", preprocess={"lower": True, "strip_html": True})
+    recipe["data"].update(group_column="movie", preprocess={"lower": True, "strip_html": True, "max_chars": 300})
     return honed.fit(recipe, quiet=True)
 
 
@@ -137,6 +138,8 @@ def test_fit_writes_report_and_calibration(run: honed.fit) -> None:
     saved = json.loads((run.model_dir / "calibration.json").read_text(encoding="utf-8"))
     assert saved["temperature"] == pytest.approx(report["calibration"]["temperature"]) and saved["fitted_on"] == "val"
     assert (run.run_dir / "report.html").stat().st_size > 10_000
+    note = "preprocess data.train: max_chars=300 dropped 1 of 120 rows"
+    assert report["notes"] == [note] and note in (run.run_dir / "log.txt").read_text(encoding="utf-8")
 
 
 def test_predict_calibrated_and_normalised(run: honed.fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -28,17 +28,18 @@ class Tables:
 
     frames: dict[str, pd.DataFrame]
     labels: LabelMap
+    notes: list[str] = field(default_factory=list)  # what preprocessing dropped, logged once the run folder exists
 
 
 def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
     """Read, filter, split and check the data; `inputs` holds in-memory splits from the Python API."""
-    spec, inputs = recipe.data, inputs or {}
+    spec, inputs, notes = recipe.data, inputs or {}, []
     frames: dict[str, pd.DataFrame] = {}
     for split in SPLITS:
         source = inputs.get(split, getattr(spec, split))
         if source is not None:
             frame = load_source(source, spec, f"data.{split}", keep=slice_columns(recipe))
-            frames[split] = preprocess_rows(keep_labels(frame, spec.labels, f"data.{split}"), recipe, f"data.{split}")
+            frames[split] = preprocess_rows(keep_labels(frame, spec.labels, f"data.{split}"), recipe, f"data.{split}", notes)
             if spec.kind == "image":
                 check_images(frames[split]["x"], f"data.{split}")
     if "train" not in frames:
@@ -54,7 +55,7 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
     for split in SPLITS:
         frames[split] = limit(frames[split], getattr(spec.max_rows, split), seed)
     labels = _check(frames, spec.labels)
-    return Tables(frames, labels)
+    return Tables(frames, labels, notes)
 
 
 def keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.DataFrame:

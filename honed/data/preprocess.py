@@ -91,9 +91,9 @@ def normalise_texts(frame: pd.DataFrame, spec: PreprocessSpec) -> pd.DataFrame:
     return out
 
 
-def preprocess_rows(frame: pd.DataFrame, recipe: Recipe, field: str) -> pd.DataFrame:
-    """Training-time preprocessing of one split: normalise text, then drop rows per the recipe,
-    logging the count each step dropped. Image data passes through unchanged."""
+def preprocess_rows(frame: pd.DataFrame, recipe: Recipe, field: str, notes: list[str] | None = None) -> pd.DataFrame:
+    """Training-time preprocessing of one split: normalise text, then drop rows per the recipe; the
+    count each step dropped goes to `notes` (or the log). Image data passes through unchanged."""
     if recipe.data.kind != "text" or frame.empty:
         return frame
     spec = recipe.data.preprocess
@@ -105,28 +105,32 @@ def preprocess_rows(frame: pd.DataFrame, recipe: Recipe, field: str) -> pd.DataF
             out[column] = out[column].fillna("").astype(str).map(normalise)
             empty |= out[column].str.len() == 0
     if spec.missing == "drop":
-        out = _drop(out, ~empty, field, "missing=drop (empty text)")
+        out = _drop(out, ~empty, field, "missing=drop (empty text)", notes)
     else:
         for column in TEXT_COLUMNS:
             if column in out:
                 out[column] = out[column].where(out[column].str.len() > 0, spec.fill_value)
     chars = out["x"].str.len()
     if spec.min_chars is not None:
-        out = _drop(out, chars >= spec.min_chars, field, f"min_chars={spec.min_chars}")
+        out = _drop(out, chars >= spec.min_chars, field, f"min_chars={spec.min_chars}", notes)
     if spec.max_chars is not None:
-        out = _drop(out, chars.loc[out.index] <= spec.max_chars, field, f"max_chars={spec.max_chars}")
+        out = _drop(out, chars.loc[out.index] <= spec.max_chars, field, f"max_chars={spec.max_chars}", notes)
     return out
 
 
-def _drop(frame: pd.DataFrame, keep: pd.Series, field: str, step: str) -> pd.DataFrame:
+def _drop(frame: pd.DataFrame, keep: pd.Series, field: str, step: str, notes: list[str] | None) -> pd.DataFrame:
     dropped = int((~keep).sum())
-    LOG.info("preprocess %s: %s dropped %d of %d rows", field, step, dropped, len(frame))
+    note = f"preprocess {field}: {step} dropped {dropped} of {len(frame)} rows"
+    if notes is None:
+        LOG.info(note)
+    else:
+        notes.append(note)
     if dropped == len(frame):
         raise HonedError(f"data.preprocess.{step.split('=')[0]}: drops every row of {field}; relax the limit")
     return frame[keep]
 
 
-def filter_tokens(frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: Any) -> dict[str, pd.DataFrame]:
+def filter_tokens(frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: Any, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Drop rows outside `min_tokens`/`max_tokens`, counted with the model's tokenizer (no special
     tokens, no truncation), once the model, and so its tokenizer, exists."""
     spec = recipe.data.preprocess
@@ -143,9 +147,9 @@ def filter_tokens(frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: An
         counts = pd.Series([len(ids) for ids in tokenize(frame["x"].tolist(), add_special_tokens=False)["input_ids"]],
                            index=frame.index)
         if spec.min_tokens is not None:
-            frame = _drop(frame, counts >= spec.min_tokens, f"data.{split}", f"min_tokens={spec.min_tokens}")
+            frame = _drop(frame, counts >= spec.min_tokens, f"data.{split}", f"min_tokens={spec.min_tokens}", notes)
         if spec.max_tokens is not None:
-            frame = _drop(frame, counts.loc[frame.index] <= spec.max_tokens, f"data.{split}", f"max_tokens={spec.max_tokens}")
+            frame = _drop(frame, counts.loc[frame.index] <= spec.max_tokens, f"data.{split}", f"max_tokens={spec.max_tokens}", notes)
         out[split] = frame
     return out
 
@@ -170,7 +174,7 @@ def train_image_stats(frame: pd.DataFrame, size: int, sample: int = 1000, seed: 
     return tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), 1e-3), 6) for v in std)
 
 
-def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recipe) -> None:
+def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recipe, notes: list[str] | None = None) -> None:
     """With `data.image_stats: train`, normalise with the training data's statistics instead of the
     backbone's, and record them where the saved model keeps its normalisation (so predict uses them)."""
     if recipe.data.kind != "image" or recipe.data.image_stats == "backbone":
@@ -178,7 +182,7 @@ def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recip
     if getattr(model, "source", "") == "fusion":
         raise HonedError("data.image_stats=train: not supported for fusion models; use data.image_stats=backbone")
     mean, std = train_image_stats(frames["train"], recipe.data.image_size, seed=recipe.seed)
-    LOG.info("image statistics from the training data: mean %s std %s", mean, std)
+    (notes.append if notes is not None else LOG.info)(f"image statistics from the training data: mean {mean} std {std}")
     model.preprocess = (mean, std)
     if "mean" in getattr(model, "meta", {}):  # torchvision/timm: honed.json
         model.meta.update(mean=list(mean), std=list(std))
@@ -187,8 +191,8 @@ def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recip
         processor.image_mean, processor.image_std = list(mean), list(std)
 
 
-def finish_preprocess(frames: dict[str, pd.DataFrame], recipe: Recipe, model: Any) -> dict[str, pd.DataFrame]:
+def finish_preprocess(frames: dict[str, pd.DataFrame], recipe: Recipe, model: Any, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """The steps that need the model: token-length filters and training-set image statistics."""
-    frames = filter_tokens(frames, recipe, model.preprocess)
-    apply_image_stats(model, frames, recipe)
+    frames = filter_tokens(frames, recipe, model.preprocess, notes)
+    apply_image_stats(model, frames, recipe, notes)
     return frames

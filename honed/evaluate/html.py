@@ -85,6 +85,8 @@ def _summary(report: dict[str, Any]) -> str:
     cards = [("rows", s["rows"]), ("accuracy", s["accuracy"]), ("macro-F1", s["macro_f1"]), ("weighted F1", s["weighted_f1"]),
              ("loss (NLL)", s["loss"]), ("ECE", s["ece"])]
     html = '<div class="cards">' + "".join(f'<div class="card"><span class="muted">{escape(n)}</span><b>{_num(v)}</b></div>' for n, v in cards) + "</div>"
+    if report.get("notes"):
+        html += "<h3>data preparation</h3><ul>" + "".join(f"<li>{escape(n)}</li>" for n in report["notes"]) + "</ul>"
     extra = {k: v for k, v in report.get("run_metrics", {}).items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     if extra:
         html += "<h3>run metrics</h3>" + _table(["metric", "value"], [[k, v] for k, v in extra.items()])

@@ -30,7 +30,7 @@ def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, fr
                  history: list[dict[str, Any]] | None = None, val_logits: np.ndarray | None = None,
                  val_labels: np.ndarray | None = None, temperature: float | None = None, logits: np.ndarray | None = None,
                  slices: list[str] | tuple[str, ...] = (), top_k: int = 20, split: str = "test", title: str = "honed report",
-                 run_metrics: dict[str, Any] | None = None, thumbnails: bool = True) -> dict[str, Any]:
+                 run_metrics: dict[str, Any] | None = None, notes: list[str] | None = None, thumbnails: bool = True) -> dict[str, Any]:
     """Every section of the report as plain data (JSON-safe, except image thumbnails kept under
     'thumbnail' keys for the HTML).
 
@@ -49,7 +49,7 @@ def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, fr
     report: dict[str, Any] = {
         "title": title, "split": split, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "labels": list(labels), "summary": analysis.summary(y_true, probs, labels),
-        "run_metrics": run_metrics or {},
+        "run_metrics": run_metrics or {}, "notes": list(notes or []),
         "per_class": analysis.per_class(y_true, probs, labels),
         "confusion": analysis.confusion(y_true, probs, labels),
         "confused_pairs": analysis.confused_pairs(y_true, probs, labels, frame),

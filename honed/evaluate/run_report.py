@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from honed.data.build import Tables
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.evaluate.calibration import (
@@ -40,7 +41,7 @@ def analysed_split(outputs: Outputs) -> str:
 
 def report_from_outputs(recipe: Recipe, labels: LabelMap, frames: dict[str, pd.DataFrame], outputs: Outputs,
                         history: list[dict[str, Any]], run_metrics: dict[str, Any] | None,
-                        temperature: float | None = None) -> dict[str, Any]:
+                        temperature: float | None = None, notes: list[str] | None = None) -> dict[str, Any]:
     """build_report on the analysed split's logits; the temperature is fitted on val unless given."""
     split = analysed_split(outputs)
     logits, y_true = outputs[split]
@@ -49,13 +50,13 @@ def report_from_outputs(recipe: Recipe, labels: LabelMap, frames: dict[str, pd.D
     probs = torch.softmax(logits.double(), dim=-1).numpy()
     report = build_report(labels=labels.names, y_true=y_true.numpy(), probs=probs, frame=frames[split], logits=logits.double().numpy(),
                           history=history, temperature=temperature, slices=recipe.report.slices, top_k=recipe.report.top_k,
-                          split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics)
+                          split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics, notes=notes)
     report["calibration"]["fitted_on"] = "val" if temperature is not None else None
     return report
 
 
-def report_after_fit(recipe: Recipe, run_dir: Path, labels: LabelMap, frames: dict[str, pd.DataFrame], outputs: Outputs,
-                     metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+def report_after_fit(recipe: Recipe, run_dir: Path, tables: Tables, outputs: Outputs, metrics: dict[str, Any],
+                     history: list[dict[str, Any]]) -> None:
     """Save the val-fitted temperature with the model and write the run's report.json/.html.
 
     A failure here is logged, not raised: the trained model is already saved, and `honed report
@@ -69,7 +70,7 @@ def report_after_fit(recipe: Recipe, run_dir: Path, labels: LabelMap, frames: di
             temperature = fit_temperature(*outputs["val"])
             save_calibration(run_dir / "model", temperature, "val", len(outputs["val"][1]))
         if recipe.report.enabled:
-            report = report_from_outputs(recipe, labels, frames, outputs, history, metrics, temperature)
+            report = report_from_outputs(recipe, tables.labels, tables.frames, outputs, history, metrics, temperature, tables.notes)
             write_report(run_dir, report)
             LOG.info("report: %s (%.1f s)", run_dir / "report.html", report["seconds_to_build"])
     except Exception as exc:  # noqa: BLE001 - see docstring
@@ -113,13 +114,13 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
     if tables.labels.names != labels.names:
         raise HonedError(f"report: the data now has classes {tables.labels.names} but the model in '{run_dir}/model' was trained on "
                          f"{labels.names}; report with the run's own data")
-    frames = filter_tokens(tables.frames, recipe, model.preprocess)
+    frames = filter_tokens(tables.frames, recipe, model.preprocess, tables.notes)
     outputs = {split: (logits_for(model, labels, recipe, frame), torch.tensor(labels.encode(frame["label"])))
                for split, frame in frames.items() if split in ("val", "test") and len(frame)}
     temperature = _saved_temperature(run_dir / "model")
     results = run_dir / "results.json"
     metrics = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
-    report = report_from_outputs(recipe, labels, frames, outputs, read_history(run_dir), metrics, temperature)
+    report = report_from_outputs(recipe, labels, frames, outputs, read_history(run_dir), metrics, temperature, tables.notes)
     return write_report(out_dir or run_dir, report)[1]
 
 
