@@ -34,7 +34,7 @@ def add_audit_parsers(verbs: Any) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.labels=null")
-    parser.add_argument("-o", "--output", default=None, metavar="DIR", help="output folder (default: the recipe's run folder)")
+    parser.add_argument("-o", "--output", default=None, metavar="DIR", help="output folder (default: the recipe's run folder; for clean RUN_DIR/clean)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--oof", default=None, metavar="FILE",

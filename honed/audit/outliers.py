@@ -20,6 +20,7 @@ from honed.audit.base import CHECKS, AuditContext, Finding, row_table
 from honed.audit.plots import figure, to_png
 
 MIN_CLASS = 5  # rows a class needs before its own spread is trusted
+CLASS_RATIO = 3.0  # a class whose median length/size is this far from the median row is called out
 
 
 def robust_z(values: np.ndarray) -> np.ndarray:
@@ -74,6 +75,12 @@ def outliers(ctx: AuditContext) -> Finding:
                            ", ".join(f"{k} {v:.0f}" for k, v in finding.data["median_size_by_class"].items()))
     finding.summary.append(f"{finding.data['rows']} outlier rows (robust z > {limit}): " +
                            (", ".join(f"{v} {k}" for k, v in counts.items()) or "none"))
+    for name, size in finding.data["median_size_by_class"].items():
+        ratio = size / max(median, 1.0)
+        if ratio >= CLASS_RATIO or ratio <= 1 / CLASS_RATIO:
+            finding.summary.append(f"class '{name}': median {size:.0f} {unit}, {ratio:.1f}x the median row: a different kind of row?")
+            finding.recommendations.append(f"class '{name}' differs in {unit} from the rest ({ratio:.1f}x the median): check that its rows "
+                                           "are the same kind of input the model will see (`data.labels` can leave a class out)")
     if flagged:
         finding.recommendations.append("read the flagged rows: a different kind of row (another source, a synopsis among reviews, "
                                        "a blank scan) belongs in its own class or out of the data (`honed clean --drop-outliers`)")
