@@ -30,12 +30,13 @@ def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, fr
                  history: list[dict[str, Any]] | None = None, val_logits: np.ndarray | None = None,
                  val_labels: np.ndarray | None = None, temperature: float | None = None, logits: np.ndarray | None = None,
                  slices: list[str] | tuple[str, ...] = (), top_k: int = 20, split: str = "test", title: str = "honed report",
-                 run_metrics: dict[str, Any] | None = None, notes: list[str] | None = None, thumbnails: bool = True) -> dict[str, Any]:
+                 run_metrics: dict[str, Any] | None = None, notes: list[str] | None = None, group_name: str | None = None,
+                 thumbnails: bool = True) -> dict[str, Any]:
     """Every section of the report as plain data (JSON-safe, except image thumbnails kept under
     'thumbnail' keys for the HTML).
 
     `probs` (rows x classes) are the analysed split's probabilities and `frame` its rows in the same
-    order (column x, optional x2, group and meta:NAME columns). Temperature scaling is fitted on
+    order (column x, optional x2, group and meta:NAME columns; `group_name` names the group column). Temperature scaling is fitted on
     `val_logits`/`val_labels` when given, or `temperature` is used as is; calibration is measured on
     `logits` (default: log of `probs`, which softmax maps back to `probs`).
     """
@@ -54,7 +55,7 @@ def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, fr
         "confusion": analysis.confusion(y_true, probs, labels),
         "confused_pairs": analysis.confused_pairs(y_true, probs, labels, frame),
         "top_losses": analysis.top_losses(y_true, probs, labels, frame, top_k),
-        "slices": all_slices(frame, y_true, probs, losses, len(labels), slices),
+        "slices": all_slices(frame, y_true, probs, losses, len(labels), slices, group_name),
         "calibration": calibration_summary(logits, y_true, temperature),
         "history": history or [],
     }

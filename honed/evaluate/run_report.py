@@ -50,7 +50,8 @@ def report_from_outputs(recipe: Recipe, labels: LabelMap, frames: dict[str, pd.D
     probs = torch.softmax(logits.double(), dim=-1).numpy()
     report = build_report(labels=labels.names, y_true=y_true.numpy(), probs=probs, frame=frames[split], logits=logits.double().numpy(),
                           history=history, temperature=temperature, slices=recipe.report.slices, top_k=recipe.report.top_k,
-                          split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics, notes=notes)
+                          split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics, notes=notes,
+                          group_name=recipe.data.group_column)
     report["calibration"]["fitted_on"] = "val" if temperature is not None else None
     return report
 
@@ -135,7 +136,8 @@ def report_labelled(model_dir: Path, frame: pd.DataFrame, logits: torch.Tensor, 
     y_true = np.asarray(labels.encode(frame["label"]))
     report = build_report(labels=labels.names, y_true=y_true, probs=torch.softmax(logits.double(), dim=-1).numpy(), frame=frame,
                           logits=logits.double().numpy(), temperature=_saved_temperature(model_dir), slices=recipe.report.slices,
-                          top_k=recipe.report.top_k, split="evaluate", title=f"honed report: {model_dir}")
+                          top_k=recipe.report.top_k, split="evaluate", title=f"honed report: {model_dir}",
+                          group_name=recipe.data.group_column)
     if report["calibration"]["temperature"] is not None:
         report["calibration"]["fitted_on"] = "val (saved with the model)"
     return write_report(out_dir, report)[1]

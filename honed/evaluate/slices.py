@@ -78,14 +78,14 @@ def _first_number(text: str) -> float:
 
 
 def all_slices(frame: pd.DataFrame, y_true: np.ndarray, probs: np.ndarray, losses: np.ndarray, k: int,
-               slices: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Slice tables for text length, the group column and each named metadata column."""
+               slices: list[str] | tuple[str, ...] = (), group_name: str | None = None) -> list[dict[str, Any]]:
+    """Slice tables for text length, the group column (shown as `group_name`) and each named metadata column."""
     pred = probs.argmax(axis=1)
     out = []
     if len(frame) and isinstance(frame["x"].iloc[0], str) and not _looks_like_paths(frame["x"]):
         out.append(column_slices("text length", length_bins(frame["x"]).reset_index(drop=True), y_true, pred, losses, k, True))
     if "group" in frame:
-        out.append(column_slices("group", frame["group"].reset_index(drop=True), y_true, pred, losses, k))
+        out.append(column_slices(group_name or "group", frame["group"].reset_index(drop=True), y_true, pred, losses, k))
     for name in slices:
         column = META + name
         if column not in frame:
