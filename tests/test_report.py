@@ -134,6 +134,7 @@ def test_fit_writes_report_and_calibration(run: honed.fit) -> None:
     assert report["summary"]["accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-6), "the report reuses the final logits"
     assert len(report["top_losses"]) == 7
     assert [s["column"] for s in report["slices"]] == ["text length", "movie", "year"]
+    assert set(report["top_losses"][0]["meta"]) == {"movie", "year"}
     assert len(report["history"]) == 2 and "val_loss" in report["history"][0]
     saved = json.loads((run.model_dir / "calibration.json").read_text(encoding="utf-8"))
     assert saved["temperature"] == pytest.approx(report["calibration"]["temperature"]) and saved["fitted_on"] == "val"

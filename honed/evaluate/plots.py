@@ -76,7 +76,10 @@ def curves_png(history: list[dict[str, Any]]) -> str:
                 ax.plot(epochs, [np.nan if v is None else v for v in values], marker="o", label=key)
         ax.set_title(title)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(fontsize=8)
     fig.tight_layout()

@@ -61,6 +61,8 @@ def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, fr
     }
     report["calibration"]["fitted_on"] = "val" if val_logits is not None else ("given" if temperature is not None else None)
     report["summary"]["ece"] = report["calibration"]["ece"]
+    if group_name:
+        _name_group(report, group_name)
     if thumbnails:
         _add_thumbnails(report, frame)
     report["seconds_to_build"] = time.perf_counter() - started
@@ -76,12 +78,23 @@ def _check(labels: list[str], y_true: np.ndarray, probs: np.ndarray, frame: pd.D
         raise HonedError("report: true classes must be indices into labels (unlabelled rows cannot be analysed)")
 
 
+def _examples(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*report["top_losses"], *(e for pair in report["confused_pairs"] for e in pair["examples"])]
+
+
+def _name_group(report: dict[str, Any], group_name: str) -> None:
+    """Examples show the group under its column's name (once, even when it is also a slice column)."""
+    for row in _examples(report):
+        meta = row.get("meta", {})
+        if "group" in meta:
+            row["meta"] = {group_name: meta["group"], **{k: v for k, v in meta.items() if k not in ("group", group_name)}}
+
+
 def _add_thumbnails(report: dict[str, Any], frame: pd.DataFrame) -> None:
     """Image inputs get a small base64 PNG for the HTML (texts need none)."""
     from honed.evaluate.plots import thumbnail_png
 
-    rows = [*report["top_losses"], *(e for pair in report["confused_pairs"] for e in pair["examples"])]
-    for row in rows:
+    for row in _examples(report):
         item = frame["x"].iloc[row["position"]]
         if isinstance(item, str) and not _is_image_path(item):
             continue  # text

@@ -87,6 +87,8 @@ def all_slices(frame: pd.DataFrame, y_true: np.ndarray, probs: np.ndarray, losse
     if "group" in frame:
         out.append(column_slices(group_name or "group", frame["group"].reset_index(drop=True), y_true, pred, losses, k))
     for name in slices:
+        if "group" in frame and name == group_name:
+            continue  # already sliced as the group column
         column = META + name
         if column not in frame:
             raise HonedError(f"report.slices: no column '{name}' in the analysed data; columns kept are: "
