@@ -223,6 +223,7 @@ class Recipe(Section):
     preset: str | None = None
     log: LogSpec = LogSpec()
     report: ReportSpec = ReportSpec()
+    search: dict[str, Any] | None = None  # `honed tune` validates it (honed/tune/spec.py); train ignores it
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
