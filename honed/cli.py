@@ -27,6 +27,9 @@ EPILOG = """examples:
   honed batch-find recipes/quickstart.yaml --max 256
   honed audit recipes/quickstart.yaml data.labels=null --output audit-rt
   honed clean recipes/quickstart.yaml --labels relabel --label-threshold 0.9 --output clean-rt
+  honed ensemble recipes/ensemble.yaml                              # members + combiner -> runs/ensemble/
+  honed ensemble recipes/ensemble.yaml ensemble.method=stacking ensemble.stacking.folds=3 --overwrite
+  honed predict runs/ensemble reviews.csv                          # an ensemble folder works like a model
   honed recipes
 """
 
@@ -86,6 +89,19 @@ def _parser() -> argparse.ArgumentParser:
                             help="largest batch to try (default 256 on CPU, 16384 on CUDA)")
     batch_find.add_argument("--steps", type=int, default=3, help="timed steps per batch size (default 3)")
     batch_find.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ensemble = verbs.add_parser(
+        "ensemble", help="train several members and combine them (voting, selection, stacking, bagging) into one folder",
+        description="Train the members named by the recipe's `ensemble:` section on shared splits and combine them: "
+                    "voting (soft/hard, weights given or selected on val), selection (greedy forward selection with "
+                    "replacement on val, the default), stacking (a scikit-learn meta-learner on out-of-fold member "
+                    "probabilities) or bagging (bootstrap samples, out-of-bag estimate). Writes RUN_DIR/ensemble.json, "
+                    "the member runs under RUN_DIR/members/ and the ensemble's report; `honed predict/evaluate RUN_DIR` "
+                    "use it like one model.")
+    ensemble.add_argument("recipe", help="recipe YAML with an `ensemble:` section (see recipes/ensemble.yaml)")
+    ensemble.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. ensemble.method=stacking")
+    ensemble.add_argument("--overwrite", action="store_true", help="replace an existing ensemble folder and its member runs")
+    ensemble.add_argument("--quiet", action="store_true", help="no progress bars")
 
     add_audit_parsers(verbs)
     verbs.add_parser("recipes", help="list the shipped recipes")
@@ -164,6 +180,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {html} and {html.with_name('report.json')}")
 
 
+def cmd_ensemble(args: argparse.Namespace) -> None:
+    from honed.ensemble.build import build_ensemble, print_ensemble
+
+    result = build_ensemble(args.recipe, overwrite=args.overwrite, quiet=args.quiet, **_overrides(args.overrides))
+    print_ensemble(result)
+
+
 def cmd_recipes(_: argparse.Namespace) -> None:
     import yaml
 
@@ -221,7 +244,7 @@ def _batch_table(report: Any) -> Any:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "report": cmd_report, "recipes": cmd_recipes,
             "lr-find": cmd_lr_find, "batch-find": cmd_batch_find,
-            "audit": cmd_audit, "clean": cmd_clean}
+            "audit": cmd_audit, "clean": cmd_clean, "ensemble": cmd_ensemble}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,7 +125,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     evals = {k: acc.prepare(v) for k, v in evals.items()}
     total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
     state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
-                       train_loader=loader, class_counts=counts)
+                       train_loader=loader, class_counts=counts, frames=tables.frames)
     saved = _restore(state, hooks, run_dir, acc) if resume else None
     hooks.fire("on_fit_start", state)  # freezing techniques choose what trains before the optimizer exists
     order = [(g["group"], g["decay"]) for g in saved["optimizer"]["param_groups"]] if saved else None

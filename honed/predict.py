@@ -111,6 +111,10 @@ def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] 
     saved recipe (e.g. {"augment.tta": 4}); `calibrated` divides the logits by the temperature saved
     with the model (model/calibration.json)."""
     model_dir = Path(model_dir)
+    if _ensemble(model_dir, calibrated):  # an ensemble folder (honed/ensemble/saved.py) predicts like one model
+        from honed.ensemble.saved import ensemble_predict_frame
+
+        return ensemble_predict_frame(model_dir, source, overrides)
     temperature = load_temperature(model_dir) if calibrated else 1.0
     model, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir, overrides)
@@ -128,6 +132,10 @@ def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any]
     """Loss, accuracy and macro-F1 of a saved model on labelled data; `calibrated` applies the saved
     temperature (the loss changes, the predictions do not); `report_dir` also writes report.json/.html there."""
     model_dir = Path(model_dir)
+    if _ensemble(model_dir, calibrated):
+        from honed.ensemble.saved import ensemble_evaluate
+
+        return ensemble_evaluate(model_dir, source, overrides, report_dir)
     temperature = load_temperature(model_dir) if calibrated else 1.0
     model, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir, overrides)
@@ -143,3 +151,12 @@ def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any]
 
         report_labelled(model_dir, frame, logits, labels, recipe, report_dir)
     return classification_metrics(logits / temperature, torch.tensor(labels.encode(frame["label"])))
+
+
+def _ensemble(folder: Path, calibrated: bool) -> bool:
+    """True for a folder written by `honed ensemble` (ensemble.json); it has no single temperature."""
+    if not (folder / "ensemble.json").is_file():
+        return False
+    if calibrated:
+        raise HonedError(f"--calibrated: '{folder}' is an ensemble, which has no saved temperature; drop --calibrated")
+    return True

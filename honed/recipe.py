@@ -223,6 +223,7 @@ class Recipe(Section):
     preset: str | None = None
     log: LogSpec = LogSpec()
     report: ReportSpec = ReportSpec()
+    ensemble: dict[str, Any] | None = None  # `honed ensemble` validates it (honed/ensemble/spec.py); train ignores it
     search: dict[str, Any] | None = None  # `honed tune` validates it (honed/tune/spec.py); train ignores it
 
     def run_dir(self) -> Path:

@@ -36,6 +36,7 @@ class TrainState:
     stop_reason: str = ""
     train_loader: Any = None  # for techniques that need another pass (SWA's batch-norm statistics)
     class_counts: tuple[int, ...] = ()
+    frames: dict[str, Any] | None = None  # the standard frames per split (distillation looks up its teacher's rows)
 
     def progress(self) -> dict[str, Any]:
         """The scalars a checkpoint needs to continue exactly here."""

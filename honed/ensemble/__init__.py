@@ -1,0 +1,28 @@
+"""Ensembles of fine-tuned models: voting, bagging, stacking, ensemble selection, snapshots.
+
+`build_ensemble(recipe)` (CLI `honed ensemble RECIPE`) trains the members named by the recipe's
+`ensemble:` section and saves one folder that `honed predict` / `honed evaluate` use like a model;
+`EnsembleClassifier` does the same in scikit-learn's style. Imports stay lazy to keep `import honed` light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["EnsembleClassifier", "build_ensemble", "is_ensemble", "load_ensemble"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_ensemble":
+        from honed.ensemble.build import build_ensemble
+
+        return build_ensemble
+    if name in ("is_ensemble", "load_ensemble"):
+        from honed.ensemble import saved
+
+        return getattr(saved, name)
+    if name == "EnsembleClassifier":
+        from honed.ensemble.estimators import EnsembleClassifier
+
+        return EnsembleClassifier
+    raise AttributeError(name)

@@ -1,0 +1,32 @@
+"""Bagging (Breiman 1996): members trained on bootstrap samples (or random subsets) of the
+training rows, combined by voting; rows a member never saw give the out-of-bag estimate for free."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bag_rows(rows: int, members: int, bootstrap: bool, max_samples: float, seed: int) -> list[np.ndarray]:
+    """Per member, the training row positions it trains on (with replacement when `bootstrap`)."""
+    rng = np.random.default_rng(seed)
+    size = max(2, round(rows * max_samples))
+    return [np.sort(rng.choice(rows, size=size, replace=bootstrap)) for _ in range(members)]
+
+
+def out_of_bag(bags: list[np.ndarray], rows: int) -> list[np.ndarray]:
+    """Per member, the training row positions it did not see."""
+    return [np.setdiff1d(np.arange(rows), bag) for bag in bags]
+
+
+def oob_estimate(oob_probs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, classes: int) -> dict[str, float]:
+    """Accuracy of the averaged out-of-bag probabilities: (positions, probs) per member; rows left
+    out by no member are not counted."""
+    total, counts = np.zeros((len(y), classes)), np.zeros(len(y))
+    for positions, probs in oob_probs:
+        total[positions] += probs
+        counts[positions] += 1
+    seen = counts > 0
+    if not seen.any():
+        return {"oob_accuracy": float("nan"), "oob_rows": 0}
+    accuracy = float(np.mean(total[seen].argmax(axis=1) == y[seen]))
+    return {"oob_accuracy": accuracy, "oob_rows": int(seen.sum())}

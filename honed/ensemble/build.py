@@ -1,0 +1,282 @@
+"""`honed ensemble RECIPE`: train the members on shared splits, combine them, save one folder.
+
+Every member sees the same train/val/test rows (loaded once from the base recipe), so their
+probabilities line up row by row. Methods are looked up in METHODS (name -> combiner); a combiner
+gets the members' validation probabilities and returns how to combine them (weights, rule, meta).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from honed.data.build import load_tables
+from honed.ensemble.bagging import bag_rows, oob_estimate, out_of_bag
+from honed.ensemble.members import (
+    Member,
+    as_data,
+    check_labels,
+    expand_members,
+    fit_all,
+    member_probs,
+    member_recipe,
+    model_folder,
+    read_labels,
+)
+from honed.ensemble.saved import ENSEMBLE_FILE, save_ensemble
+from honed.ensemble.selection import greedy_selection
+from honed.ensemble.spec import EnsembleSpec, MemberSpec, parse_spec
+from honed.ensemble.stacking import (
+    check_stacking,
+    fit_meta,
+    meta_learner,
+    meta_probs,
+    out_of_fold,
+)
+from honed.ensemble.voting import VOTES, normalised_weights
+from honed.errors import HonedError
+from honed.fit import normalise_overrides
+from honed.recipe import Recipe, build_recipe, read_yaml
+
+
+@dataclass
+class Combined:
+    """How members combine: a voting rule with weights, or a fitted meta-learner."""
+
+    combine: str
+    weights: np.ndarray
+    meta: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def probs(self, member_probs: np.ndarray) -> np.ndarray:
+        if self.combine == "stacking":
+            return meta_probs(self.meta, member_probs, member_probs.shape[2])
+        return VOTES[self.combine](member_probs, self.weights)
+
+
+@dataclass
+class EnsembleResult:
+    folder: Path
+    method: str
+    labels: tuple[str, ...]
+    members: list[Member]
+    combined: Combined
+    probs: dict[str, np.ndarray]  # split -> (members, rows, classes)
+    frames: dict[str, pd.DataFrame]
+    metrics: dict[str, Any]
+
+
+@dataclass
+class Context:
+    """What a combiner may use: the spec, base tree, shared frames and member settings."""
+
+    spec: EnsembleSpec
+    base: dict[str, Any]
+    frames: dict[str, pd.DataFrame]
+    labels: tuple[str, ...]
+    members: list[MemberSpec]
+    trained: list[Member]
+    folder: Path
+    seed: int
+    overwrite: bool
+    quiet: bool
+    info: dict[str, Any] = field(default_factory=dict)  # what training reported (bagging's out-of-bag estimate)
+
+
+def _voting(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
+    spec = ctx.spec
+    if spec.weights == "select":
+        weights = greedy_selection(val, y, spec.selection.rounds, spec.selection.metric)
+    else:
+        weights = normalised_weights(spec.weights, val.shape[0])
+    return Combined(spec.voting, weights)
+
+
+def _selection(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
+    return Combined("soft", greedy_selection(val, y, ctx.spec.selection.rounds, ctx.spec.selection.metric))
+
+
+def _stacking(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
+    spec, train = ctx.spec.stacking, ctx.frames["train"]
+    oof = np.stack([out_of_fold(train, spec.folds, ctx.seed, _fold_fitter(ctx, m), len(ctx.labels)) for m in ctx.members])
+    y_train = np.asarray([ctx.labels.index(v) for v in train["label"]])
+    meta = fit_meta(meta_learner(spec.meta, spec.params), oof, y_train)
+    shutil.rmtree(ctx.folder / "folds", ignore_errors=True)
+    return Combined("stacking", np.full(val.shape[0], 1.0 / val.shape[0]), meta, {"folds": spec.folds, "meta": spec.meta})
+
+
+def _bagging(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
+    return Combined(ctx.spec.voting, normalised_weights(None, val.shape[0]), info=ctx.info)
+
+
+METHODS: dict[str, Callable[[Context, np.ndarray, np.ndarray], Combined]] = {
+    "voting": _voting, "selection": _selection, "stacking": _stacking, "bagging": _bagging,
+}
+
+
+def _fold_fitter(ctx: Context, member: MemberSpec) -> Callable[[int, pd.DataFrame, pd.DataFrame], np.ndarray]:
+    """Train a copy of `member` on one fold's training part (validated on the shared val split) and
+    predict the held-out part. (honed.cv.cross_validate was not there yet; this is its own loop.)"""
+    if member.prefit is not None:  # refit the prefit model's own recipe on the folds
+        member = MemberSpec(name=member.name, recipe=str(model_folder(member.prefit, "prefit") / "recipe.yaml"))
+
+    def fit_predict(fold: int, part: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
+        recipe = member_recipe(ctx.base, member, ctx.folder / "folds" / member.name / f"fold{fold}")
+        data = as_data({"train": part, "val": ctx.frames["val"], "test": held})
+        model_dir = fit_all([(member.name, recipe, data)], 1, True, ctx.quiet)[member.name]
+        return member_probs(model_dir, held, ctx.labels)[0]
+
+    return fit_predict
+
+
+def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: bool = False, quiet: bool = False,
+                   **overrides: Any) -> EnsembleResult:
+    """Train and combine the members named by the recipe's `ensemble:` section; save the folder."""
+    base = _base_tree(recipe)
+    base_recipe = build_recipe(base, normalise_overrides(overrides), source=str(recipe) if isinstance(recipe, (str, Path)) else "recipe")
+    tree = base_recipe.model_dump(mode="json")
+    spec = parse_spec(tree.pop("ensemble", None))
+    folder = base_recipe.run_dir()
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise HonedError(f"ensemble folder '{folder}' already exists; pass --overwrite to replace it")
+    members = _member_specs(spec, base_recipe)
+    if spec.method == "stacking":
+        check_stacking(spec.stacking.folds, len(members))
+        meta_learner(spec.stacking.meta, spec.stacking.params)  # a bad name fails before any training
+    tables = load_tables(base_recipe)
+    frames = {k: f.reset_index(drop=True) for k, f in tables.frames.items()}
+    if frames["val"].empty:
+        raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); set data.val or data.split.val > 0")
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    trained, spec_info = _train(spec, tree, frames, members, folder, overwrite, quiet)
+    labels = check_labels({m.name: read_labels(m.model_dir) for m in trained})
+    splits = {k: f for k, f in frames.items() if k in ("val", "test") and len(f)}
+    probs = {k: np.stack([member_probs(m.model_dir, f, labels)[0] for m in trained]) for k, f in splits.items()}
+    y = {k: np.asarray([labels.index(v) for v in f["label"]]) for k, f in splits.items()}
+    ctx = Context(spec, tree, frames, labels, members, trained, folder, base_recipe.seed, overwrite, quiet, spec_info)
+    combined = METHODS[spec.method](ctx, probs["val"], y["val"])
+    metrics = _metrics(trained, combined, probs, y)
+    metrics.update(spec_info)  # bagging: the out-of-bag estimate
+    info = {"method": spec.method, "kind": base_recipe.data.kind, "metrics": metrics, **combined.info}
+    save_ensemble(folder, labels, [(m.name, m.model_dir, float(w)) for m, w in zip(trained, combined.weights, strict=True)],
+                  combined.combine, combined.meta, info)
+    (folder / "recipe.yaml").write_text(base_recipe.to_yaml(), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    _report(folder, base_recipe, labels, combined, probs, y, splits)
+    return EnsembleResult(folder, spec.method, labels, trained, combined, probs, frames, metrics)
+
+
+def _base_tree(recipe: str | Path | dict[str, Any] | Recipe) -> dict[str, Any]:
+    if isinstance(recipe, Recipe):
+        return recipe.model_dump(mode="json")
+    return dict(recipe) if isinstance(recipe, dict) else read_yaml(recipe)
+
+
+def _member_specs(spec: EnsembleSpec, base: Recipe) -> list[MemberSpec]:
+    if spec.method == "bagging":
+        return [MemberSpec(name=f"bag{i}", overrides={"seed": base.seed + i}) for i in range(spec.bagging.n_members)]
+    if spec.snapshots is not None:
+        return []
+    members = expand_members(spec)
+    if len(members) < 2:
+        raise HonedError(f"ensemble.members: an ensemble needs at least 2 members, got {len(members)}; list more or use from_tune/snapshots")
+    return members
+
+
+def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFrame], members: list[MemberSpec], folder: Path,
+           overwrite: bool, quiet: bool) -> tuple[list[Member], dict[str, Any]]:
+    """Train what is not prefit (bagging on resampled rows, snapshots as one cyclic run)."""
+    if spec.snapshots is not None and spec.method != "bagging":
+        return _snapshots(spec, tree, frames, folder, overwrite, quiet), {"snapshots": spec.snapshots.cycles}
+    bags = bag_rows(len(frames["train"]), len(members), spec.bagging.bootstrap, spec.bagging.max_samples,
+                    int(tree.get("seed", 0))) if spec.method == "bagging" else None
+    jobs = []
+    for i, m in enumerate(members):
+        if m.prefit is None:
+            train = frames["train"].iloc[bags[i]] if bags is not None else frames["train"]
+            data = as_data({**frames, "train": train})
+            jobs.append((m.name, member_recipe(tree, m, folder / "members" / m.name), data))
+    dirs = fit_all(jobs, spec.workers, overwrite, quiet, spec.keep_checkpoints)
+    trained = [Member(m.name, model_folder(m.prefit, f"ensemble.members.{i}.prefit") if m.prefit else dirs[m.name])
+               for i, m in enumerate(members)]
+    if bags is None:
+        return trained, {}
+    train, left = frames["train"], out_of_bag(bags, len(frames["train"]))
+    order = read_labels(trained[0].model_dir)
+    oob = [(rows, member_probs(m.model_dir, train.iloc[rows].reset_index(drop=True), order)[0]) for m, rows in zip(trained, left, strict=True) if len(rows)]
+    y = np.asarray([order.index(v) for v in train["label"]])
+    return trained, oob_estimate(oob, y, len(order))
+
+
+def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFrame], folder: Path, overwrite: bool,
+               quiet: bool) -> list[Member]:
+    """One run with cosine restarts that saves a model at each cycle end (technique `snapshots`)."""
+    cycles = spec.snapshots.cycles  # type: ignore[union-attr]
+    techniques = [*tree.get("techniques", []), {"name": "snapshots", "cycles": cycles}]
+    member = MemberSpec(name="snapshots", overrides={"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques})
+    run_dir = folder / "members" / "snapshots"
+    fit_all([(member.name, member_recipe(tree, member, run_dir), as_data(frames))], 1, overwrite, quiet, spec.keep_checkpoints)
+    return [Member(f"snapshot{i}", run_dir / "snapshots" / f"cycle{i}") for i in range(1, cycles + 1)]
+
+
+def _metrics(members: list[Member], combined: Combined, probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Accuracy and macro-F1 of each member and of the ensemble on val and test."""
+    from sklearn.metrics import f1_score
+
+    out: dict[str, Any] = {"members": {}, "ensemble": {}}
+    for split, p in probs.items():
+        for i, m in enumerate(members):
+            pred = p[i].argmax(axis=1)
+            out["members"].setdefault(m.name, {}).update({f"{split}_accuracy": float(np.mean(pred == y[split])),
+                                                          f"{split}_macro_f1": float(f1_score(y[split], pred, average="macro"))})
+        pred = combined.probs(p).argmax(axis=1)
+        out["ensemble"].update({f"{split}_accuracy": float(np.mean(pred == y[split])),
+                                f"{split}_macro_f1": float(f1_score(y[split], pred, average="macro"))})
+    return out
+
+
+def _report(folder: Path, recipe: Recipe, labels: tuple[str, ...], combined: Combined, probs: dict[str, np.ndarray],
+            y: dict[str, np.ndarray], frames: dict[str, pd.DataFrame]) -> None:
+    """The error-analysis report of the ensemble on test (val when there is no test)."""
+    split = "test" if "test" in probs else "val"
+    if not recipe.report.enabled:
+        return
+    from honed.evaluate.report import build_report, write_report
+
+    report = build_report(labels=list(labels), y_true=y[split], probs=combined.probs(probs[split]), frame=frames[split],
+                          top_k=recipe.report.top_k, split=split, title=f"honed report: ensemble {recipe.name}",
+                          group_name=recipe.data.group_column)
+    write_report(folder, report)
+
+
+__all__ = ["ENSEMBLE_FILE", "METHODS", "EnsembleResult", "build_ensemble"]
+
+
+def print_ensemble(result: EnsembleResult) -> None:
+    """The members' and the ensemble's val/test scores as a table, then where things are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    weights = dict(zip([m.name for m in result.members], result.combined.weights, strict=True))
+    table = Table(title=f"honed ensemble: {result.method} ({result.combined.combine})")
+    columns = [c for c in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1") if c in result.metrics["ensemble"]]
+    for name in ("model", "weight", *columns):
+        table.add_column(name, justify="right" if name != "model" else "left")
+    for name, scores in result.metrics["members"].items():
+        weight = "-" if result.combined.combine == "stacking" else f"{weights[name]:.2f}"
+        table.add_row(name, weight, *(f"{scores[c]:.4f}" for c in columns))
+    table.add_row("ensemble", "", *(f"{result.metrics['ensemble'][c]:.4f}" for c in columns))
+    console = Console()
+    console.print(table)
+    if "oob_accuracy" in result.metrics:
+        console.print(f"out-of-bag accuracy {result.metrics['oob_accuracy']:.4f} on {result.metrics['oob_rows']} training rows")
+    console.print(f"ensemble folder: {result.folder} (`honed predict {result.folder} DATA`)")

@@ -1,0 +1,147 @@
+"""Ensemble members: each one is its own honed recipe (base recipe + overrides), a prefit model
+folder, or a trial of a `honed tune` study; trained by `honed.fit` on splits shared by all members,
+then asked for class probabilities through its own tokenizer/transforms (honed.predict)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from honed.ensemble.spec import EnsembleSpec, MemberSpec
+from honed.errors import HonedError
+from honed.recipe import Recipe, build_recipe, parse_override, read_yaml
+
+TOP_TRIALS = "top_trials.json"
+
+
+@dataclass
+class Member:
+    """A trained member: its name and saved model folder (RUN_DIR/model)."""
+
+    name: str
+    model_dir: Path
+
+
+def model_folder(path: str | Path, field: str) -> Path:
+    """A saved model folder from a model or run folder path; a missing one is a one-line error."""
+    path = Path(path)
+    if (path / "honed.json").is_file():
+        return path
+    if (path / "model" / "honed.json").is_file():
+        return path / "model"
+    if not path.exists():
+        raise HonedError(f"{field}: model folder '{path}' not found; train it first or fix the path")
+    raise HonedError(f"{field}: '{path}' is not a model saved by honed (no honed.json); use RUN_DIR/model")
+
+
+def expand_members(spec: EnsembleSpec) -> list[MemberSpec]:
+    """The listed members plus the top-k trials of a tune study (`from_tune`), best first."""
+    members = list(spec.members)
+    if spec.from_tune:
+        members += tune_members(Path(spec.from_tune), spec.top_k)
+    for i, member in enumerate(members):
+        if member.prefit is not None:
+            model_folder(member.prefit, f"ensemble.members.{i}.prefit")
+    names = [m.name for m in members]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise HonedError(f"ensemble.members: two members are named '{dup}'; give each a unique name")
+    return members
+
+
+def tune_members(run_dir: Path, top_k: int) -> list[MemberSpec]:
+    """Members from RUN_DIR/top_trials.json (written by `honed tune`): a trial whose model folder
+    still exists is used as trained (prefit); otherwise its overrides are trained again."""
+    path = run_dir / TOP_TRIALS
+    if not path.is_file():
+        raise HonedError(f"ensemble.from_tune: '{path}' not found; run `honed tune` first or point at its run folder")
+    try:
+        trials = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HonedError(f"ensemble.from_tune: '{path}' is not valid JSON ({exc.msg})") from exc
+    members = []
+    for trial in trials[:top_k]:
+        model_dir = trial.get("model_dir")
+        overrides = trial.get("overrides") or {}
+        if isinstance(overrides, list):
+            overrides = dict(parse_override(str(o)) for o in overrides)
+        prefit = str(model_dir) if model_dir and (Path(model_dir) / "honed.json").is_file() else None
+        members.append(MemberSpec(name=f"trial{trial['number']}", overrides=overrides, prefit=prefit))
+    return members
+
+
+def member_recipe(base: dict[str, Any], member: MemberSpec, run_dir: Path) -> Recipe:
+    """The member's recipe: its own file or the base, with its overrides; splits come from the
+    ensemble (in memory), so row limits and report slices are switched off."""
+    tree = read_yaml(member.recipe) if member.recipe else dict(base)
+    tree.pop("ensemble", None)
+    forced = {"output_dir": str(run_dir), "data.max_rows": {}, "report.slices": []}
+    return build_recipe(tree, {**member.overrides, **forced}, source=f"ensemble member '{member.name}'")
+
+
+def as_data(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Standard frames as (X, labels) pairs for `honed.fit(data=...)`."""
+    return {k: (f["x"].tolist(), f["label"].tolist()) for k, f in frames.items()}
+
+
+def fit_member(recipe: Recipe, data: dict[str, Any], overwrite: bool, quiet: bool, keep_checkpoints: bool = False,
+               threads: int | None = None) -> Path:
+    """Train one member (also the worker of a process pool) and return its model folder."""
+    import honed
+
+    if threads:
+        torch.set_num_threads(threads)
+    run = honed.fit(recipe, data=data, overwrite=overwrite, quiet=quiet)
+    if not keep_checkpoints:
+        shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
+    return run.model_dir
+
+
+def fit_all(jobs: list[tuple[str, Recipe, dict[str, Any]]], workers: int, overwrite: bool, quiet: bool,
+            keep_checkpoints: bool = False) -> dict[str, Path]:
+    """Train members one after another, or in `workers` processes (each a separate honed.fit)."""
+    if workers <= 1 or len(jobs) <= 1:
+        return {name: fit_member(r, d, overwrite, quiet, keep_checkpoints) for name, r, d in jobs}
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {name: pool.submit(fit_member, r, d, overwrite, True, keep_checkpoints, threads) for name, r, d in jobs}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def member_probs(model_dir: Path, frame: pd.DataFrame, order: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Class probabilities of a saved model on a standard frame, columns in `order` (default: the
+    model's own label order)."""
+    from honed.models.build import load_model
+    from honed.predict import logits_for, model_inputs, saved_recipe
+
+    model, labels = load_model(model_dir)
+    recipe = saved_recipe(model_dir)
+    logits = logits_for(model, labels, recipe, model_inputs(frame, recipe))
+    probs = torch.softmax(logits.double(), dim=-1).numpy()
+    if order is None or tuple(order) == labels.names:
+        return probs, labels.names
+    return probs[:, [labels.names.index(n) for n in order]], tuple(order)
+
+
+def check_labels(names: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The common label set of all members (the first member's order); different sets are an error."""
+    items = list(names.items())
+    first, order = items[0]
+    for name, labels in items[1:]:
+        if set(labels) != set(order):
+            raise HonedError(f"ensemble member '{name}' was trained on labels ({', '.join(labels)}) but member "
+                             f"'{first}' on ({', '.join(order)}); members must share one label set")
+    return order
+
+
+def read_labels(model_dir: Path) -> tuple[str, ...]:
+    return tuple(json.loads((model_dir / "labels.json").read_text(encoding="utf-8")))
