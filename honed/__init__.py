@@ -16,7 +16,7 @@ from honed.errors import HonedError  # noqa: E402
 from honed.fit import Run, fit  # noqa: E402
 from honed.recipe import Recipe, load_recipe  # noqa: E402
 
-__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier"]
+__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier", "cross_validate", "tune"]
 __version__ = "0.1.0"
 
 
@@ -25,4 +25,12 @@ def __getattr__(name: str):  # lazy: keeps `import honed` light
         from honed.estimator import FineTuneClassifier
 
         return FineTuneClassifier
+    if name == "cross_validate":
+        from honed.cv import cross_validate
+
+        return cross_validate
+    if name == "tune":
+        from honed.tune.run import tune
+
+        return tune
     raise AttributeError(name)
