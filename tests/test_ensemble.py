@@ -87,12 +87,13 @@ def test_bagging_rows_and_out_of_bag() -> None:
     assert oob["oob_accuracy"] == 1.0 and 0 < oob["oob_rows"] <= 100
 
 
-def _ensemble_recipe(tiny_bert: str, tmp_path: Path, ensemble: dict, rows: int = 60, **extra: object) -> dict:
+def _ensemble_recipe(tiny_bert: str, tmp_path: Path, ensemble: dict, rows: int = 60, report: bool = False, **extra: object) -> dict:
     data = tmp_path / "reviews.csv"
     if not data.exists():
         text_rows(rows).to_csv(data, index=False)
     recipe = tiny_recipe(tiny_bert, data, tmp_path / "ens", **extra)
     recipe["train"]["epochs"] = 1
+    recipe["report"] = {"enabled": report}  # member reports cost time; one test checks the ensemble's
     recipe["ensemble"] = ensemble
     return recipe
 
@@ -103,7 +104,8 @@ TWO = [{"name": "a", "overrides": {"optim.lr": 1e-3}}, {"name": "b", "overrides"
 def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from honed.ensemble import build_ensemble, load_ensemble
 
-    result = build_ensemble(_ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "weights": [3, 1], "members": TWO}), quiet=True)
+    result = build_ensemble(_ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "weights": [3, 1], "members": TWO},
+                                            report=True), quiet=True)
     doc = json.loads((result.folder / "ensemble.json").read_text())
     assert [m["name"] for m in doc["members"]] == ["a", "b"] and doc["combine"] == "soft"
     assert [m["weight"] for m in doc["members"]] == [0.75, 0.25]
@@ -124,3 +126,83 @@ def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: s
     assert accuracy == pytest.approx(result.metrics["ensemble"]["test_accuracy"], abs=1e-4)
     assert (tmp_path / "rep" / "report.html").is_file()
     assert main(["evaluate", str(result.folder), str(source), "--calibrated"]) == 2
+
+
+def test_stacking_meta_learner_on_out_of_fold_probabilities(tiny_bert: str, tmp_path: Path) -> None:
+    from honed.ensemble import build_ensemble, load_ensemble
+
+    spec = {"method": "stacking", "members": TWO, "stacking": {"folds": 2}}
+    result = build_ensemble(_ensemble_recipe(tiny_bert, tmp_path, spec), quiet=True)
+    saved = load_ensemble(result.folder)
+    assert saved.combine == "stacking" and (result.folder / "meta.json").is_file()
+    assert saved.meta.coef_.shape == (1, 4)  # 2 members x 2 class probabilities
+    assert not (result.folder / "folds").exists()  # fold fits are only for the out-of-fold predictions
+    np.testing.assert_allclose(saved.predict_proba(result.frames["test"]), result.combined.probs(result.probs["test"]), atol=1e-6)
+
+
+def test_bagging_reports_out_of_bag_and_selection_weights(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tmp_path / "ens.yaml"
+    import yaml
+
+    recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, {"method": "bagging", "bagging": {"n_members": 2}})))
+    assert main(["ensemble", str(recipe), "--quiet"]) == 0
+    doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    assert doc["method"] == "bagging" and 0.0 <= doc["metrics"]["oob_accuracy"] <= 1.0 and doc["metrics"]["oob_rows"] > 0
+    assert "out-of-bag accuracy" in capsys.readouterr().out
+    assert main(["ensemble", str(recipe), "--quiet"]) == 2  # never overwritten without --overwrite
+    prefit = [{"name": "x", "prefit": str(tmp_path / "ens" / "members" / "bag0")},
+              {"name": "y", "prefit": str(tmp_path / "ens" / "members" / "bag1" / "model")}]
+    assert main(["ensemble", str(recipe), "--quiet", f"ensemble={json.dumps({'members': prefit})}", f"output_dir={tmp_path / 'sel'}"]) == 0
+    weights = [m["weight"] for m in json.loads((tmp_path / "sel" / "ensemble.json").read_text())["members"]]
+    assert sum(weights) == pytest.approx(1.0) and len(weights) == 2
+
+
+def test_snapshot_members_from_one_cyclic_run(tiny_bert: str, tmp_path: Path) -> None:
+    from honed.ensemble import build_ensemble
+
+    recipe = _ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "snapshots": {"cycles": 2}})
+    recipe["train"]["epochs"] = 2
+    result = build_ensemble(recipe, quiet=True)
+    assert [m.name for m in result.members] == ["snapshot1", "snapshot2"]
+    assert not np.allclose(result.probs["val"][0], result.probs["val"][1])  # two different models
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"method": "stacking", "members": TWO, "stacking": {"meta": "sklearn.linear_model:LinearRegression"}},
+     "ensemble.stacking.meta: 'sklearn.linear_model:LinearRegression' is not a scikit-learn classifier"),
+    ({"method": "stacking", "members": TWO, "stacking": {"folds": 1}}, "ensemble.stacking.folds: cross-fitting needs at least 2 folds"),
+    ({"method": "stacking", "members": TWO[:1]}, "at least 2 members, got 1"),
+    ({"members": [*TWO, {"name": "c", "prefit": "nowhere/model"}]}, "ensemble.members.2.prefit: model folder 'nowhere/model' not found"),
+    ({"method": "votes", "members": TWO}, "'ensemble.method'"),
+    ({"members": TWO, "stacker": {}}, "unknown key 'ensemble.stacker'; did you mean 'stacking'"),
+])
+def test_bad_ensemble_settings_fail_before_training(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    spec: dict, message: str) -> None:
+    import yaml
+
+    recipe = tmp_path / "ens.yaml"
+    recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, spec)))
+    assert main(["ensemble", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "ens" / "members").exists()
+
+
+def test_members_with_different_label_sets_are_refused(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import honed
+
+    data = tmp_path / "three.csv"
+    frame = text_rows(45)
+    frame.loc[frame.index % 3 == 0, "label"] = "meh"
+    frame.to_csv(data, index=False)
+    other = tiny_recipe(tiny_bert, data, tmp_path / "three-run")
+    other["train"]["epochs"] = 1
+    honed.fit(other, quiet=True)
+    import yaml
+
+    spec = {"members": [TWO[0], {"name": "three", "prefit": str(tmp_path / "three-run")}]}
+    recipe = tmp_path / "ens.yaml"
+    recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, spec)))
+    assert main(["ensemble", str(recipe), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "ensemble member 'three' was trained on labels (meh, neg, pos) but member 'a' on (neg, pos)" in err

@@ -129,7 +129,7 @@ def _fold_fitter(ctx: Context, member: MemberSpec) -> Callable[[int, pd.DataFram
 
     def fit_predict(fold: int, part: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
         recipe = member_recipe(ctx.base, member, ctx.folder / "folds" / member.name / f"fold{fold}")
-        data = as_data({"train": part, "val": ctx.frames["val"], "test": held})
+        data = as_data(part, ctx.frames["val"])
         model_dir = fit_all([(member.name, recipe, data)], 1, True, ctx.quiet)[member.name]
         return member_probs(model_dir, held, ctx.labels)[0]
 
@@ -203,7 +203,7 @@ def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFr
     for i, m in enumerate(members):
         if m.prefit is None:
             train = frames["train"].iloc[bags[i]] if bags is not None else frames["train"]
-            data = as_data({**frames, "train": train})
+            data = as_data(train, frames["val"])
             jobs.append((m.name, member_recipe(tree, m, folder / "members" / m.name), data))
     dirs = fit_all(jobs, spec.workers, overwrite, quiet, spec.keep_checkpoints)
     trained = [Member(m.name, model_folder(m.prefit, f"ensemble.members.{i}.prefit") if m.prefit else dirs[m.name])
@@ -224,7 +224,7 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
     techniques = [*tree.get("techniques", []), {"name": "snapshots", "cycles": cycles}]
     member = MemberSpec(name="snapshots", overrides={"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques})
     run_dir = folder / "members" / "snapshots"
-    fit_all([(member.name, member_recipe(tree, member, run_dir), as_data(frames))], 1, overwrite, quiet, spec.keep_checkpoints)
+    fit_all([(member.name, member_recipe(tree, member, run_dir), as_data(frames["train"], frames["val"]))], 1, overwrite, quiet, spec.keep_checkpoints)
     return [Member(f"snapshot{i}", run_dir / "snapshots" / f"cycle{i}") for i in range(1, cycles + 1)]
 
 

@@ -88,9 +88,14 @@ def member_recipe(base: dict[str, Any], member: MemberSpec, run_dir: Path) -> Re
     return build_recipe(tree, {**member.overrides, **forced}, source=f"ensemble member '{member.name}'")
 
 
-def as_data(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Standard frames as (X, labels) pairs for `honed.fit(data=...)`."""
-    return {k: (f["x"].tolist(), f["label"].tolist()) for k, f in frames.items()}
+def as_data(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
+    """Train and val frames as (X, labels) pairs for `honed.fit(data=...)`; test is left empty: the
+    ensemble predicts its own splits through each saved member, so the fit need not evaluate it."""
+    return {"train": _pair(train), "val": _pair(val), "test": ([], [])}
+
+
+def _pair(frame: pd.DataFrame) -> tuple[list[Any], list[str]]:
+    return frame["x"].tolist(), frame["label"].tolist()
 
 
 def fit_member(recipe: Recipe, data: dict[str, Any], overwrite: bool, quiet: bool, keep_checkpoints: bool = False,

@@ -1,0 +1,77 @@
+"""Distillation: the loss formula, the per-row teacher cache, a student trained from an ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from honed.errors import HonedError
+from honed.techniques.distill import Distill, distillation_loss, row_keys
+from tests.conftest import text_rows, tiny_recipe
+
+
+def test_loss_is_the_weighted_sum_of_soft_kl_and_hard_loss() -> None:
+    torch.manual_seed(0)
+    student = torch.randn(6, 3)
+    teacher = torch.softmax(torch.randn(6, 3), dim=-1)
+    hard = F.cross_entropy(student, torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert distillation_loss(student, teacher, hard, 2.0, 0.0) == pytest.approx(float(hard))
+    same = distillation_loss(student, torch.softmax(student, dim=-1), hard, 3.0, 1.0)
+    assert float(same) == pytest.approx(0.0, abs=1e-5)  # a student equal to its teacher has nothing to learn
+    t = 2.0
+    soft_t = torch.softmax(torch.log(teacher) / t, dim=-1)
+    kl = (soft_t * (soft_t.log() - torch.log_softmax(student / t, dim=-1))).sum(dim=1).mean()
+    expected = 0.3 * t * t * kl + 0.7 * hard
+    assert float(distillation_loss(student, teacher, hard, t, 0.3)) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_row_keys_ignore_padding() -> None:
+    a = {"input_ids": torch.tensor([[101, 7, 102, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0, 0]])}
+    b = {"input_ids": torch.tensor([[101, 7, 102]]), "attention_mask": torch.tensor([[1, 1, 1]])}
+    assert row_keys(a) == row_keys(b)
+    assert row_keys({"pixel_values": torch.ones(2, 3, 4, 4)})[0] == row_keys({"pixel_values": torch.ones(1, 3, 4, 4)})[0]
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        Distill("x", alpha=1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        Distill("x", temperature=0)
+
+
+def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path) -> None:
+    import honed
+    from honed.ensemble import build_ensemble
+    from honed.techniques import distill
+
+    data = tmp_path / "reviews.csv"
+    text_rows(60).to_csv(data, index=False)
+    teacher = tiny_recipe(tiny_bert, data, tmp_path / "ens", report={"enabled": False})
+    teacher["ensemble"] = {"method": "voting", "members": [{"name": "a"}, {"name": "b", "overrides": {"seed": 1}}]}
+    build_ensemble(teacher, quiet=True)
+    seen: list[int] = []
+    original = distill.Distill.on_batch_start
+
+    def spy(self: distill.Distill, state: object) -> None:
+        original(self, state)
+        seen.extend(self._batch_probs.shape[:1])  # type: ignore[union-attr]
+        assert self._batch_probs.shape[1] == 2  # type: ignore[union-attr]
+
+    distill.Distill.on_batch_start = spy  # type: ignore[method-assign]
+    try:
+        student = tiny_recipe(tiny_bert, data, tmp_path / "student", report={"enabled": False},
+                              techniques=[{"name": "distill", "teacher": str(tmp_path / "ens"), "temperature": 2, "alpha": 0.7}])
+        run = honed.fit(student, quiet=True)
+    finally:
+        distill.Distill.on_batch_start = original  # type: ignore[method-assign]
+    assert sum(seen) == 2 * 36 and run.metrics["val_accuracy"] >= 0  # every training row found its teacher row, both epochs
+    bad = dict(student, output_dir=str(tmp_path / "bad"), augment={"text": [{"name": "word_dropout", "p": 0.1}]})
+    with pytest.raises(HonedError, match="distill caches the teacher's probabilities per training row"):
+        honed.fit(bad, quiet=True)
+    missing = dict(student, output_dir=str(tmp_path / "bad"), techniques=[{"name": "distill", "teacher": str(tmp_path / "none")}])
+    with pytest.raises(HonedError, match="distill.teacher: model folder .* not found"):
+        honed.fit(missing, quiet=True)
+    assert not (tmp_path / "bad").exists()
