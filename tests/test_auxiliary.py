@@ -1,17 +1,20 @@
-"""Auxiliary objectives: masked-LM next to a text task, rotation prediction next to an image task."""
+"""Auxiliary objectives: masked-LM or a second label column next to a text task, rotation prediction next to an image task."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 import yaml
 
 import honed
 from honed.cli import main
-from honed.techniques.auxiliary import AuxMaskedLM, mask_tokens
-from tests.conftest import tiny_recipe
+from honed.techniques.auxiliary import AuxLabel, AuxMaskedLM, mask_tokens
+from tests.conftest import text_rows, tiny_recipe
 from tests.test_regularisation import _close, _image_recipe
+
 
 def test_mask_tokens_keeps_specials_and_padding_and_masks_about_p() -> None:
     torch.manual_seed(0)
@@ -95,3 +98,42 @@ def test_aux_mlm_on_images_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     path.write_text(yaml.safe_dump(_image_recipe(tmp_path, "mobilenet_v3_small", techniques=[{"name": "aux_mlm"}])), encoding="utf-8")
     assert main(["train", str(path), "--quiet"]) == 2
     assert "aux_mlm: works on data.kind=text only" in capsys.readouterr().err
+
+
+SEEN: list[tuple[list[int], list[int]]] = []
+
+
+class RecordingAuxLabel(AuxLabel):
+    """aux_label that records (auxiliary targets, main labels) of every training batch."""
+
+    def on_batch_start(self, state: Any) -> None:
+        super().on_batch_start(state)
+        SEEN.append((self._targets.tolist(), state.batch["labels"].tolist()))
+
+
+def test_aux_label_reads_its_column_for_each_batch_row(tiny_bert: str, tmp_path: Path) -> None:
+    frame = text_rows(40)
+    frame["genre"] = ["g_" + label for label in frame["label"]]
+    frame.loc[[0, 1, 2], "genre"] = None  # rows without an auxiliary label are skipped
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    SEEN.clear()
+    techniques = [{"name": "tests.test_auxiliary:RecordingAuxLabel", "column": "genre"}]
+    run = honed.fit(tiny_recipe(tiny_bert, tmp_path / "reviews.csv", tmp_path / "run", techniques=techniques), quiet=True)
+    classes = {0: "g_neg", 1: "g_pos"}  # label ids follow the sorted label names, aux classes too
+    pairs = [(t, y) for targets, labels in SEEN for t, y in zip(targets, labels, strict=True)]
+    assert len(pairs) == run.metrics["steps"] * 8, "24 training rows in batches of 8, every row seen"
+    assert all(t == -100 or classes[t] == "g_" + ("neg", "pos")[y] for t, y in pairs), "each row's own genre"
+    assert 0 < sum(t == -100 for t, _ in pairs) <= 3 * 2, "the three empty rows (when in train) are skipped"
+    head = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["techniques"][0]["head"]
+    assert head["weight"].shape == (2, 32)
+
+
+def test_aux_label_column_missing_fails_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.yaml"
+    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[{"name": "aux_label", "column": "genre"}])
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert main(["train", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "aux_label.column: no column 'genre' in data.train; columns are: text, label" in err, err
+    assert not (tmp_path / "run").exists()
