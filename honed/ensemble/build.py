@@ -33,13 +33,7 @@ from honed.ensemble.members import (
 from honed.ensemble.saved import ENSEMBLE_FILE, save_ensemble
 from honed.ensemble.selection import greedy_selection
 from honed.ensemble.spec import EnsembleSpec, MemberSpec, parse_spec
-from honed.ensemble.stacking import (
-    check_stacking,
-    fit_meta,
-    meta_learner,
-    meta_probs,
-    out_of_fold,
-)
+from honed.ensemble.stacking import check_stacking, fit_meta, meta_learner, meta_probs
 from honed.ensemble.voting import VOTES, normalised_weights
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
@@ -105,7 +99,7 @@ def _selection(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
 
 def _stacking(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
     spec, train = ctx.spec.stacking, ctx.frames["train"]
-    oof = np.stack([out_of_fold(train, spec.folds, ctx.seed, _fold_fitter(ctx, m), len(ctx.labels)) for m in ctx.members])
+    oof = np.stack([_out_of_fold(ctx, m) for m in ctx.members])
     y_train = np.asarray([ctx.labels.index(v) for v in train["label"]])
     meta = fit_meta(meta_learner(spec.meta, spec.params), oof, y_train)
     shutil.rmtree(ctx.folder / "folds", ignore_errors=True)
@@ -121,19 +115,21 @@ METHODS: dict[str, Callable[[Context, np.ndarray, np.ndarray], Combined]] = {
 }
 
 
-def _fold_fitter(ctx: Context, member: MemberSpec) -> Callable[[int, pd.DataFrame, pd.DataFrame], np.ndarray]:
-    """Train a copy of `member` on one fold's training part (validated on the shared val split) and
-    predict the held-out part. (honed.cv.cross_validate was not there yet; this is its own loop.)"""
-    if member.prefit is not None:  # refit the prefit model's own recipe on the folds
+def _out_of_fold(ctx: Context, member: MemberSpec) -> np.ndarray:
+    """(train rows, classes) probabilities of `member` from honed.cv.cross_validate: k fits of the
+    member's recipe, each predicting the fold it did not train on (a prefit member's saved recipe is
+    the one refitted)."""
+    from honed.cv import cross_validate
+
+    if member.prefit is not None:
         member = MemberSpec(name=member.name, recipe=str(model_folder(member.prefit, "prefit") / "recipe.yaml"))
-
-    def fit_predict(fold: int, part: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
-        recipe = member_recipe(ctx.base, member, ctx.folder / "folds" / member.name / f"fold{fold}")
-        data = as_data(part, ctx.frames["val"])
-        model_dir = fit_all([(member.name, recipe, data)], 1, True, ctx.quiet)[member.name]
-        return member_probs(model_dir, held, ctx.labels)[0]
-
-    return fit_predict
+    train = ctx.frames["train"]
+    recipe = member_recipe(ctx.base, member, ctx.folder / "folds" / member.name)
+    result = cross_validate(recipe, ctx.spec.stacking.folds, data=as_data(train, ctx.frames["val"]), quiet=ctx.quiet, overwrite=True)
+    if len(result.frame) != len(train):  # e.g. a member recipe whose preprocessing drops rows
+        raise HonedError(f"ensemble member '{member.name}': cross-validation kept {len(result.frame)} of {len(train)} training rows "
+                         "(its data.preprocess drops rows); stacking needs every row")
+    return result.oof_probs[:, [result.labels.index(n) for n in ctx.labels]]
 
 
 def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: bool = False, quiet: bool = False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
@@ -22,9 +23,9 @@ from honed.ensemble.bagging import bag_rows, oob_estimate, out_of_bag
 from honed.ensemble.selection import greedy_selection
 from honed.ensemble.stacking import (
     check_stacking,
-    fold_indices,
     meta_learner,
     meta_probs,
+    out_of_fold,
 )
 from honed.ensemble.voting import VOTES, normalised_weights
 from honed.errors import HonedError
@@ -109,13 +110,19 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
     def _fit_stacking(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> None:
         """Out-of-fold probabilities from clones fitted on k-1 folds; the meta-learner on those."""
         meta = meta_learner(self.meta, self.meta_params)
-        oof = np.zeros((len(self.estimators), len(X), len(self.classes_)))
-        for fit_i, held in fold_indices(_series(codes), self.folds, self.seed):
-            fold = [(n, clone(e).fit([X[i] for i in fit_i], y[fit_i])) for n, e in self.estimators]
-            oof[:, held] = self._member_probs(fold, [X[i] for i in held])
+        frame = pd.DataFrame({"x": pd.Series(X, dtype=object), "label": codes})
+        oof = np.stack([out_of_fold(frame, self.folds, self.seed, self._fold_fitter(est), len(self.classes_))
+                        for _, est in self.estimators])
         self.meta_ = meta.fit(np.concatenate(list(oof), axis=1), codes)
         self.members_ = self._fitted(X, y)
         self.weights_ = normalised_weights(None, len(self.members_))
+
+    def _fold_fitter(self, estimator: Any) -> Any:
+        def fit_predict(fold: int, part: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
+            fitted = clone(estimator).fit(list(part["x"]), self.classes_[part["label"].to_numpy()])
+            return self._member_probs([("fold", fitted)], list(held["x"]))[0]
+
+        return fit_predict
 
     def _fit_bagging(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> None:
         """Each member on its own bootstrap sample (or subset); the out-of-bag accuracy as oob_score_."""
@@ -129,9 +136,3 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
 
 def _rows(X: Any) -> list[Any]:
     return list(X) if not isinstance(X, np.ndarray) or X.ndim == 1 else [row for row in X]
-
-
-def _series(codes: np.ndarray) -> Any:
-    import pandas as pd
-
-    return pd.Series(codes)
