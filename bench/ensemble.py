@@ -41,9 +41,13 @@ LRS = {"text": [1e-4, 5e-5, 2e-4], "image": [1e-3, 5e-4, 2e-3]}
 COMBINERS = ("best single", "soft voting", "hard voting", "selection", "stacking", "bagging", "distilled student")
 
 
+SETTINGS: dict[str, Any] = {"rows": ROWS, "image_size": 64}
+
+
 def base(task: str, seed: int, out: Path) -> dict[str, Any]:
-    return {"seed": seed, "output_dir": str(out), "data.max_rows": ROWS, "train.epochs": 2, "report.enabled": False,
-            "train.checkpoint_every_steps": None}
+    extra = {"data.image_size": SETTINGS["image_size"]} if task == "image" else {}
+    return {"seed": seed, "output_dir": str(out), "data.max_rows": SETTINGS["rows"], "train.epochs": 2, "report.enabled": False,
+            "train.checkpoint_every_steps": None, **extra}
 
 
 def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -68,7 +72,7 @@ def run_seed(task: str, seed: int, scratch: Path) -> dict[str, Any]:
     labels, test = stack.labels, stack.frames["test"]
     y = {k: np.asarray([labels.index(v) for v in stack.frames[k]["label"]]) for k in ("val", "test")}
     val_acc = [scores(p, y["val"])["accuracy"] for p in stack.probs["val"]]
-    out: dict[str, Any] = {"task": task, "seed": seed, "members": {}}
+    out: dict[str, Any] = {"task": task, "seed": seed, "members": {}, "settings": SETTINGS}
     for i, m in enumerate(stack.members):
         out["members"][m.name] = {"val_accuracy": val_acc[i], **{f"test_{k}": v for k, v in scores(stack.probs["test"][i], y["test"]).items()}}
     best = int(np.argmax(val_acc))
@@ -119,7 +123,8 @@ def report(write: bool) -> str:
         runs = [json.loads(p.read_text()) for p in sorted(RESULTS_DIR.glob(f"{task}-s*.json"))]
         if not runs:
             continue
-        lines = [f"**{task}** ({len(runs)} seed{'s' if len(runs) > 1 else ''}: {', '.join(str(r['seed']) for r in runs)})", "",
+        lines = [(f"**{task}** ({len(runs)} seed{'s' if len(runs) > 1 else ''}: {', '.join(str(r['seed']) for r in runs)}; "
+                 f"settings {runs[0]['settings']})"), "",
                  "| model | test accuracy | macro-F1 | vs best single | ms/example (x one model) |", "|---|---|---|---|---|"]
         base_acc = [r["scores"]["best single"]["accuracy"] for r in runs]
         cost = {k: statistics.median(r["inference_ms_per_example"][k] for r in runs) for k in ("single", "ensemble")}
@@ -149,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=tuple(RECIPES), action="append")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--rows", default="300,150,300", help="train,val,test rows (default 300,150,300)")
+    p.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
     p.add_argument("--report", action="store_true", help="print the table from saved results")
     p.add_argument("--write", action="store_true", help="with --report: append the table to bench/RESULTS.md")
     args = p.parse_args(argv)
@@ -161,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(1)
+    SETTINGS["rows"] = dict(zip(("train", "val", "test"), (int(r) for r in args.rows.split(",")), strict=True))
+    SETTINGS["image_size"] = args.image_size
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for task in args.task or list(RECIPES):
         for seed in (int(s) for s in args.seeds.split(",")):

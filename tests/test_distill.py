@@ -50,6 +50,7 @@ def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path)
     data = tmp_path / "reviews.csv"
     text_rows(60).to_csv(data, index=False)
     teacher = tiny_recipe(tiny_bert, data, tmp_path / "ens", report={"enabled": False})
+    teacher["train"]["epochs"] = 1
     teacher["ensemble"] = {"method": "voting", "members": [{"name": "a"}, {"name": "b", "overrides": {"seed": 1}}]}
     build_ensemble(teacher, quiet=True)
     seen: list[int] = []

@@ -205,4 +205,68 @@ def test_members_with_different_label_sets_are_refused(tiny_bert: str, tmp_path:
     recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, spec)))
     assert main(["ensemble", str(recipe), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "ensemble member 'three' was trained on labels (meh, neg, pos) but member 'a' on (neg, pos)" in err
+    assert "ensemble.members.1.prefit: member 'three' was trained on labels (meh, neg, pos) but the data has (neg, pos)" in err
+    assert not (tmp_path / "ens" / "members").exists()  # refused before training
+
+
+def test_check_labels_names_both_members() -> None:
+    from honed.ensemble.members import check_labels
+
+    assert check_labels({"a": ("neg", "pos"), "b": ("pos", "neg")}) == ("neg", "pos")
+    with pytest.raises(HonedError, match="ensemble member 'b' was trained on labels \\(x, y\\) but member 'a' on \\(neg, pos\\)"):
+        check_labels({"a": ("neg", "pos"), "b": ("x", "y")})
+
+
+def test_members_from_a_tune_study(tmp_path: Path) -> None:
+    from honed.ensemble.members import tune_members
+
+    kept = tmp_path / "trial3" / "model"
+    kept.mkdir(parents=True)
+    (kept / "honed.json").write_text("{}")
+    trials = [{"number": 3, "value": 0.9, "params": {"lr": 1e-4}, "overrides": {"optim.lr": 1e-4}, "run_dir": str(kept.parent), "model_dir": str(kept)},
+              {"number": 7, "value": 0.8, "params": {"lr": 3e-5}, "overrides": ["optim.lr=3e-5"], "run_dir": "gone", "model_dir": "gone/model"},
+              {"number": 1, "value": 0.7, "params": {}, "overrides": {}, "run_dir": "x", "model_dir": "x"}]
+    (tmp_path / "top_trials.json").write_text(json.dumps(trials))
+    members = tune_members(tmp_path, top_k=2)
+    assert [m.name for m in members] == ["trial3", "trial7"]
+    assert members[0].prefit == str(kept) and members[1].prefit is None and members[1].overrides == {"optim.lr": 3e-5}
+    with pytest.raises(HonedError, match="ensemble.from_tune: .*top_trials.json' not found"):
+        tune_members(tmp_path / "nope", 2)
+
+
+def test_sklearn_style_ensembles_clone_members_and_stack_out_of_fold() -> None:
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    from honed.ensemble import EnsembleClassifier
+
+    X, y = make_classification(n_samples=240, n_features=6, n_informative=4, random_state=0)
+    y = np.where(y == 1, "yes", "no")
+    members = [("lr", LogisticRegression()), ("tree", DecisionTreeClassifier(max_depth=3, random_state=0))]
+    stack = EnsembleClassifier(members, method="stacking", folds=3).fit(X[:180], y[:180])
+    assert not hasattr(members[0][1], "coef_")  # the given members were cloned, not fitted
+    assert [n for n, _ in stack.members_] == ["lr", "tree"] and stack.meta_.coef_.shape == (1, 4)
+    assert set(stack.predict(X[180:])) <= {"yes", "no"} and (stack.predict(X[180:]) == y[180:]).mean() > 0.7
+    soft = EnsembleClassifier(stack.members_, method="soft", weights=[1, 0], prefit=True).fit(X[:180], y[:180])
+    np.testing.assert_allclose(soft.predict_proba(X[180:]), stack.members_[0][1].predict_proba(X[180:]))
+    bag = EnsembleClassifier([(f"b{i}", DecisionTreeClassifier(random_state=i)) for i in range(3)], method="bagging").fit(X, y)
+    assert 0.5 < bag.oob_score_ <= 1.0
+    chosen = EnsembleClassifier(members, method="selection").fit(X, y)
+    assert chosen.weights_.sum() == pytest.approx(1.0)
+    with pytest.raises(HonedError, match="cross-fitting needs at least 2 folds"):
+        EnsembleClassifier(members, method="stacking", folds=1).fit(X, y)
+    with pytest.raises(HonedError, match="needs at least 2 estimators, got 1"):
+        EnsembleClassifier(members[:1], method="soft").fit(X, y)
+
+
+def test_members_train_in_parallel_processes(tiny_bert: str, tmp_path: Path) -> None:
+    from honed.ensemble.members import MemberSpec, as_data, fit_all, member_recipe
+
+    frame = text_rows(40).rename(columns={"text": "x"})
+    base = _ensemble_recipe(tiny_bert, tmp_path, {})
+    jobs = [(n, member_recipe(base, MemberSpec(name=n, overrides={"seed": i}), tmp_path / n), as_data(frame[:30], frame[30:]))
+            for i, n in enumerate(("p", "q"))]
+    dirs = fit_all(jobs, workers=2, overwrite=False, quiet=True)
+    assert all((dirs[n] / "honed.json").is_file() for n in ("p", "q"))
+    assert not (tmp_path / "p" / "checkpoints").exists()  # optimizer state dropped once a member is trained

@@ -150,6 +150,7 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     frames = {k: f.reset_index(drop=True) for k, f in tables.frames.items()}
     if frames["val"].empty:
         raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); set data.val or data.split.val > 0")
+    _check_prefit_labels(members, tables.labels.names)
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,6 +170,17 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     (folder / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     _report(folder, base_recipe, labels, combined, probs, y, splits)
     return EnsembleResult(folder, spec.method, labels, trained, combined, probs, frames, metrics)
+
+
+def _check_prefit_labels(members: list[MemberSpec], names: tuple[str, ...]) -> None:
+    """A prefit member must know the data's labels; found before anything trains."""
+    for i, m in enumerate(members):
+        if m.prefit is not None:
+            field = f"ensemble.members.{i}.prefit"
+            labels = read_labels(model_folder(m.prefit, field))
+            if set(labels) != set(names):
+                raise HonedError(f"{field}: member '{m.name}' was trained on labels ({', '.join(labels)}) but the data has "
+                                 f"({', '.join(names)}); members must share one label set")
 
 
 def _base_tree(recipe: str | Path | dict[str, Any] | Recipe) -> dict[str, Any]:

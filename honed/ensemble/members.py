@@ -5,6 +5,7 @@ then asked for class probabilities through its own tokenizer/transforms (honed.p
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -117,9 +118,16 @@ def fit_all(jobs: list[tuple[str, Recipe, dict[str, Any]]], workers: int, overwr
     if workers <= 1 or len(jobs) <= 1:
         return {name: fit_member(r, d, overwrite, quiet, keep_checkpoints) for name, r, d in jobs}
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         futures = {name: pool.submit(fit_member, r, d, overwrite, True, keep_checkpoints, threads) for name, r, d in jobs}
         return {name: f.result() for name, f in futures.items()}
+
+
+def _context() -> Any:
+    """fork where it is safe (POSIX, CUDA not started: the children skip re-importing torch), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    fork = "fork" in methods and not torch.cuda.is_initialized()
+    return multiprocessing.get_context("fork" if fork else "spawn")
 
 
 def member_probs(model_dir: Path, frame: pd.DataFrame, order: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
