@@ -3,7 +3,8 @@ out-of-fold probabilities for every training row.
 
 Folds are stratified by label (scikit-learn StratifiedKFold), and group-aware when the recipe sets
 `data.group_column` (StratifiedGroupKFold: one group never sits in a fold's train and val at once).
-Each fold is an ordinary `honed.fit` on in-memory splits, in RUN_DIR/folds/fold-<i>/. The
+Each fold is an ordinary `honed.fit` on in-memory splits, in RUN_DIR/folds/fold-<i>/ (RUN_DIR: the
+recipe's output_dir, else runs/<name>-cv). The
 out-of-fold probabilities (RUN_DIR/oof.csv) feed stacking and label-error finding (`honed audit --oof`).
 
 The rows cross-validated are the recipe's training rows; when the val split is carved out of
@@ -53,7 +54,7 @@ def cross_validate(recipe: str | Path | dict | Recipe, folds: int = 5, *, data: 
     if not 2 <= int(folds) <= 100:
         raise HonedError(f"--folds: expected 2 to 100, got {folds}")
     recipe = load_recipe(recipe, normalise_overrides(overrides))
-    run_dir = recipe.run_dir()
+    run_dir = Path(recipe.output_dir) if recipe.output_dir else Path("runs") / f"{recipe.name}-cv"  # not the train run's folder
     check_run_dir(run_dir, overwrite, False)
     frame, labels = cv_rows(recipe, data)
     splits = fold_indices(frame, folds, recipe.seed)

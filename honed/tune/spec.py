@@ -1,0 +1,136 @@
+"""The recipe's `search:` section, typed: what to vary, how to sample, how long, what to optimise.
+
+    search:
+      sampler: tpe            # grid | random | tpe
+      n_trials: 20            # trial budget of the whole study (all workers, all machines)
+      timeout: 3600           # seconds for this invocation (optional)
+      metric: accuracy        # a validation metric: accuracy | macro_f1 | loss
+      pruner: median          # none | median | hyperband | successive_halving
+      params:
+        optim.lr: {type: float, low: 1.0e-5, high: 3.0e-4, log: true}
+        train.batch_size: {type: categorical, choices: [16, 32]}
+        techniques.ema: {type: switch, options: {decay: 0.999}}
+
+A parameter names any recipe key by its dotted path; `techniques.<name>` with `type: switch` turns a
+registered technique on or off. Optuna does the sampling and pruning (honed/tune/study.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from honed.errors import HonedError
+
+PRIMITIVE = (str, int, float, bool, type(None))
+
+
+class ParamSpec(BaseModel):
+    """One searched recipe key. float/int need low/high (log scale: low > 0); categorical needs
+    choices (a list, or a mapping label -> value for lists/dicts); `grid` lists the grid sampler's
+    points for a float/int (an int range or a float with `step` is enumerated without it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["float", "log_float", "int", "categorical", "switch"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Any] | dict[str, Any] | None = None
+    grid: list[Any] | None = None
+    options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParamSpec:
+        if self.type == "log_float":
+            self.type, self.log = "float", True
+        if self.grid is not None and not self.grid:
+            raise ValueError("grid is empty; list at least one value")
+        if self.type in ("float", "int"):
+            if self.low is None or self.high is None:
+                raise ValueError(f"a {self.type} parameter needs low and high")
+            if self.low > self.high:
+                raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
+            if self.log and self.low <= 0:
+                raise ValueError(f"log scale needs low > 0 (got low={self.low:g})")
+            if self.log and self.step is not None:
+                raise ValueError("log scale and step cannot be combined (Optuna samples one or the other)")
+        if self.type == "categorical" and not self.choices:
+            raise ValueError("a categorical parameter needs a non-empty choices list")
+        return self
+
+    def labelled_choices(self) -> dict[Any, Any]:
+        """Optuna choices (None/bool/int/float/str) -> the recipe value each stands for."""
+        if self.type == "switch":
+            return {False: False, True: True}
+        if isinstance(self.choices, dict):
+            return dict(self.choices)
+        return {c if isinstance(c, PRIMITIVE) else _label(c): c for c in self.choices or []}
+
+    def grid_points(self, name: str) -> list[Any]:
+        """The points the grid sampler visits, as Optuna choices."""
+        if self.grid is not None:
+            return list(self.grid)
+        if self.type in ("categorical", "switch"):
+            return list(self.labelled_choices())
+        assert self.low is not None and self.high is not None
+        if self.type == "int":
+            step = int(self.step or 1)
+            return list(range(int(self.low), int(self.high) + 1, step))
+        if self.step is None:
+            raise HonedError(f"search.params.{name}: the grid sampler needs `grid: [values]` or a `step` for a float parameter")
+        count = round((self.high - self.low) / self.step) + 1
+        return [round(self.low + i * self.step, 12) for i in range(count)]
+
+
+def _label(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+class SearchSpec(BaseModel):
+    """The whole `search:` section."""
+
+    model_config = ConfigDict(extra="forbid")
+    params: dict[str, ParamSpec] = Field(min_length=1)
+    sampler: Literal["grid", "random", "tpe"] = "tpe"
+    n_trials: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    direction: Literal["maximize", "minimize"] | None = None
+    pruner: Literal["none", "median", "hyperband", "successive_halving"] = "none"
+    startup_trials: int = Field(2, ge=0)  # trials before the pruner (median) or TPE start acting
+    seed: int | None = None
+    study_name: str | None = None
+    keep_top_k: int = Field(0, ge=0)
+    cv_folds: int | None = Field(None, ge=2, le=100)
+    heartbeat: float = Field(30.0, ge=1.0)  # seconds; a trial silent for 2x this is failed and retried
+    max_retry: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> SearchSpec:
+        if self.direction is None:
+            self.direction = "minimize" if self.metric == "loss" else "maximize"
+        return self
+
+    @property
+    def mode(self) -> str:
+        """The recipe's train.mode that matches the direction (best checkpoint chosen the same way)."""
+        return "max" if self.direction == "maximize" else "min"
+
+
+def parse_search(raw: dict[str, Any] | None, source: str = "recipe") -> SearchSpec:
+    """Validate `search:`; every problem is one line naming the key."""
+    if not raw:
+        raise HonedError(f"{source}: no `search:` section; add one with params (see `honed tune --help` and the README)")
+    try:
+        return SearchSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        path = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting"
+        raise HonedError(f"{source}: search.{path}: {message}") from exc
