@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.audit.commands import add_audit_parsers, cmd_audit, cmd_clean
+from honed.tune.commands import add_tune_parsers, cmd_cv, cmd_tune
 from honed.errors import HonedError
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -30,6 +31,9 @@ EPILOG = """examples:
   honed ensemble recipes/ensemble.yaml                              # members + combiner -> runs/ensemble/
   honed ensemble recipes/ensemble.yaml ensemble.method=stacking ensemble.stacking.folds=3 --overwrite
   honed predict runs/ensemble reviews.csv                          # an ensemble folder works like a model
+  honed tune recipes/tune-quickstart.yaml --workers 2             # Optuna search over the recipe's search: section
+  honed tune recipes/tune-quickstart.yaml --storage postgresql://user:pw@db/honed   # same command on every machine
+  honed cv recipes/quickstart.yaml --folds 5                         # mean ± std, out-of-fold probabilities
   honed recipes
 """
 
@@ -104,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--quiet", action="store_true", help="no progress bars")
 
     add_audit_parsers(verbs)
+    add_tune_parsers(verbs)
     verbs.add_parser("recipes", help="list the shipped recipes")
     return parser
 
@@ -244,7 +249,7 @@ def _batch_table(report: Any) -> Any:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "report": cmd_report, "recipes": cmd_recipes,
             "lr-find": cmd_lr_find, "batch-find": cmd_batch_find,
-            "audit": cmd_audit, "clean": cmd_clean, "ensemble": cmd_ensemble}
+            "audit": cmd_audit, "clean": cmd_clean, "tune": cmd_tune, "cv": cmd_cv, "ensemble": cmd_ensemble}
 
 
 def main(argv: list[str] | None = None) -> int:
