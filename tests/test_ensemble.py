@@ -101,11 +101,30 @@ def _ensemble_recipe(tiny_bert: str, tmp_path: Path, ensemble: dict, rows: int =
 TWO = [{"name": "a", "overrides": {"optim.lr": 1e-3}}, {"name": "b", "overrides": {"seed": 1}}]
 
 
-def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.fixture(scope="module")
+def other_bert(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second backbone: a 1-layer, 48-wide BERT (its own config and tokenizer folder)."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("other-bert")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    torch.manual_seed(1)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=1, num_attention_heads=3,
+                         intermediate_size=96, max_position_embeddings=64)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: str, other_bert: str, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
     from honed.ensemble import build_ensemble, load_ensemble
 
-    result = build_ensemble(_ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "weights": [3, 1], "members": TWO},
+    members = [TWO[0], {"name": "b", "overrides": {"seed": 1, "model.name": other_bert}}]  # two different architectures
+    result = build_ensemble(_ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "weights": [3, 1], "members": members},
                                             report=True), quiet=True)
+    widths = {json.loads((m.model_dir / "config.json").read_text())["hidden_size"] for m in result.members}
+    assert widths == {32, 48}
     doc = json.loads((result.folder / "ensemble.json").read_text())
     assert [m["name"] for m in doc["members"]] == ["a", "b"] and doc["combine"] == "soft"
     assert [m["weight"] for m in doc["members"]] == [0.75, 0.25]
