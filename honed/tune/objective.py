@@ -8,7 +8,9 @@ the study goes on; pruning raises optuna.TrialPruned from the optuna_pruning tec
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ class Objective:
         tree.setdefault("train", {}).update(metric=self.spec.metric, mode=self.spec.mode)
         trial.set_user_attr("overrides", values)
         trial.set_user_attr("run_dir", str(folder))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         value = self._cross_validate(trial, tree) if self.spec.cv_folds else self._fit(trial, tree)
         if not math.isfinite(value):
             raise TrialFailed(f"val {self.spec.metric} is {value}")

@@ -29,6 +29,7 @@ from honed.tune.outputs import write_outputs
 from honed.tune.space import check_space, grid_size
 from honed.tune.spec import SearchSpec, parse_search
 from honed.tune.study import (
+    StopAtBudget,
     best_value,
     counts,
     default_storage,
@@ -36,9 +37,8 @@ from honed.tune.study import (
     masked,
     open_storage,
     open_study,
+    used,
 )
-
-DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
 
 @dataclass
@@ -82,7 +82,7 @@ def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, work
         raise HonedError(f"--workers: expected 1 or more, got {workers}")
     study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, plan.seed, plan.epochs)
     before = finished(study)
-    if plan.budget is not None and before >= plan.budget:
+    if plan.budget is not None and used(study) >= plan.budget:
         print(f"honed tune: study '{plan.study_name}' already has {before} finished trials (budget {plan.budget}); writing outputs only")
     else:
         with progress_bar(not quiet) as bars:
@@ -124,16 +124,16 @@ def run_worker(plan: Plan, index: int, callback: Any = None) -> None:
     """One worker: optimise until the study's budget or this invocation's timeout is spent."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = SearchSpec.model_validate(plan.search)
-    study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, plan.seed + index, plan.epochs)
+    seed = plan.seed if spec.sampler == "grid" else plan.seed + index  # one grid order for all workers: trial N takes point N
+    study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, seed, plan.epochs)
     callbacks: list[Any] = [_report_failure]
     if plan.budget is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(plan.budget, states=DONE))
+        callbacks.append(StopAtBudget(plan.budget))
     if callback is not None:
         callbacks.append(lambda s, t: callback(s))
-    remaining = None if plan.budget is None else max(0, plan.budget - finished(study))
-    if remaining == 0:
+    if plan.budget is not None and used(study) >= plan.budget:
         return
-    study.optimize(Objective(plan.tree, spec, plan.run_dir), n_trials=remaining, timeout=plan.timeout, catch=(Exception,),
+    study.optimize(Objective(plan.tree, spec, plan.run_dir), n_trials=plan.budget, timeout=plan.timeout, catch=(Exception,),
                    callbacks=callbacks, gc_after_trial=True)
 
 

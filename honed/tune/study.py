@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.trial import TrialState
 
 from honed.errors import HonedError
 from honed.tune.space import grid_space
@@ -103,6 +104,26 @@ def counts(study: optuna.Study) -> dict[str, int]:
 def finished(study: optuna.Study) -> int:
     c = counts(study)
     return c["complete"] + c["pruned"] + c["fail"]
+
+
+def used(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished or running, a failed trial and its retry once."""
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    trials = study.get_trials(deepcopy=False, states=live)
+    retries = sum(1 for t in trials if "failed_trial" in t.system_attrs)
+    return len(trials) - retries
+
+
+class StopAtBudget:
+    """Stop this worker once finished + running trials (all workers) reach the budget, so workers
+    do not start trials past it (unlike counting finished trials only)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if used(study) >= self.budget:
+            study.stop()
 
 
 def best_value(study: optuna.Study) -> float | None:
