@@ -19,6 +19,7 @@ import torch
 
 from honed.ensemble.spec import EnsembleSpec, MemberSpec
 from honed.errors import HonedError
+from honed.progress import console
 from honed.recipe import Recipe, build_recipe, parse_override, read_yaml
 
 TOP_TRIALS = "top_trials.json"
@@ -116,7 +117,14 @@ def fit_all(jobs: list[tuple[str, Recipe, dict[str, Any]]], workers: int, overwr
             keep_checkpoints: bool = False) -> dict[str, Path]:
     """Train members one after another, or in `workers` processes (each a separate honed.fit)."""
     if workers <= 1 or len(jobs) <= 1:
-        return {name: fit_member(r, d, overwrite, quiet, keep_checkpoints) for name, r, d in jobs}
+        dirs = {}
+        for i, (name, recipe, data) in enumerate(jobs):
+            if not quiet:  # each fit draws its own bars; one line says which member they belong to
+                console.print(f"[bold]ensemble member {i + 1}/{len(jobs)}: {name}[/bold] ({recipe.run_dir()})")
+            dirs[name] = fit_member(recipe, data, overwrite, quiet, keep_checkpoints)
+        return dirs
+    if not quiet:
+        console.print(f"training {len(jobs)} ensemble members in {workers} processes: {', '.join(j[0] for j in jobs)}")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         futures = {name: pool.submit(fit_member, r, d, overwrite, True, keep_checkpoints, threads) for name, r, d in jobs}
