@@ -194,6 +194,8 @@ def test_snapshot_members_from_one_cyclic_run(tiny_bert: str, tmp_path: Path) ->
     ({"members": [*TWO, {"name": "c", "prefit": "nowhere/model"}]}, "ensemble.members.2.prefit: model folder 'nowhere/model' not found"),
     ({"method": "votes", "members": TWO}, "'ensemble.method'"),
     ({"members": TWO, "stacker": {}}, "unknown key 'ensemble.stacker'; did you mean 'stacking'"),
+    ({"method": "stacking", "snapshots": {"cycles": 2}}, "ensemble.snapshots: stacking refits members on folds"),
+    ({"members": TWO[:1]}, "ensemble.members: an ensemble needs at least 2 members, got 1"),
 ])
 def test_bad_ensemble_settings_fail_before_training(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture,
                                                     spec: dict, message: str) -> None:

@@ -144,13 +144,16 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
         raise HonedError(f"ensemble folder '{folder}' already exists; pass --overwrite to replace it")
     members = _member_specs(spec, base_recipe)
     if spec.method == "stacking":
+        if spec.snapshots is not None:
+            raise HonedError("ensemble.snapshots: stacking refits members on folds, which snapshots of one run cannot be; "
+                             "use method voting or selection with snapshots")
         check_stacking(spec.stacking.folds, len(members))
         meta_learner(spec.stacking.meta, spec.stacking.params)  # a bad name fails before any training
     tables = load_tables(base_recipe)
     frames = {k: f.reset_index(drop=True) for k, f in tables.frames.items()}
     if frames["val"].empty:
         raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); set data.val or data.split.val > 0")
-    _check_prefit_labels(members, tables.labels.names)
+    _check_prefit(members, tables.labels.names, folder if overwrite else None)
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,12 +175,17 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     return EnsembleResult(folder, spec.method, labels, trained, combined, probs, frames, metrics)
 
 
-def _check_prefit_labels(members: list[MemberSpec], names: tuple[str, ...]) -> None:
-    """A prefit member must know the data's labels; found before anything trains."""
+def _check_prefit(members: list[MemberSpec], names: tuple[str, ...], replaced: Path | None) -> None:
+    """A prefit member must know the data's labels and must not sit in the folder --overwrite
+    replaces; found before anything trains."""
     for i, m in enumerate(members):
         if m.prefit is not None:
             field = f"ensemble.members.{i}.prefit"
-            labels = read_labels(model_folder(m.prefit, field))
+            folder = model_folder(m.prefit, field)
+            if replaced is not None and folder.resolve().is_relative_to(replaced.resolve()):
+                raise HonedError(f"{field}: '{m.prefit}' lies inside the ensemble folder '{replaced}' that --overwrite would delete; "
+                                 "write the ensemble elsewhere (output_dir=...)")
+            labels = read_labels(folder)
             if set(labels) != set(names):
                 raise HonedError(f"{field}: member '{m.name}' was trained on labels ({', '.join(labels)}) but the data has "
                                  f"({', '.join(names)}); members must share one label set")
