@@ -16,7 +16,7 @@ from honed.errors import HonedError  # noqa: E402
 from honed.fit import Run, fit  # noqa: E402
 from honed.recipe import Recipe, load_recipe  # noqa: E402
 
-__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier", "cross_validate", "tune"]
+__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier", "cross_validate"]
 __version__ = "0.1.0"
 
 
@@ -29,8 +29,4 @@ def __getattr__(name: str):  # lazy: keeps `import honed` light
         from honed.cv import cross_validate
 
         return cross_validate
-    if name == "tune":
-        from honed.tune.run import tune
-
-        return tune
     raise AttributeError(name)

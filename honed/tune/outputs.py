@@ -31,8 +31,12 @@ PLOTS = {  # file stem -> (title, optuna.visualization.matplotlib function name)
 def write_outputs(study: optuna.Study, spec: SearchSpec, tree: dict[str, Any], run_dir: Path, storage_url: str) -> dict[str, Any]:
     """Write every output; returns the summary (also summary.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    warnings.filterwarnings("ignore", category=UserWarning, module="optuna")  # "importances will be equal" and the like
-    warnings.filterwarnings("ignore", message=".*tight_layout.*")
+    with warnings.catch_warnings():  # Optuna's experimental-API and "importances will be equal" notes, tight_layout
+        warnings.simplefilter("ignore")
+        return _write(study, spec, tree, run_dir, storage_url)
+
+
+def _write(study: optuna.Study, spec: SearchSpec, tree: dict[str, Any], run_dir: Path, storage_url: str) -> dict[str, Any]:
     frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "datetime_start", "duration"))
     frame.to_csv(run_dir / "trials.csv", index=False)
     summary: dict[str, Any] = {"study": study.study_name, "storage": masked(storage_url), "direction": spec.direction,
