@@ -45,13 +45,18 @@ def planted(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def oof_file(tmp_path: Path, train: Path, flipped: int) -> Path:
-    """Confident, correct out-of-fold probabilities for every train row except the flipped one."""
+def oof_file(tmp_path: Path, train: Path, flipped: int, cv_layout: bool = False) -> Path:
+    """Confident, correct out-of-fold probabilities for every train row except the flipped one;
+    `cv_layout` writes them as `honed cv` does (row, label, p_<class>)."""
     frame = pd.read_csv(train)
     pos = np.where(frame["label"] == "pos", 0.95, 0.05)
     pos[flipped] = 1.0 - pos[flipped]
     path = tmp_path / "oof.csv"
-    pd.DataFrame({"id": range(len(frame)), "neg": 1 - pos, "pos": pos}).to_csv(path, index=False)
+    if cv_layout:
+        table = pd.DataFrame({"row": range(len(frame)), "label": frame["label"], "p_neg": 1 - pos, "p_pos": pos})
+    else:
+        table = pd.DataFrame({"id": range(len(frame)), "neg": 1 - pos, "pos": pos})
+    table.to_csv(path, index=False)
     return path
 
 
@@ -69,7 +74,7 @@ def flagged(result, name: str) -> pd.DataFrame:
 
 def test_audit_finds_planted_problems(tiny_bert: str, tmp_path: Path) -> None:
     paths = planted(tmp_path)
-    oof = oof_file(tmp_path, paths["train"], flipped=10)
+    oof = oof_file(tmp_path, paths["train"], flipped=10, cv_layout=True)
     recipe = recipe_for(tiny_bert, paths, tmp_path / "run")
     result = audit(recipe, quiet=True, near_duplicate=0.999, oof=str(oof))
     corrupt = flagged(result, "corrupt")

@@ -50,10 +50,11 @@ def _from_csv(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
         raise HonedError(f"--oof: file '{path}' not found")
     table = pd.read_csv(path)
     id_column = next((c for c in ID_COLUMNS if c in table.columns), None)
-    missing = [name for name in ctx.data.labels if name not in table.columns]
+    prefix = next((p for p in ("", "p_", "prob_") if all(f"{p}{n}" in table.columns for n in ctx.data.labels)), "")
+    missing = [name for name in ctx.data.labels if f"{prefix}{name}" not in table.columns]
     if id_column is None or missing:
         what = f"row id column ({'/'.join(ID_COLUMNS)})" if id_column is None else f"column for class '{missing[0]}'"
-        raise HonedError(f"--oof: '{path}' has no {what}; it needs an id column and one probability column per class "
+        raise HonedError(f"--oof: '{path}' has no {what}; it needs an id column and one probability column per class, named CLASS, p_CLASS (honed cv's oof.csv) or prob_CLASS "
                          f"({', '.join(ctx.data.labels)})")
     frame = ctx.data.usable()
     train = frame[frame["source"] == "train"]
@@ -61,7 +62,7 @@ def _from_csv(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
     known = table[table[id_column].isin(by_row.index)]
     if known.empty:
         raise HonedError(f"--oof: no id in '{path}' matches a usable row of data.train (ids are 0-based rows of its file)")
-    probs = known[list(ctx.data.labels)].to_numpy(dtype=float)
+    probs = known[[f"{prefix}{n}" for n in ctx.data.labels]].to_numpy(dtype=float)
     if not np.all(np.isfinite(probs)) or (probs < 0).any():
         raise HonedError(f"--oof: '{path}' holds negative or non-numeric probabilities")
     probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
