@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import optuna
 import pytest
@@ -21,7 +21,7 @@ from honed.errors import HonedError
 from honed.tune import tune
 from honed.tune.objective import Objective
 from honed.tune.spec import parse_search
-from honed.tune.study import open_storage, open_study
+from honed.tune.study import open_storage, open_study, sqlalchemy_url
 from tests.conftest import text_rows, tiny_recipe
 
 GRID = {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "grid": [1e-3, 1e-2]},
@@ -106,7 +106,7 @@ def test_failed_and_nan_trials_are_recorded_and_the_study_goes_on(tiny_bert: str
     assert states[tiny_bert].state.name == "COMPLETE" and result.summary["trials"]["fail"] == 1
 
     class NanRun:
-        metrics = {"val_accuracy": math.nan, "epochs_run": 1, "train_seconds": 0.1}
+        metrics: ClassVar[dict] = {"val_accuracy": math.nan, "epochs_run": 1, "train_seconds": 0.1}
         model_dir = tmp_path
 
     monkeypatch.setattr(sys.modules["honed.fit"], "fit", lambda *a, **k: NanRun())
@@ -137,7 +137,7 @@ def _two_workers(tiny_bert: str, data: Path, out: Path, storage: str | None) -> 
     tree = recipe(tiny_bert, data, out, sampler="grid")
     name = f"w-{uuid.uuid4().hex[:8]}"
     result = tune(tree, storage=storage, workers=2, study_name=name)
-    study = optuna.load_study(study_name=name, storage=storage or f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(study_name=name, storage=sqlalchemy_url(storage or f"sqlite:///{out / 'study.db'}"))
     assert len(study.trials) == 4 and len(set(params_of(study))) == 4  # every grid point exactly once
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     workers = {t.user_attrs["worker"] for t in study.trials}

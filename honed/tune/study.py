@@ -8,6 +8,7 @@ called RetryFailedTrialCallback before Optuna 4.9) queues it again.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import warnings
 from collections.abc import Callable
@@ -48,8 +49,16 @@ def masked(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
+def sqlalchemy_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only that is installed."""
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def open_storage(url: str, spec: SearchSpec) -> RDBStorage:
     """Connect (creating Optuna's tables on first use); an unreachable URL is one clear line."""
+    url = sqlalchemy_url(url)
     engine: dict[str, Any] = {}
     if url.startswith("postgresql"):
         engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
