@@ -205,3 +205,19 @@ def test_tune_can_optimise_the_cv_mean(tiny_bert: str, data: Path, tmp_path: Pat
     result = tune(tree)
     cv = json.loads((out / "trials" / "trial-0" / "cv.json").read_text())
     assert result.best_value == pytest.approx(cv["metrics_mean"]["accuracy"]) and cv["folds"] == 2
+
+
+@pytest.mark.parametrize("sampler", ["grid", "random", "tpe"])
+@pytest.mark.parametrize("pruner", ["none", "median", "hyperband", "successive_halving"])
+def test_every_sampler_and_pruner_opens_a_study(sampler: str, pruner: str, tmp_path: Path) -> None:
+    spec = parse_search({"params": GRID, "sampler": sampler, "pruner": pruner})
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 's.db'}", spec), "s", spec, 0, 3)
+    assert type(study.sampler).__name__.lower().startswith(sampler) and study.user_attrs["pruner"] == pruner
+
+
+def test_shipped_tune_recipe_is_valid(tmp_path: Path) -> None:
+    from honed.tune.run import make_plan
+
+    plan, spec = make_plan(Path(__file__).parent.parent / "recipes" / "tune-quickstart.yaml", None, None, None, None,
+                           {"output_dir": str(tmp_path / "t")})
+    assert plan.budget == 12 and spec.pruner == "median" and plan.storage.endswith("study.db")
