@@ -81,6 +81,7 @@ def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, work
     if workers < 1:
         raise HonedError(f"--workers: expected 1 or more, got {workers}")
     study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, plan.seed, plan.epochs)
+    optuna.storages.fail_stale_trials(study)
     before = finished(study)
     if plan.budget is not None and used(study) >= plan.budget:
         print(f"honed tune: study '{plan.study_name}' already has {before} finished trials (budget {plan.budget}); writing outputs only")
@@ -131,6 +132,7 @@ def run_worker(plan: Plan, index: int, callback: Any = None) -> None:
         callbacks.append(StopAtBudget(plan.budget))
     if callback is not None:
         callbacks.append(lambda s, t: callback(s))
+    optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued before the budget is counted
     if plan.budget is not None and used(study) >= plan.budget:
         return
     study.optimize(Objective(plan.tree, spec, plan.run_dir), n_trials=plan.budget, timeout=plan.timeout, catch=(Exception,),
