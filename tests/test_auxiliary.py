@@ -11,7 +11,8 @@ import yaml
 
 import honed
 from honed.cli import main
-from honed.techniques.auxiliary import AuxLabel, AuxMaskedLM, mask_tokens
+from honed.techniques.aux_label import AuxLabel
+from honed.techniques.aux_mlm import AuxMaskedLM, mask_tokens
 from tests.conftest import text_rows, tiny_recipe
 from tests.test_regularisation import _close, _image_recipe
 
