@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from honed.errors import HonedError
+from honed.errors import HonedError, did_you_mean
 
 PRIMITIVE = (str, int, float, bool, type(None))
 
@@ -132,5 +132,6 @@ def parse_search(raw: dict[str, Any] | None, source: str = "recipe") -> SearchSp
         path = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown setting"
+            model = ParamSpec if len(err["loc"]) == 3 and err["loc"][0] == "params" else SearchSpec
+            message = "unknown setting" + did_you_mean(str(err["loc"][-1]), model.model_fields)
         raise HonedError(f"{source}: search.{path}: {message}") from exc

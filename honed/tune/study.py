@@ -58,7 +58,7 @@ def sqlalchemy_url(url: str) -> str:
 
 def open_storage(url: str, spec: SearchSpec) -> RDBStorage:
     """Connect (creating Optuna's tables on first use); an unreachable URL is one clear line."""
-    url = sqlalchemy_url(url)
+    given, url = url, sqlalchemy_url(url)
     engine: dict[str, Any] = {}
     if url.startswith("postgresql"):
         engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
@@ -67,7 +67,7 @@ def open_storage(url: str, spec: SearchSpec) -> RDBStorage:
                           **_retry(spec.max_retry))
     except Exception as exc:  # sqlalchemy's OperationalError/ArgumentError, a missing driver, a bad path ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HonedError(f"--storage '{masked(url)}': cannot open the study database ({reason[:200]}); "
+        raise HonedError(f"--storage '{masked(given)}': cannot open the study database ({reason[:200]}); "
                          "check the URL, that the server runs and the database exists") from exc
 
 
