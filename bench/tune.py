@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -99,6 +100,13 @@ def optuna_overhead(folder: Path, trials: int = 100) -> float:
     return 1000 * (time.perf_counter() - started) / trials
 
 
+def previous(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    return saved.get("results", saved)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default="random,tpe-median,grid")
@@ -108,15 +116,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tune")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    results = previous(args.out / "summary.json")  # strategies not re-run keep their earlier figures
     for strategy in args.strategies.split(","):
+        shutil.rmtree(args.out / strategy, ignore_errors=True)  # a fresh study (re-running would resume it)
         results[strategy] = run_strategy(strategy, args.out, args)
         (args.out / "summary.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     unpruned = max(r["best_val"] for k, r in results.items() if k != "tpe-median")
     overhead = optuna_overhead(args.out / "overhead")
     print(f"| strategy | trials (pruned) | trial-epochs | wall s | best val acc | its test acc | trial-epochs to reach {unpruned - 0.005:.4f} |")
     print("|---|---|---|---|---|---|---|")
-    for name, r in results.items():
+    for name in (k for k in STRATEGIES if k in results):
+        r = results[name]
         reach = epochs_to_reach(r["trials"], unpruned - 0.005)
         r["epochs_to_target"] = reach
         print(f"| {name} | {len(r['trials'])} ({r['pruned']}) | {r['trial_epochs']} | {r['wall_s']:.0f} | {r['best_val']:.4f} | "
