@@ -77,9 +77,9 @@ class Plan:
 def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, workers: int = 1, quiet: bool = True,
          n_trials: int | None = None, timeout: float | None = None, study_name: str | None = None, **overrides: Any) -> TuneResult:
     """Validate everything, open/join the study, run trials (here or in `workers` processes), write outputs."""
-    plan, spec = make_plan(recipe, storage, n_trials, timeout, study_name, overrides)
     if workers < 1:
         raise HonedError(f"--workers: expected 1 or more, got {workers}")
+    plan, spec = make_plan(recipe, storage, n_trials, timeout, study_name, overrides)
     study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, plan.seed, plan.epochs)
     optuna.storages.fail_stale_trials(study)
     before = finished(study)
