@@ -78,9 +78,9 @@ class Objective:
             ACTIVE.pop(key, None)
         trial.set_user_attr("epochs", int(run.metrics["epochs_run"]))
         trial.set_user_attr("model_dir", str(run.model_dir))
-        for name in ("accuracy", "macro_f1", "loss"):
-            if f"test_{name}" in run.metrics:
-                trial.set_user_attr(f"test_{name}", float(run.metrics[f"test_{name}"]))
+        for key in (f"{split}_{name}" for split in ("val", "test") for name in ("accuracy", "macro_f1", "loss")):
+            if key in run.metrics:  # every score in trials.csv, whichever one the study optimises
+                trial.set_user_attr(key, float(run.metrics[key]))
         trial.set_user_attr("train_seconds", float(run.metrics["train_seconds"]))
         return float(run.metrics[f"val_{self.spec.metric}"])
 
