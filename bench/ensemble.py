@@ -38,7 +38,7 @@ RESULTS_DIR = BENCH / "results" / "ensemble"
 RESULTS_MD = BENCH / "RESULTS.md"
 RECIPES = {"text": BENCH / "recipes" / "techniques-text.yaml", "image": BENCH / "recipes" / "techniques-image.yaml"}
 ROWS = {"train": 300, "val": 150, "test": 300}
-LRS = {"text": [1e-4, 2e-4, 5e-5], "image": [2e-3, 1e-3, 4e-3]}  # first = the base lr (bagging)
+LRS = {"text": [2e-4, 3e-4, 1.5e-4], "image": [2e-3, 1e-3, 4e-3]}  # first = the base lr (bagging)
 BATCH = {"text": 8, "image": 32}  # text: more optimizer steps on the small subset
 COMBINERS = ("best single", "soft voting", "hard voting", "selection", "stacking", "bagging", "distilled student")
 
