@@ -53,6 +53,9 @@ def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path)
     teacher["train"]["epochs"] = 1
     teacher["ensemble"] = {"method": "voting", "members": [{"name": "a"}, {"name": "b", "overrides": {"seed": 1}}]}
     build_ensemble(teacher, quiet=True)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
     seen: list[int] = []
     original = distill.Distill.on_batch_start
 
@@ -60,6 +63,13 @@ def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path)
         original(self, state)
         seen.extend(self._batch_probs.shape[:1])  # type: ignore[union-attr]
         assert self._batch_probs.shape[1] == 2  # type: ignore[union-attr]
+        rows = [self._cache[k] for k in row_keys(state.batch)]  # type: ignore[attr-defined]
+        frame = state.frames["train"]  # type: ignore[attr-defined]
+        names = list(state.labels)  # type: ignore[attr-defined]
+        assert [names.index(v) for v in frame["label"].iloc[rows]] == state.batch["labels"].tolist()  # type: ignore[attr-defined]
+        assert [t.rsplit("#", 1)[1] for t in frame["x"].iloc[rows]] == [  # the very rows of the batch, by their text
+            tok.decode(ids[mask.bool()][1:-1]).rsplit("#", 1)[1].strip() for ids, mask in
+            zip(state.batch["input_ids"], state.batch["attention_mask"], strict=True)]  # type: ignore[attr-defined]
 
     distill.Distill.on_batch_start = spy  # type: ignore[method-assign]
     try:
