@@ -88,9 +88,7 @@ def _plots(study: optuna.Study, run_dir: Path) -> dict[str, str]:
         except (RuntimeError, ValueError, ZeroDivisionError):
             continue
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-        figure.set_size_inches(max(figure.get_size_inches()[0], 8), 5)
-        figure.tight_layout()
-        figure.savefig(folder / f"{stem}.png", dpi=90)
+        figure.savefig(folder / f"{stem}.png", dpi=90, bbox_inches="tight")  # Optuna sized it (colour bars included)
         plt.close(figure)
         written[stem] = str(folder / f"{stem}.png")
     return written
