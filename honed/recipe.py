@@ -113,6 +113,7 @@ class ModelSpec(Section):
     weights: str | None = None
     dropout: DropoutSpec = DropoutSpec()
     fusion: FusionSpec | None = None
+    keep_layers: int | list[int] | None = None  # a shallower student: N evenly spaced layers, or these indices
 
 
 class OptimSpec(Section):

@@ -10,6 +10,7 @@ from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.models.dropout import apply_dropout
 from honed.models.fusion import build_fusion, load_fusion
+from honed.models.shrink import keep_layers
 from honed.models.huggingface import load_huggingface
 from honed.models.vision import BUILDERS, VisionClassifier, load_saved_vision
 from honed.recipe import Recipe
@@ -30,6 +31,8 @@ def infer_source(recipe: Recipe) -> str:
 def build_model(recipe: Recipe, labels: LabelMap) -> Classifier:
     """The pretrained backbone with a fresh head for `labels`, with any `model.dropout` rates applied."""
     model = _load_pretrained(recipe, labels)
+    if recipe.model.keep_layers is not None:
+        keep_layers(model, recipe.model.keep_layers)
     if any(rate is not None for rate in recipe.model.dropout.model_dump().values()):
         apply_dropout(model, recipe.model.dropout)
     return model
