@@ -44,7 +44,7 @@ def test_text_fusion_trains_saves_and_predicts_the_same(tiny_bert: str, word_ber
     run = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model=_fusion(tiny_bert, word_bert, pool), train__epochs=1), quiet=True)
     model = run.model
     assert [len(m.config.to_dict()) > 0 for m in model.members] == [True, True]
-    assert model.head.in_features == (32 + 24 if pool == "concat" else 32)
+    assert model.fuse.head.in_features == (32 + 24 if pool == "concat" else 32)
     encoded = model.preprocess(["a joy to watch"], None, truncation=True, max_length=16)
     assert encoded["f0.input_ids"] != encoded["f1.input_ids"], "each member reads its own tokenizer's ids"
     assert len(encoded["f1.input_ids"][0]) == 6, "[CLS] a joy to watch [SEP] in the word vocabulary"
@@ -75,7 +75,7 @@ def test_image_fusion_normalises_per_member(tmp_path: Path) -> None:
     members = [{"name": "mobilenet_v3_small", "source": "torchvision"}, {"name": "resnet18", "source": "timm"}]
     recipe = _image_recipe(tmp_path, model={"name": "fusion", "fusion": {"members": members}})
     run = honed.fit(recipe, quiet=True)
-    assert run.model.head.in_features == 1024 + 512
+    assert run.model.fuse.head.in_features == 1024 + 512
     assert run.model.mean1.flatten().tolist() == pytest.approx([0.485, 0.456, 0.406])
     reloaded, _ = load_model(run.model_dir)
     pixels = torch.rand(2, 3, 32, 32)

@@ -48,6 +48,27 @@ class FusionTokenizer:
         return out
 
 
+class FusionHead(nn.Module):
+    """The fusion layers: concatenated member features (in) -> logits, by concatenation or attention pooling."""
+
+    def __init__(self, dims: list[int], pool: str, num_labels: int) -> None:
+        super().__init__()
+        self.dims, self.pool = list(dims), pool
+        width = max(dims)
+        if pool == "attention":
+            self.project = nn.ModuleList(nn.Linear(d, width) for d in dims)
+            self.score = nn.Linear(width, 1)
+        self.head = nn.Linear(width if pool == "attention" else sum(dims), num_labels)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.pool == "concat":
+            return self.head(features)
+        parts = features.split(self.dims, dim=-1)
+        projected = torch.stack([torch.tanh(p(x)) for p, x in zip(self.project, parts, strict=True)], dim=1)
+        weights = torch.softmax(self.score(projected), dim=1)  # (batch, members, 1): which backbone to trust
+        return self.head((weights * projected).sum(1))
+
+
 class FusionClassifier(Classifier):
     source = "fusion"
 
@@ -56,11 +77,7 @@ class FusionClassifier(Classifier):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.kind, self.pool = kind, pool
-        width = max(dims)
-        if pool == "attention":
-            self.project = nn.ModuleList(nn.Linear(d, width) for d in dims)
-            self.score = nn.Linear(width, 1)
-        self.head = nn.Linear(width if pool == "attention" else sum(dims), num_labels)
+        self.fuse = FusionHead(dims, pool, num_labels)
         for i, (mean, std) in enumerate(stats or []):
             self.register_buffer(f"mean{i}", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
             self.register_buffer(f"std{i}", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
@@ -83,12 +100,7 @@ class FusionClassifier(Classifier):
         return pooled
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(**inputs)
-        if self.pool == "concat":
-            return self.head(torch.cat(pooled, dim=-1))
-        projected = torch.stack([torch.tanh(p(x)) for p, x in zip(self.project, pooled, strict=True)], dim=1)
-        weights = torch.softmax(self.score(projected), dim=1)  # (batch, members, 1): which backbone to trust
-        return self.head((weights * projected).sum(1))
+        return self.fuse(torch.cat(self.features(**inputs), dim=-1))
 
     def layer_groups(self) -> list[LayerGroup]:
         """Each member's own groups as f{i}.embeddings, f{i}.block.k, ...; the fusion layers are `head`."""
