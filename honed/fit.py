@@ -27,6 +27,7 @@ from honed.rundir import LOG, check_run_dir, close_log, open_run_dir
 from honed.techniques import build_techniques
 from honed.train import checkpoint
 from honed.train.events import Hooks
+from honed.train.feature_cache import check_cacheable, swap_in
 from honed.train.loop import predict_logits, train
 from honed.train.optim import build_optimizer
 from honed.train.schedules import build_schedule
@@ -90,6 +91,8 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     lr_at = build_schedule(recipe.schedule, total)
     hooks.check(recipe, model)  # impossible settings fail here, before the run folder exists
     check_augment(recipe, model.preprocess)
+    if recipe.train.cache_frozen_features:
+        check_cacheable(recipe, model, hooks)
     open_run_dir(run_dir, overwrite, resume, acc.is_main_process)
     try:
         return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)
@@ -114,11 +117,14 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     for note in tables.notes:  # preprocessing ran before the log file existed
         LOG.info(note)
     spec = recipe.train
-    collate = make_collate(recipe, model.preprocess)
+    collate, train_collate = make_collate(recipe, model.preprocess), make_collate(recipe, model.preprocess, train=True)
     datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train") for k, f in tables.frames.items() if len(f)}
     rows = rows_per_epoch(len(tables.frames["train"]), spec.batch_size, model)
-    loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, make_collate(recipe, model.preprocess, train=True),
-                                   recipe.data.num_workers, keep=rows)
+    full = model
+    if spec.cache_frozen_features:  # the frozen backbone runs once; only its (shared) head trains, on the cached features
+        model, datasets, hooks = swap_in(model, datasets, collate, hooks, spec.eval_batch_size, acc.device, not quiet and acc.is_main_process)
+        collate = train_collate = None
+    loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, train_collate, recipe.data.num_workers, keep=rows)
     evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, recipe.data.num_workers) for k in ("val", "test") if k in datasets}
     model = acc.prepare(model)  # DDP wraps every parameter; freezing comes after
     loader = acc.prepare(loader)
@@ -138,7 +144,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
     outputs: dict[str, Any] = {}
     metrics = _final_metrics(state, evals, acc, started, show, outputs)
-    unwrapped = acc.unwrap_model(model).eval()  # returned ready for inference
+    unwrapped = (full if spec.cache_frozen_features else acc.unwrap_model(model)).eval()  # returned ready for inference
     if acc.is_main_process:
         save_model(unwrapped, tables.labels, run_dir / "model", recipe.to_yaml())
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")

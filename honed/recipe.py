@@ -184,6 +184,7 @@ class TrainSpec(Section):
     mode: Literal["max", "min"] = "max"
     checkpoint_every_steps: int | None = Field(None, ge=1)
     cpu: bool = False
+    cache_frozen_features: bool = False  # frozen backbone: compute its features once, train the head on them
 
     @field_validator("metric")
     @classmethod

@@ -98,3 +98,13 @@ def test_bad_fusions_fail_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_fusion_of_frozen_backbones_trains_on_cached_features(tiny_bert: str, word_bert: str, text_csv: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model=_fusion(tiny_bert, word_bert, "attention"), train__epochs=1,
+                         train__cache_frozen_features=True, techniques=[{"name": "freeze", "all_but_head": True}])
+    before = build_model(load_recipe(recipe), LabelMap(("neg", "pos"))).state_dict()
+    run = honed.fit(recipe, quiet=True)
+    after = run.model.state_dict()
+    assert all(torch.equal(before[n], after[n].cpu()) for n in after if n.startswith("members.")), "backbones frozen"
+    assert not torch.equal(before["fuse.score.weight"], after["fuse.score.weight"].cpu()), "the attention pooling trained"

@@ -1,5 +1,5 @@
 """Freeze parts of the model for the whole run: by layer group, by glob pattern over parameter
-names, or everything but the last k blocks (and the head). Frozen batch-norm layers can keep their
+names, everything but the last k blocks (and the head), or everything but the head (a linear probe). Frozen batch-norm layers can keep their
 pretrained running statistics (eval mode), as fastai does for frozen CNN bodies."""
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ class Freeze:
     changes_trainable = True
 
     def __init__(self, groups: list[str] | None = None, patterns: list[str] | None = None,
-                 all_but_last: int | None = None, bn_eval: bool = True) -> None:
-        if not groups and not patterns and all_but_last is None:
-            raise ValueError("name what to freeze: groups, patterns or all_but_last")
+                 all_but_last: int | None = None, all_but_head: bool = False, bn_eval: bool = True) -> None:
+        if not groups and not patterns and all_but_last is None and not all_but_head:
+            raise ValueError("name what to freeze: groups, patterns, all_but_last or all_but_head")
         if all_but_last is not None and all_but_last < 0:
             raise ValueError("all_but_last must be >= 0")
         self.groups, self.patterns, self.all_but_last, self.bn_eval = groups or [], patterns or [], all_but_last, bn_eval
+        self.all_but_head = all_but_head
 
     def frozen_names(self, model: Any) -> set[str]:
         field = "techniques: freeze"
@@ -28,6 +29,8 @@ class Freeze:
         names |= freezing.names_matching(model, self.patterns, f"{field}.patterns")
         if self.all_but_last is not None:
             names |= freezing.names_below_last_blocks(model, self.all_but_last, f"{field}.all_but_last")
+        if self.all_but_head:
+            names |= {n for n, _ in freezing.unwrap(model).named_parameters() if n not in freezing.unwrap(model).head_params}
         return names
 
     def check(self, recipe: Any, model: Any) -> None:
