@@ -80,6 +80,8 @@ def test_rerun_resumes_the_study(tiny_bert: str, data: Path, tmp_path: Path) -> 
     assert main(["tune", str(path), "--quiet", "--trials", "2"]) == 0  # budget spent: nothing new
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    top = json.loads((out / "top_trials.json").read_text())  # no keep_top_k: every completed trial, models kept
+    assert len(top) == 2 and all(Path(t["model_dir"]).is_dir() for t in top)
 
 
 def test_median_pruning_stops_a_trial_after_an_epoch(tiny_bert: str, data: Path, tmp_path: Path) -> None:

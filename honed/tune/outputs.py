@@ -54,8 +54,7 @@ def _write(study: optuna.Study, spec: SearchSpec, tree: dict[str, Any], run_dir:
     summary["importances"] = _importances(study, len(completed))
     (run_dir / "importances.json").write_text(json.dumps(summary["importances"], indent=1), encoding="utf-8")
     summary["plots"] = _plots(study, run_dir) if completed else {}
-    if spec.keep_top_k:
-        summary["top_trials"] = keep_top(study, spec, run_dir)
+    summary["top_trials"] = keep_top(study, spec, run_dir)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     (run_dir / "tune_report.html").write_text(_html(summary, frame), encoding="utf-8")
     return summary
@@ -95,12 +94,14 @@ def _plots(study: optuna.Study, run_dir: Path) -> dict[str, str]:
 
 
 def keep_top(study: optuna.Study, spec: SearchSpec, run_dir: Path) -> list[dict[str, Any]]:
-    """Keep the best k trials' model folders, delete other completed trials' weights, write
-    top_trials.json (best first: number, value, params, overrides, run_dir, model_dir)."""
+    """Write top_trials.json (best first: number, value, params, overrides, run_dir, model_dir): with
+    `keep_top_k` the best k, and the other completed trials' model weights are deleted; without it
+    every completed trial, nothing deleted."""
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     ordered = sorted(completed, key=lambda t: t.value, reverse=spec.direction == "maximize")
-    top = ordered[: spec.keep_top_k]
-    for trial in ordered[spec.keep_top_k:]:
+    keep = spec.keep_top_k or len(ordered)
+    top = ordered[:keep]
+    for trial in ordered[keep:]:
         shutil.rmtree(trial_dir(run_dir, trial.number) / "model", ignore_errors=True)
     rows = []
     for trial in top:
