@@ -15,6 +15,7 @@ val. The test split is never touched.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,6 @@ from honed.fit import fit, normalise_overrides
 from honed.predict import logits_for
 from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
-from honed.rundir import check_run_dir
 
 METRICS = ("accuracy", "macro_f1", "loss")
 
@@ -55,7 +55,10 @@ def cross_validate(recipe: str | Path | dict | Recipe, folds: int = 5, *, data: 
         raise HonedError(f"--folds: expected 2 to 100, got {folds}")
     recipe = load_recipe(recipe, normalise_overrides(overrides))
     run_dir = Path(recipe.output_dir) if recipe.output_dir else Path("runs") / f"{recipe.name}-cv"  # not the train run's folder
-    check_run_dir(run_dir, overwrite, False)
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise HonedError(f"cv folder '{run_dir}' already exists; pass --overwrite (overwrite=True) to replace it or choose --output")
+    if overwrite and run_dir.is_dir():
+        shutil.rmtree(run_dir / "folds", ignore_errors=True)
     frame, labels = cv_rows(recipe, data)
     splits = fold_indices(frame, folds, recipe.seed)
     oof = np.full((len(frame), len(labels)), np.nan)
