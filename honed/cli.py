@@ -11,6 +11,8 @@ from typing import Any
 
 from honed.audit.commands import add_audit_parsers, cmd_audit, cmd_clean
 from honed.tune.commands import add_tune_parsers, cmd_cv, cmd_tune
+from honed.prune.command import add_prune_parser, cmd_prune
+from honed.pretrain.command import add_pretrain_parser, cmd_pretrain
 from honed.errors import HonedError
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -34,6 +36,8 @@ EPILOG = """examples:
   honed tune recipes/tune-quickstart.yaml --workers 2             # Optuna search over the recipe's search: section
   honed tune recipes/tune-quickstart.yaml --storage postgresql://user:pw@db/honed   # same command on every machine
   honed cv recipes/quickstart.yaml --folds 5                         # mean ± std, out-of-fold probabilities
+  honed prune runs/quickstart/model --sparsity 0.5 --recover-epochs 1   # magnitude pruning + report (prune.json)
+  honed pretrain recipes/pretrain-rotten-tomatoes.yaml               # masked-LM on the training texts -> RUN_DIR/backbone
   honed recipes
 """
 
@@ -109,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
 
     add_audit_parsers(verbs)
     add_tune_parsers(verbs)
+    add_prune_parser(verbs)
+    add_pretrain_parser(verbs)
     verbs.add_parser("recipes", help="list the shipped recipes")
     return parser
 
@@ -249,7 +255,7 @@ def _batch_table(report: Any) -> Any:
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "report": cmd_report, "recipes": cmd_recipes,
             "lr-find": cmd_lr_find, "batch-find": cmd_batch_find,
-            "audit": cmd_audit, "clean": cmd_clean, "tune": cmd_tune, "cv": cmd_cv, "ensemble": cmd_ensemble}
+            "audit": cmd_audit, "clean": cmd_clean, "tune": cmd_tune, "cv": cmd_cv, "prune": cmd_prune, "pretrain": cmd_pretrain, "ensemble": cmd_ensemble}
 
 
 def main(argv: list[str] | None = None) -> int:
