@@ -209,6 +209,19 @@ class ReportSpec(Section):
     calibrate: bool = True
 
 
+class PretrainSpec(Section):
+    """`honed pretrain`: continued self-supervised pretraining of the backbone on unlabelled in-domain data
+    (masked-LM for text, rotation prediction for images); see honed/pretrain/."""
+
+    data: str | None = None  # an unlabelled table/folder; None = the recipe's training split (labels unused)
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(5e-5, gt=0.0, le=10.0)
+    batch_size: int = Field(32, ge=1)
+    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
+    whole_word: bool = False
+    max_rows: int | None = Field(None, ge=1)
+
+
 class Recipe(Section):
     name: str = "run"
     description: str = ""
@@ -225,6 +238,7 @@ class Recipe(Section):
     preset: str | None = None
     log: LogSpec = LogSpec()
     report: ReportSpec = ReportSpec()
+    pretrain: PretrainSpec = PretrainSpec()
     ensemble: dict[str, Any] | None = None  # `honed ensemble` validates it (honed/ensemble/spec.py); train ignores it
     search: dict[str, Any] | None = None  # `honed tune` validates it (honed/tune/spec.py); train ignores it
 

@@ -1,0 +1,27 @@
+"""Domain-adaptive pretraining (`honed pretrain`): continue a backbone's self-supervised training on
+unlabelled in-domain data before fine-tuning ("Don't stop pretraining", ULMFiT). One objective per
+data kind, looked up in OBJECTIVES: masked-LM for text (mlm.py), rotation prediction for images
+(rotation.py). The result is a backbone a fine-tuning recipe names as `model.name` (HF folder) or
+`model.weights` (torchvision state dict)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from honed.pretrain.common import finish_run, start_run
+from honed.pretrain.mlm import pretrain_mlm
+from honed.pretrain.rotation import pretrain_rotation
+from honed.recipe import Recipe, load_recipe
+
+OBJECTIVES: dict[str, Callable[[Recipe, Path, bool], dict[str, Any]]] = {"text": pretrain_mlm, "image": pretrain_rotation}
+
+
+def pretrain(recipe: Any, overwrite: bool = False, quiet: bool = False, **overrides: Any) -> Path:
+    """Run the recipe's pretraining objective; returns the run folder (backbone in RUN_DIR/backbone)."""
+    spec = load_recipe(recipe, overrides)
+    run_dir = start_run(spec, overwrite)
+    summary = OBJECTIVES[spec.data.kind](spec, run_dir, quiet)
+    finish_run(run_dir, summary)
+    return run_dir
