@@ -102,11 +102,10 @@ def test_technique_prunes_gradually_keeps_zeros_and_resumes_exactly(tiny_bert: s
 
 @pytest.fixture(scope="module")
 def text_run(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import text_rows
-
     from honed.data.labels import LabelMap
     from honed.models.build import build_model, save_model
     from honed.recipe import load_recipe
+    from tests.conftest import text_rows
 
     folder = tmp_path_factory.mktemp("prune-text")
     text_rows(60).to_csv(folder / "train.csv", index=False)
@@ -171,10 +170,13 @@ def test_missing_model_folder_and_ffn_on_a_cnn(tmp_path: Path, capsys: pytest.Ca
     assert main(["prune", str(tmp_path / "nope"), "--quiet"]) == 2
     assert f"model '{tmp_path / 'nope'}': folder not found" in capsys.readouterr().err
     from honed.data.labels import LabelMap
-    from honed.models.build import build_model
+    from honed.models.build import build_model, save_model
     from honed.prune.structured import prune_ffn
     from honed.recipe import load_recipe
 
     model = build_model(load_recipe(_image_recipe(tmp_path)), LabelMap(("dark", "light")))
     with pytest.raises(honed.HonedError, match="--structured ffn: the model \\(torchvision\\) has no BERT-like FFN"):
         prune_ffn(model, 0.5)
+    save_model(model, LabelMap(("dark", "light")), tmp_path / "cnn", "{}")
+    assert main(["prune", str(tmp_path / "cnn"), "--structured", "ffn", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith("honed: error: --structured ffn: the model (torchvision)")

@@ -93,6 +93,9 @@ def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", st
         raise HonedError(f"output '{out}' exists; pass --overwrite or choose another -o")
     net, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir)
+    if recover_epochs and net.source != "huggingface":
+        raise HonedError(f"--recover-epochs: recovery fine-tuning supports Hugging Face models only, not {net.source}; "
+                         "prune without it and fine-tune the pruned weights yourself")
     if structured:
         details = STRUCTURED[structured](net, sparsity)  # checks the model kind before anything is written
     else:
@@ -118,11 +121,8 @@ def _recover(out: Path, recipe: Any, sparsity: float, scope: str, structured: st
     (target reached at step 0, so it re-derives exactly the zeros the one-shot pruning made)."""
     import honed
 
-    overrides: dict[str, Any] = {"output_dir": str(out / "recover"), "train.epochs": epochs, "model.keep_layers": None}
-    if recipe.model.source == "huggingface" or (recipe.model.source == "auto" and recipe.model.weights is None):
-        overrides["model.name"] = str(out / "model")
-    else:
-        overrides["model.weights"] = str(out / "model" / "model.safetensors")
+    overrides: dict[str, Any] = {"output_dir": str(out / "recover"), "train.epochs": epochs, "model.keep_layers": None,
+                                 "model.name": str(out / "model")}
     techniques = [t.model_dump() for t in recipe.techniques if t.name != "prune"]
     if structured is None:
         techniques.append({"name": "prune", "sparsity": sparsity, "scope": scope, "start": 0.0, "end": 0.0})
