@@ -220,6 +220,7 @@ class PretrainSpec(Section):
     mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
     whole_word: bool = False
     max_rows: int | None = Field(None, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0.0, lt=1.0)  # linear warmup share of the steps, then linear decay
 
 
 class Recipe(Section):

@@ -6,6 +6,9 @@ data kind, looked up in OBJECTIVES: masked-LM for text (mlm.py), rotation predic
 
 from __future__ import annotations
 
+import sys
+import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,17 @@ def pretrain(recipe: Any, overwrite: bool = False, quiet: bool = False, **overri
     """Run the recipe's pretraining objective; returns the run folder (backbone in RUN_DIR/backbone)."""
     spec = load_recipe(recipe, overrides)
     run_dir = start_run(spec, overwrite)
+    started = time.perf_counter()
     summary = OBJECTIVES[spec.data.kind](spec, run_dir, quiet)
-    finish_run(run_dir, summary)
+    finish_run(run_dir, summary, time.perf_counter() - started)
     return run_dir
+
+
+class _CallableModule(types.ModuleType):
+    """Lets `honed.pretrain(recipe, ...)` work although `honed.pretrain` is this package."""
+
+    def __call__(self, recipe: Any, overwrite: bool = False, quiet: bool = False, **overrides: Any) -> Path:
+        return pretrain(recipe, overwrite=overwrite, quiet=quiet, **overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -31,7 +31,9 @@ def start_run(recipe: Recipe, overwrite: bool) -> Path:
     return run_dir
 
 
-def finish_run(run_dir: Path, summary: dict[str, Any]) -> None:
+def finish_run(run_dir: Path, summary: dict[str, Any], wall_s: float | None = None) -> None:
+    if wall_s is not None:
+        summary = {**summary, "wall_s": round(wall_s, 1)}
     (run_dir / "pretrain.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     close_log()
 
@@ -65,11 +67,13 @@ def unlabelled_rows(recipe: Recipe) -> list[str]:
 
 def run_epochs(recipe: Recipe, batches: Callable[[], Iterable[Any]], n_batches: int, step: Callable[[Any], torch.Tensor],
                params: list[torch.nn.Parameter], quiet: bool, what: str) -> list[float]:
-    """AdamW over `epochs` passes with linear decay; returns the mean loss of each epoch."""
+    """AdamW over `epochs` passes, linear warmup over `pretrain.warmup_ratio` of the steps then linear
+    decay to 0, gradients clipped to norm 1; returns the mean loss of each epoch."""
     spec = recipe.pretrain
     optim = torch.optim.AdamW(params, lr=spec.lr, weight_decay=0.01)
     total = max(1, spec.epochs * n_batches)
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: max(0.0, 1 - s / total))
+    warmup = round(spec.warmup_ratio * total)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: warmup_linear(s, warmup, total))
     losses: list[float] = []
     with progress_bar(not quiet) as bar:
         task = bar.add_task(what, total=total, info="")
@@ -89,9 +93,16 @@ def run_epochs(recipe: Recipe, batches: Callable[[], Iterable[Any]], n_batches: 
     return losses
 
 
+def warmup_linear(step: int, warmup: int, total: int) -> float:
+    """LR multiplier: rises linearly over `warmup` steps, then falls linearly to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
 def shuffled_chunks(rows: list[Any], size: int, seed: int) -> list[list[Any]]:
     order = np.random.default_rng(seed).permutation(len(rows))
     return [[rows[i] for i in order[s: s + size]] for s in range(0, len(rows), size)]
 
 
-__all__ = ["finish_run", "pd", "run_epochs", "shuffled_chunks", "start_run", "unlabelled_rows"]
+__all__ = ["finish_run", "pd", "run_epochs", "shuffled_chunks", "start_run", "unlabelled_rows", "warmup_linear"]

@@ -6,7 +6,7 @@ head; the log and pretrain.json say so."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,29 @@ def load_masked_lm(name: str) -> tuple[Any, Any, list[str]]:
     return model, tokenizer, sorted(info.get("missing_keys", []))
 
 
-def pretrain_mlm(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, Any]:
+def masking_collate(tokenizer: Any, mlm_probability: float, whole_word: bool, max_length: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+    """Texts -> a masked batch (input_ids, attention_mask, labels with -100 where nothing is predicted)
+    by transformers' DataCollatorForLanguageModeling; with `whole_word`, all pieces of a word are masked
+    together (its whole_word_mask, which needs the fast tokenizer's offsets)."""
     from transformers import DataCollatorForLanguageModeling
 
+    extra = {"whole_word_mask": True, "mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word else {}
+    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=mlm_probability, return_tensors="pt", **extra)
+
+    def collate(chunk: list[str]) -> dict[str, torch.Tensor]:
+        # padded per batch here: the collator's own padding leaves word offsets ragged
+        enc = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_offsets_mapping=whole_word)
+        return collator([{k: enc[k][i] for k in enc} for i in range(len(chunk))])
+
+    return collate
+
+
+def pretrain_mlm(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, Any]:
     if recipe.model.source not in ("auto", "huggingface"):
         raise HonedError(f"model.source: masked-LM pretraining needs a Hugging Face text model (got '{recipe.model.source}')")
+    if recipe.model.source == "auto" and _is_vision_name(recipe.model.name):
+        raise HonedError(f"model.name: '{recipe.model.name}' is an image model; masked-LM pretraining needs a Hugging Face "
+                         "text model (for images set data.kind: image to pretrain by rotation prediction)")
     spec = recipe.pretrain
     texts = unlabelled_rows(recipe)
     model, tokenizer, fresh = load_masked_lm(recipe.model.name)
@@ -47,15 +65,8 @@ def pretrain_mlm(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, Any]:
                     recipe.model.name, len(fresh), fresh[0])
     if spec.whole_word and not tokenizer.is_fast:
         raise HonedError(f"pretrain.whole_word: needs a fast tokenizer (word offsets); '{recipe.model.name}' has a slow one")
-    extra = {"whole_word_mask": True, "mask_replace_prob": 1.0, "random_replace_prob": 0.0} if spec.whole_word else {}
-    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=spec.mlm_probability, return_tensors="pt", **extra)
+    collate = masking_collate(tokenizer, spec.mlm_probability, spec.whole_word, recipe.data.max_length)
     epoch = [0]
-
-    def collate(chunk: list[str]) -> dict[str, torch.Tensor]:
-        # padded per batch here: the collator's own padding leaves word offsets ragged
-        enc = tokenizer(chunk, truncation=True, max_length=recipe.data.max_length, padding=True,
-                        return_offsets_mapping=spec.whole_word)
-        return collator([{k: enc[k][i] for k in enc} for i in range(len(chunk))])
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
         epoch[0] += 1
@@ -70,4 +81,11 @@ def pretrain_mlm(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, Any]:
     tokenizer.save_pretrained(out)
     LOG.info("backbone saved to %s (fine-tune with model.name: %s)", out, out)
     return {"objective": "whole_word_mlm" if spec.whole_word else "mlm", "rows": len(texts), "epochs": spec.epochs,
-            "loss_per_epoch": losses, "fresh_head_weights": fresh, "backbone": str(out)}
+            "steps": spec.epochs * n_batches, "warmup_ratio": spec.warmup_ratio, "loss_per_epoch": losses, "fresh_head_weights": fresh, "backbone": str(out)}
+
+
+def _is_vision_name(name: str) -> bool:
+    """True for a torchvision architecture name (e.g. mobilenet_v2), which no text objective can use."""
+    import torchvision
+
+    return name in torchvision.models.list_models()

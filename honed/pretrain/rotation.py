@@ -60,7 +60,8 @@ def pretrain_rotation(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, A
     out.mkdir()
     save_file(state, str(out / "backbone.safetensors"))
     LOG.info("backbone saved to %s; fine-tune with model.weights: %s/backbone.safetensors", out, out)
-    return {"objective": "rotation", "rows": len(paths), "epochs": recipe.pretrain.epochs, "loss_per_epoch": losses,
+    return {"objective": "rotation", "rows": len(paths), "epochs": recipe.pretrain.epochs,
+            "steps": recipe.pretrain.epochs * -(-len(paths) // recipe.pretrain.batch_size), "loss_per_epoch": losses,
             "backbone": str(out / "backbone.safetensors"), "classifier": "untrained placeholder (fine-tuning replaces it)"}
 
 
