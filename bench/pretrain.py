@@ -11,6 +11,7 @@ baseline already stored by bench/techniques.py (bench/results/techniques/text/ba
 recipe, same machine, 1 torch thread) - those baselines are reused, not re-run.
 
     HF_HUB_OFFLINE=1 nice -n 5 .venv/bin/python bench/pretrain.py --seeds 0 1 2 --rows 2000
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/pretrain.py --backbone-only bench/results/transfer/_models/dapt
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", type=int, default=2000, help="at most this many corpus texts")
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--backbone-only", metavar="DIR", type=Path,
+                        help="only run the MLM and keep its run folder in DIR (DIR/backbone; e.g. for bench/transfer.py --part fusion)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="honed-pretrain-bench-") as tmp:
@@ -75,13 +78,17 @@ def main() -> None:
         corpus = scratch / "corpus.csv"
         check = build_corpus(args.seeds, args.rows, corpus)
         print("corpus:", json.dumps(check), flush=True)
-        run = scratch / "mlm"
+        run = args.backbone_only or scratch / "mlm"
         wall = honed("pretrain", TASK, [f"output_dir={run}", f"pretrain.data={corpus}", "pretrain.epochs=1",
                                          f"pretrain.lr={args.lr}", "pretrain.batch_size=32"])
         summary = json.loads((run / "pretrain.json").read_text())
         mlm = {**check, **{k: summary[k] for k in ("objective", "rows", "steps", "loss_per_epoch")}, "wall_s": round(wall, 1)}
-        (RESULTS / "mlm.json").write_text(json.dumps(mlm, indent=1))
+        if not args.backbone_only:
+            (RESULTS / "mlm.json").write_text(json.dumps(mlm, indent=1))
         print("mlm:", json.dumps(mlm), flush=True)
+        if args.backbone_only:
+            print(f"backbone kept in {run / 'backbone'}")
+            return
         rows = []
         for seed in args.seeds:
             out = scratch / f"ft-{seed}"
