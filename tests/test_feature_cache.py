@@ -54,3 +54,23 @@ def test_uncacheable_runs_fail_in_one_line(tiny_bert: str, text_csv: Path, tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_fresh_layers_spread_over_the_body_are_refused_in_one_line() -> None:
+    """A checkpoint without a pooler gets a fresh pooler and classifier; their only common parent also holds
+    the body, so there is no head input to cache: a clear error, not a crash inside a forward hook."""
+    from honed.errors import HonedError
+    from honed.train.feature_cache import head_module
+
+    class Toy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.ModuleDict({"layer": torch.nn.Linear(4, 4), "pooler": torch.nn.Linear(4, 4)})
+            self.classifier = torch.nn.Linear(4, 2)
+            self.head_params = {"body.pooler.weight", "body.pooler.bias", "classifier.weight", "classifier.bias"}
+
+    with pytest.raises(HonedError, match="not one head module"):
+        head_module(Toy())
+    toy = Toy()
+    toy.head_params = {"classifier.weight", "classifier.bias"}
+    assert head_module(toy)[0] == "classifier"

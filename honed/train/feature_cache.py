@@ -37,8 +37,11 @@ def head_module(model: nn.Module) -> tuple[str, nn.Module]:
         owned = {f"{name}.{n}" if name else n for n, _ in module.named_parameters()}
         if heads <= owned and len(name) > len(best[0]):
             best = (name, module)
-    if best[1] is model:
-        raise HonedError(f"{FIELD}: this model's head is not one module, so its input cannot be cached")
+    owned = {f"{best[0]}.{n}" if best[0] else n for n, _ in best[1].named_parameters()}
+    if best[1] is model or owned - heads:  # e.g. a fresh pooler + classifier: their common parent holds the body too
+        fresh = ", ".join(sorted({n.rsplit(".", 2)[0] for n in heads})[:3])
+        raise HonedError(f"{FIELD}: this model's fresh layers ({fresh}) are not one head module, so their input cannot be "
+                         "cached; train without the cache or use a checkpoint whose only fresh layer is the classifier")
     return best
 
 
