@@ -103,7 +103,7 @@ class FusionMember(Section):
 class FusionSpec(Section):
     """Several pretrained backbones as one model: pooled features concatenated or attention-pooled."""
 
-    members: list[FusionMember] = Field(min_length=2)
+    members: list[FusionMember] = Field(min_length=1)  # one member: its mean-pooled features + a fresh head
     pool: Literal["concat", "attention"] = "concat"
 
 

@@ -84,7 +84,7 @@ def test_image_fusion_normalises_per_member(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("model", "expected"), [
-    ({"fusion": {"members": [{"name": "TINY"}]}}, "model.fusion.members"),
+    ({"fusion": {"members": []}}, "model.fusion.members"),
     ({"fusion": {"members": [{"name": "TINY"}, {"name": "resnet18", "source": "timm"}]}},
      "model.fusion.members.1: 'resnet18' is a timm model, but a data.kind=text fusion takes Hugging Face text models"),
     ({"fusion": {"members": [{"name": "TINY"}, {"name": "TINY"}]}, "dropout": {"hidden": 0.2}}, "model.dropout: not supported with model.fusion"),
@@ -108,3 +108,11 @@ def test_fusion_of_frozen_backbones_trains_on_cached_features(tiny_bert: str, wo
     after = run.model.state_dict()
     assert all(torch.equal(before[n], after[n].cpu()) for n in after if n.startswith("members.")), "backbones frozen"
     assert not torch.equal(before["fuse.score.weight"], after["fuse.score.weight"].cpu()), "the attention pooling trained"
+
+
+def test_one_member_fusion_is_the_backbone_alone_with_the_same_pooling(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model={"name": "fusion", "fusion": {"members": [{"name": tiny_bert}]}},
+                         train__epochs=1, train__cache_frozen_features=True, techniques=[{"name": "freeze", "all_but_head": True}])
+    run = honed.fit(recipe, quiet=True)
+    assert len(run.model.members) == 1
+    assert run.model.fuse.head.in_features == run.model.meta["dims"][0]
