@@ -8,12 +8,14 @@ in bench/results/transfer/<part>/ so an interrupted benchmark resumes):
   student  a fine-tuned 6-layer teacher (seed 0), then a 3-layer student (model.keep_layers: 3, the
            teacher's pretrained layers 1, 3, 5) fine-tuned alone vs distilled from the teacher
            (T=2, alpha=0.5), 3 seeds; parameters and CPU prediction time per example.
-  fusion   frozen-backbone probes on cached features: MiniLM alone, a second backbone alone
-           (--second, e.g. a domain-pretrained MiniLM from `honed pretrain`), and their fusion, 3 seeds.
+  fusion   frozen-backbone probes on cached, mean-pooled features (lr 3e-3, 20 epochs): MiniLM alone, a
+           second backbone alone (--second, e.g. a domain-pretrained MiniLM from `honed pretrain`), each as a
+           one-member fusion (same pooling and head), and their two-member fusion, 3 seeds.
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part cache
     HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part student
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part fusion --second runs/pretrain-rt/backbone
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part fusion --second bench/results/transfer/_models/dapt/backbone
+      (the backbone: bench/pretrain.py --backbone-only bench/results/transfer/_models/dapt)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --report
 """
 
@@ -34,6 +36,7 @@ RECIPE = BENCH / "recipes" / "techniques-text.yaml"
 RESULTS = BENCH / "results" / "transfer"
 MODELS = RESULTS / "_models"  # teacher weights: not committed (see .gitignore there)
 PROBE = ["techniques=[{name: freeze, all_but_head: true}]", "optim.lr=1e-3", "train.epochs=5"]
+FUSION_PROBE = ["optim.lr=3e-3", "train.epochs=20"]  # on cached features an epoch costs ~0.1 s: train the probes to convergence
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -115,11 +118,10 @@ def size_and_speed(teacher: Path) -> dict:
 
 
 def part_fusion(second: str) -> None:
-    members = f"{{members: [{{name: {MINILM}}}, {{name: {second}}}]}}"
+    fusion = lambda *names: ["model.name=fusion", f"model.fusion={{members: [{', '.join(f'{{name: {n}}}' for n in names)}]}}"]
     for seed in range(3):
-        for name, model in (("minilm", [f"model.name={MINILM}"]), ("second", [f"model.name={second}"]),
-                            ("fusion", ["model.name=fusion", f"model.fusion={members}"])):
-            r = run("fusion", f"{name}-s{seed}", [f"seed={seed}", *PROBE, "train.cache_frozen_features=true", *model])
+        for name, model in (("minilm", fusion(MINILM)), ("second", fusion(second)), ("fusion", fusion(MINILM, second))):
+            r = run("fusion", f"{name}-s{seed}", [f"seed={seed}", *PROBE, *FUSION_PROBE, "train.cache_frozen_features=true", *model])
             print(f"{name} seed {seed}: test acc {r['test_accuracy']:.4f}", flush=True)
 
 
