@@ -2,6 +2,8 @@
 
     nice -n 5 env HF_HUB_OFFLINE=1 .venv/bin/python bench/prune.py [MODEL_DIR] [--sparsities 0.3 0.5 0.7] [--recover-epochs 1]
 
+Sparsity 0 is the control: the same recovery epoch with nothing pruned (does "recovery" just train more?).
+
 Without MODEL_DIR it first fine-tunes bench/recipes/techniques-text.yaml (MiniLM, 400 train rows)
 into bench/results/prune/base. Prints, per sparsity, the test accuracy right after pruning and after
 recovery, parameters, non-zero parameters, weights on disk (plain and gzip'd) and CPU latency; the
@@ -28,14 +30,16 @@ def main() -> None:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--recover-epochs", type=int, default=1)
     parser.add_argument("--base-epochs", type=int, default=3, help="epochs of the base fine-tune when MODEL is not given")
+    parser.add_argument("--out", type=Path, default=OUT, help="results folder (default bench/results/prune)")
     args = parser.parse_args()
+    out = args.out
     torch.set_num_threads(1)
-    model = Path(args.model) if args.model else OUT / "base" / "model"
+    model = Path(args.model) if args.model else out / "base" / "model"
     if not (model / "honed.json").is_file():
-        honed.fit(RECIPE, quiet=True, output_dir=str(OUT / "base"), train__epochs=args.base_epochs, overwrite=True)
+        honed.fit(RECIPE, quiet=True, output_dir=str(out / "base"), train__epochs=args.base_epochs, overwrite=True)
     rows = []
     for sparsity in args.sparsities:
-        result = honed.prune(model, sparsity, recover_epochs=args.recover_epochs, output=OUT / f"s{sparsity:g}", overwrite=True, quiet=True)
+        result = honed.prune(model, sparsity, recover_epochs=args.recover_epochs, output=out / f"s{sparsity:g}", overwrite=True, quiet=True)
         before, after, rec = result["before"], result["after"], result["recovered"]
         rows.append({"sparsity": sparsity, "acc_base": before["test_accuracy"], "acc_pruned": after["test_accuracy"],
                      "acc_recovered": rec["test_accuracy"], "params": after["params"], "nonzero_base": before["nonzero_params"],
@@ -47,7 +51,7 @@ def main() -> None:
         print(f"{r['sparsity']:>8.1f} {r['acc_base']:>8.4f} {r['acc_pruned']:>7.4f} {r['acc_recovered']:>7.4f} {r['params']:>10,} "
               f"{r['nonzero']:>10,} {r['weights_mb']:>6.1f} {r['gzip_mb_base']:>5.1f}->{r['gzip_mb']:<5.1f} "
               f"{r['latency_ms_base']:>8.2f}->{r['latency_ms']:.2f}")
-    (OUT / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
