@@ -13,7 +13,7 @@ demo: setup
 	$(BIN)/honed train recipes/quickstart.yaml --overwrite
 
 test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 bench: setup
 	$(BIN)/python bench/throughput.py --write

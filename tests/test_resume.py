@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from honed.cli import main
 from tests.conftest import REPO, tiny_recipe
 
 
@@ -25,7 +27,8 @@ def _recipe(tiny_bert: str, text_csv: Path, tmp_path: Path, name: str, marker: P
     return path
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
     done = tmp_path / "already-killed"
     done.touch()
     straight = _recipe(tiny_bert, text_csv, tmp_path, "straight", done)
@@ -36,8 +39,8 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Pa
     assert first.returncode == -9, first.stderr[-2000:]
     saved = json.loads(json.dumps(__import__("torch").load(tmp_path / "killed/checkpoints/last.pt", weights_only=True)["progress"]))
     assert saved["step"] == 6 and saved["batch_in_epoch"] == 6, "last checkpoint is mid-epoch, before the kill"
-    again = _train(killed)
-    assert again.returncode == 2 and "already exists" in again.stderr, "a plain re-run must not overwrite"
+    assert main(["train", str(killed), "--quiet"]) == 2, "a plain re-run must not overwrite"
+    assert "already exists" in capsys.readouterr().err
     resumed = _train(killed, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
@@ -47,19 +50,21 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Pa
         assert a[key] == b[key], key
 
 
-def test_resume_with_other_classes_is_refused(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+def test_resume_with_other_classes_is_refused(tiny_bert: str, text_csv: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     path = _recipe(tiny_bert, text_csv, tmp_path, "run", tmp_path / "unused")
     recipe = yaml.safe_load(path.read_text())
     recipe["techniques"], recipe["train"]["epochs"] = [], 1
     path.write_text(yaml.safe_dump(recipe))
-    assert _train(path).returncode == 0
+    assert main(["train", str(path), "--quiet"]) == 0
+    capsys.readouterr()
     three = tmp_path / "three.csv"
     rows = [f"text {i},{['a', 'b', 'c'][i % 3]}" for i in range(60)]
     three.write_text("text,label\n" + "\n".join(rows) + "\n")
-    result = _train(path, "--resume", f"data.train={three}")
-    assert result.returncode == 2
-    assert "trained on 2 classes" in result.stderr and "now has 3" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert main(["train", str(path), "--quiet", "--resume", f"data.train={three}"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on 2 classes" in err and "now has 3" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_resume_in_a_later_epoch_reshuffles_like_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
