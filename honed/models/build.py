@@ -9,7 +9,7 @@ from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.models.dropout import apply_dropout
-from honed.models.fusion import build_fusion, load_fusion
+from honed.models.fusion import build_fusion, load_fusion, member_source
 from honed.models.shrink import keep_layers
 from honed.models.huggingface import load_huggingface
 from honed.models.vision import BUILDERS, VisionClassifier, load_saved_vision
@@ -18,14 +18,7 @@ from honed.recipe import Recipe
 
 def infer_source(recipe: Recipe) -> str:
     """'auto' means torchvision/timm when a weights file is named, else Hugging Face."""
-    spec = recipe.model
-    if spec.source != "auto":
-        return spec.source
-    if spec.weights is None:
-        return "huggingface"
-    import torchvision
-
-    return "torchvision" if spec.name in torchvision.models.list_models() else "timm"
+    return member_source(recipe.model)
 
 
 def build_model(recipe: Recipe, labels: LabelMap) -> Classifier:

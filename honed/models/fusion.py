@@ -143,6 +143,7 @@ def _image_member(name: str, source: str, weights: str | None) -> tuple[nn.Modul
 
 
 def member_source(member: Any) -> str:
+    """A model spec's source ('auto': torchvision/timm when a weights file is named, else Hugging Face)."""
     if member.source != "auto":
         return member.source
     if member.weights is None:
