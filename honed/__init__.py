@@ -16,7 +16,7 @@ from honed.errors import HonedError  # noqa: E402
 from honed.fit import Run, fit  # noqa: E402
 from honed.recipe import Recipe, load_recipe  # noqa: E402
 
-__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier", "cross_validate"]
+__all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier", "cross_validate", "prune", "pretrain"]
 __version__ = "0.1.0"
 
 
@@ -29,4 +29,8 @@ def __getattr__(name: str):  # lazy: keeps `import honed` light
         from honed.cv import cross_validate
 
         return cross_validate
+    if name in ("prune", "pretrain"):  # callable subpackages: honed.prune(model_dir, 0.5), honed.pretrain(recipe)
+        import importlib
+
+        return importlib.import_module(f"honed.{name}")
     raise AttributeError(name)

@@ -180,3 +180,10 @@ def test_missing_model_folder_and_ffn_on_a_cnn(tmp_path: Path, capsys: pytest.Ca
     save_model(model, LabelMap(("dark", "light")), tmp_path / "cnn", "{}")
     assert main(["prune", str(tmp_path / "cnn"), "--structured", "ffn", "--quiet"]) == 2
     assert capsys.readouterr().err.strip().startswith("honed: error: --structured ffn: the model (torchvision)")
+
+
+def test_honed_prune_and_pretrain_are_callable_without_importing_the_subpackages() -> None:
+    """`import honed; honed.prune(...)` must work even when nothing imported honed.prune before."""
+    for name in ("prune", "pretrain"):
+        module = honed.__getattr__(name)
+        assert callable(module) and module.__name__ == f"honed.{name}"
