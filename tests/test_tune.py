@@ -56,6 +56,7 @@ def test_grid_visits_every_point_once_and_writes_outputs(tiny_bert: str, data: P
     assert len(trials) == 5 and "params_optim.lr" in trials[0]
     best = yaml.safe_load((out / "best_recipe.yaml").read_text())
     assert best["optim"]["lr"] == result.best_params["optim.lr"] and best["search"] is None
+    assert (best["train"]["metric"], best["train"]["mode"]) == ("accuracy", "max")  # the checkpoint rule every trial used
     assert any(t["name"] == "ema" for t in best["techniques"]) == result.best_params["techniques.ema"]
     honed.load_recipe(best)  # ready to run
     top = json.loads((out / "top_trials.json").read_text())
@@ -93,6 +94,31 @@ def test_median_pruning_stops_a_trial_after_an_epoch(tiny_bert: str, data: Path,
     assert trial.state == optuna.trial.TrialState.PRUNED
     assert list(trial.intermediate_values) == [1] and trial.user_attrs["epochs"] == 1
     assert not (tmp_path / "p" / "trials" / "trial-0" / "model").exists()  # pruned before saving a model
+
+
+def test_a_completed_trials_saved_recipes_run_outside_the_study(tiny_bert: str, data: Path, tmp_path: Path) -> None:
+    spec = parse_search({"params": GRID, "sampler": "random", "pruner": "median"})
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    study.optimize(Objective(recipe(tiny_bert, data, tmp_path / "p"), spec, tmp_path / "p"), n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    for path in (tmp_path / "p/trials/trial-0/recipe.yaml", tmp_path / "p/trials/trial-0/model/recipe.yaml"):
+        tree = yaml.safe_load(path.read_text())
+        assert all(t["name"] != "optuna_pruning" for t in tree.get("techniques") or []), path
+        honed.load_recipe(tree)  # optuna_pruning would refuse to load outside `honed tune`
+
+
+def test_search_settings_that_contradict_or_overshoot_are_refused(tiny_bert: str, data: Path, tmp_path: Path) -> None:
+    with pytest.raises(HonedError, match="direction minimize contradicts metric accuracy"):
+        parse_search({"params": GRID, "metric": "accuracy", "direction": "minimize"})
+    with pytest.raises(HonedError, match="whole step"):
+        parse_search({"params": {"train.batch_size": {"type": "int", "low": 4, "high": 8, "step": 0.5}}})
+    spec = parse_search({"params": {"optim.weight_decay": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.35}}, "sampler": "grid"})
+    assert spec.params["optim.weight_decay"].grid_points("optim.weight_decay") == [0.0, 0.35, 0.7]  # never past high
+    tree = recipe(tiny_bert, data, tmp_path / "noval")
+    tree["data"]["split"]["val"] = 0.0
+    with pytest.raises(HonedError, match="data.split.val is 0"):
+        tune(tree)
+    assert not (tmp_path / "noval").exists()
 
 
 def test_failed_and_nan_trials_are_recorded_and_the_study_goes_on(tiny_bert: str, data: Path, tmp_path: Path,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import yaml
 
 from honed.recipe import load_recipe
 from honed.techniques.optuna_pruning import ACTIVE
@@ -76,6 +77,8 @@ class Objective:
             run = fit(load_recipe(tree), overwrite=True, quiet=True)
         finally:
             ACTIVE.pop(key, None)
+        if self.spec.pruner != "none":
+            _without_pruning(run.run_dir, run.model_dir)
         trial.set_user_attr("epochs", int(run.metrics["epochs_run"]))
         trial.set_user_attr("model_dir", str(run.model_dir))
         for key in (f"{split}_{name}" for split in ("val", "test") for name in ("accuracy", "macro_f1", "loss")):
@@ -95,6 +98,16 @@ class Objective:
         trial.set_user_attr("epochs", epochs)
         trial.set_user_attr("cv_std", float(result.metrics_std[self.spec.metric]))
         return float(result.metrics_mean[self.spec.metric])
+
+
+def _without_pruning(*folders: Path) -> None:
+    """The trial's saved recipes without the tune-only optuna_pruning technique, so that `honed train
+    trials/trial-N/recipe.yaml` and an ensemble's refit of a top trial work outside the study."""
+    for path in (folder / "recipe.yaml" for folder in folders):
+        if path.is_file():
+            tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+            tree["techniques"] = [t for t in tree.get("techniques") or [] if t.get("name") != "optuna_pruning"]
+            path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
 
 
 def _fold_epochs(folder: Path) -> int:

@@ -49,6 +49,7 @@ def _write(study: optuna.Study, spec: SearchSpec, tree: dict[str, Any], run_dir:
         summary.update(best_trial=best.number, best_params=values, best_test={k: v for k, v in best.user_attrs.items() if k.startswith("test_")})
         best_tree = apply(tree, spec, values)
         best_tree.update(name=f"{tree.get('name', 'run')}-best", output_dir=None, search=None)
+        best_tree.setdefault("train", {}).update(metric=spec.metric, mode=spec.mode)  # as every trial chose its checkpoint
         header = f"# best of study '{study.study_name}': val {spec.metric} {best.value:.6g} (trial {best.number})\n"
         (run_dir / "best_recipe.yaml").write_text(header + yaml.safe_dump(best_tree, sort_keys=False), encoding="utf-8")
     summary["importances"] = _importances(study, len(completed))

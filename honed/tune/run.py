@@ -106,6 +106,9 @@ def make_plan(recipe: Any, storage: str | None, n_trials: int | None, timeout: f
     tree = recipe.model_dump(mode="json")
     tree["search"] = None
     check_space(tree, spec)
+    if spec.cv_folds is None and recipe.data.val is None and recipe.data.split.val == 0:
+        raise HonedError(f"{recipe.name}: trials are scored on the val split, but data.split.val is 0 and data.val is "
+                         "not set; give a val fraction or file, or set search.cv_folds")
     budget = n_trials or spec.n_trials
     if spec.sampler == "grid":
         budget = min(budget or grid_size(spec), grid_size(spec))

@@ -17,6 +17,8 @@ registered technique on or off. Optuna does the sampling and pruning (honed/tune
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -54,6 +56,8 @@ class ParamSpec(BaseModel):
                 raise ValueError(f"low ({self.low:g}) is greater than high ({self.high:g})")
             if self.log and self.low <= 0:
                 raise ValueError(f"log scale needs low > 0 (got low={self.low:g})")
+            if self.type == "int" and self.step is not None and self.step != int(self.step):
+                raise ValueError(f"an int parameter needs a whole step >= 1 (got step={self.step:g})")
             if self.log and self.step is not None:
                 raise ValueError("log scale and step cannot be combined (Optuna samples one or the other)")
         if self.type == "categorical" and not self.choices:
@@ -80,7 +84,7 @@ class ParamSpec(BaseModel):
             return list(range(int(self.low), int(self.high) + 1, step))
         if self.step is None:
             raise HonedError(f"search.params.{name}: the grid sampler needs `grid: [values]` or a `step` for a float parameter")
-        count = round((self.high - self.low) / self.step) + 1
+        count = math.floor((self.high - self.low) / self.step + 1e-9) + 1  # never a point beyond high
         return [round(self.low + i * self.step, 12) for i in range(count)]
 
 
@@ -111,8 +115,11 @@ class SearchSpec(BaseModel):
 
     @model_validator(mode="after")
     def _defaults(self) -> SearchSpec:
+        natural = "minimize" if self.metric == "loss" else "maximize"
         if self.direction is None:
-            self.direction = "minimize" if self.metric == "loss" else "maximize"
+            self.direction = natural
+        elif self.direction != natural:
+            raise ValueError(f"direction {self.direction} contradicts metric {self.metric} (it is {natural}d); drop direction")
         return self
 
     @property
