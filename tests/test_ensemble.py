@@ -145,6 +145,18 @@ def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: s
     assert accuracy == pytest.approx(result.metrics["ensemble"]["test_accuracy"], abs=1e-4)
     assert (tmp_path / "rep" / "report.html").is_file()
     assert main(["evaluate", str(result.folder), str(source), "--calibrated"]) == 2
+    capsys.readouterr()
+    # --overwrite with a broken member recipe fails before the old ensemble is removed
+    import yaml
+
+    broken = _ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "members": [TWO[0], {"name": "b", "overrides": {"optim.lrr": 1}}]})
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    assert main(["ensemble", str(tmp_path / "broken.yaml"), "--overwrite", "--quiet"]) == 2
+    assert "optim.lrr" in capsys.readouterr().err and (result.folder / "ensemble.json").is_file()
+    (result.folder / "ensemble.json").write_text('{"format": 1, "memb')
+    assert main(["predict", str(result.folder), str(source)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ensemble.json is not valid JSON" in err and len(err.splitlines()) == 1
 
 
 def test_stacking_meta_learner_on_out_of_fold_probabilities(tiny_bert: str, tmp_path: Path) -> None:

@@ -154,6 +154,9 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     if frames["val"].empty:
         raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); set data.val or data.split.val > 0")
     _check_prefit(members, tables.labels.names, folder if overwrite else None)
+    for m in members:  # a bad member recipe or override fails here, before --overwrite removes the old ensemble
+        if m.prefit is None:
+            member_recipe(tree, m, folder / "members" / m.name)
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -241,7 +244,12 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
     member = MemberSpec(name="snapshots", overrides={"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques})
     run_dir = folder / "members" / "snapshots"
     fit_all([(member.name, member_recipe(tree, member, run_dir), as_data(frames["train"], frames["val"]))], 1, overwrite, quiet, spec.keep_checkpoints)
-    return [Member(f"snapshot{i}", run_dir / "snapshots" / f"cycle{i}") for i in range(1, cycles + 1)]
+    saved = [Member(f"snapshot{i}", run_dir / "snapshots" / f"cycle{i}") for i in range(1, cycles + 1)]
+    missing = [m.name for m in saved if not (m.model_dir / "honed.json").is_file()]
+    if missing:  # e.g. early stopping ended the run, or fewer steps than cycles
+        raise HonedError(f"ensemble.snapshots.cycles: the run saved {cycles - len(missing)} of {cycles} cycle models "
+                         f"(missing {', '.join(missing)}); remove early_stopping, train longer or ask for fewer cycles")
+    return saved
 
 
 def _metrics(members: list[Member], combined: Combined, probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -76,7 +76,9 @@ def save_ensemble(folder: Path, labels: tuple[str, ...], members: list[tuple[str
     if meta is not None:
         doc["meta"] = _save_meta(folder, meta)
     target = folder / ENSEMBLE_FILE
-    target.write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
+    partial = target.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
+    partial.replace(target)  # atomic: a crash never leaves a half-written ensemble.json
     return target
 
 
@@ -85,8 +87,12 @@ def load_ensemble(folder: str | Path) -> SavedEnsemble:
     path = folder / ENSEMBLE_FILE
     if not path.is_file():
         raise HonedError(f"ensemble '{folder}': no {ENSEMBLE_FILE}; build one with `honed ensemble RECIPE`")
-    doc = json.loads(path.read_text(encoding="utf-8"))
-    if doc.get("format") != FORMAT:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is not valid JSON ({exc}); rebuild it with `honed ensemble RECIPE`") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        doc = doc if isinstance(doc, dict) else {}
         raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is format {doc.get('format')!r}, expected {FORMAT}")
     members = []
     for entry in doc["members"]:
