@@ -138,3 +138,15 @@ def test_aux_label_column_missing_fails_in_one_line(tiny_bert: str, text_csv: Pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "aux_label.column: no column 'genre' in data.train; columns are: text, label" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_aux_label_refuses_augmented_rows(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Targets are found by each row's content, which augmentation changes: refused, not silently lost."""
+    path = tmp_path / "r.yaml"
+    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[{"name": "aux_label", "column": "label"}])
+    recipe["augment"] = {"text": [{"name": "word_dropout", "p": 0.1}]}
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    assert main(["train", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "aux_label finds each batch row's target by its content" in err, err
+    assert not (tmp_path / "run").exists()

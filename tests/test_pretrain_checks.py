@@ -89,3 +89,20 @@ def test_image_model_asked_for_mlm_is_one_line_exit_2(tiny_bert: str, text_csv: 
     err = capsys.readouterr().err.strip()
     assert "model.name" in err and "image model" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "img" / "backbone").exists()
+
+
+def test_a_batch_without_targets_is_skipped_not_spread_as_nan(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+    """A short batch in which no token was masked gives a NaN loss; one NaN step would ruin every weight."""
+    import torch
+
+    from honed.pretrain.common import run_epochs
+
+    recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", pretrain={"epochs": 1}))
+    layer = torch.nn.Linear(3, 1)
+    scale = iter([float("nan"), 1.0, 1.0])
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return layer(x).pow(2).mean() * next(scale)
+
+    run_epochs(recipe, lambda: [torch.ones(2, 3)] * 3, 3, step, list(layer.parameters()), quiet=True, what="test")
+    assert all(torch.isfinite(p).all() for p in layer.parameters())

@@ -81,6 +81,10 @@ def run_epochs(recipe: Recipe, batches: Callable[[], Iterable[Any]], n_batches: 
             seen: list[float] = []
             for batch in batches():
                 loss = step(batch)
+                if not torch.isfinite(loss):  # e.g. a short batch in which no token was masked: no target, skip it
+                    sched.step()
+                    bar.update(task, advance=1, info="skipped a batch without targets")
+                    continue
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

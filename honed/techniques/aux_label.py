@@ -29,6 +29,9 @@ class AuxLabel(AuxiliaryObjective):
         self._hook: Any = None
 
     def check(self, recipe: Any, model: Any) -> None:
+        from honed.techniques.distill import refuse_augmented
+
+        refuse_augmented(recipe, "aux_label finds each batch row's target by its content")
         self._table(recipe)
         head_linear(model, self.field)
 

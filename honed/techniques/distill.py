@@ -83,6 +83,15 @@ def dataset_keys(dataset: Any, collate: Any) -> list[bytes]:
     return keys
 
 
+def refuse_augmented(recipe: Any, why: str) -> None:
+    """Techniques that look batch rows up by content need the rows as stored: no augmentation, no mixing."""
+    mixing = [t.name for t in recipe.techniques if t.name in MIXING]
+    if recipe.augment.text or recipe.augment.image or mixing:
+        what = ", ".join(mixing) or "augment.text/augment.image"
+        name = why.split()[0]
+        raise HonedError(f"techniques: {why} and needs unaugmented training data; remove {what} or drop {name}")
+
+
 class Distill:
     """Adds the distillation term to the loss of every training batch."""
 
@@ -105,11 +114,7 @@ class Distill:
 
         if not is_ensemble(self.teacher):
             model_folder(self.teacher, "techniques: distill.teacher")
-        mixing = [t.name for t in recipe.techniques if t.name in MIXING]
-        if recipe.augment.text or recipe.augment.image or mixing:
-            what = ", ".join(mixing) or "augment.text/augment.image"
-            raise HonedError(f"techniques: distill caches the teacher's probabilities per training row and needs "
-                             f"unaugmented training data; remove {what} or drop distill")
+        refuse_augmented(recipe, "distill caches the teacher's probabilities per training row")
 
     def on_fit_start(self, state: Any) -> None:
         from honed.data.build import make_collate, make_dataset
