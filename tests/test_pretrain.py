@@ -80,3 +80,28 @@ def test_bad_inputs_one_line_exit_2(tiny_bert: str, text_csv: Path, tmp_path: Pa
     pretrain(done, quiet=True)
     assert main(["pretrain", _write(tmp_path, done), "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err
+    # bad data or a bad model with --overwrite: refused before the old run is removed
+    for bad in (f"pretrain.data={notext}", f"model.name={tmp_path / 'no-such-model'}"):
+        assert main(["pretrain", _write(tmp_path, done), bad, "--overwrite", "--quiet"]) == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+        assert (tmp_path / "done" / "backbone" / "config.json").is_file(), bad
+
+
+def test_rotation_pretraining_reads_idx_image_arrays(tmp_path: Path) -> None:
+    """IDX data (Fashion-MNIST's format) holds images as arrays, not paths."""
+    import gzip
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (12, 16, 16), dtype=np.uint8)
+    with gzip.open(tmp_path / "tiny-images-idx3-ubyte.gz", "wb") as out:
+        out.write(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in pixels.shape) + pixels.tobytes())
+    with gzip.open(tmp_path / "tiny-labels-idx1-ubyte.gz", "wb") as out:
+        out.write(bytes([0, 0, 8, 1]) + (12).to_bytes(4, "big") + bytes([i % 2 for i in range(12)]))
+    recipe = _image_recipe(tmp_path, "mobilenet_v3_small", pretrain={"epochs": 1, "batch_size": 4, "lr": 1e-3})
+    recipe["data"]["train"] = str(tmp_path / "tiny-images-idx3-ubyte.gz")
+    run_dir = pretrain(recipe, quiet=True)
+    summary = json.loads((run_dir / "pretrain.json").read_text())
+    assert summary["objective"] == "rotation" and 0 < summary["rows"] < 12
+    assert (run_dir / "backbone" / "backbone.safetensors").is_file()

@@ -13,22 +13,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from honed.pretrain.common import finish_run, start_run
+from honed.pretrain.common import finish_run, start_run, unlabelled_rows
 from honed.pretrain.mlm import pretrain_mlm
 from honed.pretrain.rotation import pretrain_rotation
 from honed.recipe import Recipe, load_recipe
+from honed.rundir import check_run_dir
 
-OBJECTIVES: dict[str, Callable[[Recipe, Path, bool], dict[str, Any]]] = {"text": pretrain_mlm, "image": pretrain_rotation}
+# An objective gets the recipe, its unlabelled rows, `begin` (creates RUN_DIR; called once the model
+# has loaded, so a bad model or data never removes an old run) and quiet; it returns the summary.
+OBJECTIVES: dict[str, Callable[[Recipe, list[Any], Callable[[], Path], bool], dict[str, Any]]] = {
+    "text": pretrain_mlm, "image": pretrain_rotation}
 
 
 def pretrain(recipe: Any, overwrite: bool = False, quiet: bool = False, **overrides: Any) -> Path:
     """Run the recipe's pretraining objective; returns the run folder (backbone in RUN_DIR/backbone)."""
     spec = load_recipe(recipe, overrides)
-    run_dir = start_run(spec, overwrite)
+    check_run_dir(spec.run_dir(), overwrite, resume=False)
+    rows = unlabelled_rows(spec)
     started = time.perf_counter()
-    summary = OBJECTIVES[spec.data.kind](spec, run_dir, quiet)
-    finish_run(run_dir, summary, time.perf_counter() - started)
-    return run_dir
+    summary = OBJECTIVES[spec.data.kind](spec, rows, lambda: start_run(spec, overwrite), quiet)
+    finish_run(spec.run_dir(), summary, time.perf_counter() - started)
+    return spec.run_dir()
 
 
 class _CallableModule(types.ModuleType):

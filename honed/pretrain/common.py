@@ -38,7 +38,7 @@ def finish_run(run_dir: Path, summary: dict[str, Any], wall_s: float | None = No
     close_log()
 
 
-def unlabelled_rows(recipe: Recipe) -> list[str]:
+def unlabelled_rows(recipe: Recipe) -> list[Any]:
     """Texts (or image paths) to pretrain on: `pretrain.data` when set (only the text/path column is
     needed), else the recipe's training split only, so val/test rows never leak into the backbone."""
     column = recipe.data.text_column if recipe.data.kind == "text" else recipe.data.path_column
@@ -56,8 +56,8 @@ def unlabelled_rows(recipe: Recipe) -> list[str]:
     else:
         from honed.data.build import load_tables
 
-        rows = [str(x) for x in load_tables(recipe).frames["train"]["x"]]
-    rows = [r for r in rows if r.strip()]
+        rows = [x if isinstance(x, np.ndarray) else str(x) for x in load_tables(recipe).frames["train"]["x"]]  # IDX: arrays
+    rows = [r for r in rows if not isinstance(r, str) or r.strip()]
     if recipe.pretrain.max_rows:
         rows = rows[: recipe.pretrain.max_rows]
     if not rows:

@@ -14,7 +14,7 @@ import torch
 
 from honed.assets import resolve_model_id
 from honed.errors import HonedError
-from honed.pretrain.common import run_epochs, shuffled_chunks, unlabelled_rows
+from honed.pretrain.common import run_epochs, shuffled_chunks
 from honed.recipe import Recipe
 from honed.rundir import LOG
 
@@ -51,20 +51,20 @@ def masking_collate(tokenizer: Any, mlm_probability: float, whole_word: bool, ma
     return collate
 
 
-def pretrain_mlm(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, Any]:
+def pretrain_mlm(recipe: Recipe, texts: list[Any], begin: Callable[[], Path], quiet: bool) -> dict[str, Any]:
     if recipe.model.source not in ("auto", "huggingface"):
         raise HonedError(f"model.source: masked-LM pretraining needs a Hugging Face text model (got '{recipe.model.source}')")
     if recipe.model.source == "auto" and _is_vision_name(recipe.model.name):
         raise HonedError(f"model.name: '{recipe.model.name}' is an image model; masked-LM pretraining needs a Hugging Face "
                          "text model (for images set data.kind: image to pretrain by rotation prediction)")
     spec = recipe.pretrain
-    texts = unlabelled_rows(recipe)
     model, tokenizer, fresh = load_masked_lm(recipe.model.name)
+    if spec.whole_word and not tokenizer.is_fast:
+        raise HonedError(f"pretrain.whole_word: needs a fast tokenizer (word offsets); '{recipe.model.name}' has a slow one")
+    run_dir = begin()
     if fresh:
         LOG.warning("'%s' has no masked-LM head; %d weights (%s ...) start freshly initialised",
                     recipe.model.name, len(fresh), fresh[0])
-    if spec.whole_word and not tokenizer.is_fast:
-        raise HonedError(f"pretrain.whole_word: needs a fast tokenizer (word offsets); '{recipe.model.name}' has a slow one")
     collate = masking_collate(tokenizer, spec.mlm_probability, spec.whole_word, recipe.data.max_length)
     epoch = [0]
 

@@ -5,15 +5,17 @@ as `model.weights:` in a fine-tuning recipe."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
 from honed.errors import HonedError
-from honed.pretrain.common import run_epochs, shuffled_chunks, unlabelled_rows
+from honed.pretrain.common import run_epochs, shuffled_chunks
 from honed.recipe import Recipe
 from honed.rundir import LOG
 
@@ -35,12 +37,13 @@ def rotate_batch(images: torch.Tensor, generator: torch.Generator) -> tuple[torc
     return torch.stack([torch.rot90(img, int(k), dims=(-2, -1)) for img, k in zip(images, turns, strict=True)]), turns
 
 
-def pretrain_rotation(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, Any]:
+def pretrain_rotation(recipe: Recipe, paths: list[Any], begin: Callable[[], Path], quiet: bool) -> dict[str, Any]:
+    """`paths`: image files, or image arrays (IDX data such as Fashion-MNIST)."""
     from safetensors.torch import save_file
     from torchvision.transforms import v2
 
-    paths = unlabelled_rows(recipe)
     net, head, (mean, std) = _network(recipe)  # head: the 4-way rotation classifier in the classifier's place
+    run_dir = begin()
     size = recipe.data.image_size
     tf = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Resize((size, size), antialias=True),
                      v2.Normalize(mean, std)])
@@ -50,7 +53,7 @@ def pretrain_rotation(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, A
     def batches() -> Any:
         epoch[0] += 1
         for chunk in shuffled_chunks(paths, recipe.pretrain.batch_size, recipe.seed + epoch[0]):
-            yield rotate_batch(torch.stack([tf(Image.open(p).convert("RGB")) for p in chunk]), generator)
+            yield rotate_batch(torch.stack([tf(_open(p).convert("RGB")) for p in chunk]), generator)
 
     net.train()
     losses = run_epochs(recipe, batches, -(-len(paths) // recipe.pretrain.batch_size),
@@ -63,6 +66,10 @@ def pretrain_rotation(recipe: Recipe, run_dir: Path, quiet: bool) -> dict[str, A
     return {"objective": "rotation", "rows": len(paths), "epochs": recipe.pretrain.epochs,
             "steps": recipe.pretrain.epochs * -(-len(paths) // recipe.pretrain.batch_size), "loss_per_epoch": losses,
             "backbone": str(out / "backbone.safetensors"), "classifier": "untrained placeholder (fine-tuning replaces it)"}
+
+
+def _open(row: Any) -> Image.Image:
+    return Image.fromarray(row) if isinstance(row, np.ndarray) else Image.open(row)
 
 
 def _prefix(net: nn.Module, head: nn.Module) -> str:
