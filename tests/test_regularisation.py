@@ -184,6 +184,9 @@ def test_l1_shrinks_the_head_in_training(tiny_bert: str, text_csv: Path, tmp_pat
     ({"name": "swa", "every": "week"}, "techniques.0 'swa': every must be 'epoch'"),
     ({"name": "swa", "start_epoch": 5}, "techniques: swa.start_epoch=5 but train.epochs=2"),
     ([{"name": "ema"}, {"name": "swa"}], "techniques: ema and swa each swap averaged weights in for evaluation; keep only one"),
+    ({"name": "early_stopping", "patience": 0}, "techniques.0 'early_stopping': patience must be >= 1"),
+    ({"name": "early_stopping", "metric": "acc"}, "techniques.0 'early_stopping': metric must be accuracy, macro_f1 or loss"),
+    ({"name": "early_stopping", "mode": "maximum"}, "techniques.0 'early_stopping': mode must be max or min"),
 ])
 def test_bad_settings_end_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       technique: dict | list[dict], expected: str) -> None:

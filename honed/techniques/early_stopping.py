@@ -15,6 +15,12 @@ class EarlyStopping:
     def __init__(self, patience: int = 2, min_delta: float = 0.0, metric: str | None = None, mode: str | None = None) -> None:
         if patience < 1:
             raise TypeError("patience must be >= 1")
+        if metric not in (None, "accuracy", "macro_f1", "loss"):
+            raise TypeError(f"metric must be accuracy, macro_f1 or loss (got '{metric}')")
+        if mode not in (None, "max", "min"):
+            raise TypeError(f"mode must be max or min (got '{mode}')")
+        if min_delta < 0:
+            raise TypeError("min_delta must be >= 0")
         self.patience, self.min_delta, self.metric, self.mode = patience, min_delta, metric, mode
         self.best: float | None = None
         self.bad_epochs = 0
