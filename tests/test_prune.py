@@ -180,6 +180,10 @@ def test_missing_model_folder_and_ffn_on_a_cnn(tmp_path: Path, capsys: pytest.Ca
     save_model(model, LabelMap(("dark", "light")), tmp_path / "cnn", "{}")
     assert main(["prune", str(tmp_path / "cnn"), "--structured", "ffn", "--quiet"]) == 2
     assert capsys.readouterr().err.strip().startswith("honed: error: --structured ffn: the model (torchvision)")
+    for inside in (tmp_path / "cnn", tmp_path):  # the output may never replace the model it reads
+        assert main(["prune", str(tmp_path / "cnn"), "-o", str(inside), "--overwrite", "--quiet"]) == 2
+        assert "the output would hold or sit inside the model folder" in capsys.readouterr().err
+    assert (tmp_path / "cnn" / "honed.json").is_file()
 
 
 def test_honed_prune_and_pretrain_are_callable_without_importing_the_subpackages() -> None:

@@ -91,6 +91,9 @@ def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", st
     out = Path(output) if output else model_dir.parent / f"pruned-{sparsity:g}"
     if out.exists() and not overwrite:
         raise HonedError(f"output '{out}' exists; pass --overwrite or choose another -o")
+    here, there = model_dir.resolve(), out.resolve()
+    if here == there or there in here.parents or here in there.parents:
+        raise HonedError(f"-o {out}: the output would hold or sit inside the model folder '{model_dir}'; choose another folder")
     net, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir)
     if recover_epochs and net.source != "huggingface":
