@@ -90,9 +90,9 @@ def test_audit_finds_planted_problems(tiny_bert: str, tmp_path: Path) -> None:
     issues = flagged(result, "label_issues")
     assert list(issues["row"]) == [10] and issues["suggested"].iloc[0] != issues["label"].iloc[0]
     assert result.finding("learning_curve").data["train_rows"][-1] == 34  # 36 train rows less the two unusable ones
-    page = (tmp_path / "run" / "audit.html").read_text(encoding="utf-8")
+    page = (tmp_path / "run-audit" / "audit.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in page and "http://" not in page and "https://" not in page
-    report = json.loads((tmp_path / "run" / "audit.json").read_text(encoding="utf-8"))
+    report = json.loads((tmp_path / "run-audit" / "audit.json").read_text(encoding="utf-8"))
     assert [f["name"] for f in report["findings"]][:2] == ["corrupt", "balance"]
     with pytest.raises(HonedError, match="already exists; pass --overwrite"):
         audit(recipe, quiet=True, near_duplicate=0.999, oof=str(oof))

@@ -19,7 +19,7 @@ import pandas as pd
 
 from honed.audit.base import preview
 from honed.audit.data import Source
-from honed.audit.run import AuditResult, audit
+from honed.audit.run import AuditResult, audit, beside_run
 from honed.data.tables import table_suffix
 from honed.errors import HonedError
 from honed.recipe import Recipe
@@ -54,7 +54,7 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
           overwrite: bool = False, quiet: bool = False, labels: Literal["drop", "relabel", "keep"] = "drop",
           label_threshold: float = 0.0, drop_outliers: bool = False, drop_near_duplicates: bool = False,
           drop_group_leaks: bool = False, splits: tuple[str, ...] = ("train",), **options: Any) -> CleanResult:
-    """Audit `recipe`'s data and write the cleaned copy and manifest.csv to `output` (default RUN_DIR/clean)."""
+    """Audit `recipe`'s data and write the cleaned copy and manifest.csv to `output` (default RUN_DIR-clean, beside the run folder)."""
     if labels not in ("drop", "relabel", "keep"):
         raise HonedError(f"--labels: expected drop, relabel or keep, got '{labels}'")
     if not 0.0 <= label_threshold < 1.0:
@@ -64,7 +64,7 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     options.setdefault("checks", checks)
     result = audit(recipe, data, quiet=quiet, write=False, **options)
     resolved = result.context.recipe
-    folder = Path(output) if output is not None else resolved.run_dir() / "clean"
+    folder = Path(output) if output is not None else beside_run(resolved, "clean")
     unknown = [s for s in splits if s not in result.context.data.sources]
     if unknown:
         raise HonedError(f"--splits: '{unknown[0]}' is not given as its own file in this recipe "

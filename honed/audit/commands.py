@@ -11,13 +11,13 @@ from honed.errors import HonedError
 def add_audit_parsers(verbs: Any) -> None:
     """Register `audit` and `clean` on the CLI's subparsers."""
     audit = verbs.add_parser("audit", help="audit the data: balance, duplicates, leakage, corrupt rows, outliers, label errors, learning curve",
-                             description="Writes audit.html + audit.json to the recipe's run folder (or --output) and prints "
+                             description="Writes audit.html + audit.json to RUN_DIR-audit beside the recipe's run folder (or --output) and prints "
                                          "a summary with recommendations. Nothing is trained; a frozen backbone embeds the rows once "
                                          "(cached) and a linear probe gives out-of-fold probabilities for cleanlab.")
     _common(audit)
     clean = verbs.add_parser("clean", help="write a cleaned copy of the data and a manifest of every row removed or changed",
                              description="Audits the data, then writes the cleaned copy (same format as the input; image folders "
-                                         "become a CSV of kept paths) and manifest.csv to RUN_DIR/clean (or --output). Input files "
+                                         "become a CSV of kept paths) and manifest.csv to RUN_DIR-clean (or --output). Input files "
                                          "are never modified. Always drops empty/missing/corrupt rows, extra exact copies and train "
                                          "rows that leak into val/test.")
     _common(clean)
@@ -34,7 +34,7 @@ def add_audit_parsers(verbs: Any) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("recipe", help="recipe YAML file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.labels=null")
-    parser.add_argument("-o", "--output", default=None, metavar="DIR", help="output folder (default: the recipe's run folder; for clean RUN_DIR/clean)")
+    parser.add_argument("-o", "--output", default=None, metavar="DIR", help="output folder (default: RUN_DIR-audit, for clean RUN_DIR-clean, beside the run folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--oof", default=None, metavar="FILE",

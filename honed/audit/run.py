@@ -55,7 +55,7 @@ def audit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     or recipe overrides (data__labels=None, as in `honed.fit`; dotted keys work too)."""
     settings, overrides = split_settings(options)
     recipe = load_recipe(recipe, overrides)
-    folder = Path(output) if output is not None else recipe.run_dir()
+    folder = Path(output) if output is not None else beside_run(recipe, "audit")
     if write:
         check_output(folder, overwrite)
     names = settings.checks or ORDER
@@ -74,6 +74,13 @@ def audit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
 
 def _position(name: str) -> int:
     return ORDER.index(name) if name in ORDER else len(ORDER)
+
+
+def beside_run(recipe: Recipe, what: str) -> Path:
+    """RUN_DIR-audit / RUN_DIR-clean: next to the training run folder, never inside it, so that
+    `honed train --overwrite` cannot delete the audit or the cleaned data it trains on."""
+    run_dir = recipe.run_dir()
+    return run_dir.with_name(f"{run_dir.name}-{what}")
 
 
 def check_output(folder: Path, overwrite: bool) -> None:
