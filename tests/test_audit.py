@@ -250,3 +250,20 @@ def test_cli_audit_and_clean(tiny_bert: str, tmp_path: Path, capsys: pytest.Capt
     assert "dropped: 1 exact duplicate" in out and f"data.train={tmp_path / 'c' / 'train.csv'}" in out
     with pytest.raises(SystemExit):
         main(["clean", str(recipe), "--labels", "maybe"])
+
+
+def test_clean_never_judges_val_or_test_rows_carved_from_the_training_file(tiny_bert: str, tmp_path: Path) -> None:
+    """Label errors and outliers are acted on in the training split only; carved val/test rows stay as they are."""
+    paths = planted(tmp_path)
+    recipe = recipe_for(tiny_bert, {"train": paths["train"]}, tmp_path / "run", split={"val": 0.2, "test": 0.2})
+    frame = audit(recipe, quiet=True, write=False, checks=("corrupt",)).context.data.frame
+    usable = frame[frame["label"].notna() & (frame["x"].astype(str).str.strip() != "")]
+    held = int(usable.loc[usable["split"] == "test", "row"].iloc[0])
+    kept = int(usable.loc[usable["split"] == "train", "row"].iloc[-1])
+    oof = oof_file(tmp_path, paths["train"], flipped=held)
+    table = pd.read_csv(oof)
+    table.loc[kept, ["neg", "pos"]] = table.loc[kept, ["pos", "neg"]].to_numpy()  # and one training row
+    table.to_csv(oof, index=False)
+    result = clean(recipe, output=tmp_path / "clean", quiet=True, oof=str(oof), checks=("corrupt", "label_issues"))
+    judged = set(result.manifest.loc[result.manifest["reason"] == "likely label error", "row"])
+    assert kept in judged and held not in judged

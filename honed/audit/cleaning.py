@@ -90,8 +90,10 @@ def decide(result: AuditResult, policy: dict[str, Any], sources: set[str]) -> di
     frame = result.context.data.frame
     actions: dict[int, tuple[str, str, str, str | None]] = {}
 
-    def act(i: int, action: str, reason: str, detail: str, new: str | None = None) -> None:
-        if frame.loc[i, "source"] in sources and i not in actions:
+    def act(i: int, action: str, reason: str, detail: str, new: str | None = None, judged: bool = False) -> None:
+        # judged (label errors, outliers, near copies): training rows only, so that val/test rows carved from the
+        # same file are never cleaned by the model's own view of them (that would inflate the measured score)
+        if frame.loc[i, "source"] in sources and i not in actions and not (judged and frame.loc[i, "split"] != "train"):
             actions[i] = (action, reason, detail, new)
 
     extra = {"near duplicate": policy["near"], "leak: group": policy["groups"]}
@@ -99,19 +101,19 @@ def decide(result: AuditResult, policy: dict[str, Any], sources: set[str]) -> di
         rows = _rows(result, name)
         for i, reason, detail in zip(rows.index, rows["reason"], rows["detail"]):
             if reason in ALWAYS or extra.get(reason, False):
-                act(i, "dropped", reason, detail)
+                act(i, "dropped", reason, detail, judged=reason not in ALWAYS)
     rows = _rows(result, "label_issues")
     if policy["labels"] != "keep" and len(rows):
         confident = rows[(rows["suggested"] != rows["label"]) & (rows["suggested_p"] > policy["label_threshold"])]
         for i, new, detail in zip(confident.index, confident["suggested"], confident["detail"]):
             if policy["labels"] == "relabel":
-                act(i, "relabelled", "likely label error", detail, new)
+                act(i, "relabelled", "likely label error", detail, new, judged=True)
             else:
-                act(i, "dropped", "likely label error", detail)
+                act(i, "dropped", "likely label error", detail, judged=True)
     if policy["outliers"]:
         rows = _rows(result, "outliers")
         for i, reason, detail in zip(rows.index, rows["reason"], rows["detail"]):
-            act(i, "dropped", reason, detail)
+            act(i, "dropped", reason, detail, judged=True)
     return actions
 
 

@@ -22,7 +22,7 @@ def image_problem(item: Any) -> str | None:
             img.load()  # verify() misses truncated files; a full decode does not
     except FileNotFoundError:
         return "image file not found"
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return "unreadable or corrupt image"
     return None
 

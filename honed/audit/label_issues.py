@@ -33,10 +33,10 @@ def _linear_probe(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
 
     index, vectors = ctx.embeddings()
     labels = ctx.data.frame.loc[index, "label"]
-    counts = labels.value_counts()
+    counts = labels.value_counts().reindex(list(ctx.data.labels), fill_value=0)  # a class with no usable row counts 0
     folds = min(ctx.settings.folds, int(counts.min()))
     if folds < 2:
-        raise _Skip(f"class '{counts.idxmin()}' has {int(counts.min())} usable row; out-of-fold probabilities need 2 or more per class")
+        raise _Skip(f"class '{counts.idxmin()}' has {int(counts.min())} usable rows; out-of-fold probabilities need 2 or more per class")
     y = labels.map({name: i for i, name in enumerate(ctx.data.labels)}).to_numpy()
     probe = LogisticRegression(max_iter=2000, C=1.0)
     cv = StratifiedKFold(folds, shuffle=True, random_state=ctx.recipe.seed)
@@ -62,7 +62,7 @@ def _from_csv(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
     known = table[table[id_column].isin(by_row.index)]
     if known.empty:
         raise HonedError(f"--oof: no id in '{path}' matches a usable row of data.train (ids are 0-based rows of its file)")
-    probs = known[[f"{prefix}{n}" for n in ctx.data.labels]].to_numpy(dtype=float)
+    probs = known[[f"{prefix}{n}" for n in ctx.data.labels]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(probs)) or (probs < 0).any():
         raise HonedError(f"--oof: '{path}' holds negative or non-numeric probabilities")
     probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)

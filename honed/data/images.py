@@ -59,7 +59,7 @@ def check_images(items: Any, source: str) -> None:
                 img.verify()
         except FileNotFoundError as exc:
             raise HonedError(f"{source}: row {index + 1}: image file '{item}' not found") from exc
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             raise HonedError(f"{source}: row {index + 1}: image '{item}' is unreadable or corrupt; remove or replace it") from exc
 
 
