@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--recover-epochs", type=int, default=1)
     parser.add_argument("--base-epochs", type=int, default=3, help="epochs of the base fine-tune when MODEL is not given")
     parser.add_argument("--out", type=Path, default=OUT, help="results folder (default bench/results/prune)")
+    parser.add_argument("--scope", default="global", choices=["global", "layer"], help="global or per-layer magnitude ranking")
     args = parser.parse_args()
     out = args.out
     torch.set_num_threads(1)
@@ -39,7 +40,8 @@ def main() -> None:
         honed.fit(RECIPE, quiet=True, output_dir=str(out / "base"), train__epochs=args.base_epochs, overwrite=True)
     rows = []
     for sparsity in args.sparsities:
-        result = honed.prune(model, sparsity, recover_epochs=args.recover_epochs, output=out / f"s{sparsity:g}", overwrite=True, quiet=True)
+        result = honed.prune(model, sparsity, scope=args.scope, recover_epochs=args.recover_epochs, output=out / f"s{sparsity:g}",
+                             overwrite=True, quiet=True)
         before, after, rec = result["before"], result["after"], result["recovered"]
         rows.append({"sparsity": sparsity, "acc_base": before["test_accuracy"], "acc_pruned": after["test_accuracy"],
                      "acc_recovered": rec["test_accuracy"], "params": after["params"], "nonzero_base": before["nonzero_params"],
