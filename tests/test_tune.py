@@ -72,7 +72,7 @@ def test_grid_visits_every_point_once_and_writes_outputs(tiny_bert: str, data: P
     assert set(json.loads((out / "importances.json").read_text())) <= {"optim.lr", "techniques.ema"}
 
 
-def test_rerun_resumes_the_study(tiny_bert: str, data: Path, tmp_path: Path) -> None:
+def test_rerun_resumes_the_study(tiny_bert: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "random"
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe(tiny_bert, data, out, sampler="random", n_trials=1)))
@@ -83,6 +83,9 @@ def test_rerun_resumes_the_study(tiny_bert: str, data: Path, tmp_path: Path) -> 
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     top = json.loads((out / "top_trials.json").read_text())  # no keep_top_k: every completed trial, models kept
     assert len(top) == 2 and all(Path(t["model_dir"]).is_dir() for t in top)
+    assert main(["tune", str(path), "--quiet", "--study-name", "other"]) == 2  # would overwrite trial-0/1 of 'tiny'
+    assert "holds the trials of study 'tiny'" in capsys.readouterr().err
+    assert all(Path(t["model_dir"]).is_dir() for t in top)
 
 
 def test_median_pruning_stops_a_trial_after_an_epoch(tiny_bert: str, data: Path, tmp_path: Path) -> None:

@@ -88,11 +88,11 @@ def open_study(storage: RDBStorage, name: str, spec: SearchSpec, seed: int, epoc
         direction = old.directions[0].name.lower()
         if direction != spec.direction:
             raise HonedError(f"study '{name}' already exists with direction {direction}, but search.direction is {spec.direction}; "
-                             "set search.study_name to start another study (the existing one is left as it was)")
+                             "start another study with search.study_name and its own --output folder (the existing one is left as it was)")
         old_metric = old.user_attrs.get("metric")
         if old_metric not in (None, spec.metric):
             raise HonedError(f"study '{name}' already exists optimising val {old_metric}, but search.metric is {spec.metric}; "
-                             "set search.study_name to start another study (the existing one is left as it was)")
+                             "start another study with search.study_name and its own --output folder (the existing one is left as it was)")
     study = optuna.create_study(storage=storage, study_name=name, direction=spec.direction, load_if_exists=True,
                                 sampler=SAMPLERS[spec.sampler](spec, seed), pruner=PRUNERS[spec.pruner](spec, epochs))
     if name not in existing:
