@@ -85,6 +85,9 @@ def test_bagging_rows_and_out_of_bag() -> None:
     y = np.zeros(100, dtype=int)
     oob = oob_estimate([(rest, np.tile([0.9, 0.1], (len(rest), 1))) for rest in left], y, 2)
     assert oob["oob_accuracy"] == 1.0 and 0 < oob["oob_rows"] <= 100
+    labels = np.array(["rare"] * 2 + ["common"] * 98)  # a plain bootstrap misses 'rare' in ~13% of bags
+    for bag in bag_rows(100, 30, True, 1.0, seed=0, labels=labels):
+        assert set(labels[bag]) == {"rare", "common"} and len(bag) == 100
 
 
 def _ensemble_recipe(tiny_bert: str, tmp_path: Path, ensemble: dict, rows: int = 60, report: bool = False, **extra: object) -> dict:
@@ -208,6 +211,7 @@ def test_snapshot_members_from_one_cyclic_run(tiny_bert: str, tmp_path: Path) ->
     ({"members": TWO, "stacker": {}}, "unknown key 'ensemble.stacker'; did you mean 'stacking'"),
     ({"method": "stacking", "snapshots": {"cycles": 2}}, "ensemble.snapshots: stacking refits members on folds"),
     ({"members": TWO[:1]}, "ensemble.members: an ensemble needs at least 2 members, got 1"),
+    ({"method": "stacking", "members": TWO, "stacking": {"folds": 40}}, "ensemble.stacking.folds: class"),
 ])
 def test_bad_ensemble_settings_fail_before_training(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture,
                                                     spec: dict, message: str) -> None:

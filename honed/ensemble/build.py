@@ -33,7 +33,7 @@ from honed.ensemble.members import (
 from honed.ensemble.saved import ENSEMBLE_FILE, save_ensemble
 from honed.ensemble.selection import greedy_selection
 from honed.ensemble.spec import EnsembleSpec, MemberSpec, parse_spec
-from honed.ensemble.stacking import check_stacking, fit_meta, meta_learner, meta_probs
+from honed.ensemble.stacking import check_stacking, fit_meta, fold_indices, meta_learner, meta_probs
 from honed.ensemble.voting import VOTES, normalised_weights
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
@@ -153,6 +153,8 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     frames = {k: f.reset_index(drop=True) for k, f in tables.frames.items()}
     if frames["val"].empty:
         raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); set data.val or data.split.val > 0")
+    if spec.method == "stacking":
+        fold_indices(frames["train"]["label"], spec.stacking.folds, base_recipe.seed)  # too many folds for a class: now, not after training
     _check_prefit(members, tables.labels.names, folder if overwrite else None)
     for m in members:  # a bad member recipe or override fails here, before --overwrite removes the old ensemble
         if m.prefit is None:
@@ -217,7 +219,7 @@ def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFr
     if spec.snapshots is not None and spec.method != "bagging":
         return _snapshots(spec, tree, frames, folder, overwrite, quiet), {"snapshots": spec.snapshots.cycles}
     bags = bag_rows(len(frames["train"]), len(members), spec.bagging.bootstrap, spec.bagging.max_samples,
-                    int(tree.get("seed", 0))) if spec.method == "bagging" else None
+                    int(tree.get("seed", 0)), frames["train"]["label"].astype(str).to_numpy()) if spec.method == "bagging" else None
     jobs = []
     for i, m in enumerate(members):
         if m.prefit is None:
