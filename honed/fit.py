@@ -165,9 +165,17 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
             f"--resume: the checkpoint in '{run_dir}' was trained on {len(saved['labels'])} classes "
             f"({', '.join(saved['labels'])}) but the data now has {len(state.labels)}; resume with the same data or start a new run"
         )
-    acc.unwrap_model(state.model).load_state_dict(saved["model"])
+    try:
+        acc.unwrap_model(state.model).load_state_dict(saved["model"])
+    except RuntimeError:
+        raise HonedError(f"--resume: the checkpoint in '{run_dir}' holds another model than model.* of this recipe; "
+                         "resume with the run's own recipe.yaml or start a new run") from None
     state.restore(saved["progress"])
-    hooks.load_state_dict(saved["techniques"])
+    try:
+        hooks.load_state_dict(saved["techniques"])
+    except (ValueError, KeyError, TypeError):
+        raise HonedError(f"--resume: the checkpoint in '{run_dir}' was saved with other techniques than this recipe's; "
+                         "resume with the run's own recipe.yaml or start a new run") from None
     rng_path = run_dir / "checkpoints" / f"rng-{acc.process_index}.pt"
     if rng_path.is_file():
         rng = checkpoint.load(rng_path)

@@ -65,6 +65,10 @@ def test_resume_with_other_classes_is_refused(tiny_bert: str, text_csv: Path, tm
     err = capsys.readouterr().err
     assert "trained on 2 classes" in err and "now has 3" in err
     assert len(err.strip().splitlines()) == 1
+    for changed, what in (("techniques=[{name: ema}]", "other techniques"), ("model.keep_layers=1", "another model")):
+        assert main(["train", str(path), "--quiet", "--resume", changed]) == 2
+        err = capsys.readouterr().err
+        assert what in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_resume_in_a_later_epoch_reshuffles_like_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
