@@ -120,6 +120,9 @@ def test_clean_writes_copy_and_manifest(tiny_bert: str, tmp_path: Path) -> None:
     assert len(tables.frames["train"]) == len(cleaned)
     with pytest.raises(HonedError, match="already exists"):
         clean(recipe, output=tmp_path / "clean", quiet=True, near_duplicate=0.999, oof=str(oof))
+    with pytest.raises(HonedError, match="is an input file of this recipe"):  # --output next to train.csv + --overwrite
+        clean(recipe, output=tmp_path, overwrite=True, quiet=True, near_duplicate=0.999, oof=str(oof))
+    assert hashlib.sha1(paths["train"].read_bytes()).hexdigest() == before
     dropped = clean(recipe, output=tmp_path / "clean2", quiet=True, near_duplicate=0.999, oof=str(oof),
                     drop_outliers=True, drop_group_leaks=True)
     reasons = set(dropped.manifest["reason"])

@@ -71,6 +71,10 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
                          f"(files: {', '.join(result.context.data.sources)})")
     targets = {s: result.context.data.sources[s] for s in splits}
     paths = {s: folder / _file_name(s, src) for s, src in targets.items()}
+    inputs = {src.path.resolve() for src in result.context.data.sources.values() if src.path is not None}
+    clash = [p for p in [*paths.values(), folder / "manifest.csv"] if p.resolve() in inputs]
+    if clash:
+        raise HonedError(f"output: '{clash[0]}' is an input file of this recipe; input files are never rewritten, choose another --output DIR")
     existing = [p for p in [*paths.values(), folder / "manifest.csv"] if p.exists()]
     if existing and not overwrite:
         raise HonedError(f"output: '{existing[0]}' already exists; pass --overwrite to replace it or --output DIR")
