@@ -270,3 +270,19 @@ def test_clean_never_judges_val_or_test_rows_carved_from_the_training_file(tiny_
     result = clean(recipe, output=tmp_path / "clean", quiet=True, oof=str(oof), checks=("corrupt", "label_issues"))
     judged = set(result.manifest.loc[result.manifest["reason"] == "likely label error", "row"])
     assert kept in judged and held not in judged
+
+
+def test_tiny_or_lopsided_data_is_reported_not_crashed(tiny_bert: str, tmp_path: Path) -> None:
+    """Eight rows, nothing held out, one class with a single usable row: the probe-based checks say why they did not run."""
+    from honed.audit.base import CHECKS
+
+    rows = text_rows(8)
+    rows.loc[rows["label"] == "neg", "label"] = ["neg"] + ["pos"] * (int((rows["label"] == "neg").sum()) - 1)
+    path = tmp_path / "train.csv"
+    rows.to_csv(path, index=False)
+    recipe = load_recipe({"data": {"train": str(path), "split": {"val": 0.0, "test": 0.0}}, "model": {"name": tiny_bert}})
+    data = load_audit_data(recipe)
+    ctx = AuditContext(recipe, data, AuditSettings(), quiet=True)
+    ctx.cache["embeddings"] = (data.frame.index, np.random.default_rng(0).normal(size=(len(data.frame), 8)).astype(np.float32))
+    curve, labels = CHECKS.get("learning_curve")(ctx), CHECKS.get("label_issues")(ctx)
+    assert curve.summary[0].startswith("not measured") and labels.summary[0].startswith("not checked")

@@ -30,11 +30,15 @@ def learning_curve(ctx: AuditContext) -> Finding:
     held = np.flatnonzero(frame["split"].to_numpy() != "train")
     seed = ctx.recipe.seed
     if len(held) == 0:
-        train, held = train_test_split(train, test_size=0.2, random_state=seed, stratify=y[train])
+        try:
+            train, held = train_test_split(train, test_size=0.2, random_state=seed, stratify=y[train])
+        except ValueError:  # too few rows (or a one-row class) to hold any out
+            finding.summary.append("not measured: too few training rows to hold some out")
+            return finding
     sizes, scores = [], []
     for fraction in ctx.settings.fractions:
         subset = _subset(train, y, fraction, seed)
-        if len(np.unique(y[subset])) < 2:
+        if subset is None or len(np.unique(y[subset])) < 2:
             continue
         probe = LogisticRegression(max_iter=2000).fit(vectors[subset], y[subset])
         sizes.append(len(subset))
@@ -55,12 +59,14 @@ def learning_curve(ctx: AuditContext) -> Finding:
     return finding
 
 
-def _subset(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """A seeded stratified share of `rows` (all of them at 1.0)."""
+def _subset(rows: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> np.ndarray | None:
+    """A seeded stratified share of `rows` (all of them at 1.0); None when the share holds no row."""
     if fraction >= 1.0:
         return rows
     from sklearn.model_selection import train_test_split
 
+    if int(len(rows) * fraction) < 1:
+        return None
     try:
         kept, _ = train_test_split(rows, train_size=fraction, random_state=seed, stratify=y[rows])
     except ValueError:  # a class too small to stratify at this size
