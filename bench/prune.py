@@ -42,7 +42,8 @@ def main() -> None:
     for sparsity in args.sparsities:
         result = honed.prune(model, sparsity, scope=args.scope, recover_epochs=args.recover_epochs, output=out / f"s{sparsity:g}",
                              overwrite=True, quiet=True)
-        before, after, rec = result["before"], result["after"], result["recovered"]
+        before, after = result["before"], result["after"]
+        rec = result.get("recovered", {"test_accuracy": float("nan")})  # --recover-epochs 0: none
         rows.append({"sparsity": sparsity, "acc_base": before["test_accuracy"], "acc_pruned": after["test_accuracy"],
                      "acc_recovered": rec["test_accuracy"], "params": after["params"], "nonzero_base": before["nonzero_params"],
                      "nonzero": after["nonzero_params"], "weights_mb": after["weights_mb"], "gzip_mb_base": before["weights_gzip_mb"],
