@@ -236,6 +236,8 @@ def test_tune_can_optimise_the_cv_mean(tiny_bert: str, data: Path, tmp_path: Pat
     result = tune(tree)
     cv = json.loads((out / "trials" / "trial-0" / "cv.json").read_text())
     assert result.best_value == pytest.approx(cv["metrics_mean"]["accuracy"]) and cv["folds"] == 2
+    trial = out / "trials" / "trial-0"
+    assert not list(trial.glob("folds/fold-*/checkpoints")) and len(list(trial.glob("folds/fold-*/model"))) == 2
 
 
 @pytest.mark.parametrize("sampler", ["grid", "random", "tpe"])

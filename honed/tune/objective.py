@@ -49,8 +49,10 @@ class Objective:
         except BaseException as exc:  # recorded, then Optuna marks the trial failed (catch=Exception) and goes on
             trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:500])
             raise
-        finally:
-            shutil.rmtree(trial_dir(self.run_dir, trial.number) / "checkpoints", ignore_errors=True)  # model/ holds the weights
+        finally:  # model/ holds the weights; checkpoints (optimizer state included) only cost disk now
+            folder = trial_dir(self.run_dir, trial.number)
+            for checkpoints in [folder / "checkpoints", *folder.glob("folds/fold-*/checkpoints")]:
+                shutil.rmtree(checkpoints, ignore_errors=True)
 
     def _run(self, trial: optuna.Trial) -> float:
         values = suggest(trial, self.spec)

@@ -103,7 +103,9 @@ def keep_top(study: optuna.Study, spec: SearchSpec, run_dir: Path) -> list[dict[
     keep = spec.keep_top_k or len(ordered)
     top = ordered[:keep]
     for trial in ordered[keep:]:
-        shutil.rmtree(trial_dir(run_dir, trial.number) / "model", ignore_errors=True)
+        folder = trial_dir(run_dir, trial.number)
+        for model in [folder / "model", *folder.glob("folds/fold-*/model")]:  # cross-validated trials keep one per fold
+            shutil.rmtree(model, ignore_errors=True)
     rows = []
     for trial in top:
         folder = Path(trial.user_attrs.get("run_dir", trial_dir(run_dir, trial.number)))
