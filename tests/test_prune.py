@@ -129,6 +129,21 @@ def test_prune_command_unstructured_with_recovery(text_run: Path, tmp_path: Path
     assert "exists" in capsys.readouterr().err
 
 
+def test_recovery_runs_without_the_saved_recipes_weight_averaging(text_run: Path, tmp_path: Path) -> None:
+    """A model trained with EMA: recovery drops it (averaged weights would refill the pruned zeros) instead of failing."""
+    import shutil
+
+    import yaml
+
+    model = tmp_path / "ema-model"
+    shutil.copytree(text_run, model)
+    tree = yaml.safe_load((model / "recipe.yaml").read_text())
+    tree["techniques"] = [{"name": "ema", "decay": 0.9}]
+    (model / "recipe.yaml").write_text(yaml.safe_dump(tree))
+    result = honed.prune(model, 0.3, recover_epochs=1, output=tmp_path / "p30", quiet=True)
+    assert abs(result["recovered"]["global_sparsity"] - 0.3) < 0.01
+
+
 def test_structured_ffn_is_smaller_keeps_output_shape_and_reloads(text_run: Path, tmp_path: Path) -> None:
     result = honed.prune(text_run, 0.25, structured="ffn", output=tmp_path / "ffn", quiet=True)
     assert result["intermediate_size"] == {"before": 64, "after": 48}

@@ -19,6 +19,7 @@ from honed.prune.report import (
     sparsity_report,
 )
 from honed.prune.structured import STRUCTURED
+from honed.rundir import LOG
 
 MB = 1024 * 1024
 
@@ -126,7 +127,11 @@ def _recover(out: Path, recipe: Any, sparsity: float, scope: str, structured: st
 
     overrides: dict[str, Any] = {"output_dir": str(out / "recover"), "train.epochs": epochs, "model.keep_layers": None,
                                  "model.name": str(out / "model")}
-    techniques = [t.model_dump() for t in recipe.techniques if t.name != "prune"]
+    dropped = {"prune", "ema", "swa"}  # averaged weights would refill the zeros the masks hold (the prune technique refuses them)
+    techniques = [t.model_dump() for t in recipe.techniques if t.name not in dropped]
+    skipped = sorted({t.name for t in recipe.techniques} & {"ema", "swa"})
+    if skipped:
+        LOG.info("recovery fine-tuning runs without %s (weight averaging would undo the pruning)", ", ".join(skipped))
     if structured is None:
         techniques.append({"name": "prune", "sparsity": sparsity, "scope": scope, "start": 0.0, "end": 0.0})
     overrides["techniques"] = techniques
