@@ -208,3 +208,15 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     done = subprocess.run(["bash", str(REPO / "scripts" / "check_report_render.sh"), str(blank), str(tmp_path / "blank.png")],
                           check=False, capture_output=True, text=True, timeout=90)
     assert done.returncode == 1, "a blank page fails the check"
+
+
+def test_calibration_scored_on_its_own_val_rows_says_so(run: honed.fit) -> None:
+    """With no test split the report analyses val, the rows the temperature was fitted on: flagged as optimistic."""
+    from honed.evaluate.run_report import report_from_outputs
+
+    recipe = honed.load_recipe(run.recipe.model_dump(mode="json"), {"report.slices": [], "data.group_column": None})
+    frame = pd.DataFrame({"x": [f"review {i}" for i in range(40)], "label": ["neg", "pos"] * 20})
+    logits = torch.randn(40, 2, generator=torch.Generator().manual_seed(0)) * 3
+    y = torch.tensor([0, 1] * 20)
+    report = report_from_outputs(recipe, run.labels, {"val": frame}, {"val": (logits, y)}, [], None)
+    assert report["split"] == "val" and "optimistic" in report["calibration"]["fitted_on"]

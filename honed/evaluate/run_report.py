@@ -52,7 +52,8 @@ def report_from_outputs(recipe: Recipe, labels: LabelMap, frames: dict[str, pd.D
                           history=history, temperature=temperature, slices=recipe.report.slices, top_k=recipe.report.top_k,
                           split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics, notes=notes,
                           group_name=recipe.data.group_column)
-    report["calibration"]["fitted_on"] = "val" if temperature is not None else None
+    in_sample = " - the same rows it is scored on here (no test split), so the after-scaling ECE is optimistic"
+    report["calibration"]["fitted_on"] = None if temperature is None else "val" + (in_sample if split == "val" else "")
     return report
 
 
