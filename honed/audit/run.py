@@ -22,6 +22,7 @@ from honed.audit.data import load_audit_data
 from honed.audit.html import render
 from honed.errors import HonedError, did_you_mean
 from honed.recipe import Recipe, load_recipe
+from honed.rundir import write_text_atomic
 
 OUTPUTS = ("audit.html", "audit.json")
 
@@ -98,14 +99,10 @@ def write_outputs(result: AuditResult, recipe: Recipe) -> None:
             "splits": ", ".join(f"{k} {v}" for k, v in ctx.data.frame["split"].value_counts().items()),
             "seconds": round(result.seconds, 1), **({"notes": "; ".join(ctx.data.notes)} if ctx.data.notes else {})}
     report = {"meta": meta, "settings": asdict(ctx.settings), "findings": [f.to_json() for f in result.findings]}
-    _atomic(folder / "audit.json", json.dumps(report, indent=1, default=str))
-    _atomic(folder / "audit.html", render(f"honed audit: {recipe.name}", meta, result.findings, ctx.settings.max_listed))
+    write_text_atomic(folder / "audit.json", json.dumps(report, indent=1, default=str))
+    write_text_atomic(folder / "audit.html", render(f"honed audit: {recipe.name}", meta, result.findings, ctx.settings.max_listed))
 
 
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def summary_lines(result: AuditResult) -> list[str]:

@@ -23,6 +23,7 @@ from honed.ensemble.members import member_probs, model_folder
 from honed.ensemble.stacking import meta_probs
 from honed.ensemble.voting import VOTES
 from honed.errors import HonedError
+from honed.rundir import write_text_atomic
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT = "honed-ensemble/1"
@@ -76,9 +77,7 @@ def save_ensemble(folder: Path, labels: tuple[str, ...], members: list[tuple[str
     if meta is not None:
         doc["meta"] = _save_meta(folder, meta)
     target = folder / ENSEMBLE_FILE
-    partial = target.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(doc, indent=1, default=float), encoding="utf-8")
-    partial.replace(target)  # atomic: a crash never leaves a half-written ensemble.json
+    write_text_atomic(target, json.dumps(doc, indent=1, default=float))  # a crash never leaves a half-written ensemble.json
     return target
 
 

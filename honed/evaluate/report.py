@@ -22,6 +22,7 @@ from honed.errors import HonedError
 from honed.evaluate import analysis
 from honed.evaluate.calibration import calibration_summary, fit_temperature
 from honed.evaluate.slices import all_slices
+from honed.rundir import write_text_atomic
 
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 
@@ -117,12 +118,6 @@ def _without_thumbnails(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def write_report(out_dir: str | Path, report: dict[str, Any]) -> tuple[Path, Path]:
     """report.json (numbers, no thumbnails) and the self-contained report.html into `out_dir`."""
     from honed.evaluate.html import render_html
@@ -132,6 +127,6 @@ def write_report(out_dir: str | Path, report: dict[str, Any]) -> tuple[Path, Pat
         raise HonedError(f"report: '{out}' is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / REPORT_JSON, out / REPORT_HTML
-    _atomic_write(json_path, json.dumps(_without_thumbnails(report), indent=1, allow_nan=False))
-    _atomic_write(html_path, render_html(report))
+    write_text_atomic(json_path, json.dumps(_without_thumbnails(report), indent=1, allow_nan=False))
+    write_text_atomic(html_path, render_html(report))
     return json_path, html_path
