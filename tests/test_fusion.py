@@ -116,3 +116,23 @@ def test_one_member_fusion_is_the_backbone_alone_with_the_same_pooling(tiny_bert
     run = honed.fit(recipe, quiet=True)
     assert len(run.model.members) == 1
     assert run.model.fuse.head.in_features == run.model.meta["dims"][0]
+
+
+def test_members_sit_side_by_side_for_layer_decay_and_gradual_unfreezing(tiny_bert: str, word_bert: str, text_csv: Path,
+                                                                         tmp_path: Path) -> None:
+    """Each member's top block is one level below the head, whatever the order of the members in the list."""
+    from honed.techniques.gradual_unfreezing import GradualUnfreezing
+    from honed.train.optim import group_lrs
+
+    recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model=_fusion(tiny_bert, word_bert),
+                                     optim={"lr": 1.0, "layer_decay": 0.5}))
+    model = build_model(recipe, LabelMap(("neg", "pos")))
+    groups = model.layer_groups()
+    lrs = group_lrs(groups, recipe.optim)
+    tops = [[g.name for g in groups if g.name.startswith(f"f{i}.")][-1] for i in (0, 1)]
+    assert lrs["head"] == 1.0 and lrs[tops[0]] == lrs[tops[1]] == 0.5
+    firsts = [[g.name for g in groups if g.name.startswith(f"f{i}.")][0] for i in (0, 1)]
+    assert lrs[firsts[0]] == 0.5 ** len([g for g in groups if g.name.startswith("f0.")])
+    stages = GradualUnfreezing().chunks(model)
+    names = {g.name: set(g.params) for g in groups}
+    assert stages[0] == names["head"] and stages[1] == names[tops[0]] | names[tops[1]]

@@ -19,6 +19,16 @@ from torch import nn
 class LayerGroup:
     name: str
     params: list[str] = field(default_factory=list)
+    depth: int | None = None  # levels below the head (head 0); None: the group's position from the end of the list
+
+
+def depth_levels(groups: list[LayerGroup]) -> list[list[LayerGroup]]:
+    """The groups top-down, one level per depth: groups of side-by-side backbones (fusion members) at the
+    same height share a level; groups without a depth are one level each, by list position."""
+    levels: dict[int, list[LayerGroup]] = {}
+    for i, group in enumerate(groups):
+        levels.setdefault(group.depth if group.depth is not None else len(groups) - 1 - i, []).append(group)
+    return [levels[d] for d in sorted(levels)]
 
 
 class Classifier(nn.Module):

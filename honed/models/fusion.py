@@ -106,9 +106,10 @@ class FusionClassifier(Classifier):
         """Each member's own groups as f{i}.embeddings, f{i}.block.k, ...; the fusion layers are `head`."""
         groups = []
         for i, member in enumerate(self.members):
-            for group in layer_groups(member, set()):
-                groups.append(LayerGroup(f"f{i}.{group.name}", [f"members.{i}.{n}" for n in group.params]))
-        return [*groups, LayerGroup("head", [n for n, _ in self.named_parameters() if n in self.head_params])]
+            own = layer_groups(member, set())
+            for j, group in enumerate(own):  # depth within its own backbone: members sit side by side under the head
+                groups.append(LayerGroup(f"f{i}.{group.name}", [f"members.{i}.{n}" for n in group.params], depth=len(own) - j))
+        return [*groups, LayerGroup("head", [n for n, _ in self.named_parameters() if n in self.head_params], depth=0)]
 
     def save(self, folder: Path) -> None:
         """Member i under f{i}/ (save_pretrained + tokenizer, or safetensors), fusion layers in fusion.safetensors."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from honed.errors import HonedError
+from honed.models.base import depth_levels
 from honed.techniques import TECHNIQUES
 from honed.train import freezing
 
@@ -28,12 +29,12 @@ class GradualUnfreezing:
 
     def chunks(self, model: Any) -> list[set[str]]:
         """Parameter names per stage, top (head) first."""
-        groups = list(reversed(freezing.groups_of(model)))
-        count = self.stages or len(groups)
-        if count > len(groups):
-            raise HonedError(f"techniques: gradual_unfreezing.stages={count} but the model has only {len(groups)} layer groups")
-        bounds = [round(i * len(groups) / count) for i in range(count + 1)]
-        return [{n for g in groups[a:b] for n in g.params} for a, b in zip(bounds, bounds[1:])]
+        levels = depth_levels(freezing.groups_of(model))  # fusion members' blocks of one height unfreeze together
+        count = self.stages or len(levels)
+        if count > len(levels):
+            raise HonedError(f"techniques: gradual_unfreezing.stages={count} but the model has only {len(levels)} layer groups")
+        bounds = [round(i * len(levels) / count) for i in range(count + 1)]
+        return [{n for level in levels[a:b] for g in level for n in g.params} for a, b in zip(bounds, bounds[1:])]
 
     def check(self, recipe: Any, model: Any) -> None:
         self.chunks(model)

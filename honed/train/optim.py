@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from honed.errors import HonedError, did_you_mean
-from honed.models.base import Classifier, LayerGroup
+from honed.models.base import Classifier, LayerGroup, depth_levels
 from honed.recipe import OptimSpec
 
 
@@ -27,9 +27,10 @@ def group_lrs(layers: list[LayerGroup], spec: OptimSpec) -> dict[str, float]:
         if name not in names:
             raise HonedError(f"optim.group_lr: unknown layer group '{name}'{did_you_mean(name, names)}; groups: {', '.join(names)}")
     lrs = {}
-    for depth, name in enumerate(reversed(names)):
+    for depth, level in enumerate(depth_levels(layers)):
         decayed = spec.lr * (spec.layer_decay ** depth if spec.layer_decay else 1.0)
-        lrs[name] = spec.group_lr.get(name, decayed)
+        for group in level:
+            lrs[group.name] = spec.group_lr.get(group.name, decayed)
     return lrs
 
 
