@@ -127,6 +127,7 @@ def test_members_sit_side_by_side_for_layer_decay_and_gradual_unfreezing(tiny_be
     recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model=_fusion(tiny_bert, word_bert),
                                      optim={"lr": 1.0, "layer_decay": 0.5}))
     model = build_model(recipe, LabelMap(("neg", "pos")))
+    assert all(member.pooler is None for member in model.members)  # unused by fusion (mean pooling), and DDP needs every trainable parameter used
     groups = model.layer_groups()
     lrs = group_lrs(groups, recipe.optim)
     tops = [[g.name for g in groups if g.name.startswith(f"f{i}.")][-1] for i in (0, 1)]

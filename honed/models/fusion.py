@@ -126,9 +126,18 @@ class FusionClassifier(Classifier):
         self.write_meta(folder)
 
 
+def _encoder(load: Any) -> nn.Module:
+    """A text encoder without the BERT-style pooler, which fusion never uses (mean over tokens instead):
+    an unused trainable layer would also break DDP. Architectures without that option load as they are."""
+    try:
+        return load(add_pooling_layer=False)
+    except TypeError:
+        return load()
+
+
 def _text_member(name: str, field: str) -> tuple[nn.Module, Any, int]:
     path = resolve_model_id(name)
-    model = _from_pretrained(AutoModel, path, name)
+    model = _encoder(lambda **kw: _from_pretrained(AutoModel, path, name, **kw))
     if not hasattr(model.config, "hidden_size"):
         raise HonedError(f"{field}: '{name}' has no hidden_size; a text fusion needs encoder models")
     return model, _from_pretrained(AutoTokenizer, path, name), model.config.hidden_size
@@ -189,7 +198,7 @@ def load_fusion(folder: Path, meta: dict[str, Any]) -> FusionClassifier:
     for i, member in enumerate(meta["members"]):
         sub = folder / f"f{i}"
         if meta["kind"] == "text":
-            members.append(AutoModel.from_pretrained(sub, local_files_only=True))
+            members.append(_encoder(lambda **kw: AutoModel.from_pretrained(sub, local_files_only=True, **kw)))
             tokenizers.append(AutoTokenizer.from_pretrained(sub, local_files_only=True))
         else:
             net, _, _ = _image_member(member["name"], member["source"], None)
