@@ -90,9 +90,9 @@ def load_ensemble(folder: str | Path) -> SavedEnsemble:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is not valid JSON ({exc}); rebuild it with `honed ensemble RECIPE`") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        doc = doc if isinstance(doc, dict) else {}
-        raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is format {doc.get('format')!r}, expected {FORMAT}")
+    found = doc.get("format") if isinstance(doc, dict) else None
+    if found != FORMAT:
+        raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is format {found!r}, expected {FORMAT}")
     members = []
     for entry in doc["members"]:
         where = Path(entry["path"]) if Path(entry["path"]).is_absolute() else folder / entry["path"]

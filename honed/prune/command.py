@@ -127,9 +127,9 @@ def _recover(out: Path, recipe: Any, sparsity: float, scope: str, structured: st
 
     overrides: dict[str, Any] = {"output_dir": str(out / "recover"), "train.epochs": epochs, "model.keep_layers": None,
                                  "model.name": str(out / "model")}
-    dropped = {"prune", "ema", "swa"}  # averaged weights would refill the zeros the masks hold (the prune technique refuses them)
-    techniques = [t.model_dump() for t in recipe.techniques if t.name not in dropped]
-    skipped = sorted({t.name for t in recipe.techniques} & {"ema", "swa"})
+    averaging = {"ema", "swa"}  # averaged weights would refill the zeros the masks hold (the prune technique refuses them)
+    techniques = [t.model_dump() for t in recipe.techniques if t.name not in averaging | {"prune"}]
+    skipped = sorted({t.name for t in recipe.techniques} & averaging)
     if skipped:
         LOG.info("recovery fine-tuning runs without %s (weight averaging would undo the pruning)", ", ".join(skipped))
     if structured is None:

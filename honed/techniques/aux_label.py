@@ -31,7 +31,7 @@ class AuxLabel(AuxiliaryObjective):
     def check(self, recipe: Any, model: Any) -> None:
         from honed.techniques.distill import refuse_augmented
 
-        refuse_augmented(recipe, "aux_label finds each batch row's target by its content")
+        refuse_augmented(recipe, "aux_label", "finds each batch row's target by its content")
         self._table(recipe)
         head_linear(model, self.field)
 

@@ -83,13 +83,12 @@ def dataset_keys(dataset: Any, collate: Any) -> list[bytes]:
     return keys
 
 
-def refuse_augmented(recipe: Any, why: str) -> None:
+def refuse_augmented(recipe: Any, name: str, why: str) -> None:
     """Techniques that look batch rows up by content need the rows as stored: no augmentation, no mixing."""
     mixing = [t.name for t in recipe.techniques if t.name in MIXING]
     if recipe.augment.text or recipe.augment.image or mixing:
         what = ", ".join(mixing) or "augment.text/augment.image"
-        name = why.split()[0]
-        raise HonedError(f"techniques: {why} and needs unaugmented training data; remove {what} or drop {name}")
+        raise HonedError(f"techniques: {name} {why} and needs unaugmented training data; remove {what} or drop {name}")
 
 
 class Distill:
@@ -114,7 +113,7 @@ class Distill:
 
         if not is_ensemble(self.teacher):
             model_folder(self.teacher, "techniques: distill.teacher")
-        refuse_augmented(recipe, "distill caches the teacher's probabilities per training row")
+        refuse_augmented(recipe, "distill", "caches the teacher's probabilities per training row")
 
     def on_fit_start(self, state: Any) -> None:
         from honed.data.build import make_collate, make_dataset

@@ -20,6 +20,7 @@ import optuna
 import yaml
 
 from honed.recipe import load_recipe
+from honed.rundir import write_text_atomic
 from honed.techniques.optuna_pruning import ACTIVE
 from honed.tune.space import apply, suggest
 from honed.tune.spec import SearchSpec
@@ -109,7 +110,7 @@ def _without_pruning(*folders: Path) -> None:
         if path.is_file():
             tree = yaml.safe_load(path.read_text(encoding="utf-8"))
             tree["techniques"] = [t for t in tree.get("techniques") or [] if t.get("name") != "optuna_pruning"]
-            path.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+            write_text_atomic(path, yaml.safe_dump(tree, sort_keys=False))
 
 
 def _fold_epochs(folder: Path) -> int:

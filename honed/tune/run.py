@@ -81,8 +81,9 @@ def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, work
         raise HonedError(f"--workers: expected 1 or more, got {workers}")
     plan, spec = make_plan(recipe, storage, n_trials, timeout, study_name, overrides)
     owner = plan.run_dir / "study_name.txt"  # trials/trial-N belong to one study: a second one needs its own folder
-    if owner.is_file() and owner.read_text(encoding="utf-8").strip() != plan.study_name:
-        raise HonedError(f"run folder '{plan.run_dir}' holds the trials of study '{owner.read_text(encoding='utf-8').strip()}'; "
+    holder = owner.read_text(encoding="utf-8").strip() if owner.is_file() else plan.study_name
+    if holder != plan.study_name:
+        raise HonedError(f"run folder '{plan.run_dir}' holds the trials of study '{holder}'; "
                          f"give study '{plan.study_name}' its own folder (--output DIR or output_dir)")
     study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, plan.seed, plan.epochs)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
