@@ -17,7 +17,7 @@ from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader, rows_per_epoch, train_loader
 from honed.data.preprocess import finish_preprocess
 from honed.errors import HonedError
-from honed.evaluate.metrics import classification_metrics
+from honed.metrics import classification_metrics
 from honed.evaluate.run_report import report_after_fit
 from honed.losses import build_loss
 from honed.models.base import Classifier
@@ -28,7 +28,8 @@ from honed.techniques import build_techniques
 from honed.train import checkpoint
 from honed.train.events import Hooks
 from honed.train.feature_cache import check_cacheable, swap_in
-from honed.train.loop import predict_logits, train
+from honed.models.forward import predict_logits
+from honed.train.loop import train
 from honed.train.optim import build_optimizer
 from honed.train.schedules import build_schedule
 from honed.train.state import TrainState
@@ -63,14 +64,20 @@ def normalise_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k.replace("__", "."): v for k, v in overrides.items()}
 
 
-def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, *, overwrite: bool = False,
-        resume: bool = False, quiet: bool = False, **overrides: Any) -> Run:
-    """Fine-tune per `recipe`; `data` may hold in-memory splits ({'train': DataFrame | (X, y) | Dataset})."""
+def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, *, overrides: dict[str, Any] | None = None,
+        callbacks: list[Any] | None = None, overwrite: bool = False, resume: bool = False, quiet: bool = False,
+        **kwargs: Any) -> Run:
+    """Fine-tune per `recipe`.
+
+    `data` may hold in-memory splits ({'train': DataFrame | (X, y) | Dataset}); `overrides` maps dotted
+    recipe keys to values ({"optim.lr": 3e-5}), and keyword overrides spell the dots as `__`
+    (`optim__lr=3e-5`). `callbacks` are run-time technique objects (an Optuna trial's pruning, a
+    tracker): fired after the recipe's techniques, like them, but never written to the saved recipe."""
     started = time.perf_counter()
-    recipe = load_recipe(recipe, normalise_overrides(overrides))
+    recipe = load_recipe(recipe, {**(overrides or {}), **normalise_overrides(kwargs)})
     run_dir = recipe.run_dir()
     check_run_dir(run_dir, overwrite, resume)
-    hooks = Hooks(build_techniques(recipe.techniques))
+    hooks = Hooks(build_techniques(recipe.techniques), list(callbacks or ()))
     acc = Accelerator(
         cpu=recipe.train.cpu, mixed_precision=_precision(recipe.train.precision),
         gradient_accumulation_steps=recipe.train.grad_accum_steps,

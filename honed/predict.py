@@ -19,11 +19,11 @@ from honed.data.sources import IMAGE_SUFFIXES, load_source, slice_columns
 from honed.data.tables import read_table, require_columns
 from honed.errors import HonedError
 from honed.evaluate.calibration import load_temperature
-from honed.evaluate.metrics import classification_metrics
+from honed.metrics import classification_metrics
 from honed.models.base import Classifier
 from honed.models.build import load_model
 from honed.recipe import Recipe, TransformSpec, load_recipe
-from honed.train.loop import predict_logits
+from honed.models.forward import predict_logits
 
 
 def saved_recipe(model_dir: Path, overrides: dict[str, Any] | None = None) -> Recipe:

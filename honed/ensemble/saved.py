@@ -152,7 +152,7 @@ def ensemble_evaluate(folder: str | Path, source: Any, overrides: dict[str, Any]
 
     from honed.data.build import keep_labels
     from honed.data.sources import load_source, slice_columns
-    from honed.evaluate.metrics import classification_metrics
+    from honed.metrics import classification_metrics
     from honed.predict import saved_recipe
 
     ensemble = load_ensemble(folder)

@@ -12,6 +12,7 @@ from typing import Any
 
 from honed.recipe import TechniqueSpec
 from honed.registry import Registry
+from honed.train.events import capable
 
 TECHNIQUES: Registry[Any] = Registry("technique")
 
@@ -29,3 +30,15 @@ def build_techniques(specs: list[TechniqueSpec]) -> list[Any]:
         kwargs = {k: v for k, v in spec.model_dump().items() if k != "name"}
         built.append(TECHNIQUES.build(spec.name, field=f"techniques.{i}", **kwargs))
     return built
+
+
+def technique_classes(recipe: Any) -> list[tuple[str, Any]]:
+    """(name, class or factory) of each registered technique a recipe lists, for checks that read
+    capability flags before anything is built."""
+    load_all()
+    return [(t.name, TECHNIQUES.get(t.name)) for t in recipe.techniques if t.name in TECHNIQUES]
+
+
+def flagged(recipe: Any, flag: str) -> list[str]:
+    """Names of the recipe's techniques that declare `flag` (see honed/train/events.py)."""
+    return [name for name, cls in technique_classes(recipe) if capable(cls, flag)]

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from honed.evaluate.metrics import classification_metrics, improved
+from honed.metrics import classification_metrics, improved
+from honed.models.forward import predict_logits
 from honed.progress import progress_bar
 from honed.train import checkpoint
 from honed.train.events import Hooks, StopTraining
@@ -116,26 +117,6 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
     save_checkpoint(state, hooks)
     if stop is not None:
         raise stop
-
-
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels for every row of `loader`, gathered across processes."""
-    modes = {m: m.training for m in model.modules()}  # per module: frozen batch-norm may stay in eval
-    model.eval()
-    bar = bars.add_task(name, total=len(loader), info="") if bars is not None else None
-    all_logits, all_labels = [], []
-    for batch in loader:
-        labels = batch.pop("labels")
-        logits = model(**batch)
-        logits, labels = acc.gather_for_metrics((logits.float(), labels))
-        all_logits.append(logits.cpu())
-        all_labels.append(labels.cpu())
-        if bar is not None:
-            bars.update(bar, advance=1)
-    for module, mode in modes.items():
-        module.training = mode
-    return torch.cat(all_logits), torch.cat(all_labels)
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "eval") -> dict[str, float]:

@@ -1,4 +1,7 @@
-"""Classification metrics from logits: loss, accuracy, macro-F1."""
+"""Scores from logits shared by training, inference and reports: loss, accuracy, macro-F1.
+
+A bottom-layer module (no honed imports) so the training loop can score val without importing
+the evaluate layer above it."""
 
 from __future__ import annotations
 
