@@ -34,7 +34,7 @@ def one_seed(seed: int, folder: Path) -> dict[str, float]:
     from honed.data.build import load_tables
     from honed.evaluate.report import write_report
     from honed.evaluate.run_report import read_history, report_from_outputs
-    from honed.predict import logits_for
+    from honed.inference.logits import logits_for
 
     run = honed.fit(str(RECIPE), seed=seed, output_dir=str(folder / f"run-s{seed}"), quiet=True)
     saved = json.loads((run.run_dir / "report.json").read_text(encoding="utf-8"))["calibration"]

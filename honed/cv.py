@@ -28,7 +28,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from honed.data.build import load_tables
 from honed.errors import HonedError
 from honed.fit import fit, normalise_overrides
-from honed.predict import logits_for
+from honed.inference.logits import logits_for
 from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import Tags
 from sklearn.utils.multiclass import type_of_target
@@ -24,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from honed.errors import HonedError
 from honed.fit import fit as honed_fit
-from honed.predict import logits_for, model_inputs
+from honed.inference import ModelPredictor
 from honed.recipe import Recipe, build_recipe, read_yaml
 
 DEVICES = ("auto", "cpu")
@@ -84,11 +83,11 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         xs = as_inputs(X, self.recipe_.data.kind, "X")
         frame = pd.DataFrame({"x": pd.Series(xs, dtype=object)})
-        logits = logits_for(self.model_, self.labels_, self.recipe_, model_inputs(frame, self.recipe_))  # text cleaned as in training
+        predictor = ModelPredictor(self.model_, self.labels_, self.recipe_)  # text cleaned as in training
         probs = np.zeros((len(xs), len(self.classes_)))
         # A class whose rows all went to val is unknown to the model: its column stays 0.
         columns = [self.class_names_.index(name) for name in self.labels_.names]
-        probs[:, columns] = torch.softmax(logits.double(), dim=-1).numpy()
+        probs[:, columns] = predictor.predict_proba(frame)
         return probs
 
     def predict(self, X: Any) -> np.ndarray:

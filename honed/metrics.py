@@ -5,6 +5,7 @@ the evaluate layer above it."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import f1_score
@@ -24,3 +25,16 @@ def improved(value: float, best: float | None, mode: str) -> bool:
     if best is None:
         return True
     return value > best if mode == "max" else value < best
+
+
+def probability_log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-probability of the true class (probabilities clipped at 1e-12)."""
+    return -float(np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
+
+
+def probability_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 of (rows, classes) probabilities against class indices, in float64
+    (ensembles combine probabilities, not logits)."""
+    predicted = probs.argmax(axis=1)
+    return {"accuracy": float(np.mean(predicted == labels)),
+            "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}

@@ -23,8 +23,9 @@ from honed.data.build import check_augment, make_collate, make_dataset
 from honed.data.images import image_transform
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
+from honed.inference import predict_frame
+from honed.inference.logits import logits_for
 from honed.models.vision import VisionClassifier
-from honed.predict import logits_for, predict_frame
 from honed.recipe import TransformSpec, load_recipe
 from tests.conftest import tiny_recipe
 from tests.test_images import tiny_weights, write_images, write_recipe  # noqa: F401 - fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from honed.predict import evaluate_saved
+from honed.evaluate.saved import evaluate_saved
 from tests.conftest import REPO, text_rows, tiny_recipe
 
 

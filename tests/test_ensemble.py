@@ -11,10 +11,10 @@ import pytest
 
 from honed.cli import main
 from honed.ensemble.bagging import bag_rows, oob_estimate, out_of_bag
-from honed.ensemble.selection import greedy_selection
 from honed.ensemble.stacking import meta_learner, out_of_fold
-from honed.ensemble.voting import hard_vote, soft_vote
 from honed.errors import HonedError
+from honed.inference.selection import greedy_selection
+from honed.inference.voting import hard_vote, soft_vote
 from tests.conftest import text_rows, tiny_recipe
 
 

@@ -13,7 +13,7 @@ import honed
 from honed.cli import main
 from honed.data.labels import LabelMap
 from honed.models.build import build_model, load_model
-from honed.predict import predict_frame
+from honed.inference import predict_frame
 from honed.recipe import load_recipe
 from tests.conftest import NEGATIVE, POSITIVE, tiny_recipe
 from tests.test_regularisation import _image_recipe

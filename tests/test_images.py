@@ -17,7 +17,7 @@ import honed
 from honed.cli import main
 from honed.models.build import load_model
 from honed.models.vision import VisionClassifier, build_timm
-from honed.predict import predict_frame
+from honed.inference import predict_frame
 
 CLASSES = {"dark": 40, "light": 215}
 

@@ -20,7 +20,7 @@ import honed
 from honed.cli import main
 from honed.evaluate.calibration import expected_calibration_error, fit_temperature
 from honed.evaluate.report import build_report, write_report
-from honed.predict import predict_frame
+from honed.inference import predict_frame
 from tests.conftest import REPO, text_rows, tiny_recipe
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EnsembleClassifier", "build_ensemble", "is_ensemble", "load_ensemble"]
+__all__ = ["EnsembleClassifier", "build_ensemble", "load_ensemble"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,10 +17,10 @@ def __getattr__(name: str) -> Any:
         from honed.ensemble.build import build_ensemble
 
         return build_ensemble
-    if name in ("is_ensemble", "load_ensemble"):
-        from honed.ensemble import saved
+    if name == "load_ensemble":
+        from honed.inference.ensemble import load_ensemble
 
-        return getattr(saved, name)
+        return load_ensemble
     if name == "EnsembleClassifier":
         from honed.ensemble.estimators import EnsembleClassifier
 

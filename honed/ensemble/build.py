@@ -1,8 +1,9 @@
 """`honed ensemble RECIPE`: train the members on shared splits, combine them, save one folder.
 
 Every member sees the same train/val/test rows (loaded once from the base recipe), so their
-probabilities line up row by row. Methods are looked up in METHODS (name -> combiner); a combiner
-gets the members' validation probabilities and returns how to combine them (weights, rule, meta).
+probabilities line up row by row. Methods are looked up in METHODS (name -> how to fit); each
+gets the members' validation probabilities and returns a fitted combiner from the one combiner
+registry (honed/inference/combiners.py) that the saved folder and EnsembleClassifier use too.
 """
 
 from __future__ import annotations
@@ -27,32 +28,41 @@ from honed.ensemble.members import (
     fit_all,
     member_probs,
     member_recipe,
-    model_folder,
     read_labels,
 )
 from honed.ensemble.saved import ENSEMBLE_FILE, save_ensemble
-from honed.ensemble.selection import greedy_selection
 from honed.ensemble.spec import EnsembleSpec, MemberSpec, parse_spec
-from honed.ensemble.stacking import check_stacking, fit_meta, fold_indices, meta_learner, meta_probs
-from honed.ensemble.voting import VOTES, normalised_weights
+from honed.ensemble.stacking import check_stacking, fold_indices, meta_learner
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
+from honed.inference import model_folder
+from honed.inference.combiners import COMBINERS, Combiner, Selection, Stacking
+from honed.inference.selection import greedy_selection
+from honed.metrics import probability_metrics
 from honed.recipe import Recipe, build_recipe, read_yaml
 
 
 @dataclass
 class Combined:
-    """How members combine: a voting rule with weights, or a fitted meta-learner."""
+    """A fitted combiner (its rule, weights and meta-learner) and what the method reports."""
 
-    combine: str
-    weights: np.ndarray
-    meta: Any = None
+    combiner: Combiner
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def combine(self) -> str:
+        return self.combiner.rule
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.asarray(self.combiner.weights)
+
+    @property
+    def meta(self) -> Any:
+        return self.combiner.meta
+
     def probs(self, member_probs: np.ndarray) -> np.ndarray:
-        if self.combine == "stacking":
-            return meta_probs(self.meta, member_probs, member_probs.shape[2])
-        return VOTES[self.combine](member_probs, self.weights)
+        return self.combiner(member_probs)
 
 
 @dataclass
@@ -86,28 +96,25 @@ class Context:
 
 def _voting(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
     spec = ctx.spec
-    if spec.weights == "select":
-        weights = greedy_selection(val, y, spec.selection.rounds, spec.selection.metric)
-    else:
-        weights = normalised_weights(spec.weights, val.shape[0])
-    return Combined(spec.voting, weights)
+    weights = greedy_selection(val, y, spec.selection.rounds, spec.selection.metric) if spec.weights == "select" else spec.weights
+    return Combined(COMBINERS.build(spec.voting, weights=weights).fit(val, y))
 
 
 def _selection(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    return Combined("soft", greedy_selection(val, y, ctx.spec.selection.rounds, ctx.spec.selection.metric))
+    return Combined(Selection(rounds=ctx.spec.selection.rounds, metric=ctx.spec.selection.metric).fit(val, y))
 
 
 def _stacking(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
     spec, train = ctx.spec.stacking, ctx.frames["train"]
     oof = np.stack([_out_of_fold(ctx, m) for m in ctx.members])
     y_train = np.asarray([ctx.labels.index(v) for v in train["label"]])
-    meta = fit_meta(meta_learner(spec.meta, spec.params), oof, y_train)
+    combiner = Stacking(meta=meta_learner(spec.meta, spec.params)).fit(oof, y_train)
     shutil.rmtree(ctx.folder / "folds", ignore_errors=True)
-    return Combined("stacking", np.full(val.shape[0], 1.0 / val.shape[0]), meta, {"folds": spec.folds, "meta": spec.meta})
+    return Combined(combiner, {"folds": spec.folds, "meta": spec.meta})
 
 
 def _bagging(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    return Combined(ctx.spec.voting, normalised_weights(None, val.shape[0]), info=ctx.info)
+    return Combined(COMBINERS.build(ctx.spec.voting).fit(val, y), info=ctx.info)
 
 
 METHODS: dict[str, Callable[[Context, np.ndarray, np.ndarray], Combined]] = {
@@ -256,17 +263,12 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
 
 def _metrics(members: list[Member], combined: Combined, probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, Any]:
     """Accuracy and macro-F1 of each member and of the ensemble on val and test."""
-    from sklearn.metrics import f1_score
-
     out: dict[str, Any] = {"members": {}, "ensemble": {}}
     for split, p in probs.items():
         for i, m in enumerate(members):
-            pred = p[i].argmax(axis=1)
-            out["members"].setdefault(m.name, {}).update({f"{split}_accuracy": float(np.mean(pred == y[split])),
-                                                          f"{split}_macro_f1": float(f1_score(y[split], pred, average="macro"))})
-        pred = combined.probs(p).argmax(axis=1)
-        out["ensemble"].update({f"{split}_accuracy": float(np.mean(pred == y[split])),
-                                f"{split}_macro_f1": float(f1_score(y[split], pred, average="macro"))})
+            scores = probability_metrics(p[i], y[split])
+            out["members"].setdefault(m.name, {}).update({f"{split}_{k}": v for k, v in scores.items()})
+        out["ensemble"].update({f"{split}_{k}": v for k, v in probability_metrics(combined.probs(p), y[split]).items()})
     return out
 
 

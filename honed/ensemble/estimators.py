@@ -6,7 +6,8 @@
 
 Members are cloned before fitting (the given ones stay untouched) unless `prefit=True`, which uses
 them as already fitted; fitted members live in `members_`, weights in `weights_`, a stacking
-meta-learner in `meta_`, bagging's out-of-bag accuracy in `oob_score_`.
+meta-learner in `meta_`, bagging's out-of-bag accuracy in `oob_score_`, and the combiner (from the
+registry shared with `honed ensemble` and the saved folder, honed/inference/combiners.py) in `combiner_`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,14 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from honed.ensemble.bagging import bag_rows, oob_estimate, out_of_bag
-from honed.ensemble.selection import greedy_selection
-from honed.ensemble.stacking import (
-    check_stacking,
-    meta_learner,
-    meta_probs,
-    out_of_fold,
-)
-from honed.ensemble.voting import VOTES, normalised_weights
+from honed.ensemble.stacking import check_stacking, meta_learner, out_of_fold
 from honed.errors import HonedError
+from honed.inference.combiners import COMBINERS, Combiner, Selection, Stacking
 
-METHODS = ("soft", "hard", "selection", "stacking", "bagging")
+# method -> how its members are fitted (the name of the method that does it); combining is the combiner's job
+FITTERS = {"soft": "_fit_voting", "hard": "_fit_voting", "selection": "_fit_selection", "stacking": "_fit_stacking",
+           "bagging": "_fit_bagging"}
+METHODS = tuple(FITTERS)
 
 
 class EnsembleClassifier(ClassifierMixin, BaseEstimator):
@@ -62,24 +60,13 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
         X, y = _rows(X), np.asarray(y)
         self.classes_ = np.unique(y)
         codes = np.searchsorted(self.classes_, y)
-        if self.method == "stacking":
-            check_stacking(self.folds, len(self.estimators))
-            self._fit_stacking(X, y, codes)
-        elif self.method == "selection":
-            self._fit_selection(X, y, codes)
-        elif self.method == "bagging":
-            self._fit_bagging(X, y, codes)
-        else:
-            self.members_ = self._fitted(X, y)
-            self.weights_ = normalised_weights(self.weights, len(self.members_))
+        self.combiner_ = getattr(self, FITTERS[self.method])(X, y, codes)
+        self.weights_ = self.combiner_.member_weights(len(self.members_))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "members_")
-        probs = self._member_probs(self.members_, _rows(X))
-        if self.method == "stacking":
-            return meta_probs(self.meta_, probs, len(self.classes_))
-        return VOTES["hard" if self.method == "hard" else "soft"](probs, self.weights_)
+        return self.combiner_(self._member_probs(self.members_, _rows(X)))
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
@@ -97,7 +84,12 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
             out[m][:, columns] = est.predict_proba(X)
         return out
 
-    def _fit_selection(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> None:
+    def _fit_voting(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> Combiner:
+        """Members on all of X; the given weights (or equal ones)."""
+        self.members_ = self._fitted(X, y)
+        return COMBINERS.build(self.method, weights=self.weights)
+
+    def _fit_selection(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> Combiner:
         """Members on a stratified part of X (all of it if prefit), weights by selection on the rest."""
         if self.prefit:
             self.members_, val_x, val_y = list(self.estimators), X, codes
@@ -105,17 +97,19 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
             fit_i, val_i = train_test_split(np.arange(len(X)), test_size=self.val_fraction, stratify=codes, random_state=self.seed)
             self.members_ = self._fitted([X[i] for i in fit_i], y[fit_i])
             val_x, val_y = [X[i] for i in val_i], codes[val_i]
-        self.weights_ = greedy_selection(self._member_probs(self.members_, val_x), val_y, self.rounds)
+        return Selection(rounds=self.rounds).fit(self._member_probs(self.members_, val_x), val_y)
 
-    def _fit_stacking(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> None:
+    def _fit_stacking(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> Combiner:
         """Out-of-fold probabilities from clones fitted on k-1 folds; the meta-learner on those."""
+        check_stacking(self.folds, len(self.estimators))
         meta = meta_learner(self.meta, self.meta_params)
         frame = pd.DataFrame({"x": pd.Series(X, dtype=object), "label": codes})
         oof = np.stack([out_of_fold(frame, self.folds, self.seed, self._fold_fitter(est), len(self.classes_))
                         for _, est in self.estimators])
-        self.meta_ = meta.fit(np.concatenate(list(oof), axis=1), codes)
+        combiner = Stacking(meta=meta).fit(oof, codes)
+        self.meta_ = combiner.meta
         self.members_ = self._fitted(X, y)
-        self.weights_ = normalised_weights(None, len(self.members_))
+        return combiner
 
     def _fold_fitter(self, estimator: Any) -> Any:
         def fit_predict(fold: int, part: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
@@ -124,14 +118,14 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
 
         return fit_predict
 
-    def _fit_bagging(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> None:
+    def _fit_bagging(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> Combiner:
         """Each member on its own bootstrap sample (or subset); the out-of-bag accuracy as oob_score_."""
         bags = bag_rows(len(X), len(self.estimators), self.bootstrap, self.max_samples, self.seed)
         self.members_ = [(n, clone(e).fit([X[i] for i in bag], y[bag])) for (n, e), bag in zip(self.estimators, bags, strict=True)]
         oob = [(rows, self._member_probs([member], [X[i] for i in rows])[0])
                for member, rows in zip(self.members_, out_of_bag(bags, len(X)), strict=True) if len(rows)]
         self.oob_score_ = oob_estimate(oob, codes, len(self.classes_))["oob_accuracy"]
-        self.weights_ = normalised_weights(None, len(self.members_))
+        return COMBINERS.build("soft")
 
 
 def _rows(X: Any) -> list[Any]:

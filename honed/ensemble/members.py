@@ -1,6 +1,6 @@
 """Ensemble members: each one is its own honed recipe (base recipe + overrides), a prefit model
 folder, or a trial of a `honed tune` study; trained by `honed.fit` on splits shared by all members,
-then asked for class probabilities through its own tokenizer/transforms (honed.predict)."""
+then asked for class probabilities as a Predictor (honed.inference), through its own tokenizer/transforms."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 
 from honed.ensemble.spec import EnsembleSpec, MemberSpec
 from honed.errors import HonedError
+from honed.inference import load_predictor, model_folder
 from honed.progress import console
 from honed.recipe import Recipe, build_recipe, parse_override, read_yaml
 
@@ -31,18 +32,6 @@ class Member:
 
     name: str
     model_dir: Path
-
-
-def model_folder(path: str | Path, field: str) -> Path:
-    """A saved model folder from a model or run folder path; a missing one is a one-line error."""
-    path = Path(path)
-    if (path / "honed.json").is_file():
-        return path
-    if (path / "model" / "honed.json").is_file():
-        return path / "model"
-    if not path.exists():
-        raise HonedError(f"{field}: model folder '{path}' not found; train it first or fix the path")
-    raise HonedError(f"{field}: '{path}' is not a model saved by honed (no honed.json); use RUN_DIR/model")
 
 
 def expand_members(spec: EnsembleSpec) -> list[MemberSpec]:
@@ -103,11 +92,11 @@ def _pair(frame: pd.DataFrame) -> tuple[list[Any], list[str]]:
 def fit_member(recipe: Recipe, data: dict[str, Any], overwrite: bool, quiet: bool, keep_checkpoints: bool = False,
                threads: int | None = None) -> Path:
     """Train one member (also the worker of a process pool) and return its model folder."""
-    import honed
+    from honed.fit import fit
 
     if threads:
         torch.set_num_threads(threads)
-    run = honed.fit(recipe, data=data, overwrite=overwrite, quiet=quiet)
+    run = fit(recipe, data=data, overwrite=overwrite, quiet=quiet)
     if not keep_checkpoints:
         shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
     return run.model_dir
@@ -139,18 +128,11 @@ def _context() -> Any:
 
 
 def member_probs(model_dir: Path, frame: pd.DataFrame, order: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Class probabilities of a saved model on a standard frame, columns in `order` (default: the
-    model's own label order)."""
-    from honed.models.build import load_model
-    from honed.predict import logits_for, model_inputs, saved_recipe
-
-    model, labels = load_model(model_dir)
-    recipe = saved_recipe(model_dir)
-    logits = logits_for(model, labels, recipe, model_inputs(frame, recipe))
-    probs = torch.softmax(logits.double(), dim=-1).numpy()
-    if order is None or tuple(order) == labels.names:
-        return probs, labels.names
-    return probs[:, [labels.names.index(n) for n in order]], tuple(order)
+    """Class probabilities of a saved model (or any saved Predictor) on a standard frame, columns in
+    `order` (default: the predictor's own label order)."""
+    predictor = load_predictor(model_dir)
+    order = predictor.labels if order is None else tuple(order)
+    return predictor.proba_in(frame, order), order
 
 
 def check_labels(names: dict[str, tuple[str, ...]]) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ Cross-fitting (Wolpert 1992; scikit-learn's StackingClassifier): every training 
 probabilities come from a copy of the member trained on the other k-1 folds, never from the member
 that saw the row, so the meta-learner learns how far to trust each member on unseen data. At
 predict time it is applied to the probabilities of the members trained on all training rows.
-The meta-learner is named by a short name or an import path (`sklearn.ensemble:RandomForestClassifier`).
+The meta-learner is named by a short name or an import path (`sklearn.ensemble:RandomForestClassifier`);
+the `stacking` combiner (honed/inference/combiners.py) fits and applies it.
 """
 
 from __future__ import annotations
@@ -75,18 +76,3 @@ def out_of_fold(train: pd.DataFrame, folds: int, seed: int, fit_predict: Callabl
         oof[held] = fit_predict(fold, train.iloc[fit_rows].reset_index(drop=True), train.iloc[held].reset_index(drop=True))
     return oof
 
-
-def features(probs: np.ndarray) -> np.ndarray:
-    """Meta-learner inputs from (members, rows, classes): each member's probabilities side by side."""
-    return np.concatenate(list(probs), axis=1)
-
-
-def fit_meta(meta: Any, oof: np.ndarray, y: np.ndarray) -> Any:
-    return meta.fit(features(oof), y)
-
-
-def meta_probs(meta: Any, probs: np.ndarray, classes: int) -> np.ndarray:
-    """The meta-learner's probabilities, one column per class even if it never saw a class."""
-    out = np.zeros((probs.shape[1], classes))
-    out[:, np.asarray(meta.classes_, dtype=int)] = meta.predict_proba(features(probs))
-    return out

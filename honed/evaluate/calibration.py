@@ -17,8 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from honed.errors import HonedError
+from honed.inference.calibration import CALIBRATION_FILE, load_temperature
 
-CALIBRATION_FILE = "calibration.json"
+__all__ = ["CALIBRATION_FILE", "apply_temperature", "calibration_summary", "fit_temperature", "load_temperature",
+           "save_calibration"]
+
 BINS = 15
 
 
@@ -93,14 +96,3 @@ def save_calibration(model_dir: str | Path, temperature: float, fitted_on: str, 
                     encoding="utf-8")
     return path
 
-
-def load_temperature(model_dir: str | Path) -> float:
-    """The saved temperature, or a one-line error when the model was saved without calibration."""
-    path = Path(model_dir) / CALIBRATION_FILE
-    if not path.is_file():
-        raise HonedError(f"--calibrated: model '{model_dir}' was saved without calibration (no {CALIBRATION_FILE}); "
-                         "train it with report.calibrate=true and a validation split, or drop --calibrated")
-    try:
-        return float(json.loads(path.read_text(encoding="utf-8"))["temperature"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise HonedError(f"--calibrated: '{path}' is not a valid calibration file; retrain or remove it") from exc

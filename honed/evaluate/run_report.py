@@ -1,5 +1,5 @@
 """The report for a run: after `train` (reusing its final logits), `honed report RUN_DIR`, and
-`honed evaluate MODEL DATA --report DIR`.
+and `honed evaluate MODEL DATA --report DIR` (honed/evaluate/saved.py).
 
 The analysed split is test when the run has one, else val; the temperature is fitted on val and
 saved as RUN_DIR/model/calibration.json (`report.calibrate`).
@@ -11,20 +11,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
 from honed.data.build import Tables
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
-from honed.evaluate.calibration import (
-    CALIBRATION_FILE,
-    fit_temperature,
-    load_temperature,
-    save_calibration,
-)
+from honed.evaluate.calibration import fit_temperature, save_calibration
 from honed.evaluate.report import build_report, write_report
+from honed.inference.calibration import saved_temperature
 from honed.recipe import Recipe
 from honed.rundir import LOG
 
@@ -102,7 +97,7 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
     from honed.data.build import load_tables
     from honed.data.preprocess import filter_tokens
     from honed.models.build import load_model
-    from honed.predict import logits_for
+    from honed.inference.logits import logits_for
     from honed.recipe import load_recipe
 
     run_dir = Path(run_dir)
@@ -119,26 +114,9 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
     frames = filter_tokens(tables.frames, recipe, model.preprocess, tables.notes)
     outputs = {split: (logits_for(model, labels, recipe, frame), torch.tensor(labels.encode(frame["label"])))
                for split, frame in frames.items() if split in ("val", "test") and len(frame)}
-    temperature = _saved_temperature(run_dir / "model")
+    temperature = saved_temperature(run_dir / "model")
     results = run_dir / "results.json"
     metrics = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
     report = report_from_outputs(recipe, labels, frames, outputs, read_history(run_dir), metrics, temperature, tables.notes)
     return write_report(out_dir or run_dir, report)[1]
 
-
-def _saved_temperature(model_dir: Path) -> float | None:
-    return load_temperature(model_dir) if (model_dir / CALIBRATION_FILE).is_file() else None
-
-
-def report_labelled(model_dir: Path, frame: pd.DataFrame, logits: torch.Tensor, labels: LabelMap, recipe: Recipe,
-                    out_dir: str | Path) -> Path:
-    """`honed evaluate MODEL DATA --report DIR`: the report of a saved model on labelled data; the
-    temperature saved with the model (if any) is measured, not refitted."""
-    y_true = np.asarray(labels.encode(frame["label"]))
-    report = build_report(labels=labels.names, y_true=y_true, probs=torch.softmax(logits.double(), dim=-1).numpy(), frame=frame,
-                          logits=logits.double().numpy(), temperature=_saved_temperature(model_dir), slices=recipe.report.slices,
-                          top_k=recipe.report.top_k, split="evaluate", title=f"honed report: {model_dir}",
-                          group_name=recipe.data.group_column)
-    if report["calibration"]["temperature"] is not None:
-        report["calibration"]["fitted_on"] = "val (saved with the model)"
-    return write_report(out_dir, report)[1]

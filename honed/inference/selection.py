@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from honed.metrics import probability_log_loss
+
 
 def score(probs: np.ndarray, y: np.ndarray, metric: str) -> tuple[float, float]:
     """(primary, tie-break), larger is better: accuracy then -log-loss, or -log-loss alone."""
-    nll = -float(np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0))))
+    nll = probability_log_loss(probs, y)
     if metric == "log_loss":
         return -nll, 0.0
     return float(np.mean(probs.argmax(axis=1) == y)), -nll

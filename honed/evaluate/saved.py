@@ -1,0 +1,52 @@
+"""`honed evaluate MODEL DATA`: scores of any saved Predictor (a model, an ensemble) on labelled
+data, and with `report_dir` its error-analysis report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from honed.evaluate.report import build_report, write_report
+from honed.inference import Predictor, load_predictor
+from honed.inference.calibration import scale_probs
+from honed.inference.frames import labelled_frame
+from honed.metrics import classification_metrics
+
+
+def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None, calibrated: bool = False,
+                   report_dir: str | Path | None = None) -> dict[str, float]:
+    """Loss, accuracy and macro-F1 of a saved model or ensemble on labelled data; `calibrated` applies
+    the saved temperature (the loss changes, the predictions do not); `report_dir` also writes
+    report.json/.html there."""
+    return evaluate_predictor(load_predictor(model_dir, overrides), source, calibrated, report_dir)
+
+
+def evaluate_predictor(predictor: Predictor, source: Any, calibrated: bool = False,
+                       report_dir: str | Path | None = None) -> dict[str, float]:
+    """evaluate_saved for a predictor already loaded (pruning scores one before and after)."""
+    temperature = predictor.require_temperature() if calibrated else None
+    frame = labelled_frame(source, predictor.recipe, predictor.labels, with_slices=report_dir is not None)
+    probs = predictor.predict_proba(frame)
+    y = np.asarray([predictor.labels.index(v) for v in frame["label"]])
+    if report_dir is not None:
+        report_labelled(predictor, frame, probs, y, report_dir)
+    scored = probs if temperature is None else scale_probs(probs, temperature)
+    logits = torch.log(torch.from_numpy(scored).clamp_min(1e-12))
+    return classification_metrics(logits, torch.from_numpy(y))
+
+
+def report_labelled(predictor: Predictor, frame: pd.DataFrame, probs: np.ndarray, y: np.ndarray,
+                    out_dir: str | Path) -> Path:
+    """The report of a predictor on labelled rows; a temperature saved with it is measured, not refitted."""
+    recipe = predictor.recipe
+    report = build_report(labels=list(predictor.labels), y_true=y, probs=probs, frame=frame,
+                          temperature=predictor.saved_temperature(), slices=recipe.report.slices,
+                          top_k=recipe.report.top_k, split="evaluate", title=f"honed report: {predictor.describe()}",
+                          group_name=recipe.data.group_column)
+    if report["calibration"]["temperature"] is not None:
+        report["calibration"]["fitted_on"] = "val (saved with the model)"
+    return write_report(out_dir, report)[1]

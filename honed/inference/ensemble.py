@@ -1,0 +1,121 @@
+"""A saved ensemble as a Predictor: its members are Predictors themselves, combined by a
+registered combiner (honed/inference/combiners.py). `honed ensemble` writes the folder
+(honed/ensemble/saved.py); this module reads it.
+
+    ENSEMBLE_DIR/
+      ensemble.json      format, combine rule, labels, members (name, folder, weight), build info
+      meta.json          stacking with logistic regression: its coefficients as plain JSON
+      meta.joblib        stacking with any other scikit-learn classifier (a pickle: load trusted folders only)
+      members/NAME/      member run folders (model/ inside); prefit members are referenced by path
+
+Member paths inside the folder are stored relative to it, so the folder can be moved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from honed.errors import HonedError
+from honed.inference.base import Predictor, load_predictor
+from honed.inference.combiners import COMBINERS, Combiner
+from honed.inference.frames import saved_recipe
+from honed.recipe import Recipe
+
+ENSEMBLE_FILE = "ensemble.json"
+FORMAT = "honed-ensemble/1"
+META_JSON = "meta.json"
+
+
+class EnsemblePredictor(Predictor):
+    """Members (name, predictor, weight) and the combiner of their probabilities."""
+
+    def __init__(self, folder: Path, labels: tuple[str, ...], members: list[tuple[str, Predictor, float]],
+                 combiner: Combiner, recipe: Recipe, info: dict[str, Any] | None = None) -> None:
+        self.folder, self.labels, self.members, self.combiner = folder, labels, members, combiner
+        self.recipe, self.info = recipe, dict(info or {})
+
+    @property
+    def combine(self) -> str:
+        """The combine rule recorded in ensemble.json (soft, hard or stacking)."""
+        return self.combiner.rule
+
+    @property
+    def meta(self) -> Any:
+        """Stacking's fitted meta-learner (None for voting)."""
+        return self.combiner.meta
+
+    @classmethod
+    def claims(cls, folder: Path) -> bool:
+        return (folder / ENSEMBLE_FILE).is_file()
+
+    @classmethod
+    def load(cls, folder: Path, overrides: dict[str, Any] | None = None) -> EnsemblePredictor:
+        doc = _read(folder)
+        members = []
+        for entry in doc["members"]:
+            where = Path(entry["path"]) if Path(entry["path"]).is_absolute() else folder / entry["path"]
+            member = load_predictor(where, field=f"ensemble '{folder}' member '{entry['name']}'")
+            members.append((entry["name"], member, entry["weight"]))
+        meta = _load_meta(folder, doc["meta"]) if doc.get("meta") else None
+        if doc["combine"] not in COMBINERS:  # a registered rule only: the file never names code to import
+            raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} names combine rule {doc['combine']!r}; "
+                             f"expected one of {', '.join(COMBINERS.names())}")
+        combiner = COMBINERS.build(doc["combine"], weights=[m[2] for m in members], meta=meta)
+        recipe = saved_recipe(members[0][1].folder, overrides)  # how inputs are read: as the first member reads them
+        info = {k: v for k, v in doc.items() if k not in ("format", "combine", "labels", "members", "meta")}
+        return cls(folder, tuple(doc["labels"]), members, combiner, recipe, info)
+
+    def member_probs(self, frame: pd.DataFrame) -> np.ndarray:
+        """(members, rows, classes): every member's probabilities in the ensemble's class order."""
+        return np.stack([member.proba_in(frame, self.labels) for _, member, _ in self.members])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.combiner(self.member_probs(frame))
+
+    def require_temperature(self) -> float:
+        raise HonedError(f"--calibrated: '{self.folder}' is an ensemble, which has no saved temperature; drop --calibrated")
+
+    def describe(self) -> str:
+        return f"ensemble {self.folder}"
+
+
+def load_ensemble(folder: str | Path) -> EnsemblePredictor:
+    """The ensemble saved in `folder`; a folder without ensemble.json is a one-line error."""
+    folder = Path(folder)
+    if not EnsemblePredictor.claims(folder):
+        raise HonedError(f"ensemble '{folder}': no {ENSEMBLE_FILE}; build one with `honed ensemble RECIPE`")
+    return EnsemblePredictor.load(folder)
+
+
+def _read(folder: Path) -> dict[str, Any]:
+    """ensemble.json, checked: valid JSON in the format this version reads."""
+    try:
+        doc = json.loads((folder / ENSEMBLE_FILE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is not valid JSON ({exc}); "
+                         "rebuild it with `honed ensemble RECIPE`") from None
+    found = doc.get("format") if isinstance(doc, dict) else None
+    if found != FORMAT:
+        raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is format {found!r}, expected {FORMAT}")
+    return doc
+
+
+def _load_meta(folder: Path, entry: dict[str, Any]) -> Any:
+    """Stacking's meta-learner: logistic regression from plain JSON, anything else from joblib."""
+    if entry["file"] == META_JSON:
+        from sklearn.linear_model import LogisticRegression
+
+        state = json.loads((folder / META_JSON).read_text(encoding="utf-8"))
+        meta = LogisticRegression(**state["params"])
+        meta.coef_, meta.intercept_ = np.asarray(state["coef"]), np.asarray(state["intercept"])
+        meta.classes_ = np.asarray(state["classes"])
+        meta.n_features_in_ = meta.coef_.shape[1]
+        return meta
+    import joblib
+
+    return joblib.load(folder / entry["file"])
