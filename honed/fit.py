@@ -25,6 +25,7 @@ from honed.models.build import build_model, save_model
 from honed.recipe import Recipe, load_recipe
 from honed.rundir import LOG, check_run_dir, close_log, open_run_dir
 from honed.techniques import build_techniques
+from honed.techniques.trackers import Trackers
 from honed.train import checkpoint
 from honed.train.events import Hooks
 from honed.train.feature_cache import check_cacheable, swap_in
@@ -77,11 +78,13 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     recipe = load_recipe(recipe, {**(overrides or {}), **normalise_overrides(kwargs)})
     run_dir = recipe.run_dir()
     check_run_dir(run_dir, overwrite, resume)
-    hooks = Hooks(build_techniques(recipe.techniques), list(callbacks or ()))
+    trackers = recipe.log.chosen()
+    hooks = Hooks(build_techniques(recipe.techniques), [*(callbacks or ()), *([Trackers(trackers, recipe.name)] if trackers else [])])
+    hooks.provide(load_predictor=teacher_loader)
     acc = Accelerator(
         cpu=recipe.train.cpu, mixed_precision=_precision(recipe.train.precision),
         gradient_accumulation_steps=recipe.train.grad_accum_steps,
-        log_with="tensorboard" if recipe.log.tensorboard else None, project_dir=str(run_dir),
+        log_with=trackers or None, project_dir=str(run_dir),
         # a parameter frozen now or later sends no gradient; DDP must not wait for it
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=hooks.changes_trainable)],
     )
@@ -105,6 +108,17 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
         return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)
     finally:
         close_log()
+
+
+def teacher_loader(folder: str, field: str) -> Any:
+    """A saved model, run or ensemble folder as a Predictor, for techniques that use one (distillation's
+    teacher); errors name the recipe field."""
+    from honed.inference import load_predictor
+
+    try:
+        return load_predictor(folder)
+    except HonedError as exc:
+        raise HonedError(f"{field}: {exc}") from None
 
 
 def plan_steps(recipe: Recipe, train_rows: int, processes: int) -> tuple[int, int]:
@@ -145,8 +159,6 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     state.optimizer = acc.prepare(build_optimizer(acc.unwrap_model(model), recipe.optim, order))
     if saved:
         state.optimizer.load_state_dict(saved["optimizer"])
-    if recipe.log.tensorboard:
-        acc.init_trackers("tensorboard")
     show = not quiet and acc.is_main_process
     train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
     outputs: dict[str, Any] = {}
@@ -158,8 +170,6 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
         report_after_fit(recipe, run_dir, tables, outputs, metrics, _history(run_dir))
     LOG.info("final %s", json.dumps(metrics))
     acc.wait_for_everyone()
-    if recipe.log.tensorboard:
-        acc.end_training()
     return Run(recipe, run_dir, metrics, unwrapped, tables.labels, _history(run_dir))
 
 

@@ -197,7 +197,15 @@ class TrainSpec(Section):
 
 
 class LogSpec(Section):
+    """Experiment trackers (accelerate's): each logs the recipe as parameters and every epoch's
+    metrics. `tensorboard: true` is the older spelling of `trackers: [tensorboard]`."""
+
     tensorboard: bool = False
+    trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = []
+
+    def chosen(self) -> list[str]:
+        """The trackers to start, each once, in the order given."""
+        return list(dict.fromkeys([*self.trackers, *(["tensorboard"] if self.tensorboard else [])]))
 
 
 class ReportSpec(Section):

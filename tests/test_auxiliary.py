@@ -140,13 +140,17 @@ def test_aux_label_column_missing_fails_in_one_line(tiny_bert: str, text_csv: Pa
     assert not (tmp_path / "run").exists()
 
 
-def test_aux_label_refuses_augmented_rows(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Targets are found by each row's content, which augmentation changes: refused, not silently lost."""
-    path = tmp_path / "r.yaml"
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[{"name": "aux_label", "column": "label"}])
-    recipe["augment"] = {"text": [{"name": "word_dropout", "p": 0.1}]}
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    assert main(["train", str(path), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "aux_label finds each batch row's target by its content" in err, err
-    assert not (tmp_path / "run").exists()
+def test_aux_label_targets_follow_augmented_rows(tiny_bert: str, tmp_path: Path) -> None:
+    """Targets are looked up by each row's index, so augmented rows keep their own target."""
+    frame = text_rows(40)
+    frame["genre"] = ["g_" + label for label in frame["label"]]
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    SEEN.clear()
+    techniques = [{"name": "tests.test_auxiliary:RecordingAuxLabel", "column": "genre"}]
+    recipe = tiny_recipe(tiny_bert, tmp_path / "reviews.csv", tmp_path / "run", techniques=techniques,
+                         augment={"text": [{"name": "word_dropout", "p": 0.3}]})
+    run = honed.fit(recipe, quiet=True)
+    classes = {0: "g_neg", 1: "g_pos"}
+    pairs = [(t, y) for targets, labels in SEEN for t, y in zip(targets, labels, strict=True)]
+    assert len(pairs) == run.metrics["steps"] * 8
+    assert all(classes[t] == "g_" + ("neg", "pos")[y] for t, y in pairs), "each augmented row keeps its own genre"

@@ -28,13 +28,6 @@ def test_loss_is_the_weighted_sum_of_soft_kl_and_hard_loss() -> None:
     assert float(distillation_loss(student, teacher, hard, t, 0.3)) == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_row_keys_ignore_padding() -> None:
-    a = {"input_ids": torch.tensor([[101, 7, 102, 0, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 0, 0]])}
-    b = {"input_ids": torch.tensor([[101, 7, 102]]), "attention_mask": torch.tensor([[1, 1, 1]])}
-    assert row_keys(a) == row_keys(b)
-    assert row_keys({"pixel_values": torch.ones(2, 3, 4, 4)})[0] == row_keys({"pixel_values": torch.ones(1, 3, 4, 4)})[0]
-
-
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="alpha"):
         Distill("x", alpha=1.5)
@@ -57,32 +50,64 @@ def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path)
 
     tok = AutoTokenizer.from_pretrained(tiny_bert)
     seen: list[int] = []
-    original = distill.Distill.on_batch_start
+    original = distill.Distill.batch_teacher
 
-    def spy(self: distill.Distill, state: object) -> None:
-        original(self, state)
-        seen.extend(self._batch_probs.shape[:1])  # type: ignore[union-attr]
-        assert self._batch_probs.shape[1] == 2  # type: ignore[union-attr]
-        rows = [self._cache[k] for k in row_keys(state.batch)]  # type: ignore[attr-defined]
+    def spy(self: distill.Distill, state: object) -> torch.Tensor:
+        probs = original(self, state)
+        seen.append(len(probs))
+        assert probs.shape[1] == 2
+        rows = state.batch_index.tolist()  # type: ignore[attr-defined]
         frame = state.frames["train"]  # type: ignore[attr-defined]
-        names = list(state.labels)  # type: ignore[attr-defined]
-        assert [names.index(v) for v in frame["label"].iloc[rows]] == state.batch["labels"].tolist()  # type: ignore[attr-defined]
         assert [t.rsplit("#", 1)[1] for t in frame["x"].iloc[rows]] == [  # the very rows of the batch, by their text
             tok.decode(ids[mask.bool()][1:-1]).rsplit("#", 1)[1].strip() for ids, mask in
             zip(state.batch["input_ids"], state.batch["attention_mask"], strict=True)]  # type: ignore[attr-defined]
+        assert torch.equal(probs, self._probs[state.batch_index])  # type: ignore[attr-defined,index]
+        return probs
 
-    distill.Distill.on_batch_start = spy  # type: ignore[method-assign]
+    distill.Distill.batch_teacher = spy  # type: ignore[method-assign]
     try:
         student = tiny_recipe(tiny_bert, data, tmp_path / "student", report={"enabled": False},
                               techniques=[{"name": "distill", "teacher": str(tmp_path / "ens"), "temperature": 2, "alpha": 0.7}])
         run = honed.fit(student, quiet=True)
     finally:
-        distill.Distill.on_batch_start = original  # type: ignore[method-assign]
+        distill.Distill.batch_teacher = original  # type: ignore[method-assign]
     assert sum(seen) == 2 * 36 and run.metrics["val_accuracy"] >= 0  # every training row found its teacher row, both epochs
     bad = dict(student, output_dir=str(tmp_path / "bad"), augment={"text": [{"name": "word_dropout", "p": 0.1}]})
-    with pytest.raises(HonedError, match="distill caches the teacher's probabilities per training row"):
+    with pytest.raises(HonedError, match="an ensemble teacher .* cannot do"):
         honed.fit(bad, quiet=True)
     missing = dict(student, output_dir=str(tmp_path / "bad"), techniques=[{"name": "distill", "teacher": str(tmp_path / "none")}])
-    with pytest.raises(HonedError, match="distill.teacher: model folder .* not found"):
+    with pytest.raises(HonedError, match="distill.teacher: .*not found"):
         honed.fit(missing, quiet=True)
     assert not (tmp_path / "bad").exists()
+
+
+def test_augmented_student_gets_live_teacher_probabilities(tiny_bert: str, tmp_path: Path) -> None:
+    """With augmented rows the teacher scores the very tensors the student sees, batch by batch."""
+    import honed
+    from honed.inference import load_predictor
+    from honed.techniques import distill
+
+    data = tmp_path / "reviews.csv"
+    text_rows(60).to_csv(data, index=False)
+    teacher = honed.fit(tiny_recipe(tiny_bert, data, tmp_path / "teacher", report={"enabled": False}), quiet=True)
+    model = load_predictor(teacher.run_dir).model  # type: ignore[attr-defined]
+    checked: list[int] = []
+    original = distill.Distill.batch_teacher
+
+    def spy(self: distill.Distill, state: object) -> torch.Tensor:
+        probs = original(self, state)
+        with torch.no_grad():
+            expected = torch.softmax(model.eval()(**state.batch).float(), dim=-1)  # type: ignore[attr-defined]
+        assert torch.allclose(probs, expected, atol=1e-5)
+        checked.append(len(probs))
+        return probs
+
+    distill.Distill.batch_teacher = spy  # type: ignore[method-assign]
+    try:
+        student = tiny_recipe(tiny_bert, data, tmp_path / "student", report={"enabled": False}, seed=3,
+                              augment={"text": [{"name": "word_dropout", "p": 0.3}]},
+                              techniques=[{"name": "distill", "teacher": str(teacher.run_dir), "alpha": 0.5}])
+        honed.fit(student, quiet=True)
+    finally:
+        distill.Distill.batch_teacher = original  # type: ignore[method-assign]
+    assert sum(checked) == 2 * 36

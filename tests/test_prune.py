@@ -14,7 +14,7 @@ from torch import nn
 import honed
 from honed.cli import main
 from honed.models.build import load_model
-from honed.prune.masks import compute_masks, global_sparsity, layer_sparsity, prunable
+from honed.models.masks import compute_masks, global_sparsity, layer_sparsity, prunable
 from honed.techniques.prune import cubic_sparsity
 from tests.conftest import tiny_recipe
 from tests.test_regularisation import _image_recipe

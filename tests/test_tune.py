@@ -107,7 +107,7 @@ def test_a_completed_trials_saved_recipes_run_outside_the_study(tiny_bert: str, 
     for path in (tmp_path / "p/trials/trial-0/recipe.yaml", tmp_path / "p/trials/trial-0/model/recipe.yaml"):
         tree = yaml.safe_load(path.read_text())
         assert all(t["name"] != "optuna_pruning" for t in tree.get("techniques") or []), path
-        honed.load_recipe(tree)  # optuna_pruning would refuse to load outside `honed tune`
+        honed.load_recipe(tree)  # the pruning callback is run-time only: it never enters a saved recipe
 
 
 def test_search_settings_that_contradict_or_overshoot_are_refused(tiny_bert: str, data: Path, tmp_path: Path) -> None:

@@ -73,4 +73,4 @@ class ImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"pixel_values": self.transform(open_image(self.items[i])), "labels": self.labels[i]}
+        return {"pixel_values": self.transform(open_image(self.items[i])), "labels": self.labels[i], "index": i}

@@ -174,21 +174,22 @@ def train_image_stats(frame: pd.DataFrame, size: int, sample: int = 1000, seed: 
     return tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), 1e-3), 6) for v in std)
 
 
+# The model-kind capability `data.image_stats: train` needs (declared here, where it is used: data may not
+# import models; honed.models.kinds re-exports it with the other capabilities).
+TRAIN_IMAGE_STATS = "train_image_stats"
+
+
 def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recipe, notes: list[str] | None = None) -> None:
     """With `data.image_stats: train`, normalise with the training data's statistics instead of the
     backbone's, and record them where the saved model keeps its normalisation (so predict uses them)."""
     if recipe.data.kind != "image" or recipe.data.image_stats == "backbone":
         return
-    if getattr(model, "source", "") == "fusion":
-        raise HonedError("data.image_stats=train: not supported for fusion models; use data.image_stats=backbone")
+    if not model.kind.supports(TRAIN_IMAGE_STATS):
+        raise HonedError(f"data.image_stats=train: not supported for {model.kind.name} models; "
+                         "use data.image_stats=backbone")
     mean, std = train_image_stats(frames["train"], recipe.data.image_size, seed=recipe.seed)
     (notes.append if notes is not None else LOG.info)(f"image statistics from the training data: mean {mean} std {std}")
-    model.preprocess = (mean, std)
-    if "mean" in getattr(model, "meta", {}):  # torchvision/timm: honed.json
-        model.meta.update(mean=list(mean), std=list(std))
-    processor = getattr(model, "processor", None)
-    if processor is not None and hasattr(processor, "image_mean"):  # Hugging Face: preprocessor_config.json
-        processor.image_mean, processor.image_std = list(mean), list(std)
+    model.kind.set_image_stats(model, mean, std)  # also where the saved model keeps them (honed.json, processor)
 
 
 def finish_preprocess(frames: dict[str, pd.DataFrame], recipe: Recipe, model: Any, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:

@@ -41,7 +41,7 @@ def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_leng
 
 
 class TextDataset(Dataset):
-    """Rows of token ids plus an integer label (-1 when unlabelled)."""
+    """Rows of token ids plus an integer label (-1 when unlabelled) and the row's index."""
 
     def __init__(self, columns: dict[str, list[list[int]]], labels: list[int]) -> None:
         self.columns = columns
@@ -53,6 +53,7 @@ class TextDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = {k: v[i] for k, v in self.columns.items()}
         row["labels"] = self.labels[i]
+        row["index"] = i
         return row
 
 
@@ -67,7 +68,7 @@ class PadCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {}
         for key in rows[0]:
-            if key == "labels":
+            if key in ("labels", "index"):
                 batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.long)
                 continue
             width = max(len(r[key]) for r in rows)

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from honed.data.batches import inputs_of
+
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,8 +21,8 @@ def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: A
     bar = bars.add_task(name, total=len(loader), info="") if bars is not None else None
     all_logits, all_labels = [], []
     for batch in loader:
-        labels = batch.pop("labels")
-        logits = model(**batch)
+        labels = batch["labels"]
+        logits = model(**inputs_of(batch))
         logits, labels = acc.gather_for_metrics((logits.float(), labels))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())

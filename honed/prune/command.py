@@ -3,14 +3,14 @@ fine-tuning, and report sparsity, parameter counts, size, latency and test accur
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from honed.errors import HonedError
-from honed.prune.masks import SCOPES, check_sparsity, compute_masks
+from honed.models.kinds import RECOVERY_FINETUNE
+from honed.models.masks import SCOPES, check_sparsity, compute_masks
 from honed.prune.report import (
     cpu_latency_ms,
     param_counts,
@@ -24,33 +24,10 @@ from honed.rundir import LOG
 MB = 1024 * 1024
 
 
-def add_prune_parser(verbs: Any) -> None:
-    p = verbs.add_parser(
-        "prune", help="prune a saved model (magnitude or structured), optionally recover, report size/latency/accuracy",
-        description="Zero the smallest weights of a saved model (global or per-layer L1 magnitude over every Linear/Conv "
-                    "weight), or remove whole FFN neurons (BERT-like) / zero whole conv channels (CNNs); save the pruned "
-                    "model to OUTPUT/model, optionally fine-tune it N epochs with the masks held (OUTPUT/recover), and "
-                    "write OUTPUT/prune.json: sparsity, parameters, size on disk, CPU latency, test accuracy before/after.")
-    p.add_argument("model", help="a saved model folder (RUN_DIR/model)")
-    p.add_argument("--sparsity", type=float, default=0.5, help="fraction of weights (or FFN neurons/channels) to prune, in [0, 1)")
-    p.add_argument("--scope", choices=SCOPES, default="global", help="global: one threshold over all layers; layer: each layer alike")
-    p.add_argument("--structured", choices=tuple(STRUCTURED), default=None,
-                   help="ffn: remove FFN neurons (transformers); channels: zero conv output channels (CNNs)")
-    p.add_argument("--recover-epochs", type=int, default=0, help="fine-tune the pruned model this many epochs (masks kept)")
-    p.add_argument("-o", "--output", default=None, help="output folder (default: MODEL_DIR/../pruned-SPARSITY)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or table")
-
-
-def cmd_prune(args: argparse.Namespace) -> None:
-    prune(args.model, args.sparsity, scope=args.scope, structured=args.structured, recover_epochs=args.recover_epochs,
-          output=args.output, overwrite=args.overwrite, quiet=args.quiet)
-
-
 def _test_pair(model_dir: Path) -> tuple[list[Any], list[Any]]:
     """The saved recipe's test split (val when it has none) as an (X, y) pair."""
     from honed.data.build import load_tables
-    from honed.predict import saved_recipe
+    from honed.inference import saved_recipe
 
     frames = load_tables(saved_recipe(model_dir)).frames
     frame = frames["test"] if len(frames.get("test", ())) else frames["val"]
@@ -62,22 +39,22 @@ def _test_pair(model_dir: Path) -> tuple[list[Any], list[Any]]:
 def _measure(model_dir: Path, pair: tuple[list[Any], list[Any]]) -> dict[str, Any]:
     import pandas as pd
 
-    from honed.models.build import load_model
-    from honed.predict import evaluate_saved, saved_recipe
+    from honed.evaluate.saved import evaluate_predictor
+    from honed.inference import ModelPredictor
 
-    model, labels = load_model(model_dir)
+    predictor = ModelPredictor.load(model_dir)  # pruning acts on a model's weights, so a model is what it scores
     size = size_on_disk(model_dir)
     frame = pd.DataFrame({"x": pair[0], "label": pair[1]})
-    return {"test_accuracy": evaluate_saved(model_dir, pair)["accuracy"], **sparsity_report(model),
+    return {"test_accuracy": evaluate_predictor(predictor, pair)["accuracy"], **sparsity_report(predictor.model),
             "weights_mb": size["weights_bytes"] / MB, "weights_gzip_mb": size["weights_gzip_bytes"] / MB, **size,
-            "latency_ms": cpu_latency_ms(model, labels, saved_recipe(model_dir), frame)}
+            "latency_ms": cpu_latency_ms(predictor, frame)}
 
 
 def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", structured: str | None = None,
           recover_epochs: int = 0, output: str | Path | None = None, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Prune the saved model in `model` and return (and write to OUTPUT/prune.json) the before/after report."""
+    from honed.inference import saved_recipe
     from honed.models.build import load_model, save_model
-    from honed.predict import saved_recipe
 
     model_dir = Path(model)
     if not model_dir.is_dir():
@@ -97,8 +74,9 @@ def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", st
         raise HonedError(f"-o {out}: the output would hold or sit inside the model folder '{model_dir}'; choose another folder")
     net, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir)
-    if recover_epochs and net.source != "huggingface":
-        raise HonedError(f"--recover-epochs: recovery fine-tuning supports Hugging Face models only, not {net.source}; "
+    if recover_epochs and not net.kind.supports(RECOVERY_FINETUNE):
+        raise HonedError("--recover-epochs: recovery fine-tuning supports Hugging Face models only, "
+                         f"not {net.kind.name}; "
                          "prune without it and fine-tune the pruned weights yourself")
     if structured:
         details = STRUCTURED[structured](net, sparsity)  # checks the model kind before anything is written
@@ -123,18 +101,21 @@ def _recover(out: Path, recipe: Any, sparsity: float, scope: str, structured: st
              pair: tuple[list[Any], list[Any]]) -> dict[str, Any]:
     """Fine-tune the pruned model `epochs` epochs; unstructured masks are held by the `prune` technique
     (target reached at step 0, so it re-derives exactly the zeros the one-shot pruning made)."""
-    import honed
+    from honed.fit import fit
 
     overrides: dict[str, Any] = {"output_dir": str(out / "recover"), "train.epochs": epochs, "model.keep_layers": None,
                                  "model.name": str(out / "model")}
-    averaging = {"ema", "swa"}  # averaged weights would refill the zeros the masks hold (the prune technique refuses them)
-    techniques = [t.model_dump() for t in recipe.techniques if t.name not in averaging | {"prune"}]
-    skipped = sorted({t.name for t in recipe.techniques} & averaging)
+    from honed.techniques import flagged
+
+    # averaged weights would refill the zeros the masks hold; an earlier pruning schedule is replaced by this one
+    dropped = set(flagged(recipe, "swaps_weights_for_eval")) | set(flagged(recipe, "keeps_weights_sparse"))
+    techniques = [t.model_dump() for t in recipe.techniques if t.name not in dropped]
+    skipped = sorted(set(flagged(recipe, "swaps_weights_for_eval")))
     if skipped:
         LOG.info("recovery fine-tuning runs without %s (weight averaging would undo the pruning)", ", ".join(skipped))
     if structured is None:
         techniques.append({"name": "prune", "sparsity": sparsity, "scope": scope, "start": 0.0, "end": 0.0})
     overrides["techniques"] = techniques
-    run = honed.fit(recipe.model_dump(mode="json"), quiet=quiet, **overrides)
+    run = fit(recipe.model_dump(mode="json"), quiet=quiet, **overrides)
     return {"run_dir": str(run.run_dir), "epochs": epochs, "test_accuracy": _measure(run.model_dir, pair)["test_accuracy"],
             **sparsity_report(run.model), **param_counts(run.model)}

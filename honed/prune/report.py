@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from honed.prune.masks import global_sparsity, layer_sparsity, prunable
+from honed.models.masks import global_sparsity, layer_sparsity, prunable
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
 
@@ -31,18 +31,15 @@ def size_on_disk(folder: Path) -> dict[str, int]:
             "weights_gzip_bytes": sum(len(gzip.compress(p.read_bytes(), compresslevel=6)) for p in weights)}
 
 
-def cpu_latency_ms(model: Any, labels: Any, recipe: Any, frame: pd.DataFrame, batch: int = 32, repeats: int = 3) -> float:
-    """Median milliseconds per example over `repeats` timed passes of one `batch`-row slice
-    (preprocessing included, as `honed predict` runs it), after one warm-up pass."""
-    from honed.predict import logits_for, model_inputs
-
-    rows = model_inputs(frame.head(batch).reset_index(drop=True), recipe)
-    model = model.cpu().eval()
-    logits_for(model, labels, recipe, rows)
+def cpu_latency_ms(predictor: Any, frame: pd.DataFrame, batch: int = 32, repeats: int = 3) -> float:
+    """Median milliseconds per example over `repeats` timed passes of a Predictor over one `batch`-row
+    slice (preprocessing included, as `honed predict` runs it), after one warm-up pass."""
+    rows = frame.head(batch).reset_index(drop=True)
+    predictor.predict_proba(rows)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        logits_for(model, labels, recipe, rows)
+        predictor.predict_proba(rows)
         times.append((time.perf_counter() - started) * 1000 / len(rows))
     return statistics.median(times)
 

@@ -21,9 +21,10 @@ from torch import nn
 
 from honed.errors import HonedError
 from honed.train import freezing
+from honed.train.events import Technique
 
 
-class AuxiliaryObjective:
+class AuxiliaryObjective(Technique):
     """Shared mechanics: weight schedule, private optimizer for the head, checkpoint state."""
 
     kind = ""

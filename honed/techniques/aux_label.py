@@ -8,16 +8,18 @@ import torch
 from torch import nn
 
 from honed.errors import HonedError
-from honed.techniques import TECHNIQUES
+from honed.techniques import TECHNIQUES, flagged
 from honed.techniques.aux_base import AuxiliaryObjective, head_linear
 
 
 class AuxLabel(AuxiliaryObjective):
     """A second classification target from a column of the training table (e.g. a genre next to
     the sentiment), predicted from the same pooled features the main head reads, captured in the
-    main forward pass (no extra pass). Rows with an empty value in the column are skipped."""
+    main forward pass (no extra pass). Rows with an empty value in the column are skipped. Each batch
+    row's target is looked up by its index in the training frame, so augmented rows keep theirs."""
 
     kind, field = "", "techniques: aux_label"
+    needs_row_index = True
 
     def __init__(self, column: str = "", weight: float = 0.3, decay: bool = False, lr_scale: float = 1.0) -> None:
         super().__init__(weight, decay, lr_scale)
@@ -29,9 +31,10 @@ class AuxLabel(AuxiliaryObjective):
         self._hook: Any = None
 
     def check(self, recipe: Any, model: Any) -> None:
-        from honed.techniques.distill import refuse_augmented
-
-        refuse_augmented(recipe, "aux_label", "finds each batch row's target by its content")
+        mixing = flagged(recipe, "mixes_batches")
+        if mixing:
+            raise HonedError(f"{self.field}: {mixing[0]} blends rows, but a row's auxiliary target is its own; "
+                             f"drop {mixing[0]} or aux_label")
         self._table(recipe)
         head_linear(model, self.field)
 
@@ -50,10 +53,6 @@ class AuxLabel(AuxiliaryObjective):
         return table
 
     def on_fit_start(self, state: Any) -> None:
-        from honed.data.build import make_collate, make_dataset
-        from honed.data.labels import LabelMap
-        from honed.techniques.distill import dataset_keys
-
         frame = state.frames["train"]
         values = self._table(state.recipe)[self.column].reindex(frame.index)
         present = values.notna() & (values.astype(str).str.strip() != "")
@@ -62,10 +61,7 @@ class AuxLabel(AuxiliaryObjective):
             raise HonedError(f"{self.field}.column: '{self.column}' has {len(self.classes)} distinct value(s) in the training rows; "
                              "an auxiliary target needs at least 2")
         index = {c: i for i, c in enumerate(self.classes)}
-        targets = [index[str(v)] if ok else -100 for v, ok in zip(values, present, strict=True)]
-        model = state.accelerator.unwrap_model(state.model)
-        dataset = make_dataset(frame, LabelMap(tuple(state.labels)), state.recipe, model.preprocess, train=True)
-        self._by_key = dict(zip(dataset_keys(dataset, make_collate(state.recipe, model.preprocess)), targets, strict=True))
+        self._by_row = torch.tensor([index[str(v)] if ok else -100 for v, ok in zip(values, present, strict=True)])
         super().on_fit_start(state)
         self._hook = self.head_module.register_forward_hook(self._capture)
 
@@ -78,10 +74,7 @@ class AuxLabel(AuxiliaryObjective):
         return nn.Linear(self.head_module.in_features, len(self.classes))
 
     def on_batch_start(self, state: Any) -> None:
-        from honed.techniques.distill import row_keys
-
-        targets = [self._by_key.get(key, -100) for key in row_keys(state.batch)]
-        self._targets = torch.tensor(targets, dtype=torch.long)
+        self._targets = self._by_row[state.batch_index.cpu()]
 
     def aux_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         assert self.head is not None and self._features is not None and self._targets is not None

@@ -5,31 +5,31 @@
 
 The loss becomes  alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * recipe loss on the hard
 labels, where p_T is the distribution softened by temperature T (the T^2 keeps the soft term's
-gradients on the scale of the hard one). The teacher is any saved model folder, run folder or
-ensemble folder (honed/ensemble/saved.py), with its own tokenizer/transforms; its probabilities are
-computed once per training row before training starts (`teacher_probs`).
+gradients on the scale of the hard one). The teacher is any saved model, run or ensemble folder,
+loaded as a Predictor by the inference layer (handed in by the fit as `load_predictor`: techniques
+sit below that layer and never ask what kind of folder they hold).
 
-Batches carry no row index, so each batch row is matched to its training row by content: the
-token ids (without padding) for text, the pixel tensor's bytes for images. That is exact for
-unaugmented rows, needs no change to datasets, collate or loop, and holds under any sampler,
-process count or resume; augmented data cannot be matched and is refused up front.
+Plain training rows: the teacher's probabilities are computed once per training row before training
+and each batch looks its rows up by `state.batch_index`. Augmented or mixed rows differ from the
+stored ones, so the teacher scores each such batch live, on the very tensors the student sees; that
+needs a single-model teacher that reads the same inputs (the same tokenizer, or the same image
+statistics), checked before the run folder exists.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from honed.errors import HonedError
-from honed.techniques import TECHNIQUES
+from honed.techniques import TECHNIQUES, flagged
+from honed.train.events import Technique
 
-MIXING = ("mixup", "cutmix")
+FIELD = "techniques: distill.teacher"
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, hard_loss: torch.Tensor,
@@ -41,58 +41,16 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
     return alpha * temperature**2 * kl + (1.0 - alpha) * hard_loss
 
 
-def teacher_probs(teacher: str | Path, frame: pd.DataFrame, labels: tuple[str, ...]) -> np.ndarray:
-    """The teacher's class probabilities on a standard frame, columns in the student's label order."""
-    from honed.ensemble.members import member_probs, model_folder, read_labels
-    from honed.ensemble.saved import is_ensemble, load_ensemble
-
-    field = "techniques: distill.teacher"
-    ensemble = load_ensemble(teacher) if is_ensemble(teacher) else None
-    folder = None if ensemble else model_folder(teacher, field)
-    names = ensemble.labels if ensemble else read_labels(folder)  # type: ignore[arg-type]
-    if set(names) != set(labels):
-        raise HonedError(f"{field}: the teacher '{teacher}' predicts ({', '.join(names)}) but the student trains on "
-                         f"({', '.join(labels)}); distil onto the same label set")
-    if ensemble:
-        return ensemble.predict_proba(frame)[:, [names.index(n) for n in labels]]
-    return member_probs(folder, frame, labels)[0]  # type: ignore[arg-type]
+def changes_rows(recipe: Any) -> bool:
+    """True when training rows reach the model changed from how they are stored."""
+    return bool(recipe.augment.text or recipe.augment.image or flagged(recipe, "mixes_batches"))
 
 
-def row_keys(batch: dict[str, torch.Tensor]) -> list[bytes]:
-    """One content key per batch row: unpadded token ids (every *input_ids key) or pixel bytes."""
-    if "pixel_values" in batch:
-        pixels = batch["pixel_values"].detach().float().cpu().contiguous().numpy()
-        return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in pixels]
-    keys = sorted(k for k in batch if k.endswith("input_ids"))
-    rows: list[list[bytes]] = [[] for _ in range(len(batch[keys[0]]))]
-    for key in keys:
-        ids, mask = batch[key].cpu(), batch.get(key[: -len("input_ids")] + "attention_mask")
-        for i in range(len(ids)):
-            kept = ids[i][mask[i].cpu().bool()] if mask is not None else ids[i]
-            rows[i].append(np.asarray(kept, dtype=np.int64).tobytes())
-    return [b"|".join(parts) for parts in rows]
-
-
-def dataset_keys(dataset: Any, collate: Any) -> list[bytes]:
-    """The same keys for every row of the (unaugmented) training dataset, via the loader's collate."""
-    keys: list[bytes] = []
-    for start in range(0, len(dataset), 64):
-        rows = [dataset[i] for i in range(start, min(start + 64, len(dataset)))]
-        batch = collate(rows) if collate is not None else {"pixel_values": torch.stack([r["pixel_values"] for r in rows])}
-        keys += row_keys(batch)
-    return keys
-
-
-def refuse_augmented(recipe: Any, name: str, why: str) -> None:
-    """Techniques that look batch rows up by content need the rows as stored: no augmentation, no mixing."""
-    mixing = [t.name for t in recipe.techniques if t.name in MIXING]
-    if recipe.augment.text or recipe.augment.image or mixing:
-        what = ", ".join(mixing) or "augment.text/augment.image"
-        raise HonedError(f"techniques: {name} {why} and needs unaugmented training data; remove {what} or drop {name}")
-
-
-class Distill:
+class Distill(Technique):
     """Adds the distillation term to the loss of every training batch."""
+
+    needs_row_index = True
+    uses = ("load_predictor",)  # provided by the fit (see Hooks.provide)
 
     def __init__(self, teacher: str, temperature: float = 2.0, alpha: float = 0.5) -> None:
         if not isinstance(teacher, str | Path) or not str(teacher):
@@ -102,43 +60,50 @@ class Distill:
         if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
         self.teacher, self.temperature, self.alpha = str(teacher), float(temperature), float(alpha)
-        self._cache: dict[bytes, int] = {}
+        self.load_predictor: Callable[[str, str], Any] | None = None
+        self._predictor: Any = None
+        self._live = False
         self._probs: torch.Tensor | None = None
-        self._batch_probs: torch.Tensor | None = None
+        self._columns: list[int] = []
 
     def check(self, recipe: Any, model: Any) -> None:
-        """A missing teacher or augmented training data fails before the run folder exists."""
-        from honed.ensemble.members import model_folder
-        from honed.ensemble.saved import is_ensemble
+        """A missing teacher, or live scoring the teacher cannot do, fails before the run folder exists
+        (another label set fails at fit start, when the data's labels are known)."""
+        if self.load_predictor is None:
+            raise HonedError("techniques: distill needs the fit to provide load_predictor; train it with honed.fit")
+        teacher = self.load_predictor(self.teacher, FIELD)
+        self._predictor, self._live = teacher, changes_rows(recipe)
+        if self._live and not callable(getattr(teacher, "batch_proba", None)):
+            raise HonedError(f"{FIELD}: augmented or mixed rows are scored live, batch by batch, which an ensemble teacher "
+                             f"('{self.teacher}') cannot do; distil from a single model or train without augment/mixing")
+        if self._live and not teacher.reads_like(model.preprocess):
+            raise HonedError(f"{FIELD}: augmented rows are scored live on the student's inputs, but the teacher "
+                             f"'{self.teacher}' reads other inputs (another tokenizer or image statistics); "
+                             "use a teacher with the student's preprocessing or train without augment/mixing")
 
-        if not is_ensemble(self.teacher):
-            model_folder(self.teacher, "techniques: distill.teacher")
-        refuse_augmented(recipe, "distill", "caches the teacher's probabilities per training row")
+    def _order(self, names: list[str], labels: list[str]) -> list[int]:
+        if set(names) != set(labels):
+            raise HonedError(f"{FIELD}: the teacher '{self.teacher}' predicts ({', '.join(names)}) but the student trains on "
+                             f"({', '.join(labels)}); distil onto the same label set")
+        return [names.index(n) for n in labels]
 
     def on_fit_start(self, state: Any) -> None:
-        from honed.data.build import make_collate, make_dataset
-        from honed.data.labels import LabelMap
+        if self._predictor is None:  # check() ran on another instance (e.g. a test builds its own)
+            self.check(state.recipe, state.accelerator.unwrap_model(state.model))
+        self._columns = self._order(list(self._predictor.labels), list(state.labels))
+        if not self._live:
+            probs = self._predictor.predict_proba(state.frames["train"].reset_index(drop=True))
+            self._probs = torch.as_tensor(probs[:, self._columns], dtype=torch.float32)
 
-        frame = state.frames["train"]
-        labels = tuple(state.labels)
-        probs = teacher_probs(self.teacher, frame.reset_index(drop=True), labels)
-        preprocess = state.accelerator.unwrap_model(state.model).preprocess
-        dataset = make_dataset(frame, LabelMap(labels), state.recipe, preprocess, train=True)
-        keys = dataset_keys(dataset, make_collate(state.recipe, preprocess))
-        self._cache = {key: i for i, key in enumerate(keys)}
-        self._probs = torch.as_tensor(probs, dtype=torch.float32)
-
-    def on_batch_start(self, state: Any) -> None:
-        assert self._probs is not None
-        try:
-            rows = [self._cache[key] for key in row_keys(state.batch)]
-        except KeyError as exc:
-            raise HonedError("techniques: distill met a training row it has no teacher probabilities for "
-                             "(augmented by a technique?); distil on unaugmented data") from exc
-        self._batch_probs = self._probs[rows]
+    def batch_teacher(self, state: Any) -> torch.Tensor:
+        """The teacher's probabilities for the rows of the current batch, in the student's class order."""
+        if self._live:
+            return self._predictor.batch_proba(state.batch)[:, self._columns].float()
+        assert self._probs is not None and state.batch_index is not None
+        return self._probs[state.batch_index.cpu()]
 
     def on_after_loss(self, state: Any) -> None:
-        teacher = self._batch_probs.to(state.logits.device)  # type: ignore[union-attr]
+        teacher = self.batch_teacher(state).to(state.logits.device)
         state.loss = distillation_loss(state.logits, teacher, state.loss, self.temperature, self.alpha)
 
 

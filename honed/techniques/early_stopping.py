@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from honed.train.events import StopTraining
+from honed.train.events import Technique, StopTraining
 from honed.techniques import TECHNIQUES
 
 
-class EarlyStopping:
+class EarlyStopping(Technique):
+    acts_on_head_only = True
     def __init__(self, patience: int = 2, min_delta: float = 0.0, metric: str | None = None, mode: str | None = None) -> None:
         if patience < 1:
             raise TypeError("patience must be >= 1")

@@ -14,15 +14,13 @@ from typing import Any
 import torch
 
 from honed.errors import HonedError
-from honed.techniques import TECHNIQUES
-
-AVERAGING = ("ema", "swa")
-
+from honed.techniques import TECHNIQUES, flagged
+from honed.train.events import Technique
 
 def check_one_average(recipe: Any) -> None:
-    """Two averaging techniques would both swap weights in for evaluation and restore them in the
-    wrong order (the hooks fire in recipe order for both events), so only one may run."""
-    names = [t.name for t in recipe.techniques if t.name in AVERAGING]
+    """Two techniques that swap other weights in for evaluation would nest (after-events fire in
+    reverse), but validation would then score only the inner one's weights: only one may run."""
+    names = flagged(recipe, "swaps_weights_for_eval")
     if len(names) > 1:
         raise HonedError(f"techniques: {' and '.join(names)} each swap averaged weights in for evaluation; keep only one")
 
@@ -40,8 +38,10 @@ def copy_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
         live[name].copy_(tensor)
 
 
-class EMA:
+class EMA(Technique):
     """float32 copies of the weights and buffers, moved after each step and swapped in for evaluation."""
+    swaps_weights_for_eval = True
+    acts_on_head_only = True
 
     def __init__(self, decay: float = 0.999, warmup: bool = True) -> None:
         if not 0.0 <= decay < 1.0:

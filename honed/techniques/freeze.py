@@ -8,10 +8,12 @@ from typing import Any
 
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 from honed.train import freezing
 
 
-class Freeze:
+class Freeze(Technique):
+    acts_on_head_only = True
     changes_trainable = True
 
     def __init__(self, groups: list[str] | None = None, patterns: list[str] | None = None,

@@ -13,10 +13,11 @@ from typing import Any
 from honed.errors import HonedError
 from honed.models.base import depth_levels
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 from honed.train import freezing
 
 
-class GradualUnfreezing:
+class GradualUnfreezing(Technique):
     changes_trainable = True
 
     def __init__(self, every: int = 1, stages: int | None = None, bn_eval: bool = True) -> None:

@@ -11,10 +11,11 @@ from typing import Any
 
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 from honed.train import freezing
 
 
-class HeadWarmup:
+class HeadWarmup(Technique):
     changes_trainable = True
 
     def __init__(self, epochs: int | None = None, steps: int | None = None, bn_eval: bool = True) -> None:

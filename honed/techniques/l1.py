@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 from honed.train import freezing
 from honed.train.optim import no_decay
 
@@ -26,7 +27,8 @@ def l1_penalty(params: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([p.abs().sum() for p in params]).sum()
 
 
-class L1Penalty:
+class L1Penalty(Technique):
+    acts_on_head_only = True
     def __init__(self, strength: float = 1e-5, groups: list[str] | None = None, patterns: list[str] | None = None,
                  include_bias: bool = False) -> None:
         if strength < 0:

@@ -16,10 +16,12 @@ from torchvision.transforms import v2
 
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 
 
-class BatchMix:
+class BatchMix(Technique):
     """Replaces batch["pixel_values"] and batch["labels"] with a torchvision batch transform's output."""
+    mixes_batches = True
 
     name = "batch_mix"
     transform: type[v2.Transform] = v2.MixUp

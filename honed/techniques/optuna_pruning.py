@@ -1,11 +1,11 @@
 """Optuna pruning: report the validation metric to the running trial after every evaluation and
 stop a trial the study's pruner (median, Hyperband, successive halving) judges hopeless.
 
-`honed tune` adds this technique to each trial's recipe with a `key` under which it placed the
-live `optuna.Trial` in `ACTIVE` (a trial object is not recipe data). Pruning raises
-`optuna.TrialPruned`, which ends the fit at once (no final test pass, no saved model); Optuna
-records the trial as pruned. A non-finite metric raises FloatingPointError, so the trial is
-recorded as failed with that reason.
+A run-time callback, not recipe data (as optuna-integration's Lightning callback): `honed tune`
+passes `fit(recipe, callbacks=[OptunaPruning(trial, metric)])` with the live `optuna.Trial`, so the
+saved recipe never mentions it. Pruning raises `optuna.TrialPruned`, which ends the fit at once (no
+final test pass, no saved model); Optuna records the trial as pruned. A non-finite metric raises
+FloatingPointError, so the trial is recorded as failed with that reason.
 """
 
 from __future__ import annotations
@@ -13,16 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from honed.techniques import TECHNIQUES
-
-ACTIVE: dict[str, Any] = {}  # key -> optuna.Trial, filled by honed/tune/objective.py for one fit
+from honed.train.events import Technique
 
 
-class OptunaPruning:
-    def __init__(self, key: str, metric: str | None = None) -> None:
-        if key not in ACTIVE:
-            raise ValueError("optuna_pruning is added by `honed tune`; use search.pruner in a recipe instead")
-        self.trial, self.metric = ACTIVE[key], metric
+class OptunaPruning(Technique):
+    acts_on_head_only = True  # reads the val metric only: fine with the frozen-feature cache
+
+    def __init__(self, trial: Any, metric: str | None = None) -> None:
+        self.trial, self.metric = trial, metric
 
     def on_evaluate_end(self, state: Any) -> None:
         import optuna
@@ -35,6 +33,3 @@ class OptunaPruning:
         self.trial.report(value, step=state.epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {state.epoch}: val {metric} {value:.4f}")
-
-
-TECHNIQUES.register("optuna_pruning")(OptunaPruning)

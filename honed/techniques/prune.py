@@ -3,7 +3,7 @@
 The sparsity follows a cubic schedule from 0 at `start` to `sparsity` at `end` (fractions of the
 training steps): s(t) = s_f * (1 - (1 - p)^3), p = (t - t0) / (t1 - t0) clipped to [0, 1], so it
 prunes fast early, when many weights are redundant, and slowly near the target. Every `every`
-steps the masks are re-chosen by magnitude (torch.nn.utils.prune, see honed/prune/masks.py); after
+steps the masks are re-chosen by magnitude (torch.nn.utils.prune, see honed/models/masks.py); after
 every optimizer step the masks are applied, so pruned weights stay exactly zero. The model always
 holds plain weights (the masks are made permanent at once), so checkpoints and the saved model have
 no weight_orig/weight_mask; the masks are saved with the checkpoint, so a resumed run is exact.
@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from honed.errors import HonedError
-from honed.prune.masks import SCOPES, apply_masks, compute_masks
-from honed.techniques import TECHNIQUES
+from honed.models.masks import SCOPES, apply_masks, compute_masks
+from honed.techniques import TECHNIQUES, flagged
+from honed.train.events import Technique
 
 
 def cubic_sparsity(step: int, total: int, sparsity: float, start: float, end: float) -> float:
@@ -31,7 +32,8 @@ def cubic_sparsity(step: int, total: int, sparsity: float, start: float, end: fl
     return sparsity * (1.0 - (1.0 - progress) ** 3)
 
 
-class Prune:
+class Prune(Technique):
+    keeps_weights_sparse = True
     def __init__(self, sparsity: float = 0.5, start: float = 0.0, end: float = 0.8, scope: str = "global", every: int = 1) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity {sparsity} is outside [0, 1)")
@@ -46,7 +48,7 @@ class Prune:
         self.current = 0.0
 
     def check(self, recipe: Any, model: Any) -> None:
-        averaged = [t.name for t in recipe.techniques if t.name in ("ema", "swa")]
+        averaged = flagged(recipe, "swaps_weights_for_eval")
         if averaged:
             raise HonedError(f"techniques: prune with {averaged[0]}: averaged weights are not sparse; use one or the other")
 

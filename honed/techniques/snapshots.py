@@ -12,10 +12,11 @@ from typing import Any
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 from honed.train.schedules import warmup_steps
 
 
-class Snapshots:
+class Snapshots(Technique):
     """Saves RUN_DIR/snapshots/cycle{i} after the last optimizer step of cycle i."""
 
     def __init__(self, cycles: int = 3) -> None:

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from honed.data.batches import inputs_of
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
+from honed.train.events import Technique
 from honed.techniques.ema import check_one_average, copy_into
 from honed.train import checkpoint
 
@@ -72,7 +74,7 @@ def recompute_batch_norm(model: nn.Module, loader: Any, accelerator: Any) -> Non
             module.eval()
     with side_pass(loader):
         for batch in loader:
-            model(**{k: v for k, v in batch.items() if k != "labels"})
+            model(**inputs_of(batch))
     for module, mode in modes.items():
         module.training = mode
     for module in norms:
@@ -82,7 +84,9 @@ def recompute_batch_norm(model: nn.Module, loader: Any, accelerator: Any) -> Non
             module.running_var.copy_(accelerator.reduce(module.running_var, "mean"))
 
 
-class SWA:
+class SWA(Technique):
+    swaps_weights_for_eval = True
+    acts_on_head_only = True
     def __init__(self, start: float = 0.75, start_epoch: int | None = None, every: str | int = "epoch") -> None:
         if not 0.0 <= start < 1.0:
             raise ValueError("start must be a fraction of training in [0, 1)")

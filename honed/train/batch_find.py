@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
+from honed.data.batches import inputs_of
 from honed.errors import HonedError
 from honed.progress import progress_bar
 from honed.train.lr_find import Parts, build_parts
@@ -132,9 +133,7 @@ def _trial(model: Any, optimizer: Any, parts: Parts, batch: dict[str, torch.Tens
 
 
 def _train_step(model: Any, optimizer: Any, parts: Parts, batch: dict[str, torch.Tensor]) -> None:
-    inputs = dict(batch)
-    labels = inputs.pop("labels")
-    loss = parts.loss_fn(model(**inputs), labels)
+    loss = parts.loss_fn(model(**inputs_of(batch)), batch["labels"])
     parts.acc.backward(loss)
     if parts.recipe.train.max_grad_norm:
         parts.acc.clip_grad_norm_(model.parameters(), parts.recipe.train.max_grad_norm)

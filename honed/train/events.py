@@ -37,6 +37,12 @@ class StopTraining(Exception):
     """Raised by a technique to end training after the current step; best weights still win."""
 
 
+class CancelFit(Exception):
+    """Raised by a run-time callback to abandon the fit at once (fastai's CancelFitException): the
+    loop does not catch it, so no final evaluation or model save follows; its caller catches it
+    (e.g. the LR range test, which only wanted the losses along the way)."""
+
+
 # Events that close what an earlier event opened: their handlers run in reverse order.
 AFTER_EVENTS = frozenset({"on_after_forward", "on_after_loss", "on_after_optimizer_step", "on_evaluate_end",
                           "on_epoch_end", "on_fit_end"})
@@ -53,6 +59,8 @@ class Technique:
     needs_row_index        reads `state.batch_index` to look rows up
     acts_on_head_only      works unchanged when only the head runs, on cached frozen features
     keeps_weights_sparse   holds pruning masks that averaged or refilled weights would undo
+
+    `uses` names run-time services the fit hands in before `check` (see Hooks.provide).
     """
 
     changes_trainable = False
@@ -62,6 +70,7 @@ class Technique:
     needs_row_index = False
     acts_on_head_only = False
     keeps_weights_sparse = False
+    uses: tuple[str, ...] = ()
 
 
 def capable(technique: Any, flag: str) -> bool:
@@ -98,6 +107,14 @@ class Hooks:
                 stop = stop or exc
         if stop is not None:
             raise stop
+
+    def provide(self, **services: Any) -> None:
+        """Hand run-time services from the layers above (e.g. the inference layer's `load_predictor`)
+        to the techniques that declare them in `uses`; techniques never import those layers."""
+        for technique in self.everyone:
+            for name in getattr(technique, "uses", ()):
+                if name in services:
+                    setattr(technique, name, services[name])
 
     def check(self, recipe: Any, model: Any) -> None:
         for technique in self.everyone:

@@ -20,13 +20,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from honed.data.batches import NOT_INPUTS, inputs_of
 from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.progress import progress_bar
-from honed.train.events import Hooks
+from honed.train.events import Hooks, capable
 
 FIELD = "train.cache_frozen_features"
-COMPATIBLE = {"freeze", "ema", "swa", "early_stopping", "l1", "optuna_pruning"}  # techniques that act on the head alone
 
 
 def head_module(model: nn.Module) -> tuple[str, nn.Module]:
@@ -49,10 +49,11 @@ def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
     """Caching must give the same training as without it: one line naming what prevents that."""
     if recipe.augment.text or recipe.augment.image:
         raise HonedError(f"{FIELD}: augmented inputs change every epoch, so their features cannot be cached; remove augment.*")
-    others = [t.name for t in recipe.techniques if t.name not in COMPATIBLE]
-    if others:
+    names = [t.name for t in recipe.techniques] + [type(c).__name__ for c in hooks.callbacks]
+    others = [name for name, t in zip(names, hooks.everyone, strict=True) if not capable(t, "acts_on_head_only")]
+    if others:  # techniques declare `acts_on_head_only` (honed/train/events.py)
         raise HonedError(f"{FIELD}: technique '{others[0]}' needs the full model in the loop; drop it or the cache "
-                         f"(compatible: {', '.join(sorted(COMPATIBLE))})")
+                         "(compatible: techniques that act on the head alone, e.g. freeze, ema, swa, early_stopping, l1)")
     frozen: set[str] = set()
     for technique in hooks.techniques:
         if hasattr(technique, "frozen_names"):
@@ -74,7 +75,7 @@ class FeatureDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"features": self.features[i], "labels": self.labels[i]}
+        return {"features": self.features[i], "labels": self.labels[i], "index": i}
 
 
 class CachedHead(Classifier):
@@ -101,7 +102,7 @@ def _digest(model: Classifier, dataset: Any, collate: Any) -> str:
             digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     for batch in DataLoader(dataset, batch_size=256, collate_fn=collate):
         for key in sorted(batch):
-            if key != "labels":
+            if key not in NOT_INPUTS:
                 digest.update(batch[key].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
@@ -124,8 +125,7 @@ def extract(model: Classifier, dataset: Any, collate: Any, batch_size: int, devi
         with progress_bar(show) as bars:
             task = bars.add_task(f"features ({name})", total=len(loader), info="once; the head trains on them")
             for batch in loader:
-                batch.pop("labels")
-                model(**{k: v.to(device) for k, v in batch.items()})
+                model(**{k: v.to(device) for k, v in inputs_of(batch).items()})
                 bars.update(task, advance=1)
     finally:
         hook.remove()
@@ -144,5 +144,5 @@ def swap_in(model: Classifier, datasets: dict[str, Any], collate: Any, hooks: Ho
     model.to(device)
     features = {k: FeatureDataset(extract(model, d, collate, batch_size, device, show, k), list(d.labels)) for k, d in datasets.items()}
     _, head = head_module(model)
-    kept = Hooks([t for t in hooks.techniques if not hasattr(t, "frozen_names")])
+    kept = Hooks([t for t in hooks.techniques if not hasattr(t, "frozen_names")], hooks.callbacks)
     return CachedHead(head), features, kept

@@ -44,6 +44,7 @@ def train(
                 hooks.fire("on_epoch_start", state)  # after train(): a technique may keep parts in eval mode
                 started, running, counted = time.perf_counter(), torch.zeros((), device=acc.device), 0
                 for batch in loader:
+                    state.batch_index = batch.pop("index", None)  # each row's position in the training frame
                     state.batch = batch
                     hooks.fire("on_batch_start", state)
                     with acc.accumulate(model):
@@ -108,12 +109,11 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
             hooks.fire("on_evaluate_end", state)
         except StopTraining as exc:
             stop = exc
+    state.epoch_record = record  # what metrics.jsonl gets; trackers log it on_epoch_end
     hooks.fire("on_epoch_end", state)
     if acc.is_main_process:
         with (state.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
-        if state.recipe.log.tensorboard:
-            acc.log(record, step=state.step)
     save_checkpoint(state, hooks)
     if stop is not None:
         raise stop

@@ -1,14 +1,16 @@
 """Learning-rate range test (Smith 2015, fastai's `lr_find`): which `optim.lr` to train with.
 
-A copy of the recipe's model trains for up to `steps` optimizer steps while the LR grows
-exponentially from `start` to `end`; the loss, smoothed as fastai does (exponential moving average,
-beta 0.98, bias-corrected), is recorded until it passes 4x its best or turns NaN. The suggestion
-is fastai's default "valley" point (the middle of the longest falling stretch of the curve, a
-little past its steepest part), or the steepest descent of the smoothed loss against log LR.
+A copy of the recipe's model trains in the ordinary loop (honed/train/loop.py) for up to `steps`
+optimizer steps under the `LRRangeTest` callback (honed/train/lr_range.py), which grows the LR
+exponentially from `start` to `end`, records the smoothed loss and cancels the fit once it passes 4x
+its best or turns NaN. The suggestion is fastai's default "valley" point (the middle of the longest
+falling stretch of the curve, a little past its steepest part), or the steepest descent of the
+smoothed loss against log LR.
 
 The swept LR is `optim.lr`: every param group keeps its ratio to it (layer-wise decay, group_lr),
-as in training. Techniques are not applied; nothing but `lr_find.csv` and `lr_find.png` in the
-run folder is written.
+as in training. Techniques are not applied; the loop's own bookkeeping (metrics.jsonl, checkpoints)
+goes to a temporary folder, so nothing but `lr_find.csv` and `lr_find.png` lands in the run folder,
+and `honed train` may use that folder afterwards.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from __future__ import annotations
 import copy
 import csv
 import math
-from collections.abc import Iterator
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import Dataset
@@ -29,16 +30,17 @@ from torch.utils.data import Dataset
 from honed.data.build import load_tables, make_collate, make_dataset
 from honed.data.loaders import train_loader
 from honed.errors import HonedError
-from honed.fit import _precision, normalise_overrides
 from honed.losses import Loss, build_loss
 from honed.models.base import Classifier
 from honed.models.build import build_model
-from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
-from honed.train.optim import build_optimizer, set_lr
+from honed.train.events import CancelFit, Hooks
+from honed.train.loop import train
+from honed.train.lr_range import LRRangeTest
+from honed.train.optim import build_optimizer
+from honed.train.precision import mixed_precision
+from honed.train.state import TrainState
 
-BETA = 0.98  # loss smoothing, as fastai
-DIVERGED = 4.0  # stop once the smoothed loss passes this multiple of its best
 METHODS = ("valley", "steep")
 OUTPUTS = ("lr_find.csv", "lr_find.png")
 
@@ -56,9 +58,11 @@ class Parts:
 
 
 def build_parts(recipe: Any, data: dict[str, Any] | None, overrides: dict[str, Any]) -> Parts:
-    """What a probe of the recipe (range test, batch-size search) needs, without a run folder."""
-    recipe = load_recipe(recipe, normalise_overrides(overrides))
-    acc = Accelerator(cpu=recipe.train.cpu, mixed_precision=_precision(recipe.train.precision))
+    """What a probe of the recipe (range test, batch-size search) needs, without a run folder.
+    Overrides are dotted keys; `optim__lr` spells `optim.lr` as a Python keyword, as in `fit`."""
+    recipe = load_recipe(recipe, {k.replace("__", "."): v for k, v in overrides.items()})
+    acc = Accelerator(cpu=recipe.train.cpu, mixed_precision=mixed_precision(recipe.train.precision),
+                      gradient_accumulation_steps=recipe.train.grad_accum_steps)
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
@@ -100,62 +104,30 @@ def _check_range(start: float, end: float, steps: int, method: str) -> None:
 
 
 def range_test(parts: Parts, start: float, end: float, steps: int, show: bool = False) -> tuple[list[float], list[float], list[float]]:
-    """(LRs, raw losses, smoothed losses) of the steps run on a copy of `parts.model`; each step
-    accumulates `train.grad_accum_steps` batches and clips gradients like training."""
+    """(LRs, raw losses, smoothed losses) of the steps the training loop runs on a copy of
+    `parts.model` under an `LRRangeTest` callback; each step accumulates `train.grad_accum_steps`
+    batches and clips gradients, as training does, since it is training's own loop."""
     recipe, acc = parts.recipe, parts.acc
-    spec = recipe.train
     model = copy.deepcopy(parts.model)
     optimizer = build_optimizer(model, recipe.optim)
-    loader, sampler = train_loader(parts.dataset, spec.batch_size, recipe.seed, parts.collate, recipe.data.num_workers)
+    loader, sampler = train_loader(parts.dataset, recipe.train.batch_size, recipe.seed, parts.collate, recipe.data.num_workers)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
-    model.train()
-    batches = _endless(loader, sampler)
-    lrs: list[float] = []
-    raw: list[float] = []
-    smoothed: list[float] = []
-    average, best = 0.0, math.inf
-    with progress_bar(show) as bars:
-        task = bars.add_task("lr-find", total=steps, info="")
-        for i in range(steps):
-            lr = start * (end / start) ** (i / (steps - 1))
-            set_lr(optimizer, lr / recipe.optim.lr)  # the head's group runs at `lr`, the others keep their ratio
-            loss = _step(model, optimizer, batches, parts.loss_fn, acc, spec.grad_accum_steps, spec.max_grad_norm)
-            average = BETA * average + (1 - BETA) * loss
-            smooth = average / (1 - BETA ** (i + 1))
-            lrs.append(lr)
-            raw.append(loss)
-            smoothed.append(smooth)
-            bars.update(task, advance=1, info=f"lr {lr:.2e}  loss {smooth:.4f}")
-            if not math.isfinite(smooth) or smooth > DIVERGED * best:
-                break
-            best = min(best, smooth)
-    return lrs, raw, smoothed
+    per_epoch = -(-len(loader) // recipe.train.grad_accum_steps)
+    finder = LRRangeTest(start, end, steps)
+    with tempfile.TemporaryDirectory(prefix="honed-lr-find-") as scratch:  # the loop's metrics.jsonl and checkpoints
+        state = TrainState(_probe_recipe(recipe, -(-steps // per_epoch)), Path(scratch), model, optimizer, acc, steps, per_epoch)
+        try:
+            train(state, Hooks([], [finder]), loader, sampler, None, parts.loss_fn, lambda step: 1.0, show)  # the finder sets the LR
+        except CancelFit:
+            pass  # the usual end: the loss diverged or the steps ran out
+    return finder.lrs, finder.raw, finder.smoothed
 
 
-def _endless(loader: Any, sampler: Any) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches epoch after epoch (a range test may need more steps than one epoch holds)."""
-    epoch = 0
-    while True:
-        sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
-def _step(model: Any, optimizer: Any, batches: Iterator[dict[str, torch.Tensor]], loss_fn: Any, acc: Any,
-          accum: int, max_grad_norm: float | None) -> float:
-    """One optimizer step over `accum` batches; returns their mean loss."""
-    total = 0.0
-    for _ in range(accum):
-        batch = next(batches)
-        labels = batch.pop("labels")
-        loss = loss_fn(model(**batch), labels)
-        acc.backward(loss / accum)
-        total += float(acc.reduce(loss.detach(), reduction="mean"))  # every process sees the same loss and stops together
-    if max_grad_norm:
-        acc.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total / accum
+def _probe_recipe(recipe: Recipe, epochs: int) -> Recipe:
+    """The recipe as the loop should read it for a probe: enough epochs for the steps (the range test
+    may need more batches than one epoch holds), no step checkpoints, no tracker."""
+    spec = recipe.train.model_copy(update={"epochs": epochs, "max_steps": None, "checkpoint_every_steps": None})
+    return recipe.model_copy(update={"train": spec, "log": recipe.log.model_copy(update={"tensorboard": False})})
 
 
 def suggest(lrs: list[float], losses: list[float], method: str = "valley") -> float:

@@ -26,9 +26,11 @@ class TrainState:
     batch_in_epoch: int = 0
     lr: float = 0.0
     batch: dict[str, torch.Tensor] | None = None
+    batch_index: torch.Tensor | None = None  # the batch rows' positions in frames["train"] (techniques look rows up by it)
     logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     val_metrics: dict[str, float] = field(default_factory=dict)
+    epoch_record: dict[str, Any] = field(default_factory=dict)  # the last epoch's line of metrics.jsonl
     best_value: float | None = None
     best_epoch: int | None = None
     samples_seen: int = 0

@@ -2,7 +2,7 @@
 
 Each trial is a normal run folder at RUN_DIR/trials/trial-<number>/. A trial that raises or ends
 with a non-finite metric is recorded as failed with its reason (user attribute `fail_reason`) and
-the study goes on; pruning raises optuna.TrialPruned from the optuna_pruning technique.
+the study goes on; pruning raises optuna.TrialPruned from the OptunaPruning run-time callback.
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ import math
 import os
 import shutil
 import socket
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from honed.recipe import load_recipe
-from honed.rundir import write_text_atomic
-from honed.techniques.optuna_pruning import ACTIVE
+from honed.techniques.optuna_pruning import OptunaPruning
 from honed.tune.space import apply, suggest
 from honed.tune.spec import SearchSpec
 
@@ -72,16 +69,8 @@ class Objective:
     def _fit(self, trial: optuna.Trial, tree: dict[str, Any]) -> float:
         from honed.fit import fit
 
-        key = uuid.uuid4().hex
-        if self.spec.pruner != "none":
-            tree["techniques"] = [*(tree.get("techniques") or []), {"name": "optuna_pruning", "key": key, "metric": self.spec.metric}]
-        ACTIVE[key] = trial
-        try:
-            run = fit(load_recipe(tree), overwrite=True, quiet=True)
-        finally:
-            ACTIVE.pop(key, None)
-        if self.spec.pruner != "none":
-            _without_pruning(run.run_dir, run.model_dir)
+        callbacks = [OptunaPruning(trial, self.spec.metric)] if self.spec.pruner != "none" else []
+        run = fit(load_recipe(tree), callbacks=callbacks, overwrite=True, quiet=True)
         trial.set_user_attr("epochs", int(run.metrics["epochs_run"]))
         trial.set_user_attr("model_dir", str(run.model_dir))
         for key in (f"{split}_{name}" for split in ("val", "test") for name in ("accuracy", "macro_f1", "loss")):
@@ -101,16 +90,6 @@ class Objective:
         trial.set_user_attr("epochs", epochs)
         trial.set_user_attr("cv_std", float(result.metrics_std[self.spec.metric]))
         return float(result.metrics_mean[self.spec.metric])
-
-
-def _without_pruning(*folders: Path) -> None:
-    """The trial's saved recipes without the tune-only optuna_pruning technique, so that `honed train
-    trials/trial-N/recipe.yaml` and an ensemble's refit of a top trial work outside the study."""
-    for path in (folder / "recipe.yaml" for folder in folders):
-        if path.is_file():
-            tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-            tree["techniques"] = [t for t in tree.get("techniques") or [] if t.get("name") != "optuna_pruning"]
-            write_text_atomic(path, yaml.safe_dump(tree, sort_keys=False))
 
 
 def _fold_epochs(folder: Path) -> int:
