@@ -115,10 +115,7 @@ def teacher_loader(folder: str, field: str) -> Any:
     teacher); errors name the recipe field."""
     from honed.inference import load_predictor
 
-    try:
-        return load_predictor(folder)
-    except HonedError as exc:
-        raise HonedError(f"{field}: {exc}") from None
+    return load_predictor(folder, field=field)
 
 
 def plan_steps(recipe: Recipe, train_rows: int, processes: int) -> tuple[int, int]:

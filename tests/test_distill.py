@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from honed.errors import HonedError
-from honed.techniques.distill import Distill, distillation_loss, row_keys
+from honed.techniques.distill import Distill, distillation_loss
 from tests.conftest import text_rows, tiny_recipe
 
 
