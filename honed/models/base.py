@@ -32,21 +32,27 @@ def depth_levels(groups: list[LayerGroup]) -> list[list[LayerGroup]]:
 
 
 class Classifier(nn.Module):
-    """Base class: subclasses set `preprocess` (tokenizer or (mean, std)) and `head_params`."""
+    """Base class: subclasses set `kind`, `preprocess` (tokenizer or (mean, std)) and `head_params`.
 
-    source: str = ""
+    `kind` is the model's `honed.models.kinds.ModelKind`: callers ask it what the model supports. It is
+    None only for internal modules that are never saved (the feature cache's head)."""
+
+    kind: Any = None
     preprocess: Any = None
     head_params: set[str]
     meta: dict[str, Any]
 
     def layer_groups(self) -> list[LayerGroup]:
-        return layer_groups(self, self.head_params)
+        """Its kind's groups (timm's own grouping, fusion's per member); the generic heuristic without a kind."""
+        return self.kind.layer_groups(self) if self.kind is not None else layer_groups(self, self.head_params)
 
     def save(self, folder: Path) -> None:
-        raise NotImplementedError
+        self.kind.save(self, folder)
 
     def write_meta(self, folder: Path) -> None:
-        (folder / "honed.json").write_text(json.dumps({"source": self.source, **self.meta}, indent=1), encoding="utf-8")
+        """honed.json: the kind's name under "source" (what loading resolves) and the kind's own metadata."""
+        meta = {"source": self.kind.name, **self.meta}
+        (folder / "honed.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def _blocks(model: nn.Module) -> list[str]:

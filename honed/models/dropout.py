@@ -7,8 +7,9 @@ attributes read at forward time (`nn.MultiheadAttention.dropout`, timm's head `d
 config attributes are updated too, so code reading the config and `save_pretrained` agree.
 
 Each site is classified by where it sits:
-- classifier: outside the Hugging Face base model, or in the vision head (its container, a
-  `head*`/`classifier*` module, timm's top-level `drop_rate`);
+- classifier: where the model's kind says its head is (`ModelKind.dropout_regions`: outside the
+  Hugging Face base model, or in the vision head: its container, a `head*`/`classifier*` module,
+  timm's top-level `drop_rate`);
 - attention: named after attention (`attn_drop`, `attention_dropout`), or the dropout of an
   attention class (BERT's `BertSelfAttention.dropout`) that is not its output projection;
 - hidden: every other dropout (embeddings, residual/output, MLP).
@@ -94,33 +95,9 @@ def find_sites(model: nn.Module, in_classifier: Callable[[str], bool]) -> list[S
     return sites
 
 
-def _hf_classifier(model: Any) -> Callable[[str], bool]:
-    """Outside the base model (BERT's `hf.dropout`, RoBERTa's `hf.classifier.dropout`) is the head."""
-    body = f"hf.{model.hf.base_model_prefix}."
-    return lambda name: name.startswith("hf.") and not name.startswith(body)
-
-
-def _vision_classifier(model: Any) -> Callable[[str], bool]:
-    """The fresh head's container (MobileNet's `classifier`), head-named modules, timm's `drop_rate`."""
-    head = min(model.head_params).rpartition(".")[0]  # e.g. net.classifier.1
-    container = head.rpartition(".")[0]
-
-    def test(name: str) -> bool:
-        parts = name.split(".")[1:]
-        return ((container not in ("", "net") and name.startswith(container + "."))
-                or any(p.startswith(("head", "classifier")) for p in parts)
-                or name == "net.drop_rate")
-
-    return test
-
-
-REGIONS: dict[str, Callable[[Any], Callable[[str], bool]]] = {
-    "huggingface": _hf_classifier, "torchvision": _vision_classifier, "timm": _vision_classifier,
-}
-
-
 def model_sites(model: Any) -> list[Site]:
-    return find_sites(model, REGIONS[model.source](model))
+    """Every dropout site of a honed model; its kind says which sites belong to the head."""
+    return find_sites(model, model.kind.dropout_regions(model))
 
 
 def apply_dropout(model: Any, spec: DropoutSpec) -> dict[str, int]:

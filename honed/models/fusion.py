@@ -20,10 +20,20 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from honed.assets import resolve_model_id
+from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.models.base import Classifier, LayerGroup, layer_groups
 from honed.models.huggingface import _from_pretrained
-from honed.models.vision import BUILDERS
+from honed.models.kinds import (
+    CHANNEL_PRUNING,
+    IMAGE_FUSION_MEMBER,
+    MODEL_KINDS,
+    TEXT_FUSION_MEMBER,
+    ModelKind,
+    kind_named,
+    spec_source,
+)
+from honed.recipe import Recipe
 
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -70,13 +80,12 @@ class FusionHead(nn.Module):
 
 
 class FusionClassifier(Classifier):
-    source = "fusion"
-
     def __init__(self, members: list[nn.Module], dims: list[int], kind: str, pool: str, num_labels: int,
                  preprocess: Any, meta: dict[str, Any], stats: list[tuple[Any, Any]] | None = None) -> None:
         super().__init__()
+        self.kind = FusionKind()
         self.members = nn.ModuleList(members)
-        self.kind, self.pool = kind, pool
+        self.data_kind, self.pool = kind, pool  # data_kind: "text" or "image", what every member reads
         self.fuse = FusionHead(dims, pool, num_labels)
         for i, (mean, std) in enumerate(stats or []):
             self.register_buffer(f"mean{i}", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
@@ -89,7 +98,7 @@ class FusionClassifier(Classifier):
         """Each member's pooled representation of the batch."""
         pooled = []
         for i, member in enumerate(self.members):
-            if self.kind == "text":
+            if self.data_kind == "text":
                 own = {k: inputs[f"f{i}.{k}"] for k in TEXT_KEYS if f"f{i}.{k}" in inputs}
                 hidden = member(**own).last_hidden_state
                 mask = own["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -102,28 +111,6 @@ class FusionClassifier(Classifier):
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat(self.features(**inputs), dim=-1))
 
-    def layer_groups(self) -> list[LayerGroup]:
-        """Each member's own groups as f{i}.embeddings, f{i}.block.k, ...; the fusion layers are `head`."""
-        groups = []
-        for i, member in enumerate(self.members):
-            own = layer_groups(member, set())
-            for j, group in enumerate(own):  # depth within its own backbone: members sit side by side under the head
-                groups.append(LayerGroup(f"f{i}.{group.name}", [f"members.{i}.{n}" for n in group.params], depth=len(own) - j))
-        return [*groups, LayerGroup("head", [n for n, _ in self.named_parameters() if n in self.head_params], depth=0)]
-
-    def save(self, folder: Path) -> None:
-        """Member i under f{i}/ (save_pretrained + tokenizer, or safetensors), fusion layers in fusion.safetensors."""
-        for i, member in enumerate(self.members):
-            sub = folder / f"f{i}"
-            sub.mkdir(parents=True, exist_ok=True)
-            if self.kind == "text":
-                member.save_pretrained(sub)
-                self.preprocess.tokenizers[i].save_pretrained(sub)
-            else:
-                save_file({k: v.contiguous() for k, v in member.state_dict().items()}, str(sub / "model.safetensors"))
-        own = {k: v.contiguous() for k, v in self.state_dict().items() if not k.startswith("members.")}
-        save_file(own, str(folder / "fusion.safetensors"))
-        self.write_meta(folder)
 
 
 def _encoder(load: Any) -> nn.Module:
@@ -144,23 +131,12 @@ def _text_member(name: str, field: str) -> tuple[nn.Module, Any, int]:
 
 
 def _image_member(name: str, source: str, weights: str | None) -> tuple[nn.Module, int, tuple[Any, Any]]:
-    net, head, stats = BUILDERS[source](name, weights, 1)
+    net, head, stats = kind_named(source).backbone(name, weights, 1)  # a torchvision/timm kind
     parent_name, _, attr = head.rpartition(".")
     parent = net.get_submodule(parent_name) if parent_name else net
     dim = getattr(parent, attr).in_features
     setattr(parent, attr, nn.Identity())  # the member now returns its pooled features
     return net, dim, stats
-
-
-def member_source(member: Any) -> str:
-    """A model spec's source ('auto': torchvision/timm when a weights file is named, else Hugging Face)."""
-    if member.source != "auto":
-        return member.source
-    if member.weights is None:
-        return "huggingface"
-    import torchvision
-
-    return "torchvision" if member.name in torchvision.models.list_models() else "timm"
 
 
 def build_fusion(recipe: Any, num_labels: int) -> FusionClassifier:
@@ -170,9 +146,10 @@ def build_fusion(recipe: Any, num_labels: int) -> FusionClassifier:
         raise HonedError("model.dropout: not supported with model.fusion; set dropout per member model or drop it")
     if kind == "text" and recipe.augment.text:
         raise HonedError("augment.text: token-level text augmentation does not work with model.fusion (one id stream per member); remove it")
-    sources = [member_source(m) for m in spec.members]
+    sources = [spec_source(m) for m in spec.members]
+    reads = TEXT_FUSION_MEMBER if kind == "text" else IMAGE_FUSION_MEMBER
     for i, source in enumerate(sources):
-        if (source == "huggingface") != (kind == "text"):
+        if not kind_named(source, f"model.fusion.members.{i}.source").supports(reads):
             want = "Hugging Face text models" if kind == "text" else "torchvision/timm models (name + weights)"
             raise HonedError(f"model.fusion.members.{i}: '{spec.members[i].name}' is a {source} model, but a data.kind={kind} "
                              f"fusion takes {want}; members of one fusion must read the same input")
@@ -212,3 +189,42 @@ def load_fusion(folder: Path, meta: dict[str, Any]) -> FusionClassifier:
     if unexpected or any(not k.startswith("members.") for k in missing):
         raise HonedError(f"model '{folder}': fusion.safetensors does not match honed.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model
+
+
+@MODEL_KINDS.register("fusion")
+class FusionKind(ModelKind):
+    """Several backbones of one data kind side by side under one fresh head (`model.fusion`)."""
+
+    name = "fusion"
+    capabilities = frozenset({CHANNEL_PRUNING})
+
+    def build(self, recipe: Recipe, labels: LabelMap) -> Classifier:
+        return build_fusion(recipe, len(labels))
+
+    def load(self, folder: Path, meta: dict[str, Any], labels: LabelMap) -> Classifier:
+        return load_fusion(folder, meta)
+
+    def save(self, model: Classifier, folder: Path) -> None:
+        """Member i under f{i}/ (save_pretrained + tokenizer, or safetensors), fusion layers in fusion.safetensors."""
+        for i, member in enumerate(model.members):
+            sub = folder / f"f{i}"
+            sub.mkdir(parents=True, exist_ok=True)
+            if model.data_kind == "text":
+                member.save_pretrained(sub)
+                model.preprocess.tokenizers[i].save_pretrained(sub)
+            else:
+                save_file({k: v.contiguous() for k, v in member.state_dict().items()}, str(sub / "model.safetensors"))
+        own = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("members.")}
+        save_file(own, str(folder / "fusion.safetensors"))
+        model.write_meta(folder)
+
+    def layer_groups(self, model: Classifier) -> list[LayerGroup]:
+        """Each member's own groups as f{i}.embeddings, f{i}.block.k, ...; the fusion layers are `head`."""
+        groups = []
+        for i, member in enumerate(model.members):
+            own = layer_groups(member, set())
+            for j, group in enumerate(own):  # depth within its own backbone: members sit side by side under the head
+                params = [f"members.{i}.{n}" for n in group.params]
+                groups.append(LayerGroup(f"f{i}.{group.name}", params, depth=len(own) - j))
+        head = [n for n, _ in model.named_parameters() if n in model.head_params]
+        return [*groups, LayerGroup("head", head, depth=0)]

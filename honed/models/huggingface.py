@@ -1,7 +1,8 @@
-"""Hugging Face sequence and image classifiers, loaded offline-first."""
+"""Hugging Face sequence and image classifiers, loaded offline-first, and their model kind."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,25 @@ from transformers import (
 
 from honed.assets import install_hint, resolve_model_id
 from honed.data.labels import LabelMap
+from honed.data.preprocess import TRAIN_IMAGE_STATS
 from honed.errors import HonedError
 from honed.models.base import Classifier
+from honed.models.kinds import (
+    FFN_PRUNING,
+    KEEP_LAYERS,
+    MASKED_LM,
+    MODEL_KINDS,
+    RECOVERY_FINETUNE,
+    TEXT_FUSION_MEMBER,
+    ModelKind,
+)
+from honed.recipe import Recipe
 
 
 class HFClassifier(Classifier):
-    source = "huggingface"
-
     def __init__(self, hf: Any, processor: Any, head_params: set[str], kind: str) -> None:
         super().__init__()
+        self.kind = HuggingFaceKind()
         self.hf = hf
         self.processor = processor
         self.preprocess = processor if kind == "text" else (tuple(processor.image_mean), tuple(processor.image_std))
@@ -32,12 +43,6 @@ class HFClassifier(Classifier):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         return self.hf(**inputs).logits
-
-    def save(self, folder: Path) -> None:
-        """`save_pretrained` layout, so `transformers.pipeline(..., model=folder)` loads it."""
-        self.hf.save_pretrained(folder)
-        self.processor.save_pretrained(folder)
-        self.write_meta(folder)
 
 
 def _from_pretrained(loader: Any, path: str, name: str, **kwargs: Any) -> Any:
@@ -73,3 +78,38 @@ def load_saved_huggingface(folder: Path, kind: str) -> HFClassifier:
     labels = LabelMap.load(folder)
     model = load_huggingface(str(folder), labels, kind)
     return model
+
+
+@MODEL_KINDS.register("huggingface")
+class HuggingFaceKind(ModelKind):
+    """Transformers sequence/image classifiers: `from_pretrained` by id or folder, `save_pretrained` layout."""
+
+    name = "huggingface"
+    capabilities = frozenset(
+        {FFN_PRUNING, RECOVERY_FINETUNE, KEEP_LAYERS, TRAIN_IMAGE_STATS, MASKED_LM, TEXT_FUSION_MEMBER})
+
+    def build(self, recipe: Recipe, labels: LabelMap) -> Classifier:
+        if recipe.model.weights:
+            raise HonedError("model.weights: Hugging Face models load from model.name (an id or folder); "
+                             "drop model.weights")
+        return load_huggingface(recipe.model.name, labels, recipe.data.kind)
+
+    def load(self, folder: Path, meta: dict[str, Any], labels: LabelMap) -> Classifier:
+        return load_huggingface(str(folder), labels, meta["kind"])
+
+    def save(self, model: Classifier, folder: Path) -> None:
+        """`save_pretrained` layout, so `transformers.pipeline(..., model=folder)` loads it."""
+        model.hf.save_pretrained(folder)
+        model.processor.save_pretrained(folder)
+        model.write_meta(folder)
+
+    def dropout_regions(self, model: Classifier) -> Callable[[str], bool]:
+        """Outside the base model (BERT's `hf.dropout`, RoBERTa's `hf.classifier.dropout`) is the head."""
+        body = f"hf.{model.hf.base_model_prefix}."
+        return lambda name: name.startswith("hf.") and not name.startswith(body)
+
+    def set_image_stats(self, model: Classifier, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        """The image processor's statistics too, so preprocessor_config.json carries them."""
+        model.preprocess = (mean, std)
+        if hasattr(model.processor, "image_mean"):
+            model.processor.image_mean, model.processor.image_std = list(mean), list(std)

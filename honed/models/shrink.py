@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from honed.errors import HonedError
+from honed.models.kinds import KEEP_LAYERS
 
 FIELD = "model.keep_layers"
 
@@ -41,9 +42,9 @@ def encoder_layers(hf: Any) -> nn.ModuleList:
 
 def keep_layers(model: Any, keep: int | list[int]) -> list[int]:
     """Cut a Hugging Face classifier's encoder down to the chosen layers, in place; returns them."""
-    hf = getattr(model, "hf", None)
-    if hf is None:
-        raise HonedError(f"{FIELD}: works on Hugging Face transformer models only (this is a {model.source} model)")
+    if not model.kind.supports(KEEP_LAYERS):
+        raise HonedError(f"{FIELD}: works on Hugging Face transformer models only (this is a {model.kind.name} model)")
+    hf = model.hf
     layers = encoder_layers(hf)
     kept = chosen_layers(keep, len(layers))
     for new, old in enumerate(kept):

@@ -1,8 +1,10 @@
-"""torchvision and timm image classifiers built from an architecture name plus a local weights file."""
+"""torchvision and timm image classifiers built from an architecture name plus a local weights file,
+and their two model kinds."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +13,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from honed.assets import resolve_weights
+from honed.data.labels import LabelMap
+from honed.data.preprocess import TRAIN_IMAGE_STATS
 from honed.errors import HonedError
 from honed.models.base import Classifier, LayerGroup
+from honed.models.kinds import (
+    CHANNEL_PRUNING,
+    IMAGE_FUSION_MEMBER,
+    MODEL_KINDS,
+    ROTATION,
+    ModelKind,
+    kind_named,
+)
+from honed.recipe import Recipe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,24 +71,13 @@ class VisionClassifier(Classifier):
     def __init__(self, net: nn.Module, source: str, name: str, head: str, stats: tuple[Any, Any], num_labels: int) -> None:
         super().__init__()
         self.net = net
-        self.source = source
+        self.kind = kind_named(source)
         self.preprocess = stats
         self.head_params = {f"net.{n}" for n, _ in net.named_parameters() if n.startswith(head + ".")}
         self.meta = {"kind": "image", "name": name, "num_labels": num_labels, "mean": list(stats[0]), "std": list(stats[1])}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values)
-
-    def layer_groups(self) -> list[LayerGroup]:
-        """timm's own grouping where the model defines one; the generic heuristic otherwise."""
-        if self.source == "timm" and hasattr(self.net, "group_matcher"):
-            return timm_layer_groups(self.net, self.head_params)
-        return super().layer_groups()
-
-    def save(self, folder: Path) -> None:
-        """safetensors weights + honed.json (architecture, label count, normalisation)."""
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(folder / "model.safetensors"))
-        self.write_meta(folder)
 
 
 def timm_layer_groups(net: nn.Module, head: set[str], prefix: str = "net.") -> list[LayerGroup]:
@@ -132,11 +134,83 @@ def build_timm(name: str, weights: str | None, num_labels: int) -> tuple[nn.Modu
     return net, head, (tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD)))
 
 
-def load_saved_vision(folder: Path, meta: dict[str, Any]) -> VisionClassifier:
-    builder = BUILDERS[meta["source"]]
-    net, head, _ = builder(meta["name"], None, meta["num_labels"])
-    net.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
-    return VisionClassifier(net, meta["source"], meta["name"], head, (tuple(meta["mean"]), tuple(meta["std"])), meta["num_labels"])
+class VisionKind(ModelKind):
+    """An image network from an architecture name + a local state dict; saved as safetensors + honed.json."""
+
+    capabilities = frozenset({CHANNEL_PRUNING, TRAIN_IMAGE_STATS, ROTATION, IMAGE_FUSION_MEMBER})
+
+    def backbone(self, name: str, weights: str | None, num_labels: int) -> tuple[nn.Module, str, tuple[Any, Any]]:
+        """(network with a fresh `num_labels`-way last layer, that layer's module name, (mean, std))."""
+        raise NotImplementedError
+
+    def architecture(self, name: str) -> nn.Module:
+        """The plain architecture, randomly initialised, with its default-size classifier."""
+        raise NotImplementedError
+
+    def build(self, recipe: Recipe, labels: LabelMap) -> Classifier:
+        if recipe.data.kind != "image":
+            raise HonedError(f"model.source={self.name} builds image models; set data.kind=image "
+                             "or use a Hugging Face text model")
+        net, head, stats = self.backbone(recipe.model.name, recipe.model.weights, len(labels))
+        return VisionClassifier(net, self.name, recipe.model.name, head, stats, len(labels))
+
+    def load(self, folder: Path, meta: dict[str, Any], labels: LabelMap) -> Classifier:
+        net, head, _ = self.backbone(meta["name"], None, meta["num_labels"])
+        net.load_state_dict(load_file(str(folder / "model.safetensors")), strict=True)
+        stats = (tuple(meta["mean"]), tuple(meta["std"]))
+        return VisionClassifier(net, self.name, meta["name"], head, stats, meta["num_labels"])
+
+    def save(self, model: Classifier, folder: Path) -> None:
+        """safetensors weights + honed.json (architecture, label count, normalisation)."""
+        save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(folder / "model.safetensors"))
+        model.write_meta(folder)
+
+    def dropout_regions(self, model: Classifier) -> Callable[[str], bool]:
+        """The fresh head's container (MobileNet's `classifier`), head-named modules, timm's `drop_rate`."""
+        head = min(model.head_params).rpartition(".")[0]  # e.g. net.classifier.1
+        container = head.rpartition(".")[0]
+
+        def test(name: str) -> bool:
+            parts = name.split(".")[1:]
+            return ((container not in ("", "net") and name.startswith(container + "."))
+                    or any(p.startswith(("head", "classifier")) for p in parts)
+                    or name == "net.drop_rate")
+
+        return test
+
+    def set_image_stats(self, model: Classifier, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        """honed.json's mean/std too, so predict normalises the same way."""
+        model.preprocess = (mean, std)
+        model.meta.update(mean=list(mean), std=list(std))
 
 
-BUILDERS = {"torchvision": build_torchvision, "timm": build_timm}
+@MODEL_KINDS.register("torchvision")
+class TorchvisionKind(VisionKind):
+    name = "torchvision"
+
+    def backbone(self, name: str, weights: str | None, num_labels: int) -> tuple[nn.Module, str, tuple[Any, Any]]:
+        return build_torchvision(name, weights, num_labels)
+
+    def architecture(self, name: str) -> nn.Module:
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None)
+
+
+@MODEL_KINDS.register("timm")
+class TimmKind(VisionKind):
+    name = "timm"
+
+    def backbone(self, name: str, weights: str | None, num_labels: int) -> tuple[nn.Module, str, tuple[Any, Any]]:
+        return build_timm(name, weights, num_labels)
+
+    def architecture(self, name: str) -> nn.Module:
+        import timm
+
+        return timm.create_model(name, pretrained=False)
+
+    def layer_groups(self, model: Classifier) -> list[LayerGroup]:
+        """timm's own grouping where the model defines one; the generic heuristic otherwise."""
+        if hasattr(model.net, "group_matcher"):
+            return timm_layer_groups(model.net, model.head_params)
+        return super().layer_groups(model)

@@ -14,6 +14,7 @@ import torch
 
 from honed.assets import resolve_model_id
 from honed.errors import HonedError
+from honed.models.kinds import MASKED_LM, kind_named
 from honed.pretrain.common import run_epochs, shuffled_chunks
 from honed.recipe import Recipe
 from honed.rundir import LOG
@@ -52,7 +53,7 @@ def masking_collate(tokenizer: Any, mlm_probability: float, whole_word: bool, ma
 
 
 def pretrain_mlm(recipe: Recipe, texts: list[Any], begin: Callable[[], Path], quiet: bool) -> dict[str, Any]:
-    if recipe.model.source not in ("auto", "huggingface"):
+    if recipe.model.source != "auto" and not kind_named(recipe.model.source).supports(MASKED_LM):
         raise HonedError(f"model.source: masked-LM pretraining needs a Hugging Face text model (got '{recipe.model.source}')")
     if recipe.model.source == "auto" and _is_vision_name(recipe.model.name):
         raise HonedError(f"model.name: '{recipe.model.name}' is an image model; masked-LM pretraining needs a Hugging Face "

@@ -15,19 +15,23 @@ from PIL import Image
 from torch import nn
 
 from honed.errors import HonedError
+from honed.models.kinds import ROTATION, kind_named
 from honed.pretrain.common import run_epochs, shuffled_chunks
 from honed.recipe import Recipe
 from honed.rundir import LOG
 
 
-def _network(recipe: Recipe) -> tuple[nn.Module, nn.Linear, tuple[Any, Any]]:
-    from honed.models.vision import build_timm, build_torchvision
-
+def _kind(recipe: Recipe) -> Any:
+    """The model kind whose backbone is pretrained ('auto': torchvision); one that cannot is one line."""
     source = recipe.model.source
-    if source not in ("auto", "torchvision", "timm"):
+    kind = kind_named("torchvision" if source == "auto" else source)
+    if not kind.supports(ROTATION):
         raise HonedError(f"model.source: rotation pretraining needs a torchvision or timm model (got '{source}')")
-    build = build_timm if source == "timm" else build_torchvision
-    net, head_name, stats = build(recipe.model.name, recipe.model.weights, 4)
+    return kind
+
+
+def _network(recipe: Recipe) -> tuple[nn.Module, nn.Linear, tuple[Any, Any]]:
+    net, head_name, stats = _kind(recipe).backbone(recipe.model.name, recipe.model.weights, 4)
     return net, net.get_submodule(head_name), stats
 
 
@@ -79,13 +83,6 @@ def _prefix(net: nn.Module, head: nn.Module) -> str:
 def _full_state(recipe: Recipe, net: nn.Module, head_prefix: str) -> dict[str, torch.Tensor]:
     """The pretrained body plus the architecture's default-size (untrained) classifier, so the file
     loads strictly into the plain architecture, as `model.weights` requires."""
-    if recipe.model.source == "timm":
-        import timm
-
-        template = timm.create_model(recipe.model.name, pretrained=False).state_dict()
-    else:
-        import torchvision
-
-        template = torchvision.models.get_model(recipe.model.name, weights=None).state_dict()
+    template = _kind(recipe).architecture(recipe.model.name).state_dict()
     trained = {k: v for k, v in net.state_dict().items() if not k.startswith(head_prefix)}
     return {k: trained.get(k, v).contiguous() for k, v in template.items()}

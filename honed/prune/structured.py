@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from honed.errors import HonedError
+from honed.models.kinds import CHANNEL_PRUNING, FFN_PRUNING
 
 STRUCTURES = ("ffn", "channels", "heads")
 
@@ -45,8 +46,8 @@ def _keep_rows(linear: nn.Linear, keep: torch.Tensor, dim: int) -> nn.Linear:
 def prune_ffn(model: Any, fraction: float) -> dict[str, Any]:
     """Remove `fraction` of the FFN neurons of every layer (smallest L2 norm of intermediate.dense rows)."""
     pairs = _ffn_pairs(model)
-    if not pairs or getattr(model, "source", "") != "huggingface":
-        raise HonedError(f"--structured ffn: the model ({getattr(model, 'source', type(model).__name__)}) has no BERT-like "
+    if not pairs or not model.kind.supports(FFN_PRUNING):
+        raise HonedError(f"--structured ffn: the model ({model.kind.name}) has no BERT-like "
                          "FFN layers (intermediate.dense/output.dense); use --structured channels for CNNs or unstructured pruning")
     size = pairs[0][0].dense.out_features
     kept = size - round(fraction * size)
@@ -64,7 +65,7 @@ def prune_ffn(model: Any, fraction: float) -> dict[str, Any]:
 def prune_channels(model: Any, fraction: float) -> dict[str, Any]:
     """Zero `fraction` of each convolution's output channels (smallest L2 norm), via prune.ln_structured."""
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.out_channels > 1]
-    if not convs or getattr(model, "source", "") == "huggingface":
+    if not convs or not model.kind.supports(CHANNEL_PRUNING):
         raise HonedError("--structured channels: the model has no convolutions; use --structured ffn for BERT-like "
                          "transformers or unstructured pruning")
     for _, conv in convs:
