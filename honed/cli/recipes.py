@@ -1,0 +1,22 @@
+"""`honed recipes`: list the shipped recipes with their one-line descriptions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    return subparsers.add_parser("recipes", help="list the shipped recipes")
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        print(f"{path.relative_to(RECIPES_DIR.parent)}\t{tree.get('description', '')}")
+    return 0
