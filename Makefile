@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.honed-installed
 
@@ -14,6 +14,9 @@ demo: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+
+lint: setup
+	$(BIN)/ruff check honed tests bench scripts
 
 bench: setup
 	$(BIN)/python bench/throughput.py --write

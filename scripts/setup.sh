@@ -24,4 +24,12 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     echo "note: Fashion-MNIST is missing; install Debian's dataset-fashion-mnist (as root) for the image recipe" >&2
   fi
 fi
+# Headless Chromium renders report.html in the report test (tests/test_report.py); HONED_SKIP_CHROMIUM=1 skips it.
+if [ -z "${HONED_SKIP_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y -qq chromium || (apt-get update -qq && apt-get install -y -qq chromium)) >/dev/null
+  else
+    echo "note: chromium is missing; install Debian's chromium (as root) for the report render check" >&2
+  fi
+fi
 touch "$VENV/.honed-installed"

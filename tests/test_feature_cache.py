@@ -24,7 +24,9 @@ def _recipe(tiny_bert: str, text_csv: Path, out: Path, cache: bool, epochs: int 
     return recipe
 
 
-def test_cached_head_training_equals_live_frozen_training(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+def test_cached_head_training_equals_live_frozen_training(tiny_bert: str, text_csv: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HONED_CACHE_DIR", str(tmp_path / "cache"))  # its own cache: other tests write features too
     live = honed.fit(_recipe(tiny_bert, text_csv, tmp_path / "live", cache=False), quiet=True)
     cached = honed.fit(_recipe(tiny_bert, text_csv, tmp_path / "cached", cache=True), quiet=True)
     for key in ("val_loss", "val_accuracy", "test_loss", "steps"):
