@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from honed.inference.ensemble import ENSEMBLE_FILE, FORMAT, META_JSON, EnsemblePredictor, load_ensemble
+from honed.inference.ensemble import ENSEMBLE_FILE, FORMAT, META_JSON
 from honed.rundir import write_text_atomic
 
-__all__ = ["ENSEMBLE_FILE", "EnsemblePredictor", "load_ensemble", "save_ensemble"]
+__all__ = ["ENSEMBLE_FILE", "save_ensemble"]
 
 
 def save_ensemble(folder: Path, labels: tuple[str, ...], members: list[tuple[str, Path, float]], combine: str,

@@ -96,8 +96,8 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
     saved model and write the report (into the run folder unless `out_dir`). Returns report.html."""
     from honed.data.build import load_tables
     from honed.data.preprocess import filter_tokens
-    from honed.models.build import load_model
     from honed.inference.logits import logits_for
+    from honed.models.build import load_model
     from honed.recipe import load_recipe
 
     run_dir = Path(run_dir)

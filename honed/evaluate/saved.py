@@ -17,8 +17,8 @@ from honed.inference.frames import labelled_frame
 from honed.metrics import classification_metrics
 
 
-def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None, calibrated: bool = False,
-                   report_dir: str | Path | None = None) -> dict[str, float]:
+def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None,
+                   calibrated: bool = False, report_dir: str | Path | None = None) -> dict[str, float]:
     """Loss, accuracy and macro-F1 of a saved model or ensemble on labelled data; `calibrated` applies
     the saved temperature (the loss changes, the predictions do not); `report_dir` also writes
     report.json/.html there."""

@@ -78,7 +78,8 @@ class EnsemblePredictor(Predictor):
         return self.combiner(self.member_probs(frame))
 
     def require_temperature(self) -> float:
-        raise HonedError(f"--calibrated: '{self.folder}' is an ensemble, which has no saved temperature; drop --calibrated")
+        raise HonedError(f"--calibrated: '{self.folder}' is an ensemble, which has no saved temperature; "
+                         "drop --calibrated")
 
     def describe(self) -> str:
         return f"ensemble {self.folder}"
