@@ -15,6 +15,7 @@ and `honed train` may use that folder afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -66,23 +67,25 @@ def build_parts(recipe: Any, data: dict[str, Any] | None, overrides: dict[str, A
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
-    counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
+    counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names)
+                   .fillna(0))
     dataset = make_dataset(tables.frames["train"], tables.labels, recipe, model.preprocess, train=True)
     collate = make_collate(recipe, model.preprocess, train=True)
     return Parts(recipe, acc, model, build_loss(recipe.loss, counts), dataset, collate)
 
 
-def lr_find(recipe: Any, data: dict[str, Any] | None = None, *, start: float = 1e-7, end: float = 10.0, steps: int = 100,
-            method: str = "valley", overwrite: bool = False, quiet: bool = False,
-            **overrides: Any) -> tuple[list[float], list[float], float]:
+def lr_find(recipe: Any, data: dict[str, Any] | None = None, *, start: float = 1e-7, end: float = 10.0,
+            steps: int = 100, method: str = "valley", overwrite: bool = False, quiet: bool = False,
+            overrides: dict[str, Any] | None = None, **kwargs: Any) -> tuple[list[float], list[float], float]:
     """Run the range test for `recipe` (a path, dict or Recipe, with dotted overrides as in `fit`);
     writes the curve and its plot to the run folder and returns (lrs, smoothed losses, suggestion)."""
     _check_range(start, end, steps, method)
-    parts = build_parts(recipe, data, overrides)
+    parts = build_parts(recipe, data, {**(overrides or {}), **kwargs})
     folder = parts.recipe.run_dir()
     taken = [name for name in OUTPUTS if (folder / name).exists()]
     if taken and not overwrite:
-        raise HonedError(f"run folder '{folder}' already holds {taken[0]}; pass --overwrite to replace the range test's files")
+        raise HonedError(f"run folder '{folder}' already holds {taken[0]}; "
+                         "pass --overwrite to replace the range test's files")
     lrs, raw, smoothed = range_test(parts, start, end, steps, show=not quiet and parts.acc.is_main_process)
     suggestion = suggest(lrs, smoothed, method)
     if parts.acc.is_main_process:
@@ -103,23 +106,25 @@ def _check_range(start: float, end: float, steps: int, method: str) -> None:
         raise HonedError(f"--method: unknown suggestion method '{method}'; valid: {', '.join(METHODS)}")
 
 
-def range_test(parts: Parts, start: float, end: float, steps: int, show: bool = False) -> tuple[list[float], list[float], list[float]]:
+def range_test(parts: Parts, start: float, end: float, steps: int,
+               show: bool = False) -> tuple[list[float], list[float], list[float]]:
     """(LRs, raw losses, smoothed losses) of the steps the training loop runs on a copy of
     `parts.model` under an `LRRangeTest` callback; each step accumulates `train.grad_accum_steps`
     batches and clips gradients, as training does, since it is training's own loop."""
     recipe, acc = parts.recipe, parts.acc
     model = copy.deepcopy(parts.model)
     optimizer = build_optimizer(model, recipe.optim)
-    loader, sampler = train_loader(parts.dataset, recipe.train.batch_size, recipe.seed, parts.collate, recipe.data.num_workers)
+    loader, sampler = train_loader(parts.dataset, recipe.train.batch_size, recipe.seed, parts.collate,
+                                   recipe.data.num_workers)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     per_epoch = -(-len(loader) // recipe.train.grad_accum_steps)
     finder = LRRangeTest(start, end, steps)
     with tempfile.TemporaryDirectory(prefix="honed-lr-find-") as scratch:  # the loop's metrics.jsonl and checkpoints
-        state = TrainState(_probe_recipe(recipe, -(-steps // per_epoch)), Path(scratch), model, optimizer, acc, steps, per_epoch)
-        try:
-            train(state, Hooks([], [finder]), loader, sampler, None, parts.loss_fn, lambda step: 1.0, show)  # the finder sets the LR
-        except CancelFit:
-            pass  # the usual end: the loss diverged or the steps ran out
+        probe = _probe_recipe(recipe, -(-steps // per_epoch))
+        state = TrainState(probe, Path(scratch), model, optimizer, acc, steps, per_epoch)
+        with contextlib.suppress(CancelFit):  # the usual end: the loss diverged or the steps ran out
+            # a constant schedule: the finder sets each step's LR itself
+            train(state, Hooks([], [finder]), loader, sampler, None, parts.loss_fn, lambda step: 1.0, show)
     return finder.lrs, finder.raw, finder.smoothed
 
 
@@ -127,7 +132,7 @@ def _probe_recipe(recipe: Recipe, epochs: int) -> Recipe:
     """The recipe as the loop should read it for a probe: enough epochs for the steps (the range test
     may need more batches than one epoch holds), no step checkpoints, no tracker."""
     spec = recipe.train.model_copy(update={"epochs": epochs, "max_steps": None, "checkpoint_every_steps": None})
-    return recipe.model_copy(update={"train": spec, "log": recipe.log.model_copy(update={"tensorboard": False})})
+    return recipe.model_copy(update={"train": spec, "log": type(recipe.log)()})  # default log section: no trackers
 
 
 def suggest(lrs: list[float], losses: list[float], method: str = "valley") -> float:
@@ -138,7 +143,8 @@ def suggest(lrs: list[float], losses: list[float], method: str = "valley") -> fl
     if len(losses) >= 10:
         lrs, losses = lrs[len(losses) // 10: -5], losses[len(losses) // 10: -5]
     if len(losses) < 2:
-        raise HonedError(f"lr-find: the loss diverged after {finite} steps, too soon to suggest a learning rate; lower --start")
+        raise HonedError(f"lr-find: the loss diverged after {finite} steps, too soon to suggest a learning rate; "
+                         "lower --start")
     if method == "steep":
         slopes = [(losses[i + 1] - losses[i]) / math.log(lrs[i + 1] / lrs[i]) for i in range(len(losses) - 1)]
         return lrs[min(range(len(slopes)), key=slopes.__getitem__)]
@@ -165,7 +171,8 @@ def write_csv(path: Path, lrs: list[float], raw: list[float], smoothed: list[flo
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "lr", "loss", "smoothed_loss"])
-        writer.writerows([i, lr, loss, smooth] for i, (lr, loss, smooth) in enumerate(zip(lrs, raw, smoothed, strict=True)))
+        rows = enumerate(zip(lrs, raw, smoothed, strict=True))
+        writer.writerows([i, lr, loss, smooth] for i, (lr, loss, smooth) in rows)
 
 
 def plot(path: Path, lrs: list[float], losses: list[float], suggestion: float, method: str) -> None:
