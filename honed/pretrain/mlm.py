@@ -76,7 +76,7 @@ def pretrain_mlm(recipe: Recipe, texts: list[Any], begin: Callable[[], Path], qu
     model.train()
     n_batches = -(-len(texts) // spec.batch_size)
     losses = run_epochs(recipe, batches, n_batches, lambda b: model(**b).loss,
-                        [p for p in model.parameters() if p.requires_grad], quiet, "masked-LM")
+                        [p for p in model.parameters() if p.requires_grad], quiet, "masked-LM", model=model)
     out = run_dir / "backbone"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -61,7 +61,8 @@ def pretrain_rotation(recipe: Recipe, paths: list[Any], begin: Callable[[], Path
 
     net.train()
     losses = run_epochs(recipe, batches, -(-len(paths) // recipe.pretrain.batch_size),
-                        lambda b: nn.functional.cross_entropy(net(b[0]), b[1]), list(net.parameters()), quiet, "rotation")
+                        lambda b: nn.functional.cross_entropy(net(b[0]), b[1]), list(net.parameters()), quiet, "rotation",
+                        model=net)
     state = _full_state(recipe, net, _prefix(net, head))
     out = run_dir / "backbone"
     out.mkdir()
