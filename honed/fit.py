@@ -32,6 +32,7 @@ from honed.train.feature_cache import check_cacheable, swap_in
 from honed.models.forward import predict_logits
 from honed.train.loop import train
 from honed.train.optim import build_optimizer
+from honed.train.precision import mixed_precision
 from honed.train.schedules import build_schedule
 from honed.train.state import TrainState
 
@@ -50,14 +51,6 @@ class Run:
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
-
-
-def _precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
 
 
 def normalise_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +75,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     hooks = Hooks(build_techniques(recipe.techniques), [*(callbacks or ()), *([Trackers(trackers, recipe.name)] if trackers else [])])
     hooks.provide(load_predictor=teacher_loader)
     acc = Accelerator(
-        cpu=recipe.train.cpu, mixed_precision=_precision(recipe.train.precision),
+        cpu=recipe.train.cpu, mixed_precision=mixed_precision(recipe.train.precision),
         gradient_accumulation_steps=recipe.train.grad_accum_steps,
         log_with=trackers or None, project_dir=str(run_dir),
         # a parameter frozen now or later sends no gradient; DDP must not wait for it
