@@ -102,7 +102,8 @@ def test_an_unknown_saved_source_is_one_line(tmp_path: Path, source: str | None)
 
 
 def test_kinds_resolve_by_name_and_auto_resolution_is_one_function() -> None:
-    with pytest.raises(HonedError, match="model.source: unknown model kind 'torchvison' \\(did you mean 'torchvision'\\?\\)"):
+    unknown = "model.source: unknown model kind 'torchvison' \\(did you mean 'torchvision'\\?\\)"
+    with pytest.raises(HonedError, match=unknown):
         kind_named("torchvison")
     spec = SimpleNamespace(source="auto", name="mobilenet_v2", weights=None, fusion=None)
     assert spec_source(spec) == "huggingface"

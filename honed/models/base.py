@@ -87,5 +87,6 @@ def layer_groups(model: nn.Module, head: set[str]) -> list[LayerGroup]:
         else:
             key = "neck" if after_blocks else "embeddings"
         groups.setdefault(key, LayerGroup(key)).params.append(name)
-    order = ["embeddings", *sorted((k for k in groups if k.startswith("block.")), key=lambda k: int(k[6:])), "neck", "head"]
+    blocks = sorted((k for k in groups if k.startswith("block.")), key=lambda k: int(k[6:]))
+    order = ["embeddings", *blocks, "neck", "head"]
     return [groups[k] for k in order if k in groups]

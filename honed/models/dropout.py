@@ -116,7 +116,8 @@ def apply_dropout(model: Any, spec: DropoutSpec) -> dict[str, int]:
         chosen = [s for s in sites if s.kind == kind]
         keys = [k for k in CONFIG_KEYS[kind] if k in present]
         if not chosen and not keys:
-            raise HonedError(f"model.dropout.{kind}: this model has no {kind} dropout; leave model.dropout.{kind} unset")
+            raise HonedError(f"model.dropout.{kind}: this model has no {kind} dropout; "
+                             f"leave model.dropout.{kind} unset")
         for site in chosen:
             site.set(rate)
         for key in keys:

@@ -11,6 +11,7 @@ classifies the result. How much of each backbone trains is the usual freezing te
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,13 +146,15 @@ def build_fusion(recipe: Any, num_labels: int) -> FusionClassifier:
     if any(rate is not None for rate in recipe.model.dropout.model_dump().values()):
         raise HonedError("model.dropout: not supported with model.fusion; set dropout per member model or drop it")
     if kind == "text" and recipe.augment.text:
-        raise HonedError("augment.text: token-level text augmentation does not work with model.fusion (one id stream per member); remove it")
+        raise HonedError("augment.text: token-level text augmentation does not work with model.fusion "
+                         "(one id stream per member); remove it")
     sources = [spec_source(m) for m in spec.members]
     reads = TEXT_FUSION_MEMBER if kind == "text" else IMAGE_FUSION_MEMBER
     for i, source in enumerate(sources):
         if not kind_named(source, f"model.fusion.members.{i}.source").supports(reads):
             want = "Hugging Face text models" if kind == "text" else "torchvision/timm models (name + weights)"
-            raise HonedError(f"model.fusion.members.{i}: '{spec.members[i].name}' is a {source} model, but a data.kind={kind} "
+            raise HonedError(f"model.fusion.members.{i}: '{spec.members[i].name}' is a {source} model, "
+                             f"but a data.kind={kind} "
                              f"fusion takes {want}; members of one fusion must read the same input")
     members, dims, stats, tokenizers = [], [], [], []
     for i, (member, source) in enumerate(zip(spec.members, sources, strict=True)):
@@ -175,7 +178,7 @@ def load_fusion(folder: Path, meta: dict[str, Any]) -> FusionClassifier:
     for i, member in enumerate(meta["members"]):
         sub = folder / f"f{i}"
         if meta["kind"] == "text":
-            members.append(_encoder(lambda **kw: AutoModel.from_pretrained(sub, local_files_only=True, **kw)))
+            members.append(_encoder(partial(AutoModel.from_pretrained, sub, local_files_only=True)))
             tokenizers.append(AutoTokenizer.from_pretrained(sub, local_files_only=True))
         else:
             net, _, _ = _image_member(member["name"], member["source"], None)
@@ -184,10 +187,12 @@ def load_fusion(folder: Path, meta: dict[str, Any]) -> FusionClassifier:
     stats = [(tuple(m), tuple(s)) for m, s in meta["stats"]]
     preprocess = FusionTokenizer(tokenizers) if meta["kind"] == "text" else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     extra = {"members": meta["members"], "stats": meta["stats"]}
-    model = FusionClassifier(members, meta["dims"], meta["kind"], meta["pool"], meta["num_labels"], preprocess, extra, stats or None)
+    model = FusionClassifier(members, meta["dims"], meta["kind"], meta["pool"], meta["num_labels"], preprocess, extra,
+                             stats or None)
     missing, unexpected = model.load_state_dict(load_file(str(folder / "fusion.safetensors")), strict=False)
     if unexpected or any(not k.startswith("members.") for k in missing):
-        raise HonedError(f"model '{folder}': fusion.safetensors does not match honed.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise HonedError(f"model '{folder}': fusion.safetensors does not match honed.json "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model
 
 

@@ -67,7 +67,8 @@ def load_huggingface(name: str, labels: LabelMap, kind: str) -> HFClassifier:
         auto, path, name, num_labels=len(labels), id2label=labels.id2label(),
         label2id=labels.index, ignore_mismatched_sizes=True, output_loading_info=True,
     )
-    fresh = set(info.get("missing_keys", [])) | {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])}
+    mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])}
+    fresh = set(info.get("missing_keys", [])) | mismatched
     processor = _from_pretrained(AutoTokenizer if kind == "text" else AutoImageProcessor, path, name)
     model = HFClassifier(hf, processor, fresh, kind)
     model.meta["name"] = name

@@ -49,8 +49,9 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) 
     unexpected = [k for k in state if k not in own]
     misshaped = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or misshaped:
+        found = (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped))
         parts = [f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                 for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)) if keys]
+                 for what, keys in found if keys]
         raise HonedError(f"model.weights: '{path}' does not fit this architecture: {'; '.join(parts)}")
     module.load_state_dict(state, strict=True)
 
@@ -68,13 +69,15 @@ def replace_last_linear(module: nn.Module, num_labels: int) -> str:
 class VisionClassifier(Classifier):
     """A torchvision or timm network taking `pixel_values`, with its fresh head's parameters known."""
 
-    def __init__(self, net: nn.Module, source: str, name: str, head: str, stats: tuple[Any, Any], num_labels: int) -> None:
+    def __init__(self, net: nn.Module, source: str, name: str, head: str, stats: tuple[Any, Any],
+                 num_labels: int) -> None:
         super().__init__()
         self.net = net
         self.kind = kind_named(source)
         self.preprocess = stats
         self.head_params = {f"net.{n}" for n, _ in net.named_parameters() if n.startswith(head + ".")}
-        self.meta = {"kind": "image", "name": name, "num_labels": num_labels, "mean": list(stats[0]), "std": list(stats[1])}
+        self.meta = {"kind": "image", "name": name, "num_labels": num_labels,
+                     "mean": list(stats[0]), "std": list(stats[1])}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values)
@@ -91,7 +94,8 @@ def timm_layer_groups(net: nn.Module, head: set[str], prefix: str = "net.") -> l
 
     matcher = net.group_matcher(coarse=False)
     grouped = group_parameters(net, matcher)
-    ordered = [kept for _, names in sorted(grouped.items()) if (kept := [prefix + n for n in names if prefix + n not in head])]
+    ordered = [kept for _, names in sorted(grouped.items())
+               if (kept := [prefix + n for n in names if prefix + n not in head])]
     has_stem = bool(ordered) and _is_stem(matcher, ordered[0][0].removeprefix(prefix))
     groups = [LayerGroup("embeddings", ordered[0])] if has_stem else []
     groups += [LayerGroup(f"block.{i}", names) for i, names in enumerate(ordered[1:] if has_stem else ordered)]
