@@ -64,8 +64,9 @@ def test_cubic_schedule_values() -> None:
 
 
 def _recipe(tiny_bert: str, text_csv: Path, run: Path, marker: Path | None = None, **prune: Any) -> dict:
-    techniques: list[dict] = [{"name": "prune", "sparsity": 0.6, "start": 0.1, "end": 0.6, **prune},
-                              {"name": "tests.test_prune:Watch", "key": run.name}]
+    # Watch first: after-events fire in reverse recipe order, so it records the weights after prune re-masked them
+    techniques: list[dict] = [{"name": "tests.test_prune:Watch", "key": run.name},
+                              {"name": "prune", "sparsity": 0.6, "start": 0.1, "end": 0.6, **prune}]
     if marker is not None:
         techniques.append({"name": "tests.test_regularisation:Crash", "step": 5, "marker": str(marker)})
     return tiny_recipe(tiny_bert, text_csv, run, train__batch_size=8, train__epochs=1, train__checkpoint_every_steps=2,
@@ -95,8 +96,8 @@ def test_technique_prunes_gradually_keeps_zeros_and_resumes_exactly(tiny_bert: s
     resumed = honed.fit(crashing, quiet=True, resume=True)
     assert straight.metrics["test_loss"] == resumed.metrics["test_loss"]
     a, b = (torch.load(tmp_path / f"{n}/checkpoints/last.pt", weights_only=True) for n in ("straight", "crashed"))
-    assert a["techniques"][0]["masks"].keys() == b["techniques"][0]["masks"].keys()
-    assert all(torch.equal(a["techniques"][0]["masks"][k], b["techniques"][0]["masks"][k]) for k in a["techniques"][0]["masks"])
+    assert a["techniques"][1]["masks"].keys() == b["techniques"][1]["masks"].keys()
+    assert all(torch.equal(a["techniques"][1]["masks"][k], b["techniques"][1]["masks"][k]) for k in a["techniques"][1]["masks"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), "the same weights"
 
 
