@@ -49,11 +49,12 @@ class CVResult:
 
 
 def cross_validate(recipe: str | Path | dict | Recipe, folds: int = 5, *, data: dict[str, Any] | None = None, quiet: bool = True,
-                   overwrite: bool = False, **overrides: Any) -> CVResult:
-    """Fit `folds` models, each validated on the fold it did not see; see the module docstring."""
+                   overwrite: bool = False, overrides: dict[str, Any] | None = None, **kwargs: Any) -> CVResult:
+    """Fit `folds` models, each validated on the fold it did not see; see the module docstring. `overrides`
+    maps dotted recipe keys to values, as in `fit` (keyword overrides spell the dots as `__`)."""
     if not 2 <= int(folds) <= 100:
         raise HonedError(f"--folds: expected 2 to 100, got {folds}")
-    recipe = load_recipe(recipe, normalise_overrides(overrides))
+    recipe = load_recipe(recipe, {**(overrides or {}), **normalise_overrides(kwargs)})
     run_dir = Path(recipe.output_dir) if recipe.output_dir else Path("runs") / f"{recipe.name}-cv"  # not the train run's folder
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise HonedError(f"cv folder '{run_dir}' already exists; pass --overwrite (overwrite=True) to replace it or choose --output")

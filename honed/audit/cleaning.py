@@ -53,7 +53,8 @@ class CleanResult:
 def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, output: str | Path | None = None,
           overwrite: bool = False, quiet: bool = False, labels: Literal["drop", "relabel", "keep"] = "drop",
           label_threshold: float = 0.0, drop_outliers: bool = False, drop_near_duplicates: bool = False,
-          drop_group_leaks: bool = False, splits: tuple[str, ...] = ("train",), **options: Any) -> CleanResult:
+          drop_group_leaks: bool = False, splits: tuple[str, ...] = ("train",), overrides: dict[str, Any] | None = None,
+          **options: Any) -> CleanResult:
     """Audit `recipe`'s data and write the cleaned copy and manifest.csv to `output` (default RUN_DIR-clean, beside the run folder)."""
     if labels not in ("drop", "relabel", "keep"):
         raise HonedError(f"--labels: expected drop, relabel or keep, got '{labels}'")
@@ -62,7 +63,7 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     checks = ("corrupt", "duplicates", "leakage", *(("label_issues",) if labels != "keep" else ()),
               *(("outliers",) if drop_outliers else ()))
     options.setdefault("checks", checks)
-    result = audit(recipe, data, quiet=quiet, write=False, **options)
+    result = audit(recipe, data, quiet=quiet, write=False, overrides=overrides, **options)
     resolved = result.context.recipe
     folder = Path(output) if output is not None else beside_run(resolved, "clean")
     unknown = [s for s in splits if s not in result.context.data.sources]

@@ -51,11 +51,13 @@ def split_settings(options: dict[str, Any]) -> tuple[AuditSettings, dict[str, An
 
 
 def audit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, output: str | Path | None = None,
-          overwrite: bool = False, quiet: bool = False, write: bool = True, **options: Any) -> AuditResult:
+          overwrite: bool = False, quiet: bool = False, write: bool = True, overrides: dict[str, Any] | None = None,
+          **options: Any) -> AuditResult:
     """Audit a recipe's data; `options` are AuditSettings fields (near_duplicate=0.97, folds=5, oof=...)
-    or recipe overrides (data__labels=None, as in `honed.fit`; dotted keys work too)."""
-    settings, overrides = split_settings(options)
-    recipe = load_recipe(recipe, overrides)
+    or recipe overrides (data__labels=None, as in `honed.fit`; dotted keys work too); `overrides` maps
+    dotted recipe keys to values ({"data.labels": None}), as in `fit`."""
+    settings, extra = split_settings(options)
+    recipe = load_recipe(recipe, {**(overrides or {}), **extra})
     folder = Path(output) if output is not None else beside_run(recipe, "audit")
     if write:
         check_output(folder, overwrite)

@@ -43,16 +43,15 @@ def add_audit_arguments(parser: argparse.ArgumentParser, default_output: str) ->
 
 
 def audit_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The recipe overrides plus the checked audit settings, as `honed.audit`/`honed.clean` take them."""
+    """The checked audit settings, as `honed.audit`/`honed.clean` take them (the overrides go separately)."""
     if not 2 <= args.folds <= 50:
         raise HonedError(f"--folds: expected 2 to 50, got {args.folds}")
     if not 0.0 < args.near_duplicate <= 1.0:
         raise HonedError(f"--near-duplicate: expected a cosine similarity in (0, 1], got {args.near_duplicate}")
     if args.outlier_z <= 0 or args.batch_size < 1:
         raise HonedError("--outlier-z and --batch-size must be positive")
-    options: dict[str, Any] = dict(args.overrides)
-    options.update(oof=args.oof, folds=args.folds, near_duplicate=args.near_duplicate, outlier_z=args.outlier_z,
-                   batch_size=args.batch_size)
+    options: dict[str, Any] = dict(oof=args.oof, folds=args.folds, near_duplicate=args.near_duplicate,
+                                   outlier_z=args.outlier_z, batch_size=args.batch_size)
     if args.checks:
         options["checks"] = tuple(c.strip() for c in args.checks.split(",") if c.strip())
     return options
@@ -61,6 +60,7 @@ def audit_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from honed.audit.run import audit, summary_lines
 
-    result = audit(args.recipe, output=args.output, overwrite=args.overwrite, quiet=args.quiet, **audit_options(args))
+    result = audit(args.recipe, output=args.output, overwrite=args.overwrite, quiet=args.quiet,
+                   overrides=args.overrides, **audit_options(args))
     print("\n".join(summary_lines(result)))
     return 0

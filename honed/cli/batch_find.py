@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from honed.train.batch_find import batch_find
 
     report = batch_find(args.recipe, max_batch=args.max_batch, timed_steps=args.steps, quiet=args.quiet,
-                        **args.overrides)
+                        overrides=args.overrides)
     Console().print(_batch_table(report))
     why = "largest that fits" if report.goal == "memory" else "most samples/s"
     print(f"best per-device batch ({why}): {report.best}")

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     result = clean(args.recipe, output=args.output, overwrite=args.overwrite, quiet=args.quiet, labels=args.labels,
                    label_threshold=args.label_threshold, drop_outliers=args.drop_outliers,
                    drop_near_duplicates=args.drop_near_duplicates, drop_group_leaks=args.drop_group_leaks,
-                   splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), **audit_options(args))
+                   splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()), overrides=args.overrides,
+                   **audit_options(args))
     manifest = result.manifest
     print(f"clean: {int((manifest['action'] == 'dropped').sum())} rows dropped, "
           f"{int((manifest['action'] == 'relabelled').sum())} relabelled, of {len(result.audit.context.data.frame)}")

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if not common.is_main_process():
         return 0
     result = cross_validate(args.recipe, args.folds, quiet=args.quiet, overwrite=args.overwrite,
-                            **common.run_overrides(args))
+                            overrides=common.run_overrides(args))
     table = Table(title=f"honed cv: {len(result.per_fold)} folds, {len(result.frame)} rows")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")

@@ -30,6 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from honed.ensemble.build import build_ensemble, print_ensemble
 
-    result = build_ensemble(args.recipe, overwrite=args.overwrite, quiet=args.quiet, **common.run_overrides(args))
+    result = build_ensemble(args.recipe, overwrite=args.overwrite, quiet=args.quiet,
+                            overrides=common.run_overrides(args))
     print_ensemble(result)
     return 0

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise HonedError(f"--workers: expected 1 or more, got {args.workers}")
     result = tune(args.recipe, storage=args.storage, workers=args.workers, quiet=args.quiet, n_trials=args.trials,
-                  timeout=args.timeout, study_name=args.study_name, **common.run_overrides(args))
+                  timeout=args.timeout, study_name=args.study_name, overrides=common.run_overrides(args))
     s, console = result.summary, Console()
     trials = ", ".join(f"{k} {v}" for k, v in s["trials"].items() if v)
     console.print(f"study '{result.study_name}' ({s['sampler']}, {s['pruner']} pruning): {trials}")

@@ -140,10 +140,12 @@ def _out_of_fold(ctx: Context, member: MemberSpec) -> np.ndarray:
 
 
 def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: bool = False, quiet: bool = False,
-                   **overrides: Any) -> EnsembleResult:
-    """Train and combine the members named by the recipe's `ensemble:` section; save the folder."""
+                   overrides: dict[str, Any] | None = None, **kwargs: Any) -> EnsembleResult:
+    """Train and combine the members named by the recipe's `ensemble:` section; save the folder. `overrides`
+    maps dotted recipe keys to values, as in `fit` (keyword overrides spell the dots as `__`)."""
     base = _base_tree(recipe)
-    base_recipe = build_recipe(base, normalise_overrides(overrides), source=str(recipe) if isinstance(recipe, (str, Path)) else "recipe")
+    changes = {**(overrides or {}), **normalise_overrides(kwargs)}
+    base_recipe = build_recipe(base, changes, source=str(recipe) if isinstance(recipe, (str, Path)) else "recipe")
     tree = base_recipe.model_dump(mode="json")
     spec = parse_spec(tree.pop("ensemble", None))
     folder = base_recipe.run_dir()

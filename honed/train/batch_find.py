@@ -54,13 +54,13 @@ class BatchReport:
 
 
 def batch_find(recipe: Any, data: dict[str, Any] | None = None, *, max_batch: int | None = None, timed_steps: int = 3,
-               quiet: bool = False, **overrides: Any) -> BatchReport:
+               quiet: bool = False, overrides: dict[str, Any] | None = None, **kwargs: Any) -> BatchReport:
     """Try doubling batch sizes for `recipe` (path, dict or Recipe, dotted overrides as in `fit`)."""
     if max_batch is not None and max_batch < 1:
         raise HonedError(f"--max: the largest batch to try must be >= 1, got {max_batch}")
     if timed_steps < 1:
         raise HonedError(f"--steps: at least 1 timed step per batch size, got {timed_steps}")
-    parts = build_parts(recipe, data, overrides)
+    parts = build_parts(recipe, data, {**(overrides or {}), **kwargs})
     cuda = parts.acc.device.type == "cuda"
     cap = max_batch or (CUDA_CAP if cuda else CPU_CAP)
     trials = measure(parts, sizes(cap), timed_steps, show=not quiet and parts.acc.is_main_process)

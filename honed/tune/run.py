@@ -75,11 +75,13 @@ class Plan:
 
 
 def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, workers: int = 1, quiet: bool = True,
-         n_trials: int | None = None, timeout: float | None = None, study_name: str | None = None, **overrides: Any) -> TuneResult:
-    """Validate everything, open/join the study, run trials (here or in `workers` processes), write outputs."""
+         n_trials: int | None = None, timeout: float | None = None, study_name: str | None = None,
+         overrides: dict[str, Any] | None = None, **kwargs: Any) -> TuneResult:
+    """Validate everything, open/join the study, run trials (here or in `workers` processes), write outputs.
+    `overrides` maps dotted recipe keys to values, as in `fit` (keyword overrides spell the dots as `__`)."""
     if workers < 1:
         raise HonedError(f"--workers: expected 1 or more, got {workers}")
-    plan, spec = make_plan(recipe, storage, n_trials, timeout, study_name, overrides)
+    plan, spec = make_plan(recipe, storage, n_trials, timeout, study_name, {**(overrides or {}), **kwargs})
     owner = plan.run_dir / "study_name.txt"  # trials/trial-N belong to one study: a second one needs its own folder
     holder = owner.read_text(encoding="utf-8").strip() if owner.is_file() else plan.study_name
     if holder != plan.study_name:
