@@ -32,6 +32,7 @@ SHARED: dict[str, tuple[list[str], set[str]]] = {
     "cv": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
     "prune": (["model"], {"--output", "--overwrite", "--quiet"}),
     "pretrain": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
+    "info": (["folder"], set()),
     "recipes": ([], set()),
 }
 

@@ -19,6 +19,7 @@ from honed.cli import (
     cv,
     ensemble,
     evaluate,
+    info,
     lr_find,
     predict,
     pretrain,
@@ -29,9 +30,15 @@ from honed.cli import (
     tune,
 )
 from honed.errors import HonedError
+from honed.train.interrupt import Interrupted
 
 VERBS: tuple[ModuleType, ...] = (train, evaluate, predict, report, lr_find, batch_find, audit, clean, ensemble, tune,
-                                 cv, prune, pretrain, recipes)
+                                 cv, prune, pretrain, info, recipes)
+
+# How each verb continues after Ctrl-C/SIGTERM; the others (tune, ensemble, cv) continue when re-run as they were.
+RESUME_HINTS = {"train": "continue it with the same command plus --resume",
+                "pretrain": "pretraining does not resume; re-run it with --overwrite",
+                "cv": "cross-validation does not resume; re-run it with --overwrite"}
 
 EPILOG = """examples:
   honed train recipes/quickstart.yaml
@@ -55,6 +62,7 @@ EPILOG = """examples:
   honed cv recipes/quickstart.yaml --folds 5                         # mean ± std, out-of-fold probabilities
   honed prune runs/quickstart/model --sparsity 0.5 --recover-epochs 1   # magnitude pruning + report (prune.json)
   honed pretrain recipes/pretrain-rotten-tomatoes.yaml    # masked-LM on the training texts -> RUN_DIR/backbone
+  honed info runs/quickstart                                         # kind, task and labels of a saved folder
   honed recipes
 """
 
@@ -89,7 +97,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. A HonedError ends in one line on stderr and exit 2 (`--debug` re-raises it for the
-    traceback); a usage error exits 2 with one line (SystemExit from argparse); Ctrl-C exits 130."""
+    traceback); a usage error exits 2 with one line (SystemExit from argparse); Ctrl-C or SIGTERM stops at the next safe
+    point with one line saying how to continue, exit 130 / 143 (a second Ctrl-C exits 130 at once)."""
     args = parse(argv)
     try:
         if hasattr(args, "overrides"):
@@ -103,3 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("honed: interrupted", file=sys.stderr)
         return 130
+    except Interrupted as exc:  # SIGINT/SIGTERM: stopped at a safe point with its checkpoint written
+        print(f"honed: {exc}; {RESUME_HINTS.get(args.verb, 're-run the same command to continue')}", file=sys.stderr)
+        return exc.exit_code

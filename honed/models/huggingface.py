@@ -13,6 +13,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
 )
+from transformers.utils import logging as hf_logging
 
 from honed.assets import install_hint, resolve_model_id
 from honed.data.labels import LabelMap
@@ -29,6 +30,9 @@ from honed.models.kinds import (
     ModelKind,
 )
 from honed.recipe import Recipe
+
+hf_logging.set_verbosity_error()  # loading a checkpoint with a fresh head is the normal case here, not a warning
+hf_logging.disable_progress_bar()
 
 
 class HFClassifier(Classifier):
