@@ -135,8 +135,11 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     if spec.cache_frozen_features:  # the frozen backbone runs once; only its (shared) head trains, on the cached features
         model, datasets, hooks = swap_in(model, datasets, collate, hooks, spec.eval_batch_size, acc.device, not quiet and acc.is_main_process)
         collate = train_collate = None
-    loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, train_collate, recipe.data.num_workers, keep=rows)
-    evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, recipe.data.num_workers) for k in ("val", "test") if k in datasets}
+    grouped, workers = recipe.data.group_by_length, recipe.data.num_workers  # grouped: batches of like-length text
+    loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, train_collate, workers, keep=rows,
+                                   group_by_length=grouped, window=spec.grad_accum_steps * acc.num_processes)
+    evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, workers, grouped)
+             for k in ("val", "test") if k in datasets}
     model = acc.prepare(model)  # DDP wraps every parameter; freezing comes after
     loader = acc.prepare(loader)
     evals = {k: acc.prepare(v) for k, v in evals.items()}

@@ -80,6 +80,7 @@ class DataSpec(Section):
     max_length: int = Field(128, ge=2, le=8192)
     image_size: int = Field(224, ge=8, le=4096)
     num_workers: int = Field(0, ge=0)
+    group_by_length: bool = True  # text: batch rows of like token count (less padding); eval/predict sort by length
     preprocess: PreprocessSpec = PreprocessSpec()
     image_stats: Literal["backbone", "train"] = "backbone"
 

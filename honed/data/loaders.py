@@ -1,4 +1,7 @@
-"""DataLoaders: a seeded per-epoch shuffle (reproducible and resumable) and sequential eval loaders."""
+"""DataLoaders: a seeded per-epoch shuffle (reproducible and resumable) and eval loaders.
+
+Text rows, whose token counts are known, are batched by length unless the recipe says
+`data.group_by_length: false` (see length_grouping); other data keep a plain shuffle and row order."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from honed.data.length_grouping import LengthGroupedBatchSampler, LengthSortedSampler, epoch_permutation
 
 
 class EpochSampler(Sampler[int]):
@@ -22,8 +27,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 10_007 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator)[: self.keep].tolist())
+        return iter(epoch_permutation(self.size, self.seed, self.epoch, self.keep))
 
     def __len__(self) -> int:
         return self.keep
@@ -37,17 +41,38 @@ def rows_per_epoch(rows: int, batch_size: int, model: nn.Module) -> int:
     return rows - 1 if has_bn and rows > 1 and rows % batch_size == 1 else rows
 
 
-def train_loader(dataset: Dataset, batch_size: int, seed: int, collate: Any, workers: int,
-                 keep: int | None = None) -> tuple[DataLoader, EpochSampler]:
+def row_lengths(dataset: Dataset) -> list[int] | None:
+    """Each row's token count when the dataset knows it without re-tokenising (its `lengths()`), else None."""
+    lengths = getattr(dataset, "lengths", None)
+    return lengths() if callable(lengths) else None
+
+
+def train_loader(dataset: Dataset, batch_size: int, seed: int, collate: Any, workers: int, keep: int | None = None,
+                 group_by_length: bool = False, window: int = 1) -> tuple[DataLoader, Sampler]:
+    """The training loader and the sampler whose `set_epoch` picks each epoch's order: length-grouped
+    batches when asked and the rows have lengths (grouped per optimizer step of `window` batches:
+    grad_accum_steps x processes), a plain seeded shuffle otherwise. Either way an epoch has
+    ceil(keep / batch_size) batches and only the last may be short."""
+    lengths = row_lengths(dataset) if group_by_length else None
+    if lengths is not None:
+        grouped = LengthGroupedBatchSampler(lengths, batch_size, seed, keep, window)
+        loader = DataLoader(dataset, batch_sampler=grouped, collate_fn=collate, num_workers=workers,
+                            generator=_private_generator(seed))
+        return loader, grouped
     sampler = EpochSampler(len(dataset), seed, keep)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
                         generator=_private_generator(seed))
     return loader, sampler
 
 
-def eval_loader(dataset: Dataset, batch_size: int, collate: Any, workers: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate, num_workers=workers,
-                      generator=_private_generator(0))
+def eval_loader(dataset: Dataset, batch_size: int, collate: Any, workers: int,
+                sort_by_length: bool = False) -> DataLoader:
+    """Every row once; longest first when asked and the rows have lengths (less padding), in row order
+    otherwise. Batches carry each row's `index`, from which predict_logits restores row order."""
+    lengths = row_lengths(dataset) if sort_by_length else None
+    sampler = LengthSortedSampler(lengths) if lengths is not None else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=collate,
+                      num_workers=workers, generator=_private_generator(0))
 
 
 def _private_generator(seed: int) -> torch.Generator:

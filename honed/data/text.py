@@ -50,6 +50,11 @@ class TextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def lengths(self) -> list[int]:
+        """Each row's token count (summed over a fusion's members), for batching rows of like length."""
+        ids = [v for k, v in self.columns.items() if k.rpartition(".")[2] == "input_ids"]
+        return [sum(len(column[i]) for column in ids) for i in range(len(self.labels))]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = {k: v[i] for k, v in self.columns.items()}
         row["labels"] = self.labels[i]

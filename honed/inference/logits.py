@@ -55,6 +55,6 @@ def _view_logits(model: Any, labels: LabelMap, recipe: Recipe, frame: pd.DataFra
     preprocess = acc.unwrap_model(model).preprocess
     dataset = make_dataset(frame, labels, recipe, preprocess, train=train)
     collate = make_collate(recipe, preprocess, train=train)
-    loader = acc.prepare(eval_loader(dataset, recipe.train.eval_batch_size, collate, 0))
+    loader = acc.prepare(eval_loader(dataset, recipe.train.eval_batch_size, collate, 0, recipe.data.group_by_length))
     logits, _ = predict_logits(model, loader, acc)
     return logits

@@ -115,7 +115,8 @@ def range_test(parts: Parts, start: float, end: float, steps: int,
     model = copy.deepcopy(parts.model)
     optimizer = build_optimizer(model, recipe.optim)
     loader, sampler = train_loader(parts.dataset, recipe.train.batch_size, recipe.seed, parts.collate,
-                                   recipe.data.num_workers)
+                                   recipe.data.num_workers, group_by_length=recipe.data.group_by_length,
+                                   window=recipe.train.grad_accum_steps * acc.num_processes)
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     per_epoch = -(-len(loader) // recipe.train.grad_accum_steps)
     finder = LRRangeTest(start, end, steps)
