@@ -109,11 +109,15 @@ class FusionSpec(Section):
 
 
 class ModelSpec(Section):
-    name: str = "sentence-transformers/all-MiniLM-L6-v2"
-    source: Literal["auto", "huggingface", "torchvision", "timm"] = "auto"
+    name: str = "sentence-transformers/all-MiniLM-L6-v2"  # source=python: "pkg.module:factory", imported by opt-in
+    source: Literal["auto", "huggingface", "torchvision", "timm", "python"] = "auto"
     weights: str | None = None
     dropout: DropoutSpec = DropoutSpec()
     fusion: FusionSpec | None = None
+    args: dict[str, Any] = {}  # source=python: keyword arguments of the factory (mean/std also set image normalisation)
+    strict: bool = True  # model.weights must fit every key and shape (source=python)
+    head: str | None = None  # source=python: dotted path of the nn.Linear to replace; None = the last nn.Linear
+    tokenizer: str | None = None  # source=python, text: a Hugging Face tokenizer id or folder
     keep_layers: int | list[int] | None = None  # a shallower student: N evenly spaced layers, or these indices
 
 

@@ -41,6 +41,7 @@ class Classifier(nn.Module):
     preprocess: Any = None
     head_params: set[str]
     meta: dict[str, Any]
+    notes: list[str] | tuple[str, ...] = ()  # what building decided (e.g. which layer became the head), logged by fit
 
     def layer_groups(self) -> list[LayerGroup]:
         """Its kind's groups (timm's own grouping, fusion's per member); the generic heuristic without a kind."""

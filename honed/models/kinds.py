@@ -1,4 +1,4 @@
-"""Model kinds: one small object per family of pretrained models (Hugging Face, torchvision, timm, fusion).
+"""Model kinds: one small object per family of pretrained models (Hugging Face, torchvision, timm, fusion, python).
 
 A kind knows how to build a `Classifier` from a recipe's model spec, load one from a saved folder and
 save it, where its dropout regions are, how its inputs are normalised and what it supports (which
@@ -24,7 +24,7 @@ from honed.recipe import Recipe
 from honed.registry import Registry
 
 # honed.models.<module> for each module that registers kinds; imported before any lookup
-KIND_MODULES = ("huggingface", "vision", "fusion")
+KIND_MODULES = ("huggingface", "vision", "fusion", "python")
 
 # Capabilities a kind may declare (`ModelKind.capabilities`); the code that needs one asks `supports`.
 # One more lives where it is used, since data may not import models: honed.data.preprocess.TRAIN_IMAGE_STATS.
