@@ -83,6 +83,8 @@ class DataSpec(Section):
     group_by_length: bool = True  # text: batch rows of like token count (less padding); eval/predict sort by length
     preprocess: PreprocessSpec = PreprocessSpec()
     image_stats: Literal["backbone", "train"] = "backbone"
+    normalise_labels: bool = False  # merge labels that differ only by case or surrounding spaces (else refused)
+    skip_bad_rows: bool = False  # drop unreadable images (counted and listed) instead of stopping
 
 
 class DropoutSpec(Section):

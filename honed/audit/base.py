@@ -83,7 +83,7 @@ class AuditContext:
 
 Check = Callable[[AuditContext], Finding]
 CHECKS: Registry[Finding] = Registry("audit check")
-ORDER = ("corrupt", "balance", "duplicates", "leakage", "outliers", "label_issues", "learning_curve")
+ORDER = ("corrupt", "balance", "label_variants", "duplicates", "leakage", "outliers", "label_issues", "learning_curve")
 
 
 def row_table(frame: pd.DataFrame, reason: str | pd.Series, detail: str | pd.Series = "") -> pd.DataFrame:

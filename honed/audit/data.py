@@ -18,7 +18,7 @@ import pandas as pd
 from honed.assets import resolve_data_path
 from honed.data.sources import _idx_images, _image_folder
 from honed.data.splits import carve
-from honed.data.tables import read_table, require_columns
+from honed.data.tables import label_text, read_table, require_columns, unify_variants
 from honed.errors import HonedError
 from honed.recipe import Recipe
 
@@ -119,7 +119,11 @@ def _from_table(table: pd.DataFrame, recipe: Recipe, split: str, base: Path) -> 
         require_columns(table, {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
                                 "data.label_column": spec.label_column, "data.group_column": spec.group_column}, where)
         x = table[spec.text_column].map(lambda t: None if _missing(t) else str(t))
-    out = pd.DataFrame({"x": x, "label": table[spec.label_column].map(_label)})
+    out = pd.DataFrame({"x": x, "label": table[spec.label_column].map(_label),
+                        "label_raw": table[spec.label_column].map(lambda v: None if _missing(v) else label_text(v))})
+    if spec.normalise_labels and out["label"].notna().any():  # as training merges them (the check reads label_raw)
+        known = out["label"].notna()
+        out.loc[known, "label"] = unify_variants(out.loc[known, "label"], where, True)
     if spec.text_pair_column:
         out["x2"] = table[spec.text_pair_column].map(lambda t: "" if _missing(t) else str(t))
     if spec.group_column:
@@ -145,9 +149,7 @@ def _label(value: Any) -> str | None:
     """A label as training reads it (str, integral floats without '.0'); None when empty or NaN."""
     if _missing(value) or str(value).strip() == "":
         return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+    return label_text(value).strip()
 
 
 def _carve_missing(frames: dict[str, pd.DataFrame], recipe: Recipe) -> None:

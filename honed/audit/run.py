@@ -13,6 +13,7 @@ from honed.audit import (  # noqa: F401 (register)
     corrupt,
     duplicates,
     label_issues,
+    label_variants,
     leakage,
     learning_curve,
     outliers,

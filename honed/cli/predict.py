@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from honed.cli import common
 from honed.errors import HonedError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -25,15 +29,30 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from honed.inference import predict_frame
+    from honed.inference.predict import predict_chunks
 
     out = Path(args.output)
     if args.output != "-" and out.exists() and not args.overwrite:
         raise HonedError(f"--output: '{out}' already exists; pass --overwrite to replace it")
-    frame = predict_frame(args.model, args.data, args.overrides, calibrated=args.calibrated)
+    chunks = predict_chunks(args.model, args.data, args.overrides, calibrated=args.calibrated)
     if args.output == "-":
-        frame.to_csv(sys.stdout, index=False)
-    else:
-        frame.to_csv(out, index=False)
-        print(f"wrote {len(frame)} predictions to {out}", file=sys.stderr)
+        _write(chunks, sys.stdout)
+        return 0
+    partial = out.with_name(out.name + ".partial")  # a failure half-way never leaves a short file under the real name
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            count = _write(chunks, handle)
+        partial.replace(out)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {count} predictions to {out}", file=sys.stderr)
     return 0
+
+
+def _write(chunks: Iterator[pd.DataFrame], handle: TextIO) -> int:
+    """Each chunk's rows as CSV as soon as it is predicted (one header); the number of rows written."""
+    count = 0
+    for i, chunk in enumerate(chunks):
+        chunk.to_csv(handle, index=False, header=i == 0)
+        count += len(chunk)
+    return count

@@ -15,9 +15,11 @@ from honed.data.labels import LabelMap
 from honed.data.preprocess import preprocess_rows
 from honed.data.sources import load_source, slice_columns
 from honed.data.splits import carve, limit
+from honed.data.tables import match_known
 from honed.data.text import PadCollator, text_dataset
 from honed.errors import HonedError
 from honed.recipe import Recipe
+from honed.rundir import LOG
 
 SPLITS = ("train", "val", "test")
 
@@ -39,9 +41,11 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
         source = inputs.get(split, getattr(spec, split))
         if source is not None:
             frame = load_source(source, spec, f"data.{split}", keep=slice_columns(recipe))
-            frames[split] = preprocess_rows(keep_labels(frame, spec.labels, f"data.{split}"), recipe, f"data.{split}", notes)
+            notes.extend(frame.attrs.pop("notes", []))  # e.g. non-image files left out of a class folder
+            frame = keep_labels(frame, spec.labels, f"data.{split}")
+            frames[split] = preprocess_rows(frame, recipe, f"data.{split}", notes)
             if spec.kind == "image":
-                check_images(frames[split]["x"], f"data.{split}")
+                frames[split] = _drop_bad_images(frames[split], f"data.{split}", spec.skip_bad_rows, notes)
     if "train" not in frames:
         raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
     seed, taken = recipe.seed, 0.0
@@ -50,12 +54,22 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
             fraction = getattr(spec.split, split)  # of all rows, so rescale to what is left
             if fraction + taken >= 1.0:
                 raise HonedError("data.split: val + test fractions must leave rows for training (sum below 1)")
-            frames["train"], frames[split] = carve(frames["train"], fraction / (1.0 - taken), spec.split.method, seed, split)
+            frames["train"], frames[split] = carve(frames["train"], fraction / (1.0 - taken), spec.split.method,
+                                                   seed, split)
             taken += fraction
     for split in SPLITS:
         frames[split] = limit(frames[split], getattr(spec.max_rows, split), seed)
-    labels = _check(frames, spec.labels)
+    labels = _check(frames, spec.labels, spec.normalise_labels)
     return Tables(frames, labels, notes)
+
+
+def _drop_bad_images(frame: pd.DataFrame, field: str, skip: bool, notes: list[str]) -> pd.DataFrame:
+    """The frame without unreadable images when `skip` (counted and listed in `notes`); else the first is an error."""
+    bad, note = check_images(frame["x"], field, skip)
+    if note:
+        LOG.warning(note)
+        notes.append(note)
+    return frame.drop(index=bad) if bad else frame
 
 
 def keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.DataFrame:
@@ -67,21 +81,28 @@ def keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.D
     return frame[frame["label"].isin(keep)]
 
 
-def _check(frames: dict[str, pd.DataFrame], order: list[str] | None) -> LabelMap:
+def _check(frames: dict[str, pd.DataFrame], order: list[str] | None, normalise: bool = False) -> LabelMap:
     train = frames["train"]
     if train.empty:
         raise HonedError("data.train: the training split is empty (check data.labels and data.split)")
     labels = LabelMap.from_labels(train["label"], order)
     if len(labels) < 2:
-        raise HonedError(f"data.train: only one class ('{labels.names[0]}') in the training data; a classifier needs two or more")
+        raise HonedError(f"data.train: only one class ('{labels.names[0]}') in the training data; "
+                         "a classifier needs two or more")
     for split in ("val", "test"):
+        if normalise:
+            frames[split]["label"] = match_known(frames[split]["label"], labels.names)
         unseen = sorted(set(frames[split]["label"]) - set(labels.names))
         if unseen:
-            raise HonedError(f"data.{split}: label '{unseen[0]}' never occurs in training data; add training rows for it or drop those rows")
+            near = match_known(pd.Series(unseen[:1]), labels.names).iloc[0]
+            hint = f" (training has '{near}': data.normalise_labels=true merges them)" if near != unseen[0] else ""
+            raise HonedError(f"data.{split}: label '{unseen[0]}' never occurs in training data{hint}; "
+                             "add training rows for it or drop those rows")
     return labels
 
 
-def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any, train: bool = False) -> Dataset:
+def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any,
+                 train: bool = False) -> Dataset:
     """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics;
     `train` switches on the recipe's image augmentation (text is augmented in the training collate)."""
     ids = labels.encode(frame["label"]) if "label" in frame else [-1] * len(frame)
@@ -109,7 +130,8 @@ def check_augment(recipe: Recipe, preprocess: Any = None) -> None:
     spec, kind = recipe.augment, recipe.data.kind
     other = "text" if kind == "image" else "image"
     if getattr(spec, other):
-        raise HonedError(f"augment.{other}: {other} augmentations need data.kind={other}, but this recipe trains {kind} "
+        raise HonedError(f"augment.{other}: {other} augmentations need data.kind={other}, "
+                         f"but this recipe trains {kind} "
                          f"(data.kind={kind}); remove augment.{other} or use augment.{kind}")
     if kind == "image":
         build_image_ops(spec.image, recipe.data.image_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from honed.assets import FASHION_MNIST_CLASSES, resolve_data_path
-from honed.errors import HonedError
 from honed.data.tables import clean_labels, read_table, require_columns
+from honed.errors import HonedError
 from honed.recipe import DataSpec, Recipe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -25,30 +26,40 @@ def slice_columns(recipe: Recipe) -> tuple[str, ...]:
     return tuple(recipe.report.slices)
 
 
-def load_source(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def load_source(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = (),
+                scoring: bool = False) -> pd.DataFrame:
     """A standard frame (x, [x2], label, [group], [meta:NAME...]) from a path/asset string or in-memory
-    data; `keep` names metadata columns to carry along (a missing one is an error naming it)."""
+    data; `keep` names metadata columns to carry along (a missing one is an error naming it).
+
+    `scoring` (evaluate) reads only what the model needs, text, pair and label: the group column and
+    slice columns only matter when training splits and reports, so they are kept when present."""
     if isinstance(source, str | Path):
         path = resolve_data_path(str(source), field)
-        frame = _load_path(path, spec, field, keep)
+        frame = _load_path(path, spec, field, keep, scoring)
     else:
-        frame = from_memory(source, spec, field, keep)
-    if keep and not any(c.startswith(META) for c in frame.columns):
+        frame = from_memory(source, spec, field, keep, scoring)
+    if keep and not scoring and not any(c.startswith(META) for c in frame.columns):
         raise HonedError(f"report.slices: {field} has no columns (an image folder or an (X, y) pair), so it cannot "
                          f"slice by '{keep[0]}'; use a table file or remove report.slices")
     return frame
 
 
-def _load_path(path: Path, spec: DataSpec, field: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def _load_path(path: Path, spec: DataSpec, field: str, keep: tuple[str, ...] = (),
+               scoring: bool = False) -> pd.DataFrame:
     if path.name.endswith("-idx3-ubyte.gz"):
         return _idx_images(path, field)
     if spec.kind == "image" and path.is_dir():
         return _image_folder(path, field)
-    return _from_table(read_table(path, field), spec, str(path), path.parent, keep)
+    return _from_table(read_table(path, field), spec, str(path), path.parent, keep, scoring)
 
 
-def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path, keep: tuple[str, ...] = (),
+                scoring: bool = False) -> pd.DataFrame:
     """A table's named columns as a standard frame; image paths resolve against `base`."""
+    if scoring:
+        keep = tuple(name for name in keep if name in frame.columns)
+        if spec.group_column not in frame.columns:
+            spec = spec.model_copy(update={"group_column": None})
     for name in keep:
         require_columns(frame, {"report.slices": name}, source)
     if spec.kind == "image":
@@ -75,7 +86,7 @@ def _standard(frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: Dat
     out = pd.DataFrame({"x": x.fillna("") if spec.kind == "text" else x}, index=frame.index)
     if x2 is not None:
         out["x2"] = x2.fillna("").astype(str)
-    out["label"] = clean_labels(frame[spec.label_column], source)
+    out["label"] = clean_labels(frame[spec.label_column], source, spec.normalise_labels)
     if spec.group_column:
         out["group"] = frame[spec.group_column].astype(str)
     if spec.kind == "text":
@@ -84,16 +95,39 @@ def _standard(frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: Dat
 
 
 def _image_folder(root: Path, field: str) -> pd.DataFrame:
-    """One subfolder per class; files with image extensions inside (recursively)."""
-    rows = [
-        (str(p), cls.name)
-        for cls in sorted(d for d in root.iterdir() if d.is_dir())
-        for p in sorted(cls.rglob("*"))
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    """One subfolder per class; files with image extensions inside (recursively, through symlinks).
+    Other files (notes, .DS_Store, Thumbs.db) are left out, counted in a note (`frame.attrs["notes"]`)."""
+    rows: list[tuple[str, str]] = []
+    others: list[Path] = []
+    for cls in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for path in walk_files(cls):
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):  # ._x.jpg: macOS metadata
+                rows.append((str(path), cls.name))
+            else:
+                others.append(path)
     if not rows:
         raise HonedError(f"{field}: folder '{root}' holds no images in class subfolders (root/CLASS/image.png)")
-    return pd.DataFrame(rows, columns=["x", "label"])
+    frame = pd.DataFrame(rows, columns=["x", "label"])
+    if others:
+        names = ", ".join(str(p.relative_to(root)) for p in others[:5]) + (", ..." if len(others) > 5 else "")
+        frame.attrs["notes"] = [f"{field}: ignored {len(others)} files that are not images ({names})"]
+    return frame
+
+
+def walk_files(folder: Path) -> list[Path]:
+    """Files under `folder` in sorted order, following symlinked files and folders (each real folder
+    once, so a link back up the tree cannot loop)."""
+    found: list[Path] = []
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(top) / name for name in sorted(files))
+    return sorted(found)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -117,23 +151,25 @@ def _idx_images(images: Path, field: str) -> pd.DataFrame:
     return pd.DataFrame({"x": list(pixels), "label": [names[int(i)] for i in labels]})
 
 
-def from_memory(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+def from_memory(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = (),
+                scoring: bool = False) -> pd.DataFrame:
     """A DataFrame, an (X, y) pair of sequences, or a torch Dataset yielding (x, y)."""
     if isinstance(source, pd.DataFrame):
-        return _from_table(source.reset_index(drop=True), spec, field, Path("."), keep)
+        return _from_table(source.reset_index(drop=True), spec, field, Path("."), keep, scoring)
     if isinstance(source, tuple) and len(source) == 2:
         xs, ys = list(source[0]), list(source[1])
     elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):
         pairs = [source[i] for i in range(len(source))]
         xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
-        raise HonedError(f"{field}: expected a path, a DataFrame, an (X, y) pair or a torch Dataset, got {type(source).__name__}")
+        raise HonedError(f"{field}: expected a path, a DataFrame, an (X, y) pair or a torch Dataset, "
+                         f"got {type(source).__name__}")
     if len(xs) != len(ys):
         raise HonedError(f"{field}: X has {len(xs)} rows but y has {len(ys)}")
     ys = [int(y.item()) if hasattr(y, "item") else y for y in ys]
     frame = pd.DataFrame({"x": pd.Series(xs, dtype=object), "y": pd.Series(ys, dtype=object)})
     out = pd.DataFrame({"x": frame["x"]})
-    out["label"] = clean_labels(frame["y"], field)
+    out["label"] = clean_labels(frame["y"], field, spec.normalise_labels)
     if spec.kind == "text":
         out["x"] = out["x"].fillna("").astype(str)
     return out

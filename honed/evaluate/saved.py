@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from honed.data.sources import META
 from honed.evaluate.report import build_report, write_report
 from honed.inference import Predictor, load_predictor
 from honed.inference.calibration import scale_probs
@@ -43,10 +44,11 @@ def report_labelled(predictor: Predictor, frame: pd.DataFrame, probs: np.ndarray
                     out_dir: str | Path) -> Path:
     """The report of a predictor on labelled rows; a temperature saved with it is measured, not refitted."""
     recipe = predictor.recipe
+    slices = [name for name in recipe.report.slices if META + name in frame]  # training-only columns may be absent
     report = build_report(labels=list(predictor.labels), y_true=y, probs=probs, frame=frame,
-                          temperature=predictor.saved_temperature(), slices=recipe.report.slices,
+                          temperature=predictor.saved_temperature(), slices=slices,
                           top_k=recipe.report.top_k, split="evaluate", title=f"honed report: {predictor.describe()}",
-                          group_name=recipe.data.group_column)
+                          group_name=recipe.data.group_column if "group" in frame else None)
     if report["calibration"]["temperature"] is not None:
         report["calibration"]["fitted_on"] = "val (saved with the model)"
     return write_report(out_dir, report)[1]

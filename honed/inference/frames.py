@@ -4,6 +4,7 @@ and the output table of `honed predict`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ import pandas as pd
 from honed.assets import resolve_data_path
 from honed.data.build import keep_labels
 from honed.data.preprocess import normalise_texts
-from honed.data.sources import IMAGE_SUFFIXES, load_source, slice_columns
-from honed.data.tables import read_table, require_columns
+from honed.data.sources import IMAGE_SUFFIXES, load_source, slice_columns, walk_files
+from honed.data.tables import iter_table, match_known, read_table, require_columns
 from honed.errors import HonedError
 from honed.recipe import Recipe, load_recipe
 
@@ -37,19 +38,37 @@ def unlabelled_frame(source: Any, recipe: Recipe) -> pd.DataFrame:
     else:
         path = resolve_data_path(str(source), "input")
         if path.is_dir():
-            files = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = [str(p) for p in walk_files(path)
+                     if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
             if not files:
                 raise HonedError(f"input: folder '{path}' holds no images")
             return pd.DataFrame({"x": files})
         frame, base = read_table(path, "input"), path.parent
+    return table_inputs(frame, recipe, base, "input" if isinstance(source, pd.DataFrame) else str(source))
+
+
+def input_chunks(source: Any, recipe: Recipe, rows: int) -> Iterator[pd.DataFrame]:
+    """unlabelled_frame in chunks of about `rows` rows when `source` is a table file (streamed, so a
+    200k-row file is never in memory whole); any other source comes in one piece."""
+    path = resolve_data_path(str(source), "input") if isinstance(source, str | Path) else None
+    if path is None or path.is_dir():
+        yield unlabelled_frame(source, recipe)
+        return
+    for chunk in iter_table(path, "input", rows):
+        yield table_inputs(chunk, recipe, path.parent, str(source))
+
+
+def table_inputs(frame: pd.DataFrame, recipe: Recipe, base: Path, where: str) -> pd.DataFrame:
+    """The columns the model reads from a table (text and pair, or image paths resolved against `base`);
+    every other column, training-only ones included, is ignored."""
     spec = recipe.data
     column = spec.text_column if spec.kind == "text" else spec.path_column
-    where = "input" if isinstance(source, pd.DataFrame) else str(source)
     require_columns(frame, {f"data.{'text' if spec.kind == 'text' else 'path'}_column": column,
                             "data.text_pair_column": spec.text_pair_column}, where)
     if spec.kind == "image":
-        return pd.DataFrame({"x": frame[column].astype(str).map(lambda p: str((base / p).resolve()))})
-    out = pd.DataFrame({"x": frame[column].fillna("").astype(str)})
+        paths = frame[column].astype(str).map(lambda p: str((base / p).resolve()))
+        return pd.DataFrame({"x": paths}, index=frame.index)
+    out = pd.DataFrame({"x": frame[column].fillna("").astype(str)}, index=frame.index)
     if spec.text_pair_column:
         out["x2"] = frame[spec.text_pair_column].fillna("").astype(str)
     return out
@@ -62,9 +81,12 @@ def model_inputs(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
 
 def labelled_frame(source: Any, recipe: Recipe, labels: tuple[str, ...], with_slices: bool = False) -> pd.DataFrame:
     """Labelled rows (column label) read per the recipe; a label the predictor does not know is an
-    error; `with_slices` keeps the report's slice columns."""
+    error; `with_slices` keeps the report's slice columns that the data has. Only the columns the model
+    reads and the label are required: a training-only group or slice column may be missing."""
     keep = slice_columns(recipe) if with_slices else ()
-    frame = keep_labels(load_source(source, recipe.data, "data", keep=keep), recipe.data.labels, "data")
+    frame = keep_labels(load_source(source, recipe.data, "data", keep=keep, scoring=True), recipe.data.labels, "data")
+    if recipe.data.normalise_labels:
+        frame["label"] = match_known(frame["label"], labels)
     unseen = sorted(set(frame["label"]) - set(labels))
     if unseen:
         raise HonedError(f"data: label '{unseen[0]}' is not one the model was trained on ({', '.join(labels)})")
