@@ -29,6 +29,7 @@ from honed.techniques.trackers import Trackers
 from honed.train import checkpoint
 from honed.train.events import Hooks
 from honed.train.feature_cache import check_cacheable, swap_in
+from honed.train.interrupt import stop_on_signals
 from honed.models.forward import predict_logits
 from honed.train.loop import train
 from honed.train.optim import build_optimizer
@@ -98,7 +99,8 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
         check_cacheable(recipe, model, hooks)
     open_run_dir(run_dir, overwrite, resume, acc.is_main_process)
     try:
-        return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)
+        with stop_on_signals():  # Ctrl-C/SIGTERM: checkpoint at the end of the step, then Interrupted
+            return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)
     finally:
         close_log()
 
@@ -169,7 +171,9 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
 def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -> dict[str, Any]:
     """Model, progress, technique and RNG state from the last checkpoint; the optimizer state is
     returned for loading once the optimizer is rebuilt with the same groups."""
-    saved = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    saved, source = checkpoint.load_with_fallback(run_dir / "checkpoints" / "last.pt")
+    if source.name != "last.pt":
+        LOG.warning("checkpoints/last.pt is damaged; resuming from the one before it (%s)", source.name)
     if tuple(saved["labels"]) != tuple(state.labels):
         raise HonedError(
             f"--resume: the checkpoint in '{run_dir}' was trained on {len(saved['labels'])} classes "
@@ -187,10 +191,11 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
         raise HonedError(f"--resume: the checkpoint in '{run_dir}' was saved with other techniques than this recipe's; "
                          "resume with the run's own recipe.yaml or start a new run") from None
     rng_path = run_dir / "checkpoints" / f"rng-{acc.process_index}.pt"
-    if rng_path.is_file():
-        rng = checkpoint.load(rng_path)
+    for path in (rng_path, checkpoint.previous(rng_path)):  # the one written with the checkpoint resumed from
+        rng = checkpoint.load(path) if path.is_file() else {"step": None}
         if rng["step"] == state.step:
             checkpoint.set_rng_state(rng)
+            break
     LOG.info("resumed at epoch %d step %d", state.epoch, state.step)
     return saved
 
@@ -212,6 +217,7 @@ def _final_metrics(state: TrainState, evals: dict[str, Any], acc: Accelerator, s
         "train_samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),
         "train_seconds": state.train_seconds, "wall_seconds": time.perf_counter() - started,
         "stop_reason": state.stop_reason, "processes": acc.num_processes, "device": str(acc.device),
+        "bad_steps": state.bad_steps, "fp16_skipped_steps": state.scaler_skips,  # non-finite steps dropped
     })
     return metrics
 

@@ -190,6 +190,7 @@ class TrainSpec(Section):
     metric: str = "accuracy"
     mode: Literal["max", "min"] = "max"
     checkpoint_every_steps: int | None = Field(None, ge=1)
+    max_bad_steps: int | None = Field(3, ge=0)  # optimizer steps skipped for NaN/inf gradients before the run stops; null: no limit
     cpu: bool = False
     cache_frozen_features: bool = False  # frozen backbone: compute its features once, train the head on them
 

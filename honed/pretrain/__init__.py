@@ -18,6 +18,7 @@ from honed.pretrain.mlm import pretrain_mlm
 from honed.pretrain.rotation import pretrain_rotation
 from honed.recipe import Recipe, load_recipe
 from honed.rundir import check_run_dir
+from honed.train.interrupt import stop_on_signals
 
 # An objective gets the recipe, its unlabelled rows, `begin` (creates RUN_DIR; called once the model
 # has loaded, so a bad model or data never removes an old run) and quiet; it returns the summary.
@@ -31,7 +32,8 @@ def pretrain(recipe: Any, overwrite: bool = False, quiet: bool = False, **overri
     check_run_dir(spec.run_dir(), overwrite, resume=False)
     rows = unlabelled_rows(spec)
     started = time.perf_counter()
-    summary = OBJECTIVES[spec.data.kind](spec, rows, lambda: start_run(spec, overwrite), quiet)
+    with stop_on_signals():  # Ctrl-C/SIGTERM: stop at the end of the step (Interrupted), not mid-write
+        summary = OBJECTIVES[spec.data.kind](spec, rows, lambda: start_run(spec, overwrite), quiet)
     finish_run(spec.run_dir(), summary, time.perf_counter() - started)
     return spec.run_dir()
 

@@ -180,10 +180,11 @@ class FiniteSteps:
 
 def _loop_recipe(recipe: Recipe) -> Recipe:
     """The recipe as the loop reads it for pretraining: the pretrain section's epochs, one batch per
-    step, gradients clipped to norm 1, no step checkpoints, no tracker."""
+    step, gradients clipped to norm 1, no step checkpoints, no tracker; no limit on skipped non-finite steps
+    (a batch with no masked token has no loss: an ordinary event here, not a fault)."""
     spec = recipe.train.model_copy(update={"epochs": recipe.pretrain.epochs, "batch_size": recipe.pretrain.batch_size,
                                            "grad_accum_steps": 1, "max_grad_norm": 1.0, "max_steps": None,
-                                           "checkpoint_every_steps": None})
+                                           "checkpoint_every_steps": None, "max_bad_steps": None})
     return recipe.model_copy(update={"train": spec, "log": type(recipe.log)()})  # default log section: no trackers
 
 

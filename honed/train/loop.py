@@ -13,8 +13,9 @@ from torch.utils.data import DataLoader
 from honed.metrics import classification_metrics, improved
 from honed.models.forward import predict_logits
 from honed.progress import progress_bar
-from honed.train import checkpoint
+from honed.train import checkpoint, interrupt
 from honed.train.events import Hooks, StopTraining
+from honed.train.numerics import Guard, LossMeter, total_norm
 from honed.train.optim import set_lr
 from honed.train.state import TrainState
 
@@ -31,8 +32,10 @@ def train(
     lr_at: Callable[[int], float],
     show: bool,
 ) -> None:
-    """Train until the epochs or max_steps run out or a technique raises StopTraining."""
+    """Train until the epochs or max_steps run out or a technique raises StopTraining (a signal raises
+    Interrupted after a checkpoint; too many non-finite steps raise NumericalFault)."""
     acc, model, spec = state.accelerator, state.model, state.recipe.train
+    guard = Guard(state)
     try:
         with progress_bar(show) as bars:
             while state.epoch < spec.epochs and state.step < state.total_steps:
@@ -42,7 +45,7 @@ def train(
                 bar = bars.add_task(f"epoch {state.epoch + 1}/{spec.epochs}", total=len(train_loader), completed=state.batch_in_epoch, info="")
                 model.train()
                 hooks.fire("on_epoch_start", state)  # after train(): a technique may keep parts in eval mode
-                started, running, counted = time.perf_counter(), torch.zeros((), device=acc.device), 0
+                started, meter = time.perf_counter(), LossMeter(acc.device, guard)
                 for batch in loader:
                     state.batch_index = batch.pop("index", None)  # each row's position in the training frame
                     state.batch = batch
@@ -54,33 +57,53 @@ def train(
                         state.loss = loss_fn(state.logits, labels)
                         hooks.fire("on_after_loss", state)
                         acc.backward(state.loss * _window_scale(spec.grad_accum_steps, len(train_loader), state.batch_in_epoch))
-                        if acc.sync_gradients:
-                            state.lr = set_lr(state.optimizer, lr_at(state.step))
-                            if spec.max_grad_norm:
-                                acc.clip_grad_norm_(model.parameters(), spec.max_grad_norm)
-                            hooks.fire("on_before_optimizer_step", state)
-                        state.optimizer.step()
-                        state.optimizer.zero_grad(set_to_none=True)
+                        _optimizer_step(state, hooks, lr_at, guard)
                     state.batch_in_epoch += 1
                     state.samples_seen += len(labels) * acc.num_processes
-                    running += state.loss.detach().float().to(running.device)
-                    counted += 1
+                    meter.add(state.loss)
                     if acc.sync_gradients:
                         state.step += 1
                         hooks.fire("on_after_optimizer_step", state)
                         _maybe_checkpoint(state, hooks)
+                        _stop_if_signalled(state, hooks)
                     bars.update(bar, advance=1)
-                    if show and state.batch_in_epoch % REFRESH_EVERY == 0:  # reading the loss syncs a GPU: not every step
+                    if state.batch_in_epoch % REFRESH_EVERY == 0:  # reading the loss syncs a GPU: not every step
                         elapsed = state.train_seconds + time.perf_counter() - started
-                        bars.update(bar, info=f"loss {float(running) / counted:.4f}  {state.samples_seen / max(elapsed, 1e-9):.1f} samples/s")
+                        bars.update(bar, info=f"loss {meter.refresh():.4f}  {state.samples_seen / max(elapsed, 1e-9):.1f} samples/s")
                     if state.step >= state.total_steps:
                         break
                 state.train_seconds += time.perf_counter() - started
-                _end_epoch(state, hooks, val_loader, float(running) / max(1, counted), bars)
+                _end_epoch(state, hooks, val_loader, meter.mean(), bars)
     except StopTraining as stop:
         state.stop_reason = str(stop)
         acc.print(state.stop_reason)
     hooks.fire("on_fit_end", state)
+
+
+def _optimizer_step(state: TrainState, hooks: Hooks, lr_at: Callable[[int], float], guard: Guard) -> None:
+    """Inside `accumulate`: at a window's last micro-batch set the LR, clip, and drop a step whose gradients
+    are not finite (its gradients are cleared, so no weight or optimizer moment moves); on the other
+    micro-batches accelerate's optimizer wrapper does nothing."""
+    acc = state.accelerator
+    if acc.sync_gradients:
+        state.lr = set_lr(state.optimizer, lr_at(state.step))
+        norm = total_norm(acc, state.model.parameters(), state.recipe.train.max_grad_norm)
+        hooks.fire("on_before_optimizer_step", state)
+        if not guard.step_is_finite(norm):
+            state.optimizer.zero_grad(set_to_none=True)
+            return
+    state.optimizer.step()
+    if acc.sync_gradients:
+        guard.after_step()
+    state.optimizer.zero_grad(set_to_none=True)
+
+
+def _stop_if_signalled(state: TrainState, hooks: Hooks) -> None:
+    """The safe point after each optimizer step: on SIGINT/SIGTERM write a checkpoint and stop."""
+    signum = interrupt.agreed(state.accelerator, state.step)
+    if signum:
+        save_checkpoint(state, hooks)
+        raise interrupt.Interrupted(signum, state.step, state.run_dir)
 
 
 def _window_scale(accum: int, batches: int, index: int) -> float:
@@ -133,7 +156,8 @@ def save_checkpoint(state: TrainState, hooks: Hooks) -> None:
     """Model, optimizer, progress, technique state and each process's RNG state."""
     acc, folder = state.accelerator, state.run_dir / "checkpoints"
     acc.wait_for_everyone()
-    checkpoint.atomic_save({"step": state.step, **checkpoint.rng_state()}, folder / f"rng-{acc.process_index}.pt")
+    # the replaced files stay as *.prev.pt: a damaged last.pt still leaves a checkpoint to resume from
+    checkpoint.atomic_save({"step": state.step, **checkpoint.rng_state()}, folder / f"rng-{acc.process_index}.pt", keep_previous=True)
     if acc.is_main_process:
         checkpoint.atomic_save({
             "model": acc.unwrap_model(state.model).state_dict(),
@@ -141,7 +165,7 @@ def save_checkpoint(state: TrainState, hooks: Hooks) -> None:
             "progress": state.progress(),
             "techniques": hooks.state_dict(),
             "labels": list(state.labels),
-        }, folder / "last.pt")
+        }, folder / "last.pt", keep_previous=True)
     acc.wait_for_everyone()
 
 

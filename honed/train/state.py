@@ -35,6 +35,8 @@ class TrainState:
     best_epoch: int | None = None
     samples_seen: int = 0
     train_seconds: float = 0.0
+    bad_steps: int = 0  # optimizer steps dropped for non-finite gradients (train.max_bad_steps bounds them)
+    scaler_skips: int = 0  # fp16: steps the grad scaler skipped on overflow
     stop_reason: str = ""
     train_loader: Any = None  # for techniques that need another pass (SWA's batch-norm statistics)
     class_counts: tuple[int, ...] = ()
@@ -42,7 +44,8 @@ class TrainState:
 
     def progress(self) -> dict[str, Any]:
         """The scalars a checkpoint needs to continue exactly here."""
-        keys = ("epoch", "step", "batch_in_epoch", "best_value", "best_epoch", "samples_seen", "train_seconds")
+        keys = ("epoch", "step", "batch_in_epoch", "best_value", "best_epoch", "samples_seen", "train_seconds", "bad_steps",
+                "scaler_skips")
         return {k: getattr(self, k) for k in keys}
 
     def restore(self, values: dict[str, Any]) -> None:
