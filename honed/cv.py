@@ -31,6 +31,7 @@ from honed.fit import fit, normalise_overrides
 from honed.inference.logits import logits_for
 from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
+from honed.train.interrupt import raise_if_pending, stop_on_signals
 
 METRICS = ("accuracy", "macro_f1", "loss")
 
@@ -64,9 +65,10 @@ def cross_validate(recipe: str | Path | dict | Recipe, folds: int = 5, *, data: 
     splits = fold_indices(frame, folds, recipe.seed)
     oof = np.full((len(frame), len(labels)), np.nan)
     per_fold: list[dict[str, Any]] = []
-    with progress_bar(not quiet) as bars:
+    with stop_on_signals(), progress_bar(not quiet) as bars:
         bar = bars.add_task("cross-validation folds", total=folds, info="")
         for i, (train_idx, val_idx) in enumerate(splits):
+            raise_if_pending()  # a signal during the last fold's evaluation stops before the next fold
             probs, metrics = _fold(recipe, frame, labels, train_idx, val_idx, run_dir / "folds" / f"fold-{i}")
             oof[val_idx] = probs
             per_fold.append({"fold": i, "train_rows": len(train_idx), "val_rows": len(val_idx), **metrics})

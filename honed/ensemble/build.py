@@ -40,6 +40,7 @@ from honed.inference.combiners import COMBINERS, Combiner, Selection, Stacking
 from honed.inference.selection import greedy_selection
 from honed.metrics import probability_metrics
 from honed.recipe import Recipe, build_recipe, read_yaml
+from honed.train.interrupt import stop_on_signals
 
 
 @dataclass
@@ -149,7 +150,8 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     tree = base_recipe.model_dump(mode="json")
     spec = parse_spec(tree.pop("ensemble", None))
     folder = base_recipe.run_dir()
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
+    stopped = (folder / "members").is_dir() and not (folder / ENSEMBLE_FILE).is_file()  # re-run after Ctrl-C: continue it
+    if folder.exists() and any(folder.iterdir()) and not overwrite and not stopped:
         raise HonedError(f"ensemble folder '{folder}' already exists; pass --overwrite to replace it")
     members = _member_specs(spec, base_recipe)
     if spec.method == "stacking":
@@ -171,7 +173,8 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     if overwrite and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    trained, spec_info = _train(spec, tree, frames, members, folder, overwrite, quiet)
+    with stop_on_signals():  # a signal stops the member in training at its next step; finished members stay
+        trained, spec_info = _train(spec, tree, frames, members, folder, overwrite, quiet)
     labels = check_labels({m.name: read_labels(m.model_dir) for m in trained})
     splits = {k: f for k, f in frames.items() if k in ("val", "test") and len(f)}
     probs = {k: np.stack([member_probs(m.model_dir, f, labels)[0] for m in trained]) for k, f in splits.items()}

@@ -22,6 +22,7 @@ from honed.errors import HonedError
 from honed.inference import load_predictor, model_folder
 from honed.progress import console
 from honed.recipe import Recipe, build_recipe, parse_override, read_yaml
+from honed.train.interrupt import raise_if_pending
 
 TOP_TRIALS = "top_trials.json"
 
@@ -91,12 +92,18 @@ def _pair(frame: pd.DataFrame) -> tuple[list[Any], list[str]]:
 
 def fit_member(recipe: Recipe, data: dict[str, Any], overwrite: bool, quiet: bool, keep_checkpoints: bool = False,
                threads: int | None = None) -> Path:
-    """Train one member (also the worker of a process pool) and return its model folder."""
+    """Train one member (also the worker of a process pool) and return its model folder. Without `overwrite`
+    (re-running an ensemble that was stopped) a member that finished is kept as it is and one that was
+    stopped mid-way resumes from its checkpoint; `overwrite` trains it afresh."""
     from honed.fit import fit
 
     if threads:
         torch.set_num_threads(threads)
-    run = fit(recipe, data=data, overwrite=overwrite, quiet=quiet)
+    run_dir = recipe.run_dir()
+    if not overwrite and (run_dir / "results.json").is_file() and (run_dir / "model" / "honed.json").is_file():
+        return run_dir / "model"
+    resume = not overwrite and (run_dir / "checkpoints" / "last.pt").is_file()
+    run = fit(recipe, data=data, overwrite=not resume, resume=resume, quiet=quiet)
     if not keep_checkpoints:
         shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
     return run.model_dir
@@ -108,6 +115,7 @@ def fit_all(jobs: list[tuple[str, Recipe, dict[str, Any]]], workers: int, overwr
     if workers <= 1 or len(jobs) <= 1:
         dirs = {}
         for i, (name, recipe, data) in enumerate(jobs):
+            raise_if_pending()  # Ctrl-C/SIGTERM between members: the finished ones are kept for the re-run
             if not quiet:  # each fit draws its own bars; one line says which member they belong to
                 console.print(f"[bold]ensemble member {i + 1}/{len(jobs)}: {name}[/bold] ({recipe.run_dir()})")
             dirs[name] = fit_member(recipe, data, overwrite, quiet, keep_checkpoints)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
+
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.models.base import Classifier
@@ -38,7 +40,40 @@ def load_model(folder: str | Path) -> tuple[Classifier, LabelMap]:
     meta_path = folder / "honed.json"
     if not meta_path.is_file():
         raise HonedError(f"model '{folder}': not a model folder saved by honed (no honed.json); use RUN_DIR/model")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta, names = _read_json(meta_path), _read_json(folder / "labels.json")
+    if not isinstance(meta, dict) or not isinstance(names, list):
+        raise HonedError(f"model '{folder}': honed.json or labels.json does not hold what honed wrote; retrain or restore the folder")
     kind = saved_kind(folder, meta)
     labels = LabelMap.load(folder)
-    return kind.load(folder, meta, labels), labels
+    try:
+        return kind.load(folder, meta, labels), labels
+    except (OSError, RuntimeError, ValueError, EOFError, SafetensorError) as exc:  # truncated or overwritten weights
+        raise HonedError(f"model '{folder}': {_damaged_weights(folder)} is damaged or truncated "
+                         f"({_first_line(exc)}); retrain the model or restore the file") from exc
+
+
+def _read_json(path: Path) -> object:
+    """A small JSON file of a saved model; a damaged one is one line naming it."""
+    if not path.is_file():
+        raise HonedError(f"model '{path.parent}': {path.name} is missing; is it a model folder saved by honed?")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HonedError(f"model '{path.parent}': {path.name} is damaged ({_first_line(exc)}); retrain or restore it") from exc
+
+
+def _damaged_weights(folder: Path) -> str:
+    """The first weights file in `folder` whose safetensors header does not read back, else the folder's weights."""
+    for path in sorted(folder.rglob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    handle.get_slice(key)
+        except Exception:  # noqa: BLE001 -- any failure to read it back names this file
+            return f"weights file '{path}'"
+    return "its weights file"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__

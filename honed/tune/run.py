@@ -24,6 +24,7 @@ from honed.errors import HonedError
 from honed.fit import normalise_overrides
 from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
+from honed.train.interrupt import Interrupted, raise_if_pending, stop_on_signals
 from honed.tune.objective import Objective
 from honed.tune.outputs import write_outputs
 from honed.tune.space import check_space, grid_size
@@ -37,6 +38,7 @@ from honed.tune.study import (
     masked,
     open_storage,
     open_study,
+    requeue_interrupted,
     used,
 )
 
@@ -147,8 +149,14 @@ def run_worker(plan: Plan, index: int, callback: Any = None) -> None:
     optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed and re-queued before the budget is counted
     if plan.budget is not None and used(study) >= plan.budget:
         return
-    study.optimize(Objective(plan.tree, spec, plan.run_dir), n_trials=plan.budget, timeout=plan.timeout, catch=(Exception,),
-                   callbacks=callbacks, gc_after_trial=True)
+    callbacks.append(lambda s, t: raise_if_pending(run_dir=plan.run_dir))  # a signal during a trial's last evaluation
+    with stop_on_signals():
+        try:
+            study.optimize(Objective(plan.tree, spec, plan.run_dir), n_trials=plan.budget, timeout=plan.timeout,
+                           catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+        except Interrupted as exc:  # the unfinished trial goes back to the queue: re-running the command redoes it
+            requeue_interrupted(study)
+            raise Interrupted(exc.signum, run_dir=plan.run_dir) from None
 
 
 def _run_processes(plan: Plan, workers: int, study: optuna.Study, show: Any) -> None:

@@ -9,7 +9,9 @@ called RetryFailedTrialCallback before Optuna 4.9) queues it again.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import socket
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -140,3 +142,18 @@ def best_value(study: optuna.Study) -> float | None:
         return float(study.best_value)
     except ValueError:  # no completed trial yet
         return None
+
+
+def requeue_interrupted(study: optuna.Study) -> None:
+    """This process's running trial, stopped by Ctrl-C/SIGTERM: failed and queued again through the storage's
+    retry callback, exactly like the trial of a dead worker (so `used` counts it once, and re-running the
+    command runs it with the same parameters)."""
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    storage = study._storage
+    retry = storage.get_heartbeat_stale_trial_callback() if hasattr(storage, "get_heartbeat_stale_trial_callback") else None
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker") != me:
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        if retry is not None:
+            retry(study, study._storage.get_trial(trial._trial_id))
