@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import Tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
+from torch import nn
 
 from honed.errors import HonedError
 from honed.fit import fit as honed_fit
@@ -38,13 +39,17 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
     Fitted attributes: `classes_` (original labels, sorted), `class_names_` (honed's str name
     for each), `model_`, `labels_` (honed's LabelMap), `recipe_` and `run_` (the `honed.Run`;
     its run folder is deleted after fit unless `output_dir` is given).
+
+    `model` is a model name (Hugging Face id or folder, torchvision/timm architecture with `weights`) or a
+    live nn.Module (model.source python, see honed/models/python.py): fit trains a copy, so the parameter
+    stays as given; `tokenizer` names the tokenizer of such a module for text.
     """
 
-    def __init__(self, *, model: str = "sentence-transformers/all-MiniLM-L6-v2", kind: str = "text", epochs: int = 2,
-                 lr: float = 5e-5, batch_size: int = 32, max_length: int = 128, image_size: int = 224,
+    def __init__(self, *, model: str | nn.Module = "sentence-transformers/all-MiniLM-L6-v2", kind: str = "text",
+                 epochs: int = 2, lr: float = 5e-5, batch_size: int = 32, max_length: int = 128, image_size: int = 224,
                  weights: str | None = None, seed: int = 42, val_fraction: float = 0.1,
                  recipe: str | Path | dict[str, Any] | Recipe | None = None, output_dir: str | Path | None = None,
-                 quiet: bool = True, device: str = "auto") -> None:
+                 quiet: bool = True, device: str = "auto", tokenizer: str | None = None) -> None:
         self.model = model
         self.kind = kind
         self.epochs = epochs
@@ -59,6 +64,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.output_dir = output_dir
         self.quiet = quiet
         self.device = device
+        self.tokenizer = tokenizer
 
     def fit(self, X: Any, y: Any) -> FineTuneClassifier:
         """Fine-tune on X (texts, or image paths/arrays/PIL images) and labels y; returns self."""
@@ -70,7 +76,9 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         folder = Path(self.output_dir) if self.output_dir is not None else Path(tempfile.mkdtemp(prefix="honed-fit-"))
         try:
             recipe = self._recipe(folder, names)
-            run = honed_fit(recipe, data={"train": (xs, [names[i] for i in codes])}, overwrite=True, quiet=self.quiet)
+            live = self.model if isinstance(self.model, nn.Module) else None
+            run = honed_fit(recipe, data={"train": (xs, [names[i] for i in codes])}, model=live, overwrite=True,
+                            quiet=self.quiet)
         finally:
             if self.output_dir is None:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -121,6 +129,10 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         }
         if self.device == "cpu":
             overrides["train.cpu"] = True
+        if isinstance(self.model, nn.Module):  # fit passes the module itself; a factory path in the recipe is kept
+            del overrides["model.name"]
+        if self.tokenizer is not None:
+            overrides["model.tokenizer"] = self.tokenizer
         return build_recipe(tree, overrides, source="FineTuneClassifier")
 
 

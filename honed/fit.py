@@ -22,6 +22,7 @@ from honed.evaluate.run_report import report_after_fit
 from honed.losses import build_loss
 from honed.models.base import Classifier
 from honed.models.build import build_model, save_model
+from honed.models.python import live_recipe
 from honed.recipe import Recipe, load_recipe
 from honed.rundir import LOG, check_run_dir, close_log, open_run_dir
 from honed.techniques import build_techniques
@@ -60,16 +61,22 @@ def normalise_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, *, overrides: dict[str, Any] | None = None,
-        callbacks: list[Any] | None = None, overwrite: bool = False, resume: bool = False, quiet: bool = False,
-        **kwargs: Any) -> Run:
+        callbacks: list[Any] | None = None, model: torch.nn.Module | None = None, overwrite: bool = False,
+        resume: bool = False, quiet: bool = False, **kwargs: Any) -> Run:
     """Fine-tune per `recipe`.
 
     `data` may hold in-memory splits ({'train': DataFrame | (X, y) | Dataset}); `overrides` maps dotted
     recipe keys to values ({"optim.lr": 3e-5}), and keyword overrides spell the dots as `__`
     (`optim__lr=3e-5`). `callbacks` are run-time technique objects (an Optuna trial's pruning, a
-    tracker): fired after the recipe's techniques, like them, but never written to the saved recipe."""
+    tracker): fired after the recipe's techniques, like them, but never written to the saved recipe.
+    `model`: a live nn.Module to fine-tune (model.source python; honed trains a copy, see honed/models/python.py)."""
     started = time.perf_counter()
+    live = model if isinstance(model, torch.nn.Module) else None  # `model` is the built Classifier from here on
+    if model is not None and live is None:
+        kwargs["model"] = model  # a dict: the model section, like any keyword override
     recipe = load_recipe(recipe, {**(overrides or {}), **normalise_overrides(kwargs)})
+    if live is not None:
+        recipe = live_recipe(recipe, live)
     run_dir = recipe.run_dir()
     check_run_dir(run_dir, overwrite, resume)
     trackers = recipe.log.chosen()
@@ -84,7 +91,8 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     )
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
-    model = build_model(recipe, tables.labels)
+    model = build_model(recipe, tables.labels, live)
+    tables.notes.extend(model.notes)  # what building chose (a python model's head), logged with the run
     tables.frames = finish_preprocess(tables.frames, recipe, model, tables.notes)  # token-length filters, training image statistics
     counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
     loss_fn = build_loss(recipe.loss, counts)

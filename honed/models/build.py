@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from torch import nn
+
 from safetensors import SafetensorError, safe_open
 
 from honed.data.labels import LabelMap
@@ -12,13 +14,16 @@ from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.models.dropout import apply_dropout
 from honed.models.kinds import saved_kind, spec_kind
+from honed.models.python import build_python
 from honed.models.shrink import keep_layers
 from honed.recipe import Recipe
 
 
-def build_model(recipe: Recipe, labels: LabelMap) -> Classifier:
-    """The pretrained backbone with a fresh head for `labels`, with any `model.dropout` rates applied."""
-    model = spec_kind(recipe.model).build(recipe, labels)
+def build_model(recipe: Recipe, labels: LabelMap, live: nn.Module | None = None) -> Classifier:
+    """The pretrained backbone with a fresh head for `labels`, with any `model.dropout` rates applied.
+
+    `live`: a user's nn.Module passed in Python (`honed.fit(recipe, model=module)`); honed trains a copy."""
+    model = build_python(recipe, labels, live) if live is not None else spec_kind(recipe.model).build(recipe, labels)
     if recipe.model.keep_layers is not None:
         keep_layers(model, recipe.model.keep_layers)
     if any(rate is not None for rate in recipe.model.dropout.model_dump().values()):
