@@ -31,6 +31,7 @@ SHARED: dict[str, tuple[list[str], set[str]]] = {
     "tune": (["r.yaml"], {"key=value", "--output", "--quiet"}),
     "cv": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
     "prune": (["model"], {"--output", "--overwrite", "--quiet"}),
+    "export": (["model"], {"--output", "--overwrite", "--quiet"}),
     "pretrain": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
     "info": (["folder"], set()),
     "recipes": ([], set()),

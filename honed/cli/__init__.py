@@ -19,6 +19,7 @@ from honed.cli import (
     cv,
     ensemble,
     evaluate,
+    export,
     info,
     lr_find,
     predict,
@@ -33,7 +34,7 @@ from honed.errors import HonedError
 from honed.train.interrupt import Interrupted
 
 VERBS: tuple[ModuleType, ...] = (train, evaluate, predict, report, lr_find, batch_find, audit, clean, ensemble, tune,
-                                 cv, prune, pretrain, info, recipes)
+                                 cv, prune, export, pretrain, info, recipes)
 
 # How each verb continues after Ctrl-C/SIGTERM; the others (tune, ensemble, cv) continue when re-run as they were.
 RESUME_HINTS = {"train": "continue it with the same command plus --resume",
@@ -61,6 +62,7 @@ EPILOG = """examples:
   honed tune recipes/tune-quickstart.yaml --storage postgresql://user:pw@db/honed   # same command on every machine
   honed cv recipes/quickstart.yaml --folds 5                         # mean ± std, out-of-fold probabilities
   honed prune runs/quickstart/model --sparsity 0.5 --recover-epochs 1   # magnitude pruning + report (prune.json)
+  honed export runs/quickstart/model --format onnx --quantize int8   # checked against PyTorch -> export-onnx-int8/
   honed pretrain recipes/pretrain-rotten-tomatoes.yaml    # masked-LM on the training texts -> RUN_DIR/backbone
   honed info runs/quickstart                                         # kind, task and labels of a saved folder
   honed recipes

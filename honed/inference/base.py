@@ -81,5 +81,5 @@ def load_predictor(folder: str | Path, overrides: dict[str, Any] | None = None, 
     where = f"{field}: " if field else ""
     if not folder.exists():
         raise HonedError(f"{where}model folder '{folder}' not found; train it first or fix the path")
-    raise HonedError(f"{where}'{folder}' is not a model folder saved by honed (no honed.json or ensemble.json); "
-                     "use RUN_DIR/model or an ensemble folder")
+    raise HonedError(f"{where}'{folder}' is not a model folder saved by honed (no honed.json, ensemble.json "
+                     "or export.json); use RUN_DIR/model, an ensemble folder or an exported folder")
