@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from honed.data.batches import NOT_INPUTS, inputs_of
+from honed.data.loaders import row_lengths
 from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.progress import progress_bar
@@ -66,13 +67,17 @@ def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
 
 
 class FeatureDataset(Dataset):
-    """Rows of cached head inputs and their labels."""
+    """Rows of cached head inputs and their labels; `source_lengths` are the token counts of the rows
+    they came from, so length-grouped batches group as in a live run and the cache changes no batch."""
 
-    def __init__(self, features: torch.Tensor, labels: list[int]) -> None:
-        self.features, self.labels = features, labels
+    def __init__(self, features: torch.Tensor, labels: list[int], source_lengths: list[int] | None = None) -> None:
+        self.features, self.labels, self.source_lengths = features, labels, source_lengths
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def lengths(self) -> list[int] | None:
+        return self.source_lengths
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"features": self.features[i], "labels": self.labels[i], "index": i}
@@ -142,7 +147,8 @@ def swap_in(model: Classifier, datasets: dict[str, Any], collate: Any, hooks: Ho
             device: torch.device, show: bool) -> tuple[CachedHead, dict[str, FeatureDataset], Hooks]:
     """(head-only model, feature datasets, hooks without the freezing that the cache makes moot)."""
     model.to(device)
-    features = {k: FeatureDataset(extract(model, d, collate, batch_size, device, show, k), list(d.labels)) for k, d in datasets.items()}
+    features = {k: FeatureDataset(extract(model, d, collate, batch_size, device, show, k), list(d.labels),
+                                  row_lengths(d)) for k, d in datasets.items()}
     _, head = head_module(model)
     kept = Hooks([t for t in hooks.techniques if not hasattr(t, "frozen_names")], hooks.callbacks)
     return CachedHead(head), features, kept
