@@ -5,6 +5,7 @@ the children, with freezing and gradual unfreezing on them; live modules in hone
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +274,12 @@ def test_a_torchvision_factory_with_the_offline_mobilenet_weights_is_the_torchvi
     pixels = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(mine.eval()(pixel_values=pixels), theirs.eval()(pixel_values=pixels))
+
+
+def test_a_saved_factory_that_no_longer_imports_is_one_line_naming_the_folder(tmp_path: Path) -> None:
+    run = honed.fit(image_recipe(tmp_path), quiet=True)
+    meta_path = run.model_dir / "honed.json"
+    meta = yaml.safe_load(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "name": "tests.moved_away:TinyCNN"}))
+    with pytest.raises(HonedError, match=f"model '{run.model_dir}': model.name: cannot import 'tests.moved_away:"):
+        load_model(run.model_dir)

@@ -243,7 +243,10 @@ def load_python(folder: Path, meta: dict[str, Any]) -> PythonClassifier:
         raise HonedError(f"model '{folder}': it was trained from a live {meta.get('class', 'nn.Module')} module with "
                          "no factory path, so honed cannot rebuild it; fit with model.name='pkg.module:factory' (and "
                          "model.args), or load model.safetensors into your own instance")
-    net = call_factory(meta["name"], meta.get("args") or {})
+    try:
+        net = call_factory(meta["name"], meta.get("args") or {})
+    except HonedError as exc:  # name the folder: the factory path came from its honed.json, not a recipe
+        raise HonedError(f"model '{folder}': {exc}") from exc
     replace_head(net, meta["head"], meta["num_labels"])
     if meta["kind"] == "text":
         preprocess: Any = load_tokenizer(str(folder), f"model '{folder}'")
