@@ -59,7 +59,8 @@ def _lengths(seed: int = 0, n: int = 300) -> list[int]:
 
 @pytest.mark.parametrize(("size", "batch", "keep", "window"), [(300, 8, None, 1), (301, 32, None, 1), (97, 8, 96, 4),
                                                                (33, 8, None, 2), (5, 8, None, 1), (0, 4, None, 1)])
-def test_every_kept_row_once_and_only_the_last_batch_short(size: int, batch: int, keep: int | None, window: int) -> None:
+def test_every_kept_row_once_and_only_the_last_batch_short(size: int, batch: int, keep: int | None,
+                                                           window: int) -> None:
     lengths = _lengths(n=size)
     for epoch in (0, 1):
         batches = grouped_batches(lengths, batch, seed=3, epoch=epoch, keep=keep, window=window)
@@ -120,7 +121,8 @@ def test_switch_off_trains_on_the_plain_shuffle_and_on_groups(tiny_bert: str, tm
         honed.fit(recipe, callbacks=[log], quiet=True)
         seen[grouped] = log.epochs
     frame = load_tables(honed.recipe.load_recipe(recipe)).frames["train"]
-    lengths = [len(r) for r in tokenize(AutoTokenizer.from_pretrained(tiny_bert), frame["x"].tolist(), None, 64)["input_ids"]]
+    ids = tokenize(AutoTokenizer.from_pretrained(tiny_bert), frame["x"].tolist(), None, 64)["input_ids"]
+    lengths = [len(r) for r in ids]
     for epoch in (0, 1):
         sampler = EpochSampler(len(frame), seed=0)
         sampler.set_epoch(epoch)
