@@ -95,3 +95,19 @@ def copy_recipe(name: str, dest: Path) -> Path:
     target = dest / name
     shutil.copy(REPO / "recipes" / name, target)
     return target
+
+
+def recomputed_accuracy(model_dir: str | Path, recipe: object, split: str = "test") -> float:
+    """A saved model's accuracy on one split of `recipe`, derived outside the code that reported it: the
+    split rebuilt from the (seeded) recipe, predicted row by row with `predict_frame`, scored by sklearn.
+    A test comparing a reported accuracy with this fails when the reported one is wrong, not only when
+    it leaves [0, 1]."""
+    from sklearn.metrics import accuracy_score
+
+    from honed.data.build import load_tables
+    from honed.inference import predict_frame
+    from honed.recipe import load_recipe
+
+    frame = load_tables(load_recipe(recipe)).frames[split]  # type: ignore[arg-type]
+    predicted = predict_frame(model_dir, frame["x"].tolist())["predicted"]
+    return float(accuracy_score(frame["label"].tolist(), predicted.tolist()))

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from sklearn.metrics import accuracy_score
 from torch import nn
 from torchvision.transforms import v2
 
@@ -27,7 +28,7 @@ from honed.inference import predict_frame
 from honed.inference.logits import logits_for
 from honed.models.vision import VisionClassifier
 from honed.recipe import TransformSpec, load_recipe
-from tests.conftest import tiny_recipe
+from tests.conftest import recomputed_accuracy, tiny_recipe
 from tests.test_images import tiny_weights, write_images, write_recipe  # noqa: F401 - fixture
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
@@ -285,7 +286,9 @@ def test_text_fit_trains_on_augmented_batches_then_evaluates_with_tta(tiny_bert:
     assert all(torch.equal(b["attention_mask"].bool(), b["input_ids"] != tokenizer.pad_token_id) for b in SEEN)
     assert main(["evaluate", str(run.model_dir), str(text_csv), "augment.tta=2"]) == 0
     printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines() if "\t" in line)
-    assert 0.0 <= float(printed["accuracy"]) <= 1.0
+    predicted = predict_frame(run.model_dir, text_csv, {"augment.tta": 2})["predicted"]  # the same (seeded) views
+    expected = accuracy_score(pd.read_csv(text_csv)["label"], predicted)
+    assert float(printed["accuracy"]) == pytest.approx(expected, abs=1e-4)
 
 
 def test_image_fit_with_augmentation_then_predict_with_tta(tiny_weights: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -293,7 +296,8 @@ def test_image_fit_with_augmentation_then_predict_with_tta(tiny_weights: Path, t
     path = write_recipe(tmp_path, tiny_weights, tmp_path / "images")
     ops = [{"name": "resized_crop", "scale": 0.5}, {"name": "flip"}, {"name": "trivialaugment"}, {"name": "random_erasing"}]
     run = honed.fit(path, quiet=True, augment__image=ops, techniques=[{"name": "tests.test_augment:Record"}])
-    assert "test_accuracy" in run.metrics and run.metrics["steps"] == len(SEEN) > 0
+    assert run.metrics["steps"] == len(SEEN) > 0
+    assert run.metrics["test_accuracy"] == pytest.approx(recomputed_accuracy(run.model_dir, run.recipe), abs=1e-6)
     assert all(b["pixel_values"].shape[1:] == (3, 32, 32) for b in SEEN)
     tta = predict_frame(run.model_dir, tmp_path / "images", {"augment.tta": 3})  # the mechanics: see the tiny-CNN tests
     assert len(tta) == 12

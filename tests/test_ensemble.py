@@ -181,7 +181,9 @@ def test_bagging_reports_out_of_bag_and_selection_weights(tiny_bert: str, tmp_pa
     recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, {"method": "bagging", "bagging": {"n_members": 2}})))
     assert main(["ensemble", str(recipe), "--quiet"]) == 0
     doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
-    assert doc["method"] == "bagging" and 0.0 <= doc["metrics"]["oob_accuracy"] <= 1.0 and doc["metrics"]["oob_rows"] > 0
+    assert doc["method"] == "bagging" and doc["metrics"]["oob_rows"] > 0
+    correct = doc["metrics"]["oob_accuracy"] * doc["metrics"]["oob_rows"]  # a share of the out-of-bag rows, not a mean
+    assert 0 <= round(correct) <= doc["metrics"]["oob_rows"] and correct == pytest.approx(round(correct), abs=1e-6)
     assert "out-of-bag accuracy" in capsys.readouterr().out
     assert main(["ensemble", str(recipe), "--quiet"]) == 2  # never overwritten without --overwrite
     prefit = [{"name": "x", "prefit": str(tmp_path / "ens" / "members" / "bag0")},

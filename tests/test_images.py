@@ -15,9 +15,10 @@ from PIL import Image
 
 import honed
 from honed.cli import main
+from honed.inference import predict_frame
 from honed.models.build import load_model
 from honed.models.vision import VisionClassifier, build_timm
-from honed.inference import predict_frame
+from tests.conftest import recomputed_accuracy
 
 CLASSES = {"dark": 40, "light": 215}
 
@@ -67,7 +68,8 @@ def write_recipe(tmp_path: Path, weights: Path, train: Path) -> Path:
 def test_folder_tree_trains_saves_reloads_and_predicts(tiny_weights: Path, image_folder: Path, tmp_path: Path) -> None:
     run = honed.fit(write_recipe(tmp_path, tiny_weights, image_folder), quiet=True)
     assert (run.model_dir / "model.safetensors").is_file() and (run.model_dir / "honed.json").is_file()
-    assert list(run.labels.names) == ["dark", "light"] and "test_accuracy" in run.metrics
+    assert list(run.labels.names) == ["dark", "light"]
+    assert run.metrics["test_accuracy"] == pytest.approx(recomputed_accuracy(run.model_dir, run.recipe), abs=1e-6)
 
     model, labels = load_model(run.model_dir)
     assert isinstance(model, VisionClassifier) and list(labels.names) == ["dark", "light"]
@@ -89,7 +91,9 @@ def test_csv_manifest_train_then_evaluate_folder(tiny_weights: Path, tmp_path: P
     assert main(["train", str(recipe), f"data.train={manifest}", "--quiet"]) == 0
     assert main(["evaluate", str(tmp_path / "run" / "model"), str(data / "img")]) == 0
     printed = dict(line.split("\t") for line in capsys.readouterr().out.splitlines() if "\t" in line)
-    assert 0.0 <= float(printed["accuracy"]) <= 1.0
+    predicted = predict_frame(tmp_path / "run" / "model", data / "img")  # sorted paths: dark/0..5, light/0..5
+    truth = [Path(p).parent.name for p in predicted["input"]]
+    assert float(printed["accuracy"]) == pytest.approx((predicted["predicted"] == truth).mean(), abs=1e-4)
 
 
 def test_timm_layer_groups_follow_timm_grouping() -> None:

@@ -21,7 +21,7 @@ from honed.errors import HonedError
 from honed.tune import tune
 from honed.tune.objective import Objective
 from honed.tune.spec import parse_search
-from honed.tune.study import open_storage, open_study, sqlalchemy_url
+from honed.tune.study import PRUNERS, open_storage, open_study, sqlalchemy_url
 from tests.conftest import text_rows, tiny_recipe
 
 GRID = {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "grid": [1e-3, 1e-2]},
@@ -88,15 +88,25 @@ def test_rerun_resumes_the_study(tiny_bert: str, data: Path, tmp_path: Path, cap
     assert all(Path(t["model_dir"]).is_dir() for t in top)
 
 
-def test_median_pruning_stops_a_trial_after_an_epoch(tiny_bert: str, data: Path, tmp_path: Path) -> None:
-    spec = parse_search({"params": GRID, "sampler": "random", "pruner": "median"})
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # always prunes
+@pytest.mark.parametrize("earlier", [2.0, -1.0], ids=["beaten", "beating"])
+def test_median_pruning_stops_a_trial_after_an_epoch(earlier: float, tiny_bert: str, data: Path, tmp_path: Path) -> None:
+    """honed's median pruner, after one finished trial whose epoch-1 value was `earlier`: an accuracy of
+    2.0 beats any real trial (pruned after epoch 1), -1.0 beats none (the trial runs both epochs)."""
+    spec = parse_search({"params": GRID, "sampler": "random", "pruner": "median", "startup_trials": 1})
+    pruner = PRUNERS[spec.pruner](spec, 2)
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.add_trial(optuna.trial.create_trial(value=earlier, intermediate_values={1: earlier, 2: earlier}))
     tree = recipe(tiny_bert, data, tmp_path / "p", epochs=2)
     study.optimize(Objective(tree, spec, tmp_path / "p"), n_trials=1)
-    trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.PRUNED
-    assert list(trial.intermediate_values) == [1] and trial.user_attrs["epochs"] == 1
-    assert not (tmp_path / "p" / "trials" / "trial-0" / "model").exists()  # pruned before saving a model
+    trial = study.trials[-1]
+    model = tmp_path / "p" / "trials" / f"trial-{trial.number}" / "model"
+    if earlier > 1:
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert list(trial.intermediate_values) == [1] and trial.user_attrs["epochs"] == 1
+        assert not model.exists()  # pruned before saving a model
+    else:
+        assert trial.state == optuna.trial.TrialState.COMPLETE and list(trial.intermediate_values) == [1, 2]
 
 
 def test_a_completed_trials_saved_recipes_run_outside_the_study(tiny_bert: str, data: Path, tmp_path: Path) -> None:
