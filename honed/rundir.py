@@ -77,8 +77,8 @@ def refuse_if_locked(run_dir: Path) -> None:
         return
     handle = _try_lock(run_dir)
     if handle is None:
-        raise HonedError(f"run folder '{run_dir}' is in use by {_holder(run_dir)}; wait for that run to finish or stop it "
-                         "(then --resume), or write this run to another folder (--output DIR)")
+        raise HonedError(f"run folder '{run_dir}' is in use by {_holder(run_dir)}; wait for that run to finish or "
+                         "stop it (then --resume), or write this run to another folder (--output DIR)")
     handle.close()
 
 

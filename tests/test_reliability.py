@@ -24,8 +24,9 @@ RESULT_KEYS = ("val_loss", "val_accuracy", "test_loss", "test_accuracy", "steps"
 
 
 def _honed(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "honed.cli", *args, "--quiet"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "honed.cli", *args, "--quiet"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def _write(tmp_path: Path, name: str, tree: dict) -> Path:
@@ -51,13 +52,19 @@ def _one_line(err: str) -> str:
 
 
 @pytest.mark.parametrize("name,code", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_signal_stops_at_the_step_with_a_checkpoint_and_resumes_identically(tiny_bert: str, text_csv: Path,
-                                                                            tmp_path: Path, name: str, code: int) -> None:
+def test_signal_stops_at_the_step_with_a_checkpoint_and_resumes_identically(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, name: str, code: int
+) -> None:
     (tmp_path / "fired").touch()
     straight = _recipe(tiny_bert, text_csv, tmp_path, "straight", [])
     assert _honed("train", str(straight)).returncode == 0
-    signalled = _recipe(tiny_bert, text_csv, tmp_path, "signalled",
-                        [{"name": "tests.faults:SignalAtStep", "step": 5, "signal": name, "marker": str(tmp_path / "m")}])
+    signalled = _recipe(
+        tiny_bert,
+        text_csv,
+        tmp_path,
+        "signalled",
+        [{"name": "tests.faults:SignalAtStep", "step": 5, "signal": name, "marker": str(tmp_path / "m")}],
+    )
     first = _honed("train", str(signalled))
     assert first.returncode == code, first.stderr[-3000:]
     line = _one_line(first.stderr)
@@ -70,20 +77,37 @@ def test_signal_stops_at_the_step_with_a_checkpoint_and_resumes_identically(tiny
 
 
 def test_second_ctrl_c_stops_at_once(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    path = _recipe(tiny_bert, text_csv, tmp_path, "twice",
-                   [{"name": "tests.faults:SignalAtStep", "step": 5, "signal": "SIGINT", "times": 2, "marker": str(tmp_path / "m")}],
-                   train__checkpoint_every_steps=2)
+    path = _recipe(
+        tiny_bert,
+        text_csv,
+        tmp_path,
+        "twice",
+        [
+            {
+                "name": "tests.faults:SignalAtStep",
+                "step": 5,
+                "signal": "SIGINT",
+                "times": 2,
+                "marker": str(tmp_path / "m"),
+            }
+        ],
+        train__checkpoint_every_steps=2,
+    )
     first = _honed("train", str(path))
     assert first.returncode == 130 and _one_line(first.stderr) == "honed: interrupted"
-    assert checkpoint.load(tmp_path / "twice/checkpoints/last.pt")["progress"]["step"] == 4, "no checkpoint after the 2nd Ctrl-C"
+    assert checkpoint.load(tmp_path / "twice/checkpoints/last.pt")["progress"]["step"] == 4, (
+        "no checkpoint after the 2nd Ctrl-C"
+    )
 
 
 def test_interrupted_ensemble_keeps_finished_members(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     tree = tiny_recipe(tiny_bert, text_csv, tmp_path / "ens", train__batch_size=4, train__epochs=1)
     tree["report"] = {"enabled": False}
     kill = {"name": "tests.faults:SignalAtStep", "step": 3, "marker": str(tmp_path / "m")}
-    tree["ensemble"] = {"method": "voting", "members": [{"name": "a", "overrides": {}},
-                                                        {"name": "b", "overrides": {"seed": 1, "techniques": [kill]}}]}
+    tree["ensemble"] = {
+        "method": "voting",
+        "members": [{"name": "a", "overrides": {}}, {"name": "b", "overrides": {"seed": 1, "techniques": [kill]}}],
+    }
     path = _write(tmp_path, "ens", tree)
     first = _honed("ensemble", str(path))
     assert first.returncode == 143 and "re-run the same command" in _one_line(first.stderr), first.stderr[-3000:]
@@ -101,8 +125,11 @@ def test_interrupted_tune_requeues_the_running_trial(tiny_bert: str, text_csv: P
     tree = tiny_recipe(tiny_bert, text_csv, tmp_path / "study", train__batch_size=4, train__epochs=1)
     tree["report"] = {"enabled": False}
     tree["techniques"] = [{"name": "tests.faults:SignalAtStep", "step": 3, "marker": str(tmp_path / "m")}]
-    tree["search"] = {"params": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": [1e-3, 1e-2, 3e-3]}},
-                      "sampler": "grid", "pruner": "none"}
+    tree["search"] = {
+        "params": {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": [1e-3, 1e-2, 3e-3]}},
+        "sampler": "grid",
+        "pruner": "none",
+    }
     path = _write(tmp_path, "study", tree)
     first = _honed("tune", str(path))
     assert first.returncode == 143, first.stderr[-3000:]
@@ -122,10 +149,18 @@ def test_one_nan_step_is_skipped_and_the_weights_stay_finite(tiny_bert: str, tex
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
 
-def test_too_many_nan_steps_stop_with_one_line_keeping_the_checkpoint(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    path = _recipe(tiny_bert, text_csv, tmp_path, "nans", [{"name": "tests.faults:NanLossAtSteps", "steps": list(range(5, 40))}],
-                   train__checkpoint_every_steps=2, train__max_bad_steps=2)
+def test_too_many_nan_steps_stop_with_one_line_keeping_the_checkpoint(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _recipe(
+        tiny_bert,
+        text_csv,
+        tmp_path,
+        "nans",
+        [{"name": "tests.faults:NanLossAtSteps", "steps": list(range(5, 40))}],
+        train__checkpoint_every_steps=2,
+        train__max_bad_steps=2,
+    )
     assert main(["train", str(path), "--quiet"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "training stopped at step 7" in line and "learning rate" in line and "max_bad_steps=2" in line
@@ -134,9 +169,14 @@ def test_too_many_nan_steps_stop_with_one_line_keeping_the_checkpoint(tiny_bert:
 
 
 def test_fp16_scaler_skips_are_counted_not_faults() -> None:
-    state = SimpleNamespace(recipe=SimpleNamespace(train=SimpleNamespace(max_bad_steps=0)), bad_steps=0, scaler_skips=0,
-                            accelerator=SimpleNamespace(scaler=object(), optimizer_step_was_skipped=True), step=0,
-                            run_dir=Path("."))
+    state = SimpleNamespace(
+        recipe=SimpleNamespace(train=SimpleNamespace(max_bad_steps=0)),
+        bad_steps=0,
+        scaler_skips=0,
+        accelerator=SimpleNamespace(scaler=object(), optimizer_step_was_skipped=True),
+        step=0,
+        run_dir=Path("."),
+    )
     guard = Guard(state)
     assert guard.step_is_finite(torch.tensor(float("inf")))  # the scaler decides, and lowers its scale
     guard.after_step()
@@ -144,13 +184,24 @@ def test_fp16_scaler_skips_are_counted_not_faults() -> None:
     assert "fp16 overflow" in str(guard.fault("x"))
 
 
-def test_a_running_folder_is_locked_and_a_stale_lock_is_taken_over(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_running_folder_is_locked_and_a_stale_lock_is_taken_over(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _recipe(tiny_bert, text_csv, tmp_path, "locked", [], train__epochs=1)
     folder = tmp_path / "locked"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; from honed.rundir import "
-                               "lock_run_dir; p = Path(sys.argv[1]); p.mkdir(); lock_run_dir(p); print('ok', flush=True); "
-                               "time.sleep(60)", str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from honed.rundir import "
+            "lock_run_dir; p = Path(sys.argv[1]); p.mkdir(); lock_run_dir(p); print('ok', flush=True); "
+            "time.sleep(60)",
+            str(folder),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ok"
         for extra in ([], ["--overwrite"], ["--resume"]):
@@ -163,8 +214,9 @@ def test_a_running_folder_is_locked_and_a_stale_lock_is_taken_over(tiny_bert: st
     assert main(["train", str(path), "--quiet", "--overwrite"]) == 0, "the dead holder's lock is taken over"
 
 
-def test_a_full_disk_keeps_the_previous_checkpoint(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_full_disk_keeps_the_previous_checkpoint(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _recipe(tiny_bert, text_csv, tmp_path, "full", [], train__checkpoint_every_steps=3)
     calls = []
     real = os.fsync
@@ -184,13 +236,20 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tiny_bert: str, text_csv: Pat
     assert not [p for p in folder.iterdir() if ".tmp" in p.name], "no half-written temp file is left"
 
 
-def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_damaged_last_checkpoint_resumes_from_the_previous_one(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "fired").touch()
     straight = _recipe(tiny_bert, text_csv, tmp_path, "straight", [], train__checkpoint_every_steps=3)
     assert _honed("train", str(straight)).returncode == 0
-    killed = _recipe(tiny_bert, text_csv, tmp_path, "killed", [{"name": "tests.killer:KillAtStep", "step": 7,
-                                                                 "marker": str(tmp_path / "k")}], train__checkpoint_every_steps=3)
+    killed = _recipe(
+        tiny_bert,
+        text_csv,
+        tmp_path,
+        "killed",
+        [{"name": "tests.killer:KillAtStep", "step": 7, "marker": str(tmp_path / "k")}],
+        train__checkpoint_every_steps=3,
+    )
     assert _honed("train", str(killed)).returncode == -9
     last = tmp_path / "killed/checkpoints/last.pt"
     last.write_bytes(last.read_bytes()[:1000])  # cut short
@@ -218,10 +277,12 @@ def trained(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-@pytest.mark.parametrize("name,damage", [("model.safetensors", "truncate"), ("labels.json", "garbage"),
-                                         ("honed.json", "garbage")])
-def test_predict_on_a_damaged_model_folder_is_one_line(trained: Path, tmp_path: Path, name: str, damage: str,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "name,damage", [("model.safetensors", "truncate"), ("labels.json", "garbage"), ("honed.json", "garbage")]
+)
+def test_predict_on_a_damaged_model_folder_is_one_line(
+    trained: Path, tmp_path: Path, name: str, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     model = tmp_path / "model"

@@ -53,9 +53,12 @@ class Guard:
 
     def fault(self, what: str) -> NumericalFault:
         """The one-line error for a fault in `what`, with the likely cause and where the last good checkpoint is."""
-        cause = ("fp16 overflow: the values exceed float16's range; use train.precision=bf16 or no, or a lower optim.lr"
-                 if self.scaled else "the learning rate is likely too high (lower optim.lr or set train.max_grad_norm), "
-                 "or the data holds NaN/inf values")
+        cause = (
+            "fp16 overflow: the values exceed float16's range; use train.precision=bf16 or no, or a lower optim.lr"
+            if self.scaled
+            else "the learning rate is likely too high (lower optim.lr or set train.max_grad_norm), "
+            "or the data holds NaN/inf values"
+        )
         count = f" ({self.state.bad_steps} skipped, train.max_bad_steps={self.limit})" if self.state.bad_steps else ""
         last = self.state.run_dir / "checkpoints" / "last.pt"
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
