@@ -39,7 +39,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser, default_output: str) ->
                         help="robust z-score beyond which a row is an outlier (default 3.5)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument("--checks", default=None, help="comma-separated checks to run (default all: corrupt, balance, "
-                                                       "duplicates, leakage, outliers, label_issues, learning_curve)")
+                                                       "label_variants, duplicates, leakage, outliers, label_issues, "
+                                                       "learning_curve)")
 
 
 def audit_options(args: argparse.Namespace) -> dict[str, Any]:
