@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["EnsembleClassifier", "build_ensemble", "load_ensemble"]
+__all__ = ["EnsembleClassifier", "build_ensemble", "load_ensemble", "tfidf_logreg"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from honed.ensemble.estimators import EnsembleClassifier
 
         return EnsembleClassifier
+    if name == "tfidf_logreg":  # the classical member, for EnsembleClassifier([("tfidf", tfidf_logreg()), ...])
+        from honed.ensemble.classical import tfidf_logreg
+
+        return tfidf_logreg
     raise AttributeError(name)

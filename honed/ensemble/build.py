@@ -20,6 +20,7 @@ import pandas as pd
 
 from honed.data.build import load_tables
 from honed.ensemble.bagging import bag_rows, oob_estimate, out_of_bag
+from honed.ensemble.classical import check_members, fit_sklearn_member, sklearn_out_of_fold
 from honed.ensemble.members import (
     Member,
     as_data,
@@ -129,6 +130,9 @@ def _out_of_fold(ctx: Context, member: MemberSpec) -> np.ndarray:
     the one refitted)."""
     from honed.cv import cross_validate
 
+    if member.kind == "sklearn":  # seconds per fold: cross-fitted here, on the same stratified folds as stacking checks
+        recipe = member_recipe(ctx.base, member, ctx.folder / "members" / member.name)
+        return sklearn_out_of_fold(member, ctx.frames["train"], ctx.labels, recipe, ctx.spec.stacking.folds, ctx.seed)
     if member.prefit is not None:
         member = MemberSpec(name=member.name, recipe=str(model_folder(member.prefit, "prefit") / "recipe.yaml"))
     train = ctx.frames["train"]
@@ -154,6 +158,7 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     if folder.exists() and any(folder.iterdir()) and not overwrite and not stopped:
         raise HonedError(f"ensemble folder '{folder}' already exists; pass --overwrite to replace it")
     members = _member_specs(spec, base_recipe)
+    check_members(members, base_recipe.data.kind, spec.method)  # an sklearn member on images, a bad pipeline: now
     if spec.method == "stacking":
         if spec.snapshots is not None:
             raise HonedError("ensemble.snapshots: stacking refits members on folds, which snapshots of one run cannot be; "
@@ -232,13 +237,18 @@ def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFr
         return _snapshots(spec, tree, frames, folder, overwrite, quiet), {"snapshots": spec.snapshots.cycles}
     bags = bag_rows(len(frames["train"]), len(members), spec.bagging.bootstrap, spec.bagging.max_samples,
                     int(tree.get("seed", 0)), frames["train"]["label"].astype(str).to_numpy()) if spec.method == "bagging" else None
-    jobs = []
+    jobs, labels = [], tuple(sorted(set(frames["train"]["label"].astype(str))))
     for i, m in enumerate(members):
-        if m.prefit is None:
+        if m.prefit is None and m.kind == "honed":
             train = frames["train"].iloc[bags[i]] if bags is not None else frames["train"]
             data = as_data(train, frames["val"])
             jobs.append((m.name, member_recipe(tree, m, folder / "members" / m.name), data))
-    dirs = fit_all(jobs, spec.workers, overwrite, quiet, spec.keep_checkpoints)
+    classical = {}  # sklearn members: seconds each, so in this process, on the same train rows
+    for m in (m for m in members if m.kind == "sklearn"):
+        run_dir = folder / "members" / m.name
+        recipe = member_recipe(tree, m, run_dir)
+        classical[m.name] = fit_sklearn_member(m, frames["train"], labels, recipe, run_dir, overwrite)
+    dirs = {**fit_all(jobs, spec.workers, overwrite, quiet, spec.keep_checkpoints), **classical}
     trained = [Member(m.name, model_folder(m.prefit, f"ensemble.members.{i}.prefit") if m.prefit else dirs[m.name])
                for i, m in enumerate(members)]
     if bags is None:

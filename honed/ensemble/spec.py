@@ -1,14 +1,16 @@
 """The `ensemble:` section of a recipe, validated here (the recipe keeps it as plain data).
 
     ensemble:
-      method: selection            # voting | selection | stacking | bagging
+      method: selection            # voting | selection | stacking | bagging | soup
       members:                     # each member is its own honed recipe: the base plus overrides
         - {name: lr3e-5, overrides: {optim.lr: 3.0e-5}}
         - {name: other, recipe: recipes/other.yaml}
         - {name: old, prefit: runs/earlier/model}
+        - {name: tfidf, kind: sklearn, pipeline: tfidf_logreg, params: {C: 4.0}}   # a scikit-learn pipeline (text)
       from_tune: runs/my-study     # or: members from RUN_DIR/top_trials.json (best first)
       top_k: 3
       snapshots: {cycles: 3}       # or: one cyclic-cosine run, a member saved at each cycle end
+      soup: greedy                 # method soup: uniform | greedy weight average of members sharing one init
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class MemberSpec(_Spec):
     recipe: str | None = None
     overrides: dict[str, Any] = {}
     prefit: str | None = None
+    kind: Literal["honed", "sklearn"] = "honed"  # sklearn: a scikit-learn text pipeline (honed/ensemble/classical.py)
+    pipeline: str | None = None  # kind sklearn: a registered pipeline (tfidf_logreg) or an opt-in `pkg.module:factory`
+    params: dict[str, Any] = {}  # kind sklearn: keyword arguments of the pipeline factory
 
 
 class BaggingSpec(_Spec):
@@ -62,7 +67,7 @@ class SnapshotSpec(_Spec):
 
 
 class EnsembleSpec(_Spec):
-    method: Literal["voting", "selection", "stacking", "bagging"] = "selection"
+    method: Literal["voting", "selection", "stacking", "bagging", "soup"] = "selection"
     voting: Literal["soft", "hard"] = "soft"
     weights: list[float] | Literal["select"] | None = None  # given, fitted by selection on val, or equal
     members: list[MemberSpec] = []
@@ -72,6 +77,7 @@ class EnsembleSpec(_Spec):
     bagging: BaggingSpec = BaggingSpec()
     stacking: StackingSpec = StackingSpec()
     selection: SelectionSpec = SelectionSpec()
+    soup: Literal["uniform", "greedy"] = "greedy"  # method soup: average all members, or greedily by val score
     workers: int = Field(1, ge=1)
     keep_checkpoints: bool = False  # member runs drop checkpoints/ (optimizer state) once trained
 

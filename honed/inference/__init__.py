@@ -14,10 +14,12 @@ from honed.inference.exported import ExportedPredictor
 from honed.inference.frames import model_inputs, saved_recipe, unlabelled_frame
 from honed.inference.model import ModelPredictor, model_folder
 from honed.inference.predict import predict_frame
+from honed.inference.sklearn import SklearnPredictor
 
 SAVED_KINDS.register("ensemble")(EnsemblePredictor)
 SAVED_KINDS.register("exported")(ExportedPredictor)
 SAVED_KINDS.register("model")(ModelPredictor)
+SAVED_KINDS.register("sklearn")(SklearnPredictor)
 
-__all__ = ["EnsemblePredictor", "ExportedPredictor", "ModelPredictor", "Predictor", "load_ensemble", "load_predictor",
-           "model_folder", "model_inputs", "predict_frame", "saved_recipe", "unlabelled_frame"]
+__all__ = ["EnsemblePredictor", "ExportedPredictor", "ModelPredictor", "Predictor", "SklearnPredictor", "load_ensemble",
+           "load_predictor", "model_folder", "model_inputs", "predict_frame", "saved_recipe", "unlabelled_frame"]

@@ -7,6 +7,7 @@ registered combiner (honed/inference/combiners.py). `honed ensemble` writes the 
       meta.json          stacking with logistic regression: its coefficients as plain JSON
       meta.joblib        stacking with any other scikit-learn classifier (a pickle: load trusted folders only)
       members/NAME/      member run folders (model/ inside); prefit members are referenced by path
+      members/NAME/      or a scikit-learn member: sklearn.json + pipeline.joblib (a pickle, as meta.joblib)
 
 Member paths inside the folder are stored relative to it, so the folder can be moved.
 """
