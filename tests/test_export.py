@@ -150,7 +150,7 @@ def test_disagreeing_export_is_refused_and_nothing_written(text_model: Path, tmp
     assert (existing / "mine.txt").read_text() == "keep me" and len(list(existing.iterdir())) == 1
 
 
-@pytest.mark.parametrize("case", ["not-a-model", "missing", "format", "quantize", "exists", "inside"])
+@pytest.mark.parametrize("case", ["not-a-model", "missing", "format", "quantize", "exists", "inside", "agreement"])
 def test_bad_input_is_one_line_exit_2(case: str, text_model: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     plain = tmp_path / "plain"
@@ -164,10 +164,12 @@ def test_bad_input_is_one_line_exit_2(case: str, text_model: Path, tmp_path: Pat
         "quantize": [str(text_model), "--quantize", "int4", "-o", str(tmp_path / "x")],
         "exists": [str(text_model), "-o", str(exists)],
         "inside": [str(text_model), "-o", str(text_model / "onnx")],
+        "agreement": [str(text_model), "--min-agreement", "2", "-o", str(tmp_path / "x")],
     }
     expected = {"not-a-model": "is not a model saved by honed", "missing": "not found",
                 "format": "unknown export format 'tflite'", "quantize": "--quantize int4: use one of int8",
-                "exists": "already exists; pass --overwrite", "inside": "inside the model folder"}
+                "exists": "already exists; pass --overwrite", "inside": "inside the model folder",
+                "agreement": "--min-agreement 2.0: must lie in [0, 1]"}
     code, err = _run_cli(["export", *args[case]], capsys)
     assert code == 2 and err.count("\n") == 0 and expected[case] in err, err
     assert not (tmp_path / "x").exists() and (exists / "mine.txt").read_text() == "keep me"
@@ -184,8 +186,11 @@ def test_missing_onnxruntime_is_one_line(text_model: Path, tmp_path: Path, monke
     assert not (tmp_path / "x").exists()
 
 
-def test_tta_override_on_an_exported_folder_is_one_line(text_model: Path, tmp_path: Path) -> None:
+def test_an_exported_folder_refuses_tta_and_a_second_export(text_model: Path, tmp_path: Path) -> None:
     export_model(text_model, "torchscript", None, tmp_path / "ts", quiet=True, max_rows=4)
     with pytest.raises(HonedError, match="augment.tta=2: an exported model predicts the plain view only"):
         load_predictor(tmp_path / "ts", {"augment.tta": 2})
+    with pytest.raises(HonedError, match="is already an exported model"):
+        export_model(tmp_path / "ts", "onnx", None, tmp_path / "again", quiet=True)
+    assert not (tmp_path / "again").exists()
 

@@ -41,7 +41,12 @@ def export_model(model_dir: str | Path, format: str = "onnx", quantize: str | No
                  min_agreement: float = MIN_AGREEMENT, max_rows: int | None = None) -> dict[str, Any]:
     """Export the model saved in `model_dir` (a model or run folder) and return the report written to
     OUTPUT/export_report.json; `max_rows` caps the check rows (default: the whole test or val split)."""
+    if (Path(model_dir) / MARKER).is_file():
+        raise HonedError(f"MODEL_DIR: '{model_dir}' is already an exported model; export from the PyTorch model "
+                         "folder its export.json names (source_model)")
     folder = model_folder(model_dir, "MODEL_DIR")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise HonedError(f"--min-agreement {min_agreement}: must lie in [0, 1] (default {MIN_AGREEMENT})")
     exporter = EXPORTERS.build(format, "--format")
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise HonedError(f"--quantize {quantize}: use one of {', '.join(QUANTIZE_MODES)}, or leave it out for float32")

@@ -10,6 +10,7 @@ job (honed.inference.exported.RUNTIMES), under the same format name.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import ClassVar
@@ -74,8 +75,12 @@ class OnnxExporter(Exporter):
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(path), op_types_to_quantize=["MatMul", "Gemm"],
-                             weight_type=QuantType.QInt8)
+            logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) goes to the root logger
+            try:
+                quantize_dynamic(str(fp32), str(path), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                                 weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
             fp32.unlink()
 
 
@@ -92,7 +97,8 @@ class TorchScriptExporter(Exporter):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if quantize:
-                module = torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8)
+                config = torch.ao.quantization.per_channel_dynamic_qconfig
+                module = torch.ao.quantization.quantize_dynamic(module, {nn.Linear: config}, dtype=torch.qint8)
             with torch.no_grad():
                 traced = torch.jit.trace(module, example, check_trace=False)
             torch.jit.save(traced, str(path))
