@@ -32,6 +32,7 @@ from honed.ensemble.members import (
     read_labels,
 )
 from honed.ensemble.saved import ENSEMBLE_FILE, save_ensemble
+from honed.ensemble.soup import check_soup_members, make_soup
 from honed.ensemble.spec import EnsembleSpec, MemberSpec, parse_spec
 from honed.ensemble.stacking import check_stacking, fold_indices, meta_learner
 from honed.errors import HonedError
@@ -50,6 +51,7 @@ class Combined:
 
     combiner: Combiner
     info: dict[str, Any] = field(default_factory=dict)
+    saved: list[Member] | None = None  # what the folder lists instead of the trained members (a soup's one model)
 
     @property
     def combine(self) -> str:
@@ -65,6 +67,19 @@ class Combined:
 
     def probs(self, member_probs: np.ndarray) -> np.ndarray:
         return self.combiner(member_probs)
+
+    def ensemble_probs(self, probs: np.ndarray, frame: pd.DataFrame, labels: tuple[str, ...]) -> np.ndarray:
+        """What the saved folder predicts on a split: the combined member probabilities, or (a soup) the
+        saved models' own."""
+        if self.saved is None:
+            return self.probs(probs)
+        return COMBINERS.build("soft")(np.stack([member_probs(m.model_dir, frame, labels)[0] for m in self.saved]))
+
+    def listed(self, trained: list[Member]) -> list[tuple[str, Path, float]]:
+        """(name, folder, weight) of each model the ensemble folder lists."""
+        if self.saved is not None:
+            return [(m.name, m.model_dir, 1.0 / len(self.saved)) for m in self.saved]
+        return [(m.name, m.model_dir, float(w)) for m, w in zip(trained, self.weights, strict=True)]
 
 
 @dataclass
@@ -119,8 +134,18 @@ def _bagging(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
     return Combined(COMBINERS.build(ctx.spec.voting).fit(val, y), info=ctx.info)
 
 
+def _soup(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
+    """One weight-averaged model (honed/ensemble/soup.py) saved as FOLDER/model; the shown weights are
+    each member's share of the average."""
+    member_val = np.asarray([probability_metrics(p, y)["accuracy"] for p in val])
+    soup = make_soup(ctx.trained, ctx.frames, member_val, ctx.spec.soup, ctx.folder / "model")
+    shares = [1.0 / len(soup.ingredients) if m.name in soup.ingredients else 0.0 for m in ctx.trained]
+    info = {"soup": ctx.spec.soup, "ingredients": soup.ingredients, "soup_val_accuracy": soup.val_accuracy}
+    return Combined(COMBINERS.build("soft", weights=shares).fit(val, y), info, saved=[Member("soup", soup.folder)])
+
+
 METHODS: dict[str, Callable[[Context, np.ndarray, np.ndarray], Combined]] = {
-    "voting": _voting, "selection": _selection, "stacking": _stacking, "bagging": _bagging,
+    "voting": _voting, "selection": _selection, "stacking": _stacking, "bagging": _bagging, "soup": _soup,
 }
 
 
@@ -159,6 +184,8 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
         raise HonedError(f"ensemble folder '{folder}' already exists; pass --overwrite to replace it")
     members = _member_specs(spec, base_recipe)
     check_members(members, base_recipe.data.kind, spec.method)  # an sklearn member on images, a bad pipeline: now
+    if spec.method == "soup":
+        check_soup_members(members, tree, folder)  # different backbones or heads: now, not after training
     if spec.method == "stacking":
         if spec.snapshots is not None:
             raise HonedError("ensemble.snapshots: stacking refits members on folds, which snapshots of one run cannot be; "
@@ -186,14 +213,14 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     y = {k: np.asarray([labels.index(v) for v in f["label"]]) for k, f in splits.items()}
     ctx = Context(spec, tree, frames, labels, members, trained, folder, base_recipe.seed, overwrite, quiet, spec_info)
     combined = METHODS[spec.method](ctx, probs["val"], y["val"])
-    metrics = _metrics(trained, combined, probs, y)
+    ensemble_probs = {k: combined.ensemble_probs(probs[k], f, labels) for k, f in splits.items()}
+    metrics = _metrics(trained, ensemble_probs, probs, y)
     metrics.update(spec_info)  # bagging: the out-of-bag estimate
     info = {"method": spec.method, "kind": base_recipe.data.kind, "metrics": metrics, **combined.info}
-    save_ensemble(folder, labels, [(m.name, m.model_dir, float(w)) for m, w in zip(trained, combined.weights, strict=True)],
-                  combined.combine, combined.meta, info)
+    save_ensemble(folder, labels, combined.listed(trained), combined.combine, combined.meta, info)
     (folder / "recipe.yaml").write_text(base_recipe.to_yaml(), encoding="utf-8")
     (folder / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    _report(folder, base_recipe, labels, combined, probs, y, splits)
+    _report(folder, base_recipe, labels, ensemble_probs, y, splits)
     return EnsembleResult(folder, spec.method, labels, trained, combined, probs, frames, metrics)
 
 
@@ -276,18 +303,19 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
     return saved
 
 
-def _metrics(members: list[Member], combined: Combined, probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Accuracy and macro-F1 of each member and of the ensemble on val and test."""
+def _metrics(members: list[Member], ensemble: dict[str, np.ndarray], probs: dict[str, np.ndarray],
+             y: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Accuracy and macro-F1 of each member and of the ensemble (its probabilities per split) on val and test."""
     out: dict[str, Any] = {"members": {}, "ensemble": {}}
     for split, p in probs.items():
         for i, m in enumerate(members):
             scores = probability_metrics(p[i], y[split])
             out["members"].setdefault(m.name, {}).update({f"{split}_{k}": v for k, v in scores.items()})
-        out["ensemble"].update({f"{split}_{k}": v for k, v in probability_metrics(combined.probs(p), y[split]).items()})
+        out["ensemble"].update({f"{split}_{k}": v for k, v in probability_metrics(ensemble[split], y[split]).items()})
     return out
 
 
-def _report(folder: Path, recipe: Recipe, labels: tuple[str, ...], combined: Combined, probs: dict[str, np.ndarray],
+def _report(folder: Path, recipe: Recipe, labels: tuple[str, ...], probs: dict[str, np.ndarray],
             y: dict[str, np.ndarray], frames: dict[str, pd.DataFrame]) -> None:
     """The error-analysis report of the ensemble on test (val when there is no test)."""
     split = "test" if "test" in probs else "val"
@@ -295,7 +323,7 @@ def _report(folder: Path, recipe: Recipe, labels: tuple[str, ...], combined: Com
         return
     from honed.evaluate.report import build_report, write_report
 
-    report = build_report(labels=list(labels), y_true=y[split], probs=combined.probs(probs[split]), frame=frames[split],
+    report = build_report(labels=list(labels), y_true=y[split], probs=probs[split], frame=frames[split],
                           top_k=recipe.report.top_k, split=split, title=f"honed report: ensemble {recipe.name}",
                           group_name=recipe.data.group_column)
     write_report(folder, report)
