@@ -14,11 +14,12 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
+from honed.data.targets import with_task
 from honed.data.loaders import eval_loader, rows_per_epoch, train_loader
 from honed.data.preprocess import finish_preprocess
 from honed.errors import HonedError
-from honed.metrics import classification_metrics
-from honed.evaluate.run_report import report_after_fit
+from honed.metrics import task_metrics
+from honed.evaluate.run_report import REPORT_AFTER_FIT
 from honed.losses import build_loss
 from honed.models.base import Classifier
 from honed.models.build import build_model, save_model
@@ -91,11 +92,12 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     )
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
+    recipe = with_task(recipe, tables.task)  # task: auto decided on the training labels; the saved recipe names it
     model = build_model(recipe, tables.labels, live)
     tables.notes.extend(model.notes)  # what building chose (a python model's head), logged with the run
     tables.frames = finish_preprocess(tables.frames, recipe, model, tables.notes)  # token-length filters, training image statistics
-    counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0))
-    loss_fn = build_loss(recipe.loss, counts)
+    counts = tables.labels.class_counts(tables.frames["train"])  # () for regression
+    loss_fn = build_loss(recipe.loss, counts, recipe.task)
     if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
         loss_fn = loss_fn.to(acc.device)
     rows = rows_per_epoch(len(tables.frames["train"]), recipe.train.batch_size, model)
@@ -134,7 +136,8 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     if acc.is_main_process and not resume:
         (run_dir / "recipe.yaml").write_text(recipe.to_yaml(), encoding="utf-8")
     sizes = {k: len(v) for k, v in tables.frames.items()}
-    LOG.info("data %s, %d classes: %s", sizes, len(tables.labels), ", ".join(tables.labels.names))
+    LOG.info("data %s, task %s, %d %s: %s", sizes, recipe.task, len(tables.labels), tables.labels.noun,
+             ", ".join(tables.labels.names))
     for note in tables.notes:  # preprocessing ran before the log file existed
         LOG.info(note)
     spec = recipe.train
@@ -155,7 +158,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     evals = {k: acc.prepare(v) for k, v in evals.items()}
     total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
     state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
-                       train_loader=loader, class_counts=counts, frames=tables.frames)
+                       train_loader=loader, class_counts=counts, frames=tables.frames, scale=tables.labels.scale())
     saved = _restore(state, hooks, run_dir, acc) if resume else None
     hooks.fire("on_fit_start", state)  # freezing techniques choose what trains before the optimizer exists
     order = [(g["group"], g["decay"]) for g in saved["optimizer"]["param_groups"]] if saved else None
@@ -170,7 +173,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     if acc.is_main_process:
         save_model(unwrapped, tables.labels, run_dir / "model", recipe.to_yaml())
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-        report_after_fit(recipe, run_dir, tables, outputs, metrics, _history(run_dir))
+        REPORT_AFTER_FIT[recipe.task](recipe, run_dir, tables, outputs, metrics, _history(run_dir))
     LOG.info("final %s", json.dumps(metrics))
     acc.wait_for_everyone()
     return Run(recipe, run_dir, metrics, unwrapped, tables.labels, _history(run_dir))
@@ -219,7 +222,8 @@ def _final_metrics(state: TrainState, evals: dict[str, Any], acc: Accelerator, s
         logits, labels = predict_logits(state.model, loader, acc)
         if outputs is not None:
             outputs[split] = (logits, labels)  # reused by the report: no second pass
-        metrics.update({f"{split}_{k}": v for k, v in classification_metrics(logits, labels).items()})
+        scores = task_metrics(state.recipe.task, logits, labels, **state.scale)
+        metrics.update({f"{split}_{k}": v for k, v in scores.items()})
     metrics.update({
         "best_epoch": state.best_epoch, "epochs_run": state.epoch, "steps": state.step,
         "train_samples_per_s": state.samples_seen / max(state.train_seconds, 1e-9),

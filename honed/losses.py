@@ -11,6 +11,11 @@ weights and the focal factor then apply to the smoothed target.
 A user's own loss is named by import path, `loss: {name: "mypkg.losses:MyLoss", ...}`: a class (an
 nn.Module whose forward takes logits and target) or a factory function returning such a callable;
 the other keys are its keyword arguments, and it receives `class_counts` if it has that parameter.
+
+Each built-in loss declares the tasks it serves (`@for_tasks`, read by `build_loss`): the classification
+losses above (and with them class weights, focal and label smoothing) are refused for a regression
+recipe in one line. Regression losses (mse, huber, l1) take (rows, targets) outputs and standardised
+float targets. A user's loss declares nothing and is trusted with any task.
 """
 
 from __future__ import annotations
@@ -29,6 +34,21 @@ from honed.registry import Registry
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES: Registry[Loss] = Registry("loss")
 WEIGHT_SCHEMES = ("balanced", "inverse_sqrt", "effective")
+F_ = Callable[..., Any]
+
+
+def for_tasks(*tasks: str) -> Callable[[F_], F_]:
+    """Declare the tasks a loss factory serves (its `tasks` attribute); undeclared factories serve any."""
+    def mark(factory: F_) -> F_:
+        factory.tasks = frozenset(tasks)  # type: ignore[attr-defined]
+        return factory
+    return mark
+
+
+def serves(factory: Any, task: str) -> bool:
+    """Whether a loss factory may train `task` (by its declared `tasks`; a user's undeclared loss may)."""
+    tasks = getattr(factory, "tasks", None)
+    return tasks is None or task in tasks
 
 
 def soft_targets(target: torch.Tensor, num_classes: int, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -160,6 +180,7 @@ def _smoothing(value: Any) -> float:
 
 
 @LOSSES.register("cross_entropy")
+@for_tasks("classification")
 def cross_entropy(label_smoothing: float = 0.0) -> Loss:
     """torch's cross-entropy; hard labels or soft targets."""
     eps = _smoothing(label_smoothing)
@@ -167,6 +188,7 @@ def cross_entropy(label_smoothing: float = 0.0) -> Loss:
 
 
 @LOSSES.register("weighted_cross_entropy")
+@for_tasks("classification")
 def weighted_cross_entropy(class_counts: tuple[int, ...], weights: str | list[float] = "balanced",
                            beta: float | None = None, label_smoothing: float = 0.0) -> Loss:
     """Cross-entropy with class weights (see `class_weights` for the schemes)."""
@@ -175,6 +197,7 @@ def weighted_cross_entropy(class_counts: tuple[int, ...], weights: str | list[fl
 
 
 @LOSSES.register("focal")
+@for_tasks("classification")
 def focal(class_counts: tuple[int, ...], gamma: float = 2.0, alpha: float | str | list[float] | None = None,
           label_smoothing: float = 0.0) -> Loss:
     """Focal loss; alpha 'balanced' uses the balanced class weights n / (k * n_c)."""
@@ -191,12 +214,48 @@ def focal(class_counts: tuple[int, ...], gamma: float = 2.0, alpha: float | str 
     return lambda logits, target: focal_loss(logits, target, gamma, alphas.on(logits.device) if alphas else None, eps)
 
 
-def build_loss(spec: Any, class_counts: tuple[int, ...]) -> Loss:
-    """The recipe's loss; a factory (or class) that takes `class_counts` gets the training-label counts."""
+def _targets(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs and targets in float32, both (rows, targets)."""
+    output = output.float()
+    return output, target.float().reshape(output.shape)
+
+
+@LOSSES.register("mse")
+@for_tasks("regression")
+def mse() -> Loss:
+    """Mean squared error over rows and targets (regression's default)."""
+    return lambda output, target: F.mse_loss(*_targets(output, target))
+
+
+@LOSSES.register("huber")
+@for_tasks("regression")
+def huber(delta: float = 1.0) -> Loss:
+    """Huber loss: squared below `delta` (in standardised target units), linear beyond: robust to outliers."""
+    delta = _number(delta, "delta")
+    if delta <= 0:
+        raise ValueError(f"delta must be > 0, got {delta}")
+    return lambda output, target: F.huber_loss(*_targets(output, target), delta=delta)
+
+
+@LOSSES.register("l1")
+@for_tasks("regression")
+def l1() -> Loss:
+    """Mean absolute error: the median-seeking loss."""
+    return lambda output, target: F.l1_loss(*_targets(output, target))
+
+
+def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classification") -> Loss:
+    """The recipe's loss; a factory (or class) that takes `class_counts` gets the training-label counts.
+    A built-in loss that does not serve `task` (its `for_tasks` declaration) is refused in one line."""
     kwargs = {k: v for k, v in spec.model_dump().items() if k != "name"}
     factory = LOSSES.get(spec.name, "loss.name")
     if not callable(factory):
         raise HonedError(f"loss.name '{spec.name}': names a {type(factory).__name__}, not a loss class or factory")
+    if not serves(factory, task):
+        fitting = [name for name in LOSSES.names() if serves(LOSSES.get(name), task)]
+        only = "/".join(sorted(factory.tasks))
+        raise HonedError(f"loss.name '{spec.name}': a {only}-only loss (as are class weights, "
+                         f"focal and label smoothing); task {task} trains with {', '.join(fitting)}")
     try:
         takes_counts = "class_counts" in inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature

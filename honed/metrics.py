@@ -1,17 +1,26 @@
-"""Scores from logits shared by training, inference and reports: loss, accuracy, macro-F1.
+"""Scores shared by training, inference and reports: loss, accuracy, macro-F1 for classification;
+RMSE, MAE, R², Pearson and Spearman for regression; `TASKS` says which a task uses.
 
 A bottom-layer module (no honed imports) so the training loop can score val without importing
-the evaluate layer above it."""
+the evaluate layer above it. torch, scipy and scikit-learn are imported when a score is computed: the
+recipe reads `TASKS` and must stay quick to import."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.metrics import f1_score
+
+if TYPE_CHECKING:
+    import torch
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    import torch.nn.functional as F
+    from sklearn.metrics import f1_score
+
     logits = logits.float()
     predicted = logits.argmax(dim=-1)
     return {
@@ -35,6 +44,91 @@ def probability_log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
 def probability_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 of (rows, classes) probabilities against class indices, in float64
     (ensembles combine probabilities, not logits)."""
+    from sklearn.metrics import f1_score
+
     predicted = probs.argmax(axis=1)
     return {"accuracy": float(np.mean(predicted == labels)),
             "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
+
+
+def regression_metrics(outputs: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray, names: Sequence[str] = (),
+                       mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict[str, float]:
+    """RMSE, MAE, R², Pearson and Spearman of (rows, targets) predictions, averaged over the targets and,
+    with several targets, per target (`rmse_NAME` ...). `mean`/`std` un-standardise both sides first, so
+    the figures are in the targets' own units; `loss` is the mean squared error in standardised units
+    (what the default MSE loss minimises)."""
+    pred, true = _as_2d(outputs), _as_2d(targets)
+    loss = float(np.mean((pred - true) ** 2))
+    if mean is not None and std is not None:
+        pred, true = pred * np.asarray(std) + np.asarray(mean), true * np.asarray(std) + np.asarray(mean)
+    per = [{name: fn(true[:, j], pred[:, j]) for name, fn in REGRESSION_SCORES.items()} for j in range(true.shape[1])]
+    out = {"loss": loss, **{name: float(np.mean([p[name] for p in per])) for name in REGRESSION_SCORES}}
+    if len(per) > 1:
+        labels = list(names) if len(names) == len(per) else [str(j) for j in range(len(per))]
+        out.update({f"{name}_{label}": p[name] for label, p in zip(labels, per) for name in REGRESSION_SCORES})
+    return out
+
+
+def _as_2d(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = values.double().cpu().numpy() if hasattr(values, "double") else np.asarray(values, dtype=np.float64)
+    return array.reshape(len(array), -1)
+
+
+def _correlation(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """scipy.stats' `name` correlation, 0 rather than NaN when either side is constant (an untrained
+    model's outputs)."""
+    def score(true: np.ndarray, pred: np.ndarray) -> float:
+        if len(true) < 2 or np.ptp(true) == 0 or np.ptp(pred) == 0:
+            return 0.0
+        import scipy.stats
+
+        return float(getattr(scipy.stats, name)(true, pred)[0])
+    return score
+
+
+def _sklearn(name: str, root: bool = False) -> Callable[[np.ndarray, np.ndarray], float]:
+    """scikit-learn's metric `name` (its square root with `root`); R² of fewer than two rows is 0."""
+    def score(true: np.ndarray, pred: np.ndarray) -> float:
+        import sklearn.metrics
+
+        if name == "r2_score" and len(true) < 2:
+            return 0.0
+        value = float(getattr(sklearn.metrics, name)(true, pred))
+        return float(np.sqrt(value)) if root else value
+    return score
+
+
+REGRESSION_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "rmse": _sklearn("mean_squared_error", root=True),
+    "mae": _sklearn("mean_absolute_error"),
+    "r2": _sklearn("r2_score"),
+    "pearson": _correlation("pearsonr"),
+    "spearman": _correlation("spearmanr"),
+}
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """What a task scores and how: its metric function (outputs, targets, **scale), the default
+    `train.metric` that picks the best checkpoint and the default loss."""
+
+    score: Callable[..., dict[str, float]]
+    names: tuple[str, ...]
+    default_metric: str
+    default_loss: str  # the recipe's `loss.name` when it names none
+
+
+TASKS: dict[str, TaskMetrics] = {
+    "classification": TaskMetrics(lambda logits, labels, **_: classification_metrics(logits, labels),
+                                  ("accuracy", "macro_f1", "loss"), "accuracy", "cross_entropy"),
+    "regression": TaskMetrics(regression_metrics, (*REGRESSION_SCORES, "loss"), "rmse", "mse"),
+}
+
+# Which way is better, for metrics whose direction is fixed: `train.mode` and early stopping follow it
+# when they are not set. Classification's metrics keep their historical default (train.mode, max).
+DIRECTION: dict[str, str] = {"rmse": "min", "mae": "min", "r2": "max", "pearson": "max", "spearman": "max"}
+
+
+def task_metrics(task: str, outputs: torch.Tensor, targets: torch.Tensor, **scale: Any) -> dict[str, float]:
+    """The metrics of `task` (a key of TASKS); `scale` is what the task's label map gives (`LabelMap.scale`)."""
+    return TASKS[task].score(outputs, targets, **scale)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from honed.errors import HonedError, closest
+from honed.metrics import DIRECTION, TASKS
 from honed.presets import expand_preset
 
 
@@ -71,7 +72,7 @@ class DataSpec(Section):
     test: str | None = None
     text_column: str = "text"
     text_pair_column: str | None = None
-    label_column: str = "label"
+    label_column: str | list[str] = "label"  # regression: one numeric column, or a list of them (several targets)
     path_column: str = "path"
     group_column: str | None = None
     labels: list[str] | None = None
@@ -197,7 +198,7 @@ class TrainSpec(Section):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        valid = ("accuracy", "macro_f1", "loss")
+        valid = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.names))
         if value not in valid:
             hint = closest(value, valid)
             raise ValueError(f"unknown metric '{value}'" + (f" (did you mean '{hint}'?)" if hint else f"; valid: {', '.join(valid)}"))
@@ -242,6 +243,7 @@ class PretrainSpec(Section):
 class Recipe(Section):
     name: str = "run"
     description: str = ""
+    task: Literal["auto", "classification", "regression"] = "auto"  # auto: float labels, many values -> regression
     seed: int = 42
     output_dir: str | None = None
     data: DataSpec = DataSpec()
@@ -258,6 +260,20 @@ class Recipe(Section):
     pretrain: PretrainSpec = PretrainSpec()
     ensemble: dict[str, Any] | None = None  # `honed ensemble` validates it (honed/ensemble/spec.py); train ignores it
     search: dict[str, Any] | None = None  # `honed tune` validates it (honed/tune/spec.py); train ignores it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, tree: Any) -> Any:
+        """Fill what the task (honed.metrics.TASKS) decides where the recipe is silent: the loss (regression:
+        mse), the checkpoint metric (rmse) and, for a metric with a fixed direction, `train.mode` (rmse: min)."""
+        task = TASKS.get(tree.get("task")) if isinstance(tree, dict) else None
+        loss, train = (tree.get("loss") or {}, tree.get("train") or {}) if task else ({}, {})
+        if task and isinstance(loss, dict) and isinstance(train, dict):
+            tree["loss"] = {"name": task.default_loss, **loss}
+            tree["train"] = train = {"metric": task.default_metric, **train}
+            if train["metric"] in DIRECTION:
+                tree["train"] = {"mode": DIRECTION[train["metric"]], **train}
+        return tree
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
@@ -330,9 +346,17 @@ def build_recipe(tree: dict[str, Any], overrides: dict[str, Any] | None = None, 
         set_dotted(tree, key, value)
     expand_preset(tree)
     try:
-        return Recipe.model_validate(tree)
+        recipe = Recipe.model_validate(tree)
     except ValidationError as exc:
         raise HonedError(f"{source}: {explain(exc)}") from exc
+    metric, columns = recipe.train.metric, recipe.data.label_column  # settings of another task: one line
+    if recipe.task in TASKS and metric not in TASKS[recipe.task].names:
+        raise HonedError(f"{source}: train.metric '{metric}' is not a {recipe.task} metric; use one of "
+                         f"{', '.join(TASKS[recipe.task].names)}")
+    if isinstance(columns, list) and (not columns or (recipe.task == "classification" and len(columns) > 1)):
+        raise HonedError(f"{source}: data.label_column lists {len(columns)} columns; a list names regression "
+                         "targets (task: regression), classification reads one label column")
+    return recipe
 
 
 def load_recipe(recipe: str | Path | dict[str, Any] | Recipe, overrides: dict[str, Any] | None = None) -> Recipe:

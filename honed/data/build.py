@@ -11,11 +11,12 @@ from torch.utils.data import Dataset
 from honed.data.augment_image import build_image_ops
 from honed.data.augment_text import TEXT_AUGMENTATIONS, AugmentCollator, text_augment
 from honed.data.images import ImageDataset, check_images, image_transform
-from honed.data.labels import LabelMap
+from honed.data.labels import TARGET, LabelMap
 from honed.data.preprocess import preprocess_rows
 from honed.data.sources import load_source, slice_columns
 from honed.data.splits import carve, limit
 from honed.data.tables import match_known
+from honed.data.targets import target_map
 from honed.data.text import PadCollator, text_dataset
 from honed.errors import HonedError
 from honed.recipe import Recipe
@@ -29,18 +30,24 @@ class Tables:
     """Standard frames per split and the label map learned from train."""
 
     frames: dict[str, pd.DataFrame]
-    labels: LabelMap
+    labels: LabelMap  # a TargetMap for regression
     notes: list[str] = field(default_factory=list)  # what preprocessing dropped, logged once the run folder exists
+    task: str = "classification"  # what the recipe's `task` resolved to (`auto` reads the training labels)
 
 
 def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
     """Read, filter, split and check the data; `inputs` holds in-memory splits from the Python API."""
     spec, inputs, notes = recipe.data, inputs or {}, []
     frames: dict[str, pd.DataFrame] = {}
-    for split in SPLITS:
+    task = recipe.task
+    for split in SPLITS:  # train first: `task: auto` is decided on it, val and test read the same way
         source = inputs.get(split, getattr(spec, split))
         if source is not None:
-            frame = load_source(source, spec, f"data.{split}", keep=slice_columns(recipe))
+            frame = load_source(source, spec, f"data.{split}", keep=slice_columns(recipe), task=task)
+            if task == "auto":  # image folders and IDX files hold class names
+                task = frame.attrs.get("task", "classification")
+                if task != "classification":  # the historical default goes unannounced: its logs stay as they were
+                    notes.append(f"task: auto -> {task} (float labels with many distinct values in data.label_column)")
             notes.extend(frame.attrs.pop("notes", []))  # e.g. non-image files left out of a class folder
             frame = keep_labels(frame, spec.labels, f"data.{split}")
             frames[split] = preprocess_rows(frame, recipe, f"data.{split}", notes)
@@ -59,8 +66,7 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
             taken += fraction
     for split in SPLITS:
         frames[split] = limit(frames[split], getattr(spec.max_rows, split), seed)
-    labels = _check(frames, spec.labels, spec.normalise_labels)
-    return Tables(frames, labels, notes)
+    return Tables(frames, LABEL_MAKERS[task](frames, spec), notes, task)
 
 
 def _drop_bad_images(frame: pd.DataFrame, field: str, skip: bool, notes: list[str]) -> pd.DataFrame:
@@ -73,7 +79,7 @@ def _drop_bad_images(frame: pd.DataFrame, field: str, skip: bool, notes: list[st
 
 
 def keep_labels(frame: pd.DataFrame, keep: list[str] | None, field: str) -> pd.DataFrame:
-    if keep is None:
+    if keep is None or "label" not in frame:  # data.labels picks classes; regression frames have none
         return frame
     unknown = [k for k in keep if k not in set(frame["label"])]
     if unknown and field == "data.train":
@@ -101,11 +107,22 @@ def _check(frames: dict[str, pd.DataFrame], order: list[str] | None, normalise: 
     return labels
 
 
+def _regression_targets(frames: dict[str, pd.DataFrame], spec: Any) -> LabelMap:
+    return target_map(frames, [c[len(TARGET):] for c in frames["train"].columns if c.startswith(TARGET)])
+
+
+# The label map each task learns from the splits (classes checked across splits; targets standardised on train).
+LABEL_MAKERS = {
+    "classification": lambda frames, spec: _check(frames, spec.labels, spec.normalise_labels),
+    "regression": _regression_targets,
+}
+
+
 def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any,
                  train: bool = False) -> Dataset:
     """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics;
     `train` switches on the recipe's image augmentation (text is augmented in the training collate)."""
-    ids = labels.encode(frame["label"]) if "label" in frame else [-1] * len(frame)
+    ids = labels.encode_frame(frame)  # class ids, or standardised target vectors
     if recipe.data.kind == "text":
         return text_dataset(frame, ids, preprocess, recipe.data.max_length)
     mean, std = preprocess

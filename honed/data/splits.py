@@ -18,7 +18,8 @@ def carve(frame: pd.DataFrame, fraction: float, method: str, seed: int, name: st
         splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         rest_idx, carved_idx = next(splitter.split(frame, groups=frame["group"]))
         return frame.iloc[rest_idx], frame.iloc[carved_idx]
-    stratify = frame["label"] if method == "stratified" else None
+    # regression frames have no classes to stratify by: they split at random
+    stratify = frame["label"] if method == "stratified" and "label" in frame else None
     if stratify is not None and stratify.value_counts().min() < 2:
         rare = stratify.value_counts().idxmin()
         raise HonedError(f"data.split: class '{rare}' has one row, too few to stratify; add rows or use data.split.method=random")

@@ -41,9 +41,10 @@ def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_leng
 
 
 class TextDataset(Dataset):
-    """Rows of token ids plus an integer label (-1 when unlabelled) and the row's index."""
+    """Rows of token ids plus an integer label (-1 when unlabelled; a float target vector for regression)
+    and the row's index."""
 
-    def __init__(self, columns: dict[str, list[list[int]]], labels: list[int]) -> None:
+    def __init__(self, columns: dict[str, list[list[int]]], labels: list[Any]) -> None:
         self.columns = columns
         self.labels = labels
 
@@ -73,8 +74,10 @@ class PadCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {}
         for key in rows[0]:
-            if key in ("labels", "index"):
-                batch[key] = torch.tensor([r[key] for r in rows], dtype=torch.long)
+            if key in ("labels", "index"):  # regression labels are float target vectors: stacked
+                values = [r[key] for r in rows]
+                stacked = isinstance(values[0], torch.Tensor)
+                batch[key] = torch.stack(values) if stacked else torch.tensor(values, dtype=torch.long)
                 continue
             width = max(len(r[key]) for r in rows)
             fill = self.pad_ids.get(key, self.pad_id if key == "input_ids" else 0)
@@ -82,6 +85,6 @@ class PadCollator:
         return batch
 
 
-def text_dataset(frame: Any, labels: list[int], tokenizer: Any, max_length: int) -> TextDataset:
+def text_dataset(frame: Any, labels: list[Any], tokenizer: Any, max_length: int) -> TextDataset:
     pairs = frame["x2"].tolist() if "x2" in frame else None
     return TextDataset(tokenize(tokenizer, frame["x"].tolist(), pairs, max_length), labels)

@@ -18,6 +18,7 @@ from honed.data.build import Tables
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.evaluate.calibration import fit_temperature, save_calibration
+from honed.evaluate.regression import regression_after_fit
 from honed.evaluate.report import build_report, write_report
 from honed.inference.calibration import saved_temperature
 from honed.recipe import Recipe
@@ -73,6 +74,10 @@ def report_after_fit(recipe: Recipe, run_dir: Path, tables: Tables, outputs: Out
     except Exception as exc:  # noqa: BLE001 - see docstring
         LOG.warning("report failed: %s; rebuild it with `honed report %s --debug`", exc, run_dir)
         print(f"honed: warning: the report could not be written ({exc}); try `honed report {run_dir} --debug`")
+
+
+# The report each task writes after `train` (recipe, run_dir, tables, outputs, metrics, history).
+REPORT_AFTER_FIT = {"classification": report_after_fit, "regression": regression_after_fit}
 
 
 def check_run_dir(run_dir: Path) -> None:

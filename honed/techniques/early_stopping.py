@@ -1,12 +1,15 @@
 """Early stopping: end training when the validation metric stops improving.
 
-The loop always finishes with the best weights seen, so stopping early restores them.
+The loop always finishes with the best weights seen, so stopping early restores them. The direction
+follows the metric when `mode` is unset: the recipe's `train.mode` for its own metric, else the metric's
+fixed direction (honed.metrics.DIRECTION: rmse/mae lower, r2/pearson/spearman higher is better).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from honed.metrics import DIRECTION, TASKS
 from honed.train.events import Technique, StopTraining
 from honed.techniques import TECHNIQUES
 
@@ -16,8 +19,9 @@ class EarlyStopping(Technique):
     def __init__(self, patience: int = 2, min_delta: float = 0.0, metric: str | None = None, mode: str | None = None) -> None:
         if patience < 1:
             raise TypeError("patience must be >= 1")
-        if metric not in (None, "accuracy", "macro_f1", "loss"):
-            raise TypeError(f"metric must be accuracy, macro_f1 or loss (got '{metric}')")
+        if metric is not None and all(metric not in task.names for task in TASKS.values()):
+            raise TypeError(f"metric must be accuracy, macro_f1 or loss (classification) or rmse, mae, r2, pearson, "
+                            f"spearman (regression) (got '{metric}')")
         if mode not in (None, "max", "min"):
             raise TypeError(f"mode must be max or min (got '{mode}')")
         if min_delta < 0:
@@ -27,8 +31,9 @@ class EarlyStopping(Technique):
         self.bad_epochs = 0
 
     def on_evaluate_end(self, state: Any) -> None:
-        metric = self.metric or state.recipe.train.metric
-        mode = self.mode or state.recipe.train.mode
+        spec = state.recipe.train
+        metric = self.metric or spec.metric
+        mode = self.mode or (spec.mode if metric == spec.metric else DIRECTION.get(metric, spec.mode))
         value = state.val_metrics[metric]
         sign = 1.0 if mode == "max" else -1.0
         if self.best is None or sign * (value - self.best) > self.min_delta:

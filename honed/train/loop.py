@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from honed.metrics import classification_metrics, improved
+from honed.metrics import improved, task_metrics
 from honed.models.forward import predict_logits
 from honed.progress import progress_bar
 from honed.train import checkpoint, interrupt
@@ -123,7 +123,7 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
     stop: StopTraining | None = None
     if val_loader is not None:
         hooks.fire("on_evaluate_start", state)  # e.g. swap in averaged weights
-        state.val_metrics = evaluate(state.model, val_loader, acc, bars, "val")
+        state.val_metrics = evaluate(state.model, val_loader, acc, bars, "val", state.recipe.task, state.scale)
         record.update({f"val_{k}": v for k, v in state.val_metrics.items()})
         if improved(state.val_metrics[spec.metric], state.best_value, spec.mode):
             state.best_value, state.best_epoch = state.val_metrics[spec.metric], state.epoch
@@ -142,8 +142,10 @@ def _end_epoch(state: TrainState, hooks: Hooks, val_loader: DataLoader | None, t
         raise stop
 
 
-def evaluate(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "eval") -> dict[str, float]:
-    return classification_metrics(*predict_logits(model, loader, acc, bars, name))
+def evaluate(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "eval",
+             task: str = "classification", scale: dict[str, Any] | None = None) -> dict[str, float]:
+    """The task's metrics (honed.metrics.TASKS) of the model on `loader`; `scale` un-standardises regression targets."""
+    return task_metrics(task, *predict_logits(model, loader, acc, bars, name), **(scale or {}))
 
 
 def _maybe_checkpoint(state: TrainState, hooks: Hooks) -> None:

@@ -41,6 +41,7 @@ class TrainState:
     train_loader: Any = None  # for techniques that need another pass (SWA's batch-norm statistics)
     class_counts: tuple[int, ...] = ()
     frames: dict[str, Any] | None = None  # the standard frames per split (distillation looks up its teacher's rows)
+    scale: dict[str, Any] = field(default_factory=dict)  # the task's metrics' extra arguments (regression: mean/std)
 
     def progress(self) -> dict[str, Any]:
         """The scalars a checkpoint needs to continue exactly here."""
