@@ -112,6 +112,8 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
         with stop_on_signals():  # Ctrl-C/SIGTERM: checkpoint at the end of the step, then Interrupted
             return _fit(recipe, run_dir, acc, tables, model, loss_fn, lr_at, hooks, resume, quiet, started, counts)
     finally:
+        if trackers:  # a pruned, failed or interrupted fit must not leave an MLflow/W&B run open (twice is harmless)
+            acc.end_training()
         close_log()
 
 

@@ -74,7 +74,7 @@ def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path)
     assert sum(seen) == 2 * 36  # every training row found its teacher row, both epochs
     assert run.metrics["val_accuracy"] == pytest.approx(recomputed_accuracy(run.model_dir, run.recipe, "val"), abs=1e-6)
     bad = dict(student, output_dir=str(tmp_path / "bad"), augment={"text": [{"name": "word_dropout", "p": 0.1}]})
-    with pytest.raises(HonedError, match="an ensemble teacher .* cannot do"):
+    with pytest.raises(HonedError, match="cannot read \(an ensemble"):
         honed.fit(bad, quiet=True)
     missing = dict(student, output_dir=str(tmp_path / "bad"), techniques=[{"name": "distill", "teacher": str(tmp_path / "none")}])
     with pytest.raises(HonedError, match="distill.teacher: .*not found"):

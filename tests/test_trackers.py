@@ -51,3 +51,27 @@ def test_unknown_tracker_is_refused(tiny_bert: str, text_csv: Path, tmp_path: Pa
     with pytest.raises(honed.HonedError, match="log.trackers"):
         honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", log={"trackers": ["comet"]}), quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+class Explode:
+    """A run-time callback that fails the fit after its first evaluation (as a pruned trial ends)."""
+
+    def on_evaluate_end(self, state: object) -> None:
+        raise RuntimeError("stop here")
+
+
+def test_a_failed_fit_leaves_no_tracker_run_open(tiny_bert: str, text_csv: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """tune runs trials in one process: after a pruned or failed trial the next one must start its own run."""
+    mlflow = pytest.importorskip("mlflow")
+    store = tmp_path / "mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "a", log={"trackers": ["mlflow"]})
+    with pytest.raises(RuntimeError, match="stop here"):
+        honed.fit(recipe, callbacks=[Explode()], quiet=True)
+    assert mlflow.active_run() is None
+    honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "b", log={"trackers": ["mlflow"]}), quiet=True)
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}

@@ -34,7 +34,8 @@ def add_recipe(parser: argparse.ArgumentParser, help: str = "recipe YAML file (s
 
 def add_overrides(parser: argparse.ArgumentParser, example: str = "optim.lr=3e-5") -> None:
     """Dotted `key=value` overrides of the recipe, read by `parse_overrides` (values are YAML)."""
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help=f"dotted recipe overrides, e.g. {example}")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value",
+                        help=f"dotted recipe overrides, e.g. {example}")
 
 
 def add_output(parser: argparse.ArgumentParser, help: str, *aliases: str, default: str | None = None,

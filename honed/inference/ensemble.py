@@ -35,6 +35,8 @@ META_JSON = "meta.json"
 class EnsemblePredictor(Predictor):
     """Members (name, predictor, weight) and the combiner of their probabilities."""
 
+    priority = 10  # an ensemble folder wins over the model/ a soup may also write into it
+
     def __init__(self, folder: Path, labels: tuple[str, ...], members: list[tuple[str, Predictor, float]],
                  combiner: Combiner, recipe: Recipe, info: dict[str, Any] | None = None) -> None:
         self.folder, self.labels, self.members, self.combiner = folder, labels, members, combiner
@@ -63,6 +65,9 @@ class EnsemblePredictor(Predictor):
             member = load_predictor(where, field=f"ensemble '{folder}' member '{entry['name']}'")
             members.append((entry["name"], member, entry["weight"]))
         meta = _load_meta(folder, doc["meta"]) if doc.get("meta") else None
+        if doc["combine"] == "stacking" and meta is None:
+            raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} combines by stacking but names no meta-learner; "
+                             "rebuild the ensemble with `honed ensemble RECIPE`")
         if doc["combine"] not in COMBINERS:  # a registered rule only: the file never names code to import
             raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} names combine rule {doc['combine']!r}; "
                              f"expected one of {', '.join(COMBINERS.names())}")
@@ -109,10 +114,17 @@ def _read(folder: Path) -> dict[str, Any]:
 
 def _load_meta(folder: Path, entry: dict[str, Any]) -> Any:
     """Stacking's meta-learner: logistic regression from plain JSON, anything else from joblib."""
+    path = folder / str(entry.get("file", ""))
+    if not path.is_file():
+        raise HonedError(f"ensemble '{folder}': the stacking meta-learner file '{path.name}' is missing; "
+                         "rebuild the ensemble with `honed ensemble RECIPE`")
     if entry["file"] == META_JSON:
         from sklearn.linear_model import LogisticRegression
 
-        state = json.loads((folder / META_JSON).read_text(encoding="utf-8"))
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HonedError(f"ensemble '{folder}': {META_JSON} is damaged ({exc}); rebuild the ensemble") from None
         meta = LogisticRegression(**state["params"])
         meta.coef_, meta.intercept_ = np.asarray(state["coef"]), np.asarray(state["intercept"])
         meta.classes_ = np.asarray(state["classes"])

@@ -33,10 +33,10 @@ def build_techniques(specs: list[TechniqueSpec]) -> list[Any]:
 
 
 def technique_classes(recipe: Any) -> list[tuple[str, Any]]:
-    """(name, class or factory) of each registered technique a recipe lists, for checks that read
-    capability flags before anything is built."""
+    """(name, class or factory) of each technique a recipe lists (registered, or a user's class named by
+    import path), for checks that read capability flags before anything is built."""
     load_all()
-    return [(t.name, TECHNIQUES.get(t.name)) for t in recipe.techniques if t.name in TECHNIQUES]
+    return [(t.name, TECHNIQUES.get(t.name, f"techniques.{i}.name")) for i, t in enumerate(recipe.techniques)]
 
 
 def flagged(recipe: Any, flag: str) -> list[str]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from honed.errors import HonedError
+from honed.models.kinds import MASKED_LM
 from honed.techniques import TECHNIQUES
 from honed.techniques.aux_base import AuxiliaryObjective
 
@@ -51,7 +52,8 @@ class AuxMaskedLM(AuxiliaryObjective):
     def check(self, recipe: Any, model: Any) -> None:
         super().check(recipe, model)
         tokenizer = getattr(model, "preprocess", None)
-        if not hasattr(model, "hf") or getattr(tokenizer, "mask_token_id", None) is None:
+        kind = getattr(model, "kind", None)
+        if kind is None or not kind.supports(MASKED_LM) or getattr(tokenizer, "mask_token_id", None) is None:
             raise HonedError(f"{self.field}: needs a Hugging Face text model whose tokenizer has a mask token")
 
     def build_head(self, model: Any) -> nn.Module:

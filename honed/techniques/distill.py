@@ -42,8 +42,10 @@ def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
 
 
 def changes_rows(recipe: Any) -> bool:
-    """True when training rows reach the model changed from how they are stored."""
-    return bool(recipe.augment.text or recipe.augment.image or flagged(recipe, "mixes_batches"))
+    """True when training rows reach the model changed from how they are stored: the recipe's
+    augmentation, or a technique that declares it mixes or augments batches."""
+    return bool(recipe.augment.text or recipe.augment.image or flagged(recipe, "mixes_batches")
+                or flagged(recipe, "augments_inputs"))
 
 
 class Distill(Technique):
@@ -73,13 +75,11 @@ class Distill(Technique):
             raise HonedError("techniques: distill needs the fit to provide load_predictor; train it with honed.fit")
         teacher = self.load_predictor(self.teacher, FIELD)
         self._predictor, self._live = teacher, changes_rows(recipe)
-        if self._live and not callable(getattr(teacher, "batch_proba", None)):
-            raise HonedError(f"{FIELD}: augmented or mixed rows are scored live, batch by batch, which an ensemble teacher "
-                             f"('{self.teacher}') cannot do; distil from a single model or train without augment/mixing")
         if self._live and not teacher.reads_like(model.preprocess):
-            raise HonedError(f"{FIELD}: augmented rows are scored live on the student's inputs, but the teacher "
-                             f"'{self.teacher}' reads other inputs (another tokenizer or image statistics); "
-                             "use a teacher with the student's preprocessing or train without augment/mixing")
+            raise HonedError(f"{FIELD}: augmented or mixed rows are scored live on the student's own inputs, which the "
+                             f"teacher '{self.teacher}' cannot read (an ensemble, or another tokenizer or image "
+                             "statistics); distil from a single model with the student's preprocessing or train "
+                             "without augment/mixing")
 
     def _order(self, names: list[str], labels: list[str]) -> list[int]:
         if set(names) != set(labels):

@@ -6,8 +6,9 @@ A run-time callback built by the fit from `log.trackers`, not a recipe technique
 tracker objects, so it is never saved with checkpoints. The recipe goes in as the run's parameters
 (flattened to dotted keys, as `honed train` overrides spell them), every epoch's metrics.jsonl line
 as metrics at that optimizer step. Where each tracker writes is its own setting: TensorBoard under
-RUN_DIR/, MLflow to MLFLOW_TRACKING_URI (default ./mlruns), W&B to its project (WANDB_MODE=offline
-keeps it local).
+RUN_DIR/, MLflow to MLFLOW_TRACKING_URI (MLflow 3 defaults to sqlite:///mlflow.db in the working folder;
+a file store needs MLFLOW_ALLOW_FILE_STORE=true), W&B to its project (WANDB_MODE=offline keeps it local).
+The fit ends the trackers in its `finally` too, so a pruned or failed run leaves no tracker run open.
 """
 
 from __future__ import annotations

@@ -128,10 +128,6 @@ class Hooks:
     def changes_trainable(self) -> bool:
         return self.any("changes_trainable")
 
-    def without(self, flag: str) -> Hooks:
-        """The same hooks minus the techniques and callbacks that declare `flag`."""
-        return Hooks([t for t in self.techniques if not capable(t, flag)], [c for c in self.callbacks if not capable(c, flag)])
-
     def state_dict(self) -> list[Any]:
         return [t.state_dict() if hasattr(t, "state_dict") else None for t in self.techniques]
 

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from honed.errors import HonedError
 from honed.metrics import improved, task_metrics
 from honed.models.forward import predict_logits
 from honed.progress import progress_bar
@@ -48,6 +49,9 @@ def train(
                 started, meter = time.perf_counter(), LossMeter(acc.device, guard)
                 for batch in loader:
                     state.batch_index = batch.pop("index", None)  # each row's position in the training frame
+                    if state.batch_index is None and hooks.any("needs_row_index"):
+                        raise HonedError("techniques: a technique needs each batch row's index, which this "
+                                         "dataset does not yield; use honed's datasets (they carry `index`)")
                     state.batch = batch
                     hooks.fire("on_batch_start", state)
                     with acc.accumulate(model):
