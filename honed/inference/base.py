@@ -28,6 +28,7 @@ class Predictor(ABC):
     recipe: Recipe  # the saved recipe: how inputs are read and prepared
     folder: Path | None = None
     task: str = "classification"
+    priority = 0  # when several kinds claim a folder, the highest wins (an ensemble folder may hold a model/ too)
 
     @classmethod
     def claims(cls, folder: Path) -> bool:
@@ -42,6 +43,11 @@ class Predictor(ABC):
     @abstractmethod
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """(rows, classes) probabilities in `labels` order, computed in batches."""
+
+    def predict_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, targets) predicted values in the targets' own units (`labels` names the targets): what a
+        regression predictor (task "regression") gives instead of probabilities."""
+        raise HonedError(f"'{self.describe()}' is a {self.task} model: it predicts classes, not values")
 
     def predict(self, frame: pd.DataFrame) -> list[str]:
         """The most probable label per row."""
@@ -66,6 +72,17 @@ class Predictor(ABC):
         """A short name for titles (the folder it was loaded from)."""
         return str(self.folder)
 
+    def reads_like(self, preprocess: Any) -> bool:
+        """Whether collated batches made by another model's `preprocess` (tokenizer or image statistics)
+        can be fed to this predictor as they are; kinds that cannot score batches say no."""
+        return False
+
+    def batch_proba(self, batch: dict[str, Any]) -> Any:
+        """Probabilities for one collated batch of tensors (distillation scores augmented rows live);
+        only kinds that run one model on tensors can, the others refuse in one line."""
+        raise HonedError(f"'{self.describe()}' ({type(self).__name__}) cannot score collated batches; "
+                         "use a single saved model")
+
 
 SAVED_KINDS: Registry[Predictor] = Registry("saved predictor kind")
 
@@ -74,10 +91,10 @@ def load_predictor(folder: str | Path, overrides: dict[str, Any] | None = None, 
     """The predictor saved in `folder` (a model folder, a run folder or an ensemble folder): the
     registered kind that claims it loads it; none claiming it is a one-line error (prefixed by `field`)."""
     folder = Path(folder)
-    for name in SAVED_KINDS.names():
-        kind: Any = SAVED_KINDS.get(name)
-        if kind.claims(folder):
-            return kind.load(folder, overrides)
+    claiming = [SAVED_KINDS.get(name) for name in SAVED_KINDS.names() if SAVED_KINDS.get(name).claims(folder)]
+    if claiming:
+        kind: Any = max(claiming, key=lambda k: k.priority)  # max keeps the first of equals: registry name order
+        return kind.load(folder, overrides)
     where = f"{field}: " if field else ""
     if not folder.exists():
         raise HonedError(f"{where}model folder '{folder}' not found; train it first or fix the path")
