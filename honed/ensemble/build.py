@@ -291,7 +291,9 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
                quiet: bool) -> list[Member]:
     """One run with cosine restarts that saves a model at each cycle end (technique `snapshots`)."""
     cycles = spec.snapshots.cycles  # type: ignore[union-attr]
-    techniques = [*tree.get("techniques", []), {"name": "snapshots", "cycles": cycles}]
+    # first in the list: after-events fire in reverse order, so it saves each cycle's weights after every other
+    # technique's after-step work (e.g. prune re-applying its masks)
+    techniques = [{"name": "snapshots", "cycles": cycles}, *tree.get("techniques", [])]
     member = MemberSpec(name="snapshots", overrides={"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques})
     run_dir = folder / "members" / "snapshots"
     fit_all([(member.name, member_recipe(tree, member, run_dir), as_data(frames["train"], frames["val"]))], 1, overwrite, quiet, spec.keep_checkpoints)

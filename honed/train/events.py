@@ -8,7 +8,9 @@ duck-typed. A technique stops training by raising `StopTraining`; one that holds
 What a technique does that others must know about is declared as class attributes (composer's
 capability flags), read through `Hooks` or `capable`, never by asking a technique's name; see
 `Technique`. Start events fire in recipe order, then the run-time callbacks; "after" events fire in
-reverse, so paired hooks nest (A swaps in, B swaps in, B swaps out, A swaps out).
+reverse, so paired hooks nest (A swaps in, B swaps in, B swaps out, A swaps out); a technique that
+watches the result of the others' after-work (a recorder of weights, snapshot saving) is listed first,
+and `on_after_loss` terms compose from the last technique to the first.
 
 `on_fit_start` fires before the optimizer is built (and after a resume restored technique state),
 so freezing techniques decide which parameters the optimizer starts with.
