@@ -194,3 +194,20 @@ def test_an_exported_folder_refuses_tta_and_a_second_export(text_model: Path, tm
         export_model(tmp_path / "ts", "onnx", None, tmp_path / "again", quiet=True)
     assert not (tmp_path / "again").exists()
 
+
+
+def test_the_gate_holds_float_exports_to_agreement_and_quantized_ones_to_accuracy() -> None:
+    from honed.export.command import _gate
+
+    def checks(agree: float) -> dict:
+        return {"split": "test", "rows": 1000, "label_agreement": agree, "max_abs_prob_diff": 0.3, "min_agreement": 0.995}
+
+    _gate(checks(0.97), 0.810, 0.812, "onnx int8", quantized=True)  # labels flip both ways, accuracy kept: accepted
+    _gate(checks(0.97), 0.810, 0.806, "onnx int8", quantized=True)  # 0.4 point lower: within the budget
+    with pytest.raises(HonedError, match=r"accuracy 0\.8000 vs PyTorch's 0\.8100"):
+        _gate(checks(0.97), 0.810, 0.800, "onnx int8", quantized=True)
+    with pytest.raises(HonedError, match=r"needs 99\.5%"):
+        _gate(checks(0.99), 0.810, 0.812, "onnx", quantized=False)  # a float export must agree, accuracy aside
+    accepted = checks(0.999)
+    _gate(accepted, 0.81, 0.81, "onnx", quantized=False)
+    assert accepted["rule"] == "label agreement >= 0.995" and accepted["accuracy_after"] == 0.81

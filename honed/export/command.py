@@ -32,7 +32,8 @@ from honed.models.base import Classifier
 from honed.models.build import load_model
 from honed.recipe import Recipe
 
-MIN_AGREEMENT = 0.995  # share of check rows whose predicted label must match PyTorch's
+MIN_AGREEMENT = 0.995  # float exports: share of check rows whose predicted label must match PyTorch's
+MAX_QUANTIZED_DROP = 0.005  # quantized exports: at most this much lower accuracy on the check rows (0.5 point)
 REPORT_FILE = "export_report.json"
 
 
@@ -62,14 +63,11 @@ def export_model(model_dir: str | Path, format: str = "onnx", quantize: str | No
         exported = ExportedPredictor.load(stage)
         before = ModelPredictor(model, labels, recipe, folder).predict_proba(frame)
         after = exported.predict_proba(frame)
-        checks = {"split": split, **agreement(before, after), "min_agreement": min_agreement}
-        if checks["label_agreement"] < min_agreement:
-            raise HonedError(
-                f"export refused: the {format}{' ' + quantize if quantize else ''} model's labels agree with PyTorch "
-                f"on {checks['label_agreement']:.2%} of {checks['rows']} {split} rows (needs {min_agreement:.1%}; "
-                f"max |probability difference| {checks['max_abs_prob_diff']:.4f}); nothing was written")
-        _write_json(stage / MARKER, {**meta, "checks": checks})
         targets = labels.encode(frame["label"])
+        checks = {"split": split, **agreement(before, after), "min_agreement": min_agreement}
+        _gate(checks, accuracy(before, targets), accuracy(after, targets), f"{format}{' ' + quantize if quantize else ''}",
+              quantized=quantize is not None)
+        _write_json(stage / MARKER, {**meta, "checks": checks})
         speed = _latencies(model, exported, frame)
         result = {"model": str(folder), "output": str(out), "format": format, "quantized": quantize, "checks": checks,
                   "before": {**size_on_disk(folder), **speed["pytorch"], "accuracy": accuracy(before, targets)},
@@ -81,6 +79,22 @@ def export_model(model_dir: str | Path, format: str = "onnx", quantize: str | No
     if not quiet:
         print_table(result)
     return result
+
+
+def _gate(checks: dict[str, Any], before: float, after: float, what: str, quantized: bool) -> None:
+    """Refuse an export that does not do what the PyTorch model does: a float export must give the same
+    label on >= min_agreement of the check rows; a quantized one is lossy by design, so it may flip labels
+    but must not lose more than MAX_QUANTIZED_DROP accuracy on them (both figures are kept in checks)."""
+    checks.update(accuracy_before=before, accuracy_after=after,
+                  rule=f"accuracy drop <= {MAX_QUANTIZED_DROP}" if quantized else f"label agreement >= {checks['min_agreement']}")
+    failed = before - after > MAX_QUANTIZED_DROP if quantized else checks["label_agreement"] < checks["min_agreement"]
+    if not failed:
+        return
+    need = (f"accuracy {after:.4f} vs PyTorch's {before:.4f}, a drop over {MAX_QUANTIZED_DROP:.1%}" if quantized
+            else f"needs {checks['min_agreement']:.1%}")
+    raise HonedError(f"export refused: the {what} model's labels agree with PyTorch on {checks['label_agreement']:.2%} of "
+                     f"{checks['rows']} {checks['split']} rows ({need}; max |probability difference| "
+                     f"{checks['max_abs_prob_diff']:.4f}); nothing was written")
 
 
 def default_output(folder: Path, format: str, quantize: str | None) -> Path:
