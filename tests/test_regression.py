@@ -50,7 +50,7 @@ def reg_recipe(tiny_bert: str, csv: Path, run_dir: Path, **extra: object) -> dic
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "honed", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "honed.cli", *args], capture_output=True, text=True, cwd=REPO)
 
 
 def _write(tmp_path: Path, recipe: dict, name: str = "recipe.yaml") -> str:
@@ -190,3 +190,102 @@ def test_early_stopping_follows_the_metric_direction(tiny_bert: str, reg_csv: Pa
         assert r2[-1] <= max(r2[:-1])
     else:
         assert all(b > a for a, b in zip(r2, r2[1:]))
+
+
+# ---------------------------------------------------------------- saved model: predict, evaluate
+
+
+@pytest.fixture
+def two_target_run(tiny_bert: str, reg_csv: Path, tmp_path: Path):
+    import honed
+
+    recipe = reg_recipe(tiny_bert, reg_csv, tmp_path / "run2", data__label_column=["y", "z"], train__epochs=3)
+    recipe["data"]["label_column"] = ["y", "z"]
+    return honed.fit(recipe, quiet=True)
+
+
+def test_predict_and_evaluate_a_saved_regression_model(two_target_run, reg_csv: Path, tmp_path: Path) -> None:
+    from honed.evaluate.saved import evaluate_saved
+    from honed.inference import load_predictor
+    from honed.inference.predict import predict_frame
+
+    run = two_target_run
+    assert run.recipe.task == "regression" and run.labels.names == ("y", "z")  # auto: a list of columns
+    predictor = load_predictor(run.model_dir)
+    frame = pd.read_csv(reg_csv)
+    inputs = pd.DataFrame({"x": frame["text"]})
+    values = predictor.predict_values(inputs)
+    raw = predictor.logits(inputs).double().numpy()  # standardised outputs
+    assert np.allclose(values, raw * np.asarray(run.labels.std) + np.asarray(run.labels.mean))
+    table = predict_frame(run.model_dir, str(reg_csv))
+    assert list(table.columns) == ["input", "predicted_y", "predicted_z"]
+    assert np.allclose(table[["predicted_y", "predicted_z"]].to_numpy(), values)
+    scores = evaluate_saved(run.model_dir, str(reg_csv), report_dir=tmp_path / "rep")
+    true = frame[["y", "z"]].to_numpy()
+    assert math.isclose(scores["rmse_z"], math.sqrt(skm.mean_squared_error(true[:, 1], values[:, 1])), rel_tol=1e-6)
+    assert math.isclose(scores["r2"], float(np.mean([skm.r2_score(true[:, j], values[:, j]) for j in (0, 1)])),
+                        rel_tol=1e-6, abs_tol=1e-9)
+    assert (tmp_path / "rep" / "report.html").is_file()
+    with pytest.raises(Exception, match="predicts values"):
+        predictor.predict_proba(inputs)
+
+
+def test_cli_predict_and_evaluate(two_target_run, reg_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pred.csv"
+    done = _cli("predict", str(two_target_run.model_dir), str(reg_csv), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert pd.read_csv(out).columns.tolist() == ["input", "predicted_y", "predicted_z"]
+    done = _cli("evaluate", str(two_target_run.model_dir), str(reg_csv))
+    assert done.returncode == 0, done.stderr
+    assert {line.split("\t")[0] for line in done.stdout.splitlines()} >= {"rmse", "mae", "r2", "pearson", "spearman"}
+
+
+# ---------------------------------------------------------------- the estimator
+
+
+def test_regressor_clone_and_cross_val_score(tiny_bert: str) -> None:
+    from sklearn.base import clone, is_regressor
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from honed import FineTuneRegressor
+
+    rows = regression_rows(48)
+    est = FineTuneRegressor(model=tiny_bert, epochs=1, lr=1e-3, batch_size=8, max_length=16, seed=0)
+    assert is_regressor(est) and clone(est).get_params() == est.get_params()
+    scores = cross_val_score(est, rows["text"].tolist(), rows["y"].to_numpy(), cv=KFold(2),
+                             scoring="neg_root_mean_squared_error", error_score="raise")
+    assert len(scores) == 2 and all(np.isfinite(scores)) and all(s < 0 for s in scores)
+    fitted = clone(est).fit(rows["text"].tolist(), rows[["y", "z"]].to_numpy())
+    assert fitted.predict(rows["text"].tolist()[:5]).shape == (5, 2) and fitted.n_targets_ == 2
+    assert not hasattr(est, "model_")  # clone + fit leave the original unfitted
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"bad": "oops"}, "target column 'y' row 3 holds 'oops', not a finite number"),
+    ({"bad": "inf"}, "target column 'y' row 3 holds 'inf', not a finite number"),
+    ({"loss": {"name": "focal"}}, "loss.name 'focal': a classification-only loss"),
+    ({"loss": {"name": "weighted_cross_entropy"}}, "loss.name 'weighted_cross_entropy': a classification-only loss"),
+    ({"train__metric": "accuracy"}, "train.metric 'accuracy' is not a regression metric"),
+    ({"techniques": [{"name": "distill", "teacher": "runs/none"}]}, "trains classification only, not task regression"),
+])
+def test_bad_regression_input_is_one_line(tiny_bert: str, tmp_path: Path, change: dict, expected: str) -> None:
+    rows = regression_rows(40)
+    rows["y"] = rows["y"].astype(object)
+    if "bad" in change:
+        rows.loc[2, "y"] = change.pop("bad")
+    csv = tmp_path / "data.csv"
+    rows.to_csv(csv, index=False)
+    recipe = reg_recipe(tiny_bert, csv, tmp_path / "run", task="regression", **change)
+    done = _cli("train", _write(tmp_path, recipe), "--quiet")
+    assert done.returncode == 2 and expected in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("verb", ["tune", "cv", "ensemble", "audit", "clean", "pretrain"])
+def test_verbs_without_regression_refuse_it(tiny_bert: str, reg_csv: Path, tmp_path: Path, verb: str) -> None:
+    recipe = reg_recipe(tiny_bert, reg_csv, tmp_path / "run", task="regression")
+    done = _cli(verb, _write(tmp_path, recipe))
+    assert done.returncode == 2 and f"honed {verb} does not support task regression yet" in done.stderr, done.stderr

@@ -30,6 +30,7 @@ from honed.cli import (
     train,
     tune,
 )
+from honed.cli.tasks import check_task
 from honed.errors import HonedError
 from honed.train.interrupt import Interrupted
 
@@ -79,7 +80,7 @@ def build_parser() -> common.Parser:
     for verb in VERBS:
         verb_parser = verb.add_parser(subparsers)
         common.add_debug(verb_parser)
-        verb_parser.set_defaults(run=verb.run, usage_error=verb_parser.error)
+        verb_parser.set_defaults(run=verb.run, usage_error=verb_parser.error, verb_module=verb)
     return parser
 
 
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "overrides"):
             args.overrides = common.parse_overrides(args.overrides)
+        check_task(args.verb_module, args)  # a task the verb cannot do yet: one line, before any work
         return int(args.run(args) or 0)
     except HonedError as exc:
         if args.debug:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+TASKS = ("classification", "regression")  # honed/cli/tasks.py: the tasks this verb runs
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("info", help="what a saved model, run or ensemble folder holds")

@@ -9,6 +9,8 @@ from typing import Any
 
 from honed.cli import common
 
+TASKS = ("classification", "regression")  # honed/cli/tasks.py: the tasks this verb runs
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("train", help="fine-tune a model from a YAML recipe")

@@ -145,5 +145,3 @@ class TargetMap(LabelMap):
             raise HonedError(f"model '{folder}': {TARGETS_FILE} does not hold one mean and std per target; "
                              "retrain or restore it")
         return mapped
-
-

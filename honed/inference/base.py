@@ -80,8 +80,9 @@ class Predictor(ABC):
     def batch_proba(self, batch: dict[str, Any]) -> Any:
         """Probabilities for one collated batch of tensors (distillation scores augmented rows live);
         only kinds that run one model on tensors can, the others refuse in one line."""
-        raise HonedError(f"'{self.describe()}' ({type(self).__name__}) cannot score collated batches; "
-                         "use a single saved model")
+        raise HonedError(
+            f"'{self.describe()}' ({type(self).__name__}) cannot score collated batches; use a single saved model"
+        )
 
 
 SAVED_KINDS: Registry[Predictor] = Registry("saved predictor kind")
@@ -98,5 +99,7 @@ def load_predictor(folder: str | Path, overrides: dict[str, Any] | None = None, 
     where = f"{field}: " if field else ""
     if not folder.exists():
         raise HonedError(f"{where}model folder '{folder}' not found; train it first or fix the path")
-    raise HonedError(f"{where}'{folder}' is not a model folder saved by honed (no honed.json, ensemble.json "
-                     "or export.json); use RUN_DIR/model, an ensemble folder or an exported folder")
+    raise HonedError(
+        f"{where}'{folder}' is not a model folder saved by honed (no honed.json, ensemble.json "
+        "or export.json); use RUN_DIR/model, an ensemble folder or an exported folder"
+    )

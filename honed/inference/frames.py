@@ -79,18 +79,32 @@ def model_inputs(frame: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
     return normalise_texts(frame, recipe.data.preprocess) if recipe.data.kind == "text" else frame
 
 
-def labelled_frame(source: Any, recipe: Recipe, labels: tuple[str, ...], with_slices: bool = False) -> pd.DataFrame:
-    """Labelled rows (column label) read per the recipe; a label the predictor does not know is an
-    error; `with_slices` keeps the report's slice columns that the data has. Only the columns the model
-    reads and the label are required: a training-only group or slice column may be missing."""
+def labelled_frame(source: Any, recipe: Recipe, labels: tuple[str, ...], with_slices: bool = False,
+                   task: str = "classification") -> pd.DataFrame:
+    """Labelled rows (column label, or target:NAME columns for regression) read per the recipe; a label
+    the predictor does not know is an error; `with_slices` keeps the report's slice columns that the data
+    has. Only the columns the model reads and the labels are required: a training-only group or slice
+    column may be missing."""
     keep = slice_columns(recipe) if with_slices else ()
-    frame = keep_labels(load_source(source, recipe.data, "data", keep=keep, scoring=True), recipe.data.labels, "data")
+    frame = load_source(source, recipe.data, "data", keep=keep, scoring=True, task=task)
+    if "label" not in frame:  # regression targets: numbers, checked as they were read
+        return frame
+    frame = keep_labels(frame, recipe.data.labels, "data")
     if recipe.data.normalise_labels:
         frame["label"] = match_known(frame["label"], labels)
     unseen = sorted(set(frame["label"]) - set(labels))
     if unseen:
         raise HonedError(f"data: label '{unseen[0]}' is not one the model was trained on ({', '.join(labels)})")
     return frame
+
+
+def values_frame(frame: pd.DataFrame, names: tuple[str, ...], values: np.ndarray) -> pd.DataFrame:
+    """`honed predict`'s table for a regression model: the input and a `predicted` column (one target) or
+    `predicted_NAME` per target."""
+    out = pd.DataFrame({"input": frame["x"].map(lambda v: v if isinstance(v, str) else "<array>")})
+    for j, name in enumerate(names):
+        out["predicted" if len(names) == 1 else f"predicted_{name}"] = values[:, j]
+    return out
 
 
 def output_frame(frame: pd.DataFrame, labels: tuple[str, ...], probs: np.ndarray) -> pd.DataFrame:

@@ -55,6 +55,7 @@ class ModelPredictor(Predictor):
     def __init__(self, model: Classifier, labels: LabelMap, recipe: Recipe, folder: Path | None = None) -> None:
         self.model, self.label_map, self.recipe, self.folder = model, labels, recipe, folder
         self.labels = labels.names
+        self.task = labels.task  # a TargetMap (regression) predicts values, a LabelMap class probabilities
 
     @classmethod
     def claims(cls, folder: Path) -> bool:
@@ -71,7 +72,15 @@ class ModelPredictor(Predictor):
         return logits_for(self.model, self.label_map, self.recipe, model_inputs(frame, self.recipe))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.task != "classification":
+            raise HonedError(f"'{self.describe()}' is a {self.task} model: it predicts values (predict_values), "
+                             "not class probabilities")
         return torch.softmax(self.logits(frame).double(), dim=-1).numpy()
+
+    def predict_values(self, frame: pd.DataFrame) -> np.ndarray:
+        if not hasattr(self.label_map, "decode"):
+            return super().predict_values(frame)
+        return self.label_map.decode(self.logits(frame).double().numpy())  # un-standardised with the training mean/std
 
     @torch.no_grad()
     def batch_proba(self, batch: dict[str, Any]) -> torch.Tensor:

@@ -8,9 +8,26 @@ from typing import Any
 
 import pandas as pd
 
-from honed.inference.base import load_predictor
+from honed.inference.base import Predictor, load_predictor
 from honed.inference.calibration import scale_probs
-from honed.inference.frames import input_chunks, output_frame, unlabelled_frame
+from honed.inference.frames import input_chunks, output_frame, unlabelled_frame, values_frame
+
+
+def _class_rows(predictor: Predictor, frame: pd.DataFrame, temperature: float | None) -> pd.DataFrame:
+    """Predicted label and one probability column per class (temperature-scaled when given)."""
+    probs = predictor.predict_proba(frame)
+    if temperature is not None:
+        probs = scale_probs(probs, temperature)
+    return output_frame(frame, predictor.labels, probs)
+
+
+def _value_rows(predictor: Predictor, frame: pd.DataFrame, temperature: float | None) -> pd.DataFrame:
+    """Predicted values per target (regression has no temperature: `--calibrated` fails before this)."""
+    return values_frame(frame, predictor.labels, predictor.predict_values(frame))
+
+
+# What `honed predict` writes for each task's predictor.
+PREDICTED_ROWS = {"classification": _class_rows, "regression": _value_rows}
 
 
 def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None,
@@ -20,11 +37,7 @@ def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] 
     model (model/calibration.json)."""
     predictor = load_predictor(model_dir, overrides)
     temperature = predictor.require_temperature() if calibrated else None
-    frame = unlabelled_frame(source, predictor.recipe)
-    probs = predictor.predict_proba(frame)
-    if temperature is not None:
-        probs = scale_probs(probs, temperature)
-    return output_frame(frame, predictor.labels, probs)
+    return PREDICTED_ROWS[predictor.task](predictor, unlabelled_frame(source, predictor.recipe), temperature)
 
 
 STREAM_ROWS = 10_000  # rows per chunk when streaming a table: memory is bounded by this, not the file
@@ -38,7 +51,4 @@ def predict_chunks(model_dir: str | Path, source: Any, overrides: dict[str, Any]
     predictor = load_predictor(model_dir, overrides)
     temperature = predictor.require_temperature() if calibrated else None
     for frame in input_chunks(source, predictor.recipe, rows):
-        probs = predictor.predict_proba(frame)
-        if temperature is not None:
-            probs = scale_probs(probs, temperature)
-        yield output_frame(frame, predictor.labels, probs)
+        yield PREDICTED_ROWS[predictor.task](predictor, frame, temperature)

@@ -20,6 +20,7 @@ class AuxLabel(AuxiliaryObjective):
 
     kind, field = "", "techniques: aux_label"
     needs_row_index = True
+    tasks = ("classification",)  # a second classification head
 
     def __init__(self, column: str = "", weight: float = 0.3, decay: bool = False, lr_scale: float = 1.0) -> None:
         super().__init__(weight, decay, lr_scale)

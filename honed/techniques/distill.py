@@ -52,6 +52,7 @@ class Distill(Technique):
     """Adds the distillation term to the loss of every training batch."""
 
     needs_row_index = True
+    tasks = ("classification",)  # matches the teacher's class probabilities
     uses = ("load_predictor",)  # provided by the fit (see Hooks.provide)
 
     def __init__(self, teacher: str, temperature: float = 2.0, alpha: float = 0.5) -> None:

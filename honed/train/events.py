@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from honed.errors import HonedError
+
 EVENTS = (
     "on_fit_start",
     "on_epoch_start",
@@ -62,6 +64,8 @@ class Technique:
     acts_on_head_only      works unchanged when only the head runs, on cached frozen features
     keeps_weights_sparse   holds pruning masks that averaged or refilled weights would undo
 
+    `tasks` names the tasks a technique can train (None: any); a recipe of another task is refused
+    before the run folder exists (distillation matches class probabilities: classification only).
     `uses` names run-time services the fit hands in before `check` (see Hooks.provide).
     """
 
@@ -72,6 +76,7 @@ class Technique:
     needs_row_index = False
     acts_on_head_only = False
     keeps_weights_sparse = False
+    tasks: tuple[str, ...] | None = None
     uses: tuple[str, ...] = ()
 
 
@@ -120,6 +125,11 @@ class Hooks:
 
     def check(self, recipe: Any, model: Any) -> None:
         for technique in self.everyone:
+            tasks = getattr(technique, "tasks", None)
+            if tasks is not None and recipe.task not in tasks:
+                name = getattr(technique, "name", type(technique).__name__)
+                raise HonedError(f"techniques: {name} trains {', '.join(tasks)} only, not task {recipe.task}; "
+                                 "remove it from techniques")
             if callable(getattr(technique, "check", None)):
                 technique.check(recipe, model)
 
