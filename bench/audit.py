@@ -57,29 +57,53 @@ def part_audit() -> dict:
     runs = {}
     for name in ("cold", "warm"):
         folder = OUT / "full"
-        runs[name] = honed("audit", str(AUDIT_RECIPE), "data.labels=null", "--output", str(folder), "--overwrite", "--quiet",
-                           cache=cache)
+        runs[name] = honed(
+            "audit",
+            str(AUDIT_RECIPE),
+            "data.labels=null",
+            "--output",
+            str(folder),
+            "--overwrite",
+            "--quiet",
+            cache=cache,
+        )
         print(f"audit {name}: {runs[name][0]:.1f} s, peak RSS {runs[name][1]:.0f} MiB", flush=True)
     report = json.loads((OUT / "full" / "audit.json").read_text())
     found = {f["name"]: f for f in report["findings"]}
     outliers = pd.DataFrame(found["outliers"]["rows"])
     labels = pd.DataFrame(found["label_issues"]["rows"])
-    plot_total = sum(report["findings"][1]["data"]["counts"][s].get("plot", 0) for s in report["findings"][1]["data"]["counts"])
+    plot_total = sum(
+        report["findings"][1]["data"]["counts"][s].get("plot", 0) for s in report["findings"][1]["data"]["counts"]
+    )
     summary = {
-        "rows": report["meta"]["rows"], "seconds_cold": runs["cold"][0], "peak_mib_cold": runs["cold"][1],
-        "seconds_warm": runs["warm"][0], "peak_mib_warm": runs["warm"][1],
-        "corrupt": found["corrupt"]["data"], "duplicates": found["duplicates"]["data"],
+        "rows": report["meta"]["rows"],
+        "seconds_cold": runs["cold"][0],
+        "peak_mib_cold": runs["cold"][1],
+        "seconds_warm": runs["warm"][0],
+        "peak_mib_warm": runs["warm"][1],
+        "corrupt": found["corrupt"]["data"],
+        "duplicates": found["duplicates"]["data"],
         "leakage": {k: v for k, v in found["leakage"]["data"].items() if k != "leaked_group_names"},
         "plot_rows": plot_total,
-        "outlier_rows_by_reason_and_label": outliers.groupby(["reason", "label"]).size().to_dict() if len(outliers) else {},
-        "plot_rows_flagged_any_outlier": int(outliers.loc[outliers["label"] == "plot", "row"].nunique()) if len(outliers) else 0,
-        "review_rows_flagged_length": int(((outliers["label"] != "plot") & (outliers["reason"] == "length outlier")).sum()) if len(outliers) else 0,
+        "outlier_rows_by_reason_and_label": outliers.groupby(["reason", "label"]).size().to_dict()
+        if len(outliers)
+        else {},
+        "plot_rows_flagged_any_outlier": int(outliers.loc[outliers["label"] == "plot", "row"].nunique())
+        if len(outliers)
+        else 0,
+        "review_rows_flagged_length": int(
+            ((outliers["label"] != "plot") & (outliers["reason"] == "length outlier")).sum()
+        )
+        if len(outliers)
+        else 0,
         "label_issues": found["label_issues"]["data"],
         "label_issues_by_label": labels.groupby("label").size().to_dict() if len(labels) else {},
         "learning_curve": found["learning_curve"]["data"],
         "recommendations": [r for f in report["findings"] for r in f["recommendations"]],
     }
-    summary["outlier_rows_by_reason_and_label"] = {f"{r} / {lab}": int(n) for (r, lab), n in summary["outlier_rows_by_reason_and_label"].items()}
+    summary["outlier_rows_by_reason_and_label"] = {
+        f"{r} / {lab}": int(n) for (r, lab), n in summary["outlier_rows_by_reason_and_label"].items()
+    }
     (OUT / "audit-summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
@@ -103,7 +127,12 @@ def materialise() -> dict[str, Path]:
 
 def part_clean(seeds: int) -> dict:
     paths = materialise()
-    data = [f"data.train={paths['train']}", f"data.val={paths['val']}", f"data.test={paths['test']}", "data.max_rows={}"]
+    data = [
+        f"data.train={paths['train']}",
+        f"data.val={paths['val']}",
+        f"data.test={paths['test']}",
+        "data.max_rows={}",
+    ]
     wall, rss, out = honed("clean", str(TRAIN_RECIPE), *data, "--output", str(OUT / "clean"), "--overwrite", "--quiet")
     print(out, flush=True)
     manifest = pd.read_csv(OUT / "clean" / "manifest.csv")
@@ -113,15 +142,28 @@ def part_clean(seeds: int) -> dict:
     for seed in range(seeds):
         for name, overrides in variants.items():  # alternating: raw, clean, raw, clean, ...
             run_dir = scratch / f"{name.replace(' ', '-')}-s{seed}"
-            took, _, _ = honed("train", str(TRAIN_RECIPE), *overrides, f"seed={seed}", f"output_dir={run_dir}", "--quiet", "--overwrite")
+            took, _, _ = honed(
+                "train",
+                str(TRAIN_RECIPE),
+                *overrides,
+                f"seed={seed}",
+                f"output_dir={run_dir}",
+                "--quiet",
+                "--overwrite",
+            )
             accuracy = json.loads((run_dir / "results.json").read_text())["test_accuracy"]
             scores[name].append(accuracy)
             print(f"{name} seed {seed}: test accuracy {accuracy:.4f} ({took:.0f} s)", flush=True)
-    summary = {"clean_seconds": wall, "clean_peak_mib": rss, "train_rows_raw": len(pd.read_csv(paths["train"])),
-               "train_rows_clean": len(pd.read_csv(OUT / "clean" / "train.csv")),
-               "manifest": manifest.groupby(["action", "reason"]).size().to_dict(), "scores": scores,
-               "mean": {k: statistics.mean(v) for k, v in scores.items()},
-               "sd": {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in scores.items()}}
+    summary = {
+        "clean_seconds": wall,
+        "clean_peak_mib": rss,
+        "train_rows_raw": len(pd.read_csv(paths["train"])),
+        "train_rows_clean": len(pd.read_csv(OUT / "clean" / "train.csv")),
+        "manifest": manifest.groupby(["action", "reason"]).size().to_dict(),
+        "scores": scores,
+        "mean": {k: statistics.mean(v) for k, v in scores.items()},
+        "sd": {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in scores.items()},
+    }
     summary["manifest"] = {f"{a}: {r}": int(n) for (a, r), n in summary["manifest"].items()}
     (OUT / "clean-summary.json").write_text(json.dumps(summary, indent=1))
     return summary

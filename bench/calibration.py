@@ -39,30 +39,56 @@ def one_seed(seed: int, folder: Path) -> dict[str, float]:
     run = honed.fit(str(RECIPE), seed=seed, output_dir=str(folder / f"run-s{seed}"), quiet=True)
     saved = json.loads((run.run_dir / "report.json").read_text(encoding="utf-8"))["calibration"]
     tables = load_tables(run.recipe)
-    outputs = {s: (logits_for(run.model, run.labels, run.recipe, tables.frames[s]), torch.tensor(run.labels.encode(tables.frames[s]["label"])))
-               for s in ("val", "test")}
+    outputs = {
+        s: (
+            logits_for(run.model, run.labels, run.recipe, tables.frames[s]),
+            torch.tensor(run.labels.encode(tables.frames[s]["label"])),
+        )
+        for s in ("val", "test")
+    }
     started = time.perf_counter()
     report = report_from_outputs(run.recipe, run.labels, tables.frames, outputs, read_history(run.run_dir), run.metrics)
     built = time.perf_counter()
     write_report(folder / f"report-s{seed}", report)
     written = time.perf_counter()
-    return {"seed": seed, "test_accuracy": run.metrics["test_accuracy"], "temperature": saved["temperature"],
-            "ece": saved["ece"], "ece_calibrated": saved["ece_calibrated"], "nll": saved["nll"], "nll_calibrated": saved["nll_calibrated"],
-            "build_s": built - started, "write_s": written - built, "train_wall_s": run.metrics["wall_seconds"],
-            "html_kb": (folder / f"report-s{seed}" / "report.html").stat().st_size / 1024}
+    return {
+        "seed": seed,
+        "test_accuracy": run.metrics["test_accuracy"],
+        "temperature": saved["temperature"],
+        "ece": saved["ece"],
+        "ece_calibrated": saved["ece_calibrated"],
+        "nll": saved["nll"],
+        "nll_calibrated": saved["nll_calibrated"],
+        "build_s": built - started,
+        "write_s": written - built,
+        "train_wall_s": run.metrics["wall_seconds"],
+        "html_kb": (folder / f"report-s{seed}" / "report.html").stat().st_size / 1024,
+    }
 
 
 def table(rows: list[dict[str, float]]) -> str:
-    lines = ["| seed | test acc | T (fit on val) | test ECE before | test ECE after | test NLL before | test NLL after | report build s | report write s | train wall s | report.html KiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            "| seed | test acc | T (fit on val) | test ECE before | test ECE after | test NLL before | test NLL after "
+            "| report build s | report write s | train wall s | report.html KiB |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['seed']} | {r['test_accuracy']:.4f} | {r['temperature']:.3f} | {r['ece']:.4f} | {r['ece_calibrated']:.4f} | "
-                     f"{r['nll']:.4f} | {r['nll_calibrated']:.4f} | {r['build_s']:.2f} | {r['write_s']:.2f} | {r['train_wall_s']:.0f} | {r['html_kb']:.0f} |")
+        lines.append(
+            f"| {r['seed']} | {r['test_accuracy']:.4f} | {r['temperature']:.3f} | "
+            f"{r['ece']:.4f} | {r['ece_calibrated']:.4f} | "
+            f"{r['nll']:.4f} | {r['nll_calibrated']:.4f} | {r['build_s']:.2f} | {r['write_s']:.2f} | "
+            f"{r['train_wall_s']:.0f} | {r['html_kb']:.0f} |"
+        )
     if len(rows) > 1:
         mean = {k: statistics.mean(r[k] for r in rows) for k in rows[0] if k != "seed"}
-        lines.append(f"| mean | {mean['test_accuracy']:.4f} | {mean['temperature']:.3f} | {mean['ece']:.4f} | {mean['ece_calibrated']:.4f} | "
-                     f"{mean['nll']:.4f} | {mean['nll_calibrated']:.4f} | {mean['build_s']:.2f} | {mean['write_s']:.2f} | "
-                     f"{mean['train_wall_s']:.0f} | {mean['html_kb']:.0f} |")
+        lines.append(
+            f"| mean | {mean['test_accuracy']:.4f} | {mean['temperature']:.3f} | "
+            f"{mean['ece']:.4f} | {mean['ece_calibrated']:.4f} | "
+            f"{mean['nll']:.4f} | {mean['nll_calibrated']:.4f} | {mean['build_s']:.2f} | {mean['write_s']:.2f} | "
+            f"{mean['train_wall_s']:.0f} | {mean['html_kb']:.0f} |"
+        )
     return "\n".join(lines)
 
 

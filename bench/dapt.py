@@ -26,7 +26,11 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THR
 
 def honed(verb: str, overrides: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("honed")), verb, str(RECIPE), *overrides, "--quiet", "--overwrite"], check=True, env=ENV)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("honed")), verb, str(RECIPE), *overrides, "--quiet", "--overwrite"],
+        check=True,
+        env=ENV,
+    )
     return time.perf_counter() - started
 
 
@@ -51,13 +55,30 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="honed-dapt-") as tmp:
         scratch = Path(tmp)
         backbone_run = scratch / "dapt"
-        mlm_wall = honed("pretrain", [f"output_dir={backbone_run}", f"pretrain.epochs={args.mlm_epochs}", "pretrain.lr=5e-5",
-                                      "pretrain.batch_size=16", "pretrain.whole_word=true"])
+        mlm_wall = honed(
+            "pretrain",
+            [
+                f"output_dir={backbone_run}",
+                f"pretrain.epochs={args.mlm_epochs}",
+                "pretrain.lr=5e-5",
+                "pretrain.batch_size=16",
+                "pretrain.whole_word=true",
+            ],
+        )
         summary = json.loads((backbone_run / "pretrain.json").read_text())
-        print(f"MLM: {summary['rows']} rows x {args.mlm_epochs} epochs, losses {summary['loss_per_epoch']}, {mlm_wall:.0f} s", flush=True)
-        (RESULTS / "mlm.json").write_text(json.dumps({**summary, "wall_s": round(mlm_wall, 1), "backbone": "(temporary)"}, indent=1))
+        print(
+            f"MLM: {summary['rows']} rows x {args.mlm_epochs} epochs, "
+            f"losses {summary['loss_per_epoch']}, {mlm_wall:.0f} s",
+            flush=True,
+        )
+        (RESULTS / "mlm.json").write_text(
+            json.dumps({**summary, "wall_s": round(mlm_wall, 1), "backbone": "(temporary)"}, indent=1)
+        )
         for seed in args.seeds:
-            for name, model in (("baseline", "sentence-transformers/all-MiniLM-L6-v2"), ("dapt", str(backbone_run / "backbone"))):
+            for name, model in (
+                ("baseline", "sentence-transformers/all-MiniLM-L6-v2"),
+                ("dapt", str(backbone_run / "backbone")),
+            ):
                 print(json.dumps(finetune(name, model, seed, scratch)), flush=True)
 
 

@@ -48,9 +48,17 @@ SETTINGS: dict[str, Any] = {"rows": ROWS, "image_size": 64}
 
 def base(task: str, seed: int, out: Path) -> dict[str, Any]:
     extra = {"data.image_size": SETTINGS["image_size"]} if task == "image" else {}
-    return {"seed": seed, "output_dir": str(out), "data.max_rows": SETTINGS["rows"], "train.epochs": 2, "report.enabled": False,
-            "optim.lr": LRS[task][0], "train.batch_size": BATCH[task],
-            "train.checkpoint_every_steps": None, **extra}
+    return {
+        "seed": seed,
+        "output_dir": str(out),
+        "data.max_rows": SETTINGS["rows"],
+        "train.epochs": 2,
+        "report.enabled": False,
+        "optim.lr": LRS[task][0],
+        "train.batch_size": BATCH[task],
+        "train.checkpoint_every_steps": None,
+        **extra,
+    }
 
 
 def scores(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -64,45 +72,69 @@ def run_seed(task: str, seed: int, scratch: Path) -> dict[str, Any]:
     from honed.ensemble.build import build_ensemble
     from honed.ensemble.members import member_probs
     from honed.ensemble.saved import save_ensemble
+    from honed.fit import fit
     from honed.inference import load_predictor
     from honed.inference.selection import greedy_selection
     from honed.inference.voting import hard_vote, soft_vote
-    from honed.fit import fit
 
     started = time.perf_counter()
     members = [{"name": f"lr{lr:g}", "overrides": {"optim.lr": lr, "seed": seed + i}} for i, lr in enumerate(LRS[task])]
-    stack = build_ensemble(RECIPES[task], quiet=True, overwrite=True, **base(task, seed, scratch / "stack"),
-                           ensemble={"method": "stacking", "members": members, "stacking": {"folds": 3}})
+    stack = build_ensemble(
+        RECIPES[task],
+        quiet=True,
+        overwrite=True,
+        **base(task, seed, scratch / "stack"),
+        ensemble={"method": "stacking", "members": members, "stacking": {"folds": 3}},
+    )
     labels, test = stack.labels, stack.frames["test"]
     y = {k: np.asarray([labels.index(v) for v in stack.frames[k]["label"]]) for k in ("val", "test")}
     val_acc = [scores(p, y["val"])["accuracy"] for p in stack.probs["val"]]
     out: dict[str, Any] = {"task": task, "seed": seed, "members": {}, "settings": SETTINGS}
     for i, m in enumerate(stack.members):
-        out["members"][m.name] = {"val_accuracy": val_acc[i], **{f"test_{k}": v for k, v in scores(stack.probs["test"][i], y["test"]).items()}}
+        out["members"][m.name] = {
+            "val_accuracy": val_acc[i],
+            **{f"test_{k}": v for k, v in scores(stack.probs["test"][i], y["test"]).items()},
+        }
     best = int(np.argmax(val_acc))
     weights = greedy_selection(stack.probs["val"], y["val"])
     results = {
-        "best single": stack.probs["test"][best], "soft voting": soft_vote(stack.probs["test"]),
-        "hard voting": hard_vote(stack.probs["test"]), "selection": soft_vote(stack.probs["test"], weights),
+        "best single": stack.probs["test"][best],
+        "soft voting": soft_vote(stack.probs["test"]),
+        "hard voting": hard_vote(stack.probs["test"]),
+        "selection": soft_vote(stack.probs["test"], weights),
         "stacking": stack.combined.probs(stack.probs["test"]),
     }
     out["best_member"], out["selection_weights"] = stack.members[best].name, weights.tolist()
     out["stacking_seconds"] = time.perf_counter() - started
     selection_dir = scratch / "selection"  # the same members, weights from selection: the teacher
-    save_ensemble(selection_dir, labels, [(m.name, m.model_dir, w) for m, w in zip(stack.members, weights, strict=True)], "soft")
+    save_ensemble(
+        selection_dir, labels, [(m.name, m.model_dir, w) for m, w in zip(stack.members, weights, strict=True)], "soft"
+    )
     t0 = time.perf_counter()
-    bag = build_ensemble(RECIPES[task], quiet=True, overwrite=True, **base(task, seed, scratch / "bag"),
-                         ensemble={"method": "bagging", "bagging": {"n_members": 3}})
+    bag = build_ensemble(
+        RECIPES[task],
+        quiet=True,
+        overwrite=True,
+        **base(task, seed, scratch / "bag"),
+        ensemble={"method": "bagging", "bagging": {"n_members": 3}},
+    )
     results["bagging"] = bag.combined.probs(bag.probs["test"])
     out["bagging_oob_accuracy"], out["bagging_seconds"] = bag.metrics["oob_accuracy"], time.perf_counter() - t0
     t0 = time.perf_counter()
     twin = {**base(task, seed, scratch / "student"), **members[best]["overrides"]}  # the best member's lr and seed
-    student = fit(RECIPES[task], quiet=True, overwrite=True, **twin,
-                  techniques=[{"name": "distill", "teacher": str(selection_dir), "temperature": 2.0, "alpha": 0.5}])
+    student = fit(
+        RECIPES[task],
+        quiet=True,
+        overwrite=True,
+        **twin,
+        techniques=[{"name": "distill", "teacher": str(selection_dir), "temperature": 2.0, "alpha": 0.5}],
+    )
     results["distilled student"] = member_probs(student.model_dir, test, labels)[0]
     out["student_seconds"] = time.perf_counter() - t0
     out["scores"] = {name: scores(p, y["test"]) for name, p in results.items()}
-    out["inference_ms_per_example"] = inference_cost(load_predictor(stack.members[best].model_dir), load_predictor(selection_dir), test)
+    out["inference_ms_per_example"] = inference_cost(
+        load_predictor(stack.members[best].model_dir), load_predictor(selection_dir), test
+    )
     out["wall_seconds"] = time.perf_counter() - started
     return out
 
@@ -127,9 +159,16 @@ def report(write: bool) -> str:
         runs = [json.loads(p.read_text()) for p in sorted(RESULTS_DIR.glob(f"{task}-s*.json"))]
         if not runs:
             continue
-        lines = [(f"**{task}** ({len(runs)} seed{'s' if len(runs) > 1 else ''}: {', '.join(str(r['seed']) for r in runs)}; "
-                 f"settings {runs[0]['settings']})"), "",
-                 "| model | test accuracy | macro-F1 | vs best single | ms/example (x one model) |", "|---|---|---|---|---|"]
+        lines = [
+            (
+                f"**{task}** ({len(runs)} seed{'s' if len(runs) > 1 else ''}: "
+                f"{', '.join(str(r['seed']) for r in runs)}; "
+                f"settings {runs[0]['settings']})"
+            ),
+            "",
+            "| model | test accuracy | macro-F1 | vs best single | ms/example (x one model) |",
+            "|---|---|---|---|---|",
+        ]
         base_acc = [r["scores"]["best single"]["accuracy"] for r in runs]
         cost = {k: statistics.median(r["inference_ms_per_example"][k] for r in runs) for k in ("single", "ensemble")}
         for name in COMBINERS:
@@ -139,10 +178,17 @@ def report(write: bool) -> str:
             ms = cost["single"] if name in ("best single", "distilled student") else cost["ensemble"]
             lines.append(f"| {name} | {_ms(acc)} | {_ms(f1)} | {gain:+.4f} | {ms:.2f} ({ms / cost['single']:.1f}x) |")
         lines.append("")
-        lines.append("per seed, test accuracy: " + "; ".join(
-            f"s{r['seed']}: members " + ", ".join(f"{n} {m['test_accuracy']:.3f}" for n, m in r["members"].items())
-            + f", best-on-val {r['best_member']}, selection weights {[round(w, 2) for w in r['selection_weights']]}, "
-            f"bagging OOB {r['bagging_oob_accuracy']:.3f}, wall {r['wall_seconds']:.0f} s" for r in runs))
+        lines.append(
+            "per seed, test accuracy: "
+            + "; ".join(
+                f"s{r['seed']}: members "
+                + ", ".join(f"{n} {m['test_accuracy']:.3f}" for n, m in r["members"].items())
+                + f", best-on-val {r['best_member']}, "
+                f"selection weights {[round(w, 2) for w in r['selection_weights']]}, "
+                f"bagging OOB {r['bagging_oob_accuracy']:.3f}, wall {r['wall_seconds']:.0f} s"
+                for r in runs
+            )
+        )
         sections.append("\n".join(lines))
     text = "\n\n".join(sections)
     print(text)

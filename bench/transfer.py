@@ -14,7 +14,8 @@ in bench/results/transfer/<part>/ so an interrupted benchmark resumes):
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part cache
     HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part student
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part fusion --second bench/results/transfer/_models/dapt/backbone
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --part fusion \\
+        --second bench/results/transfer/_models/dapt/backbone
       (the backbone: bench/pretrain.py --backbone-only bench/results/transfer/_models/dapt)
     HF_HUB_OFFLINE=1 .venv/bin/python bench/transfer.py --report
 """
@@ -36,7 +37,10 @@ RECIPE = BENCH / "recipes" / "techniques-text.yaml"
 RESULTS = BENCH / "results" / "transfer"
 MODELS = RESULTS / "_models"  # teacher weights: not committed (see .gitignore there)
 PROBE = ["techniques=[{name: freeze, all_but_head: true}]", "optim.lr=1e-3", "train.epochs=5"]
-FUSION_PROBE = ["optim.lr=3e-3", "train.epochs=20"]  # on cached features an epoch costs ~0.1 s: train the probes to convergence
+FUSION_PROBE = [
+    "optim.lr=3e-3",
+    "train.epochs=20",
+]  # on cached features an epoch costs ~0.1 s: train the probes to convergence
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -51,8 +55,22 @@ def run(part: str, name: str, overrides: list[str], output: Path | None = None, 
         if cache_dir:
             env["HONED_CACHE_DIR"] = cache_dir
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "honed.cli", "train", str(RECIPE), "--quiet", "--overwrite",
-                               f"output_dir={out}", *overrides], capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "honed.cli",
+                "train",
+                str(RECIPE),
+                "--quiet",
+                "--overwrite",
+                f"output_dir={out}",
+                *overrides,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if done.returncode != 0:
             raise SystemExit(f"{part}/{name} failed:\n{done.stderr[-3000:]}")
         result = json.loads((out / "results.json").read_text())
@@ -66,9 +84,16 @@ def part_cache() -> None:
     for repeat in range(2):
         for cached in (False, True):  # alternating, each with a cold feature cache
             with tempfile.TemporaryDirectory() as cold:
-                r = run("cache", f"{'cached' if cached else 'live'}-r{repeat}", [*PROBE, f"train.cache_frozen_features={cached}"],
-                        cache_dir=cold)
-            print(f"{r['name']}: {r['train_seconds'] / r['epochs_run']:.2f} s/epoch, wall {r['process_seconds']:.0f} s", flush=True)
+                r = run(
+                    "cache",
+                    f"{'cached' if cached else 'live'}-r{repeat}",
+                    [*PROBE, f"train.cache_frozen_features={cached}"],
+                    cache_dir=cold,
+                )
+            print(
+                f"{r['name']}: {r['train_seconds'] / r['epochs_run']:.2f} s/epoch, wall {r['process_seconds']:.0f} s",
+                flush=True,
+            )
 
 
 def part_student() -> None:
@@ -79,8 +104,13 @@ def part_student() -> None:
         (RESULTS / "student" / "teacher-s0.json").unlink(missing_ok=True)
     run("student", "teacher-s0", ["seed=0"], output=teacher)
     for seed in range(3):
-        for name, extra in (("student", []), ("student-distilled",
-                            [f"techniques=[{{name: distill, teacher: {teacher / 'model'}, temperature: 2.0, alpha: 0.5}}]"])):
+        for name, extra in (
+            ("student", []),
+            (
+                "student-distilled",
+                [f"techniques=[{{name: distill, teacher: {teacher / 'model'}, temperature: 2.0, alpha: 0.5}}]"],
+            ),
+        ):
             r = run("student", f"{name}-s{seed}", [f"seed={seed}", "model.keep_layers=3", *extra])
             print(f"{name} seed {seed}: test acc {r['test_accuracy']:.4f}", flush=True)
     print(size_and_speed(teacher))
@@ -104,7 +134,10 @@ def size_and_speed(teacher: Path) -> dict:
         if name == "student":
             keep_layers(model, 3)
         model.eval()
-        batch = {"input_ids": torch.randint(1000, 20000, (64, 64)), "attention_mask": torch.ones(64, 64, dtype=torch.long)}
+        batch = {
+            "input_ids": torch.randint(1000, 20000, (64, 64)),
+            "attention_mask": torch.ones(64, 64, dtype=torch.long),
+        }
         with torch.no_grad():
             model(**batch)
             times = []
@@ -112,22 +145,38 @@ def size_and_speed(teacher: Path) -> dict:
                 started = time.perf_counter()
                 model(**batch)
                 times.append((time.perf_counter() - started) / 64 * 1000)
-        out[name] = {"parameters": sum(p.numel() for p in model.parameters()), "ms_per_example": statistics.median(times)}
+        out[name] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "ms_per_example": statistics.median(times),
+        }
     stored.write_text(json.dumps(out, indent=1))
     return out
 
 
 def part_fusion(second: str) -> None:
-    fusion = lambda *names: ["model.name=fusion", f"model.fusion={{members: [{', '.join(f'{{name: {n}}}' for n in names)}]}}"]
+    def fusion(*names: str) -> list[str]:
+        return [
+            "model.name=fusion",
+            f"model.fusion={{members: [{', '.join(f'{{name: {n}}}' for n in names)}]}}",
+        ]
+
     for seed in range(3):
         for name, model in (("minilm", fusion(MINILM)), ("second", fusion(second)), ("fusion", fusion(MINILM, second))):
-            r = run("fusion", f"{name}-s{seed}", [f"seed={seed}", *PROBE, *FUSION_PROBE, "train.cache_frozen_features=true", *model])
+            r = run(
+                "fusion",
+                f"{name}-s{seed}",
+                [f"seed={seed}", *PROBE, *FUSION_PROBE, "train.cache_frozen_features=true", *model],
+            )
             print(f"{name} seed {seed}: test acc {r['test_accuracy']:.4f}", flush=True)
 
 
 def _stats(part: str, prefix: str) -> tuple[float, float, int]:
     values = [json.loads(p.read_text())["test_accuracy"] for p in sorted((RESULTS / part).glob(f"{prefix}-s*.json"))]
-    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)) if values else (0.0, 0.0, 0)
+    return (
+        (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+        if values
+        else (0.0, 0.0, 0)
+    )
 
 
 def report() -> None:
@@ -138,7 +187,9 @@ def report() -> None:
         for name, r in cache.items():
             lines.append(f"| {name} | {r['train_seconds'] / r['epochs_run']:.3f} | {r['process_seconds']:.0f} |")
         live = statistics.median(r["train_seconds"] / r["epochs_run"] for n, r in cache.items() if n.startswith("live"))
-        hot = statistics.median(r["train_seconds"] / r["epochs_run"] for n, r in cache.items() if n.startswith("cached"))
+        hot = statistics.median(
+            r["train_seconds"] / r["epochs_run"] for n, r in cache.items() if n.startswith("cached")
+        )
         lines.append(f"\nper-epoch speed-up of the cache: {live / hot:.0f}x (medians)\n")
     for part, names in (("student", ("student", "student-distilled")), ("fusion", ("minilm", "second", "fusion"))):
         rows = [(n, *_stats(part, n)) for n in names]
@@ -148,11 +199,16 @@ def report() -> None:
             lines.append("")
     teacher = RESULTS / "student" / "teacher-s0.json"
     if teacher.is_file():
-        lines.append(f"teacher (6 layers, seed 0): test accuracy {json.loads(teacher.read_text())['test_accuracy']:.4f}")
+        lines.append(
+            f"teacher (6 layers, seed 0): test accuracy {json.loads(teacher.read_text())['test_accuracy']:.4f}"
+        )
     size = RESULTS / "student" / "size.json"
     if size.is_file():
         for name, figures in json.loads(size.read_text()).items():
-            lines.append(f"{name}: {figures['parameters'] / 1e6:.1f} M parameters, {figures['ms_per_example']:.2f} ms/example on CPU")
+            lines.append(
+                f"{name}: {figures['parameters'] / 1e6:.1f} M parameters, "
+                f"{figures['ms_per_example']:.2f} ms/example on CPU"
+            )
     print("\n".join(lines))
 
 

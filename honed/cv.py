@@ -49,16 +49,28 @@ class CVResult:
     run_dir: Path
 
 
-def cross_validate(recipe: str | Path | dict | Recipe, folds: int = 5, *, data: dict[str, Any] | None = None, quiet: bool = True,
-                   overwrite: bool = False, overrides: dict[str, Any] | None = None, **kwargs: Any) -> CVResult:
+def cross_validate(
+    recipe: str | Path | dict | Recipe,
+    folds: int = 5,
+    *,
+    data: dict[str, Any] | None = None,
+    quiet: bool = True,
+    overwrite: bool = False,
+    overrides: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> CVResult:
     """Fit `folds` models, each validated on the fold it did not see; see the module docstring. `overrides`
     maps dotted recipe keys to values, as in `fit` (keyword overrides spell the dots as `__`)."""
     if not 2 <= int(folds) <= 100:
         raise HonedError(f"--folds: expected 2 to 100, got {folds}")
     recipe = load_recipe(recipe, {**(overrides or {}), **normalise_overrides(kwargs)})
-    run_dir = Path(recipe.output_dir) if recipe.output_dir else Path("runs") / f"{recipe.name}-cv"  # not the train run's folder
+    run_dir = (
+        Path(recipe.output_dir) if recipe.output_dir else Path("runs") / f"{recipe.name}-cv"
+    )  # not the train run's folder
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise HonedError(f"cv folder '{run_dir}' already exists; pass --overwrite (overwrite=True) to replace it or choose --output")
+        raise HonedError(
+            f"cv folder '{run_dir}' already exists; pass --overwrite (overwrite=True) to replace it or choose --output"
+        )
     if overwrite and run_dir.is_dir():
         shutil.rmtree(run_dir / "folds", ignore_errors=True)
     frame, labels = cv_rows(recipe, data)
@@ -96,12 +108,16 @@ def fold_indices(frame: pd.DataFrame, folds: int, seed: int) -> list[tuple[np.nd
     y = frame["label"].to_numpy()
     smallest = frame["label"].value_counts()
     if smallest.min() < folds:
-        raise HonedError(f"--folds {folds}: class '{smallest.idxmin()}' has only {smallest.min()} rows; use at most that many folds")
+        raise HonedError(
+            f"--folds {folds}: class '{smallest.idxmin()}' has only {smallest.min()} rows; use at most that many folds"
+        )
     try:
         if "group" in frame:
             groups = frame["group"].to_numpy()
             if len(set(groups)) < folds:
-                raise HonedError(f"--folds {folds}: data.group_column has only {len(set(groups))} groups; use fewer folds")
+                raise HonedError(
+                    f"--folds {folds}: data.group_column has only {len(set(groups))} groups; use fewer folds"
+                )
             return list(StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(frame, y, groups))
         return list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(frame, y))
     except ValueError as exc:
@@ -119,9 +135,19 @@ def _source(frame: pd.DataFrame, kind: str) -> Any:
 def fold_overrides(recipe: Recipe, labels: list[str], fold_dir: Path) -> dict[str, Any]:
     """The recipe changes a fold run needs: read the standard frame, no carved test, no report."""
     out: dict[str, Any] = {
-        "output_dir": str(fold_dir), "search": None, "data.train": None, "data.val": None, "data.test": None,
-        "data.labels": labels, "data.split.test": 0.0, "data.split.val": 0.0, "data.max_rows": {},
-        "data.label_column": "label", "data.group_column": None, "report.slices": [], "report.enabled": False,
+        "output_dir": str(fold_dir),
+        "search": None,
+        "data.train": None,
+        "data.val": None,
+        "data.test": None,
+        "data.labels": labels,
+        "data.split.test": 0.0,
+        "data.split.val": 0.0,
+        "data.max_rows": {},
+        "data.label_column": "label",
+        "data.group_column": None,
+        "report.slices": [],
+        "report.enabled": False,
     }
     out["data.text_column" if recipe.data.kind == "text" else "data.path_column"] = "x"
     if recipe.data.text_pair_column:
@@ -129,19 +155,26 @@ def fold_overrides(recipe: Recipe, labels: list[str], fold_dir: Path) -> dict[st
     return out
 
 
-def _fold(recipe: Recipe, frame: pd.DataFrame, labels: list[str], train_idx: np.ndarray, val_idx: np.ndarray,
-          fold_dir: Path) -> tuple[np.ndarray, dict[str, float]]:
+def _fold(
+    recipe: Recipe, frame: pd.DataFrame, labels: list[str], train_idx: np.ndarray, val_idx: np.ndarray, fold_dir: Path
+) -> tuple[np.ndarray, dict[str, float]]:
     """Fit one fold; its held-out probabilities and metrics."""
     kind = recipe.data.kind
     fold_recipe = load_recipe(recipe, fold_overrides(recipe, labels, fold_dir))
     held_out = frame.iloc[val_idx]
-    run = fit(fold_recipe, data={"train": _source(frame.iloc[train_idx], kind), "val": _source(held_out, kind)},
-              overwrite=True, quiet=True)
+    run = fit(
+        fold_recipe,
+        data={"train": _source(frame.iloc[train_idx], kind), "val": _source(held_out, kind)},
+        overwrite=True,
+        quiet=True,
+    )
     logits = logits_for(run.model, run.labels, run.recipe, held_out.reset_index(drop=True))
     probs = torch.softmax(logits.float(), dim=-1).numpy()
     metrics = {m: float(run.metrics[f"val_{m}"]) for m in METRICS}
     if not np.isfinite(list(metrics.values())).all():
-        raise HonedError(f"cross-validation fold {fold_dir.name}: the validation metrics are not finite ({metrics}); lower optim.lr")
+        raise HonedError(
+            f"cross-validation fold {fold_dir.name}: the validation metrics are not finite ({metrics}); lower optim.lr"
+        )
     return probs, metrics
 
 
@@ -152,6 +185,12 @@ def write_outputs(result: CVResult) -> None:
     for i, name in enumerate(result.labels):
         oof[f"p_{name}"] = result.oof_probs[:, i]
     oof.to_csv(result.run_dir / "oof.csv", index=False)
-    summary = {"folds": len(result.per_fold), "rows": len(result.frame), "labels": result.labels,
-               "metrics_mean": result.metrics_mean, "metrics_std": result.metrics_std, "per_fold": result.per_fold}
+    summary = {
+        "folds": len(result.per_fold),
+        "rows": len(result.frame),
+        "labels": result.labels,
+        "metrics_mean": result.metrics_mean,
+        "metrics_std": result.metrics_std,
+        "per_fold": result.per_fold,
+    }
     (result.run_dir / "cv.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")

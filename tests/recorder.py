@@ -19,13 +19,19 @@ class Snapshot:
     def on_epoch_end(self, state: Any) -> None:
         model = state.accelerator.unwrap_model(state.model)
         optimizer = getattr(state.optimizer, "optimizer", state.optimizer)
-        RECORDS[self.key].append({
-            "params": {n: p.detach().clone() for n, p in model.named_parameters()},
-            "trainable": {n for n, p in model.named_parameters() if p.requires_grad},
-            "groups": [(g["group"], g["decay"], g["base_lr"], len(g["params"])) for g in optimizer.param_groups],
-            "steps": {n: int(optimizer.state[p]["step"]) for n, p in model.named_parameters() if p in optimizer.state},
-            "bn_training": [m.training for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)],
-        })
+        RECORDS[self.key].append(
+            {
+                "params": {n: p.detach().clone() for n, p in model.named_parameters()},
+                "trainable": {n for n, p in model.named_parameters() if p.requires_grad},
+                "groups": [(g["group"], g["decay"], g["base_lr"], len(g["params"])) for g in optimizer.param_groups],
+                "steps": {
+                    n: int(optimizer.state[p]["step"]) for n, p in model.named_parameters() if p in optimizer.state
+                },
+                "bn_training": [
+                    m.training for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                ],
+            }
+        )
 
 
 class RankDigest:

@@ -28,7 +28,7 @@ def _split_zip(tmp_path: Path, parts: int = 3) -> tuple[list[Path], str]:
     paths = []
     for i in range(parts):
         path = tmp_path / f"part.zip.{i + 1:03d}"
-        path.write_bytes(data[i * step:(i + 1) * step])
+        path.write_bytes(data[i * step : (i + 1) * step])
         paths.append(path)
     return paths, hashlib.sha256(data).hexdigest()
 
@@ -72,8 +72,9 @@ def test_missing_part_package_names_it_and_how_to_rerun_setup(monkeypatch: pytes
     assert "setup.sh" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_cli_assemble_errors_are_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_assemble_errors_are_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(assets.ASSETS_ENV, str(tmp_path / "assets"))
     fake = assets.SplitZip("fake", (("honed-no-such-part-001", "p"),), "0" * 64, "m")
     monkeypatch.setitem(assets.SPLIT_ASSETS, "fake", fake)
@@ -95,8 +96,11 @@ MPNET = assets.assembled(assets.SPLIT_ASSETS["mpnet"])
 
 
 @pytest.mark.mpnet
-@pytest.mark.skipif(MPNET is None, reason="all-mpnet-base-v2 is not assembled; run `python -m honed.assets assemble "
-                    "mpnet` (scripts/setup.sh without HONED_SKIP_MPNET)")
+@pytest.mark.skipif(
+    MPNET is None,
+    reason="all-mpnet-base-v2 is not assembled; run `python -m honed.assets assemble "
+    "mpnet` (scripts/setup.sh without HONED_SKIP_MPNET)",
+)
 def test_real_mpnet_loads_offline_and_predicts() -> None:
     import torch
 

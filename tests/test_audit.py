@@ -61,10 +61,21 @@ def oof_file(tmp_path: Path, train: Path, flipped: int, cv_layout: bool = False)
 
 
 def recipe_for(tiny_bert: str, paths: dict[str, Path], out: Path, **data: object) -> dict:
-    return {"name": "audit", "seed": 0, "output_dir": str(out),
-            "data": {"kind": "text", "train": str(paths["train"]), "val": str(paths.get("val")) if "val" in paths else None,
-                     "test": str(paths.get("test")) if "test" in paths else None, "group_column": "movie", "max_length": 16, **data},
-            "model": {"name": tiny_bert}}
+    return {
+        "name": "audit",
+        "seed": 0,
+        "output_dir": str(out),
+        "data": {
+            "kind": "text",
+            "train": str(paths["train"]),
+            "val": str(paths.get("val")) if "val" in paths else None,
+            "test": str(paths.get("test")) if "test" in paths else None,
+            "group_column": "movie",
+            "max_length": 16,
+            **data,
+        },
+        "model": {"name": tiny_bert},
+    }
 
 
 def flagged(result, name: str) -> pd.DataFrame:
@@ -107,8 +118,13 @@ def test_clean_writes_copy_and_manifest(tiny_bert: str, tmp_path: Path) -> None:
     assert hashlib.sha1(paths["train"].read_bytes()).hexdigest() == before  # input untouched
     manifest = pd.read_csv(tmp_path / "clean" / "manifest.csv")
     reasons = dict(zip(manifest["row"], manifest["reason"]))
-    assert reasons == {1: "exact duplicate", 2: "leak: exact duplicate", 4: "missing text", 6: "missing label",
-                       10: "likely label error"}
+    assert reasons == {
+        1: "exact duplicate",
+        2: "leak: exact duplicate",
+        4: "missing text",
+        6: "missing label",
+        10: "likely label error",
+    }
     assert manifest.loc[manifest["row"] == 10, "action"].item() == "relabelled"
     cleaned = pd.read_csv(tmp_path / "clean" / "train.csv")
     original = pd.read_csv(paths["train"])
@@ -123,8 +139,15 @@ def test_clean_writes_copy_and_manifest(tiny_bert: str, tmp_path: Path) -> None:
     with pytest.raises(HonedError, match="is an input file of this recipe"):  # --output next to train.csv + --overwrite
         clean(recipe, output=tmp_path, overwrite=True, quiet=True, near_duplicate=0.999, oof=str(oof))
     assert hashlib.sha1(paths["train"].read_bytes()).hexdigest() == before
-    dropped = clean(recipe, output=tmp_path / "clean2", quiet=True, near_duplicate=0.999, oof=str(oof),
-                    drop_outliers=True, drop_group_leaks=True)
+    dropped = clean(
+        recipe,
+        output=tmp_path / "clean2",
+        quiet=True,
+        near_duplicate=0.999,
+        oof=str(oof),
+        drop_outliers=True,
+        drop_group_leaks=True,
+    )
     reasons = set(dropped.manifest["reason"])
     assert {"length outlier", "leak: group", "likely label error"} <= reasons
     assert (dropped.manifest["action"] == "dropped").all()
@@ -136,7 +159,9 @@ def synthetic_context(tmp_path: Path, tiny_bert: str) -> tuple[AuditContext, np.
     rows = text_rows(80)
     path = tmp_path / "train.csv"
     rows.to_csv(path, index=False)
-    recipe = load_recipe({"data": {"train": str(path), "split": {"val": 0.0, "test": 0.25}}, "model": {"name": tiny_bert}})
+    recipe = load_recipe(
+        {"data": {"train": str(path), "split": {"val": 0.0, "test": 0.25}}, "model": {"name": tiny_bert}}
+    )
     data = load_audit_data(recipe)
     index = data.frame.index
     centres = {"pos": np.eye(16)[0], "neg": np.eye(16)[1]}
@@ -155,7 +180,10 @@ def test_probe_outliers_near_duplicates_and_curve_on_embeddings(tiny_bert: str, 
     from honed.audit.base import CHECKS
 
     ctx, flip = synthetic_context(tmp_path, tiny_bert)
-    findings = {name: CHECKS.get(name)(ctx) for name in ("corrupt", "duplicates", "leakage", "outliers", "label_issues", "learning_curve")}
+    findings = {
+        name: CHECKS.get(name)(ctx)
+        for name in ("corrupt", "duplicates", "leakage", "outliers", "label_issues", "learning_curve")
+    }
     issues = findings["label_issues"].rows
     assert flip[0] in set(issues.index) and "logistic regression" in findings["label_issues"].data["source"]
     unlike = findings["outliers"].rows
@@ -192,9 +220,13 @@ def image_folder(root: Path, corrupt: int = 1, good: int = 4) -> Path:
 
 
 def image_recipe(root: Path, out: Path) -> dict:
-    return {"name": "img", "seed": 0, "output_dir": str(out),
-            "data": {"kind": "image", "train": str(root), "image_size": 32, "split": {"val": 0.0, "test": 0.0}},
-            "model": {"name": "mobilenet_v2", "source": "torchvision"}}
+    return {
+        "name": "img",
+        "seed": 0,
+        "output_dir": str(out),
+        "data": {"kind": "image", "train": str(root), "image_size": 32, "split": {"val": 0.0, "test": 0.0}},
+        "model": {"name": "mobilenet_v2", "source": "torchvision"},
+    }
 
 
 def test_image_folder_with_a_corrupt_file(tmp_path: Path) -> None:
@@ -233,7 +265,13 @@ def test_bad_inputs_are_one_line_errors(tiny_bert: str, tmp_path: Path) -> None:
     paths = {"train": tmp_path / "t.csv"}
     text_rows(20).to_csv(paths["train"], index=False)
     with pytest.raises(HonedError, match="no column for class 'neg'"):
-        audit(recipe_for(tiny_bert, paths, tmp_path / "o"), write=False, quiet=True, oof=str(oof), checks=("label_issues",))
+        audit(
+            recipe_for(tiny_bert, paths, tmp_path / "o"),
+            write=False,
+            quiet=True,
+            oof=str(oof),
+            checks=("label_issues",),
+        )
 
 
 def test_cli_audit_and_clean(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,7 +286,22 @@ def test_cli_audit_and_clean(tiny_bert: str, tmp_path: Path, capsys: pytest.Capt
     assert "1 exact duplicate rows" in out and "recommendations:" in out
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["clean", str(recipe), "--quiet", "--near-duplicate", "0.999", "--labels", "keep", "-o", str(tmp_path / "c")]) == 0
+    assert (
+        main(
+            [
+                "clean",
+                str(recipe),
+                "--quiet",
+                "--near-duplicate",
+                "0.999",
+                "--labels",
+                "keep",
+                "-o",
+                str(tmp_path / "c"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dropped: 1 exact duplicate" in out and f"data.train={tmp_path / 'c' / 'train.csv'}" in out
     with pytest.raises(SystemExit):
@@ -273,16 +326,22 @@ def test_clean_never_judges_val_or_test_rows_carved_from_the_training_file(tiny_
 
 
 def test_tiny_or_lopsided_data_is_reported_not_crashed(tiny_bert: str, tmp_path: Path) -> None:
-    """Eight rows, nothing held out, one class with a single usable row: the probe-based checks say why they did not run."""
+    """Eight rows, nothing held out, one class with a single usable row: the probe-based checks say why
+    they did not run."""
     from honed.audit.base import CHECKS
 
     rows = text_rows(8)
     rows.loc[rows["label"] == "neg", "label"] = ["neg"] + ["pos"] * (int((rows["label"] == "neg").sum()) - 1)
     path = tmp_path / "train.csv"
     rows.to_csv(path, index=False)
-    recipe = load_recipe({"data": {"train": str(path), "split": {"val": 0.0, "test": 0.0}}, "model": {"name": tiny_bert}})
+    recipe = load_recipe(
+        {"data": {"train": str(path), "split": {"val": 0.0, "test": 0.0}}, "model": {"name": tiny_bert}}
+    )
     data = load_audit_data(recipe)
     ctx = AuditContext(recipe, data, AuditSettings(), quiet=True)
-    ctx.cache["embeddings"] = (data.frame.index, np.random.default_rng(0).normal(size=(len(data.frame), 8)).astype(np.float32))
+    ctx.cache["embeddings"] = (
+        data.frame.index,
+        np.random.default_rng(0).normal(size=(len(data.frame), 8)).astype(np.float32),
+    )
     curve, labels = CHECKS.get("learning_curve")(ctx), CHECKS.get("label_issues")(ctx)
     assert curve.summary[0].startswith("not measured") and labels.summary[0].startswith("not checked")

@@ -56,11 +56,14 @@ def _ops(*specs: dict[str, Any], size: int = 32) -> list[v2.Transform]:
 
 # ---- images ------------------------------------------------------------------------------------
 
+
 def test_train_transform_is_random_and_eval_transform_deterministic() -> None:
     image = _image()
     plain = image_transform(32, MEAN, STD)
     assert torch.equal(plain(image), plain(image))
-    train = image_transform(32, MEAN, STD, _ops({"name": "flip"}, {"name": "color_jitter"}, {"name": "rotation", "degrees": 30}))
+    train = image_transform(
+        32, MEAN, STD, _ops({"name": "flip"}, {"name": "color_jitter"}, {"name": "rotation", "degrees": 30})
+    )
     views = [train(image) for _ in range(4)]
     assert any(not torch.equal(views[0], v) for v in views[1:])
     torch.manual_seed(3)
@@ -69,13 +72,22 @@ def test_train_transform_is_random_and_eval_transform_deterministic() -> None:
     assert torch.equal(first, train(image)), "torch's global RNG drives the noise, so a restored RNG replays it"
 
 
-@pytest.mark.parametrize("spec", [
-    {"name": "flip", "p": 1.0}, {"name": "vflip", "p": 1.0}, {"name": "rotation", "degrees": 20, "p": 1.0},
-    {"name": "resized_crop", "scale": 0.3}, {"name": "resized_crop", "scale": [0.5, 0.9]},
-    {"name": "color_jitter", "brightness": 0.5, "hue": 0.1}, {"name": "randaugment", "num_ops": 3, "magnitude": 12},
-    {"name": "trivialaugment"}, {"name": "random_erasing", "p": 1.0, "scale": [0.1, 0.2]},
-    {"name": "torchvision.transforms.v2:RandomGrayscale", "p": 1.0},
-], ids=lambda s: s["name"].rpartition(":")[2])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "flip", "p": 1.0},
+        {"name": "vflip", "p": 1.0},
+        {"name": "rotation", "degrees": 20, "p": 1.0},
+        {"name": "resized_crop", "scale": 0.3},
+        {"name": "resized_crop", "scale": [0.5, 0.9]},
+        {"name": "color_jitter", "brightness": 0.5, "hue": 0.1},
+        {"name": "randaugment", "num_ops": 3, "magnitude": 12},
+        {"name": "trivialaugment"},
+        {"name": "random_erasing", "p": 1.0, "scale": [0.1, 0.2]},
+        {"name": "torchvision.transforms.v2:RandomGrayscale", "p": 1.0},
+    ],
+    ids=lambda s: s["name"].rpartition(":")[2],
+)
 def test_each_image_op_keeps_shape_and_dtype(spec: dict[str, Any]) -> None:
     torch.manual_seed(0)
     transform = image_transform(32, MEAN, STD, _ops(spec))
@@ -86,11 +98,28 @@ def test_each_image_op_keeps_shape_and_dtype(spec: dict[str, Any]) -> None:
 
 
 def test_ops_are_placed_around_the_resize_and_normalisation() -> None:
-    steps = image_transform(32, MEAN, STD, _ops({"name": "resized_crop"}, {"name": "random_erasing"}, {"name": "flip"})).transforms
+    steps = image_transform(
+        32, MEAN, STD, _ops({"name": "resized_crop"}, {"name": "random_erasing"}, {"name": "flip"})
+    ).transforms
     kinds = [type(t).__name__ for t in steps]
-    assert kinds == ["ToImage", "RandomResizedCrop", "RandomHorizontalFlip", "Resize", "ToDtype", "Normalize", "RandomErasing"]
+    assert kinds == [
+        "ToImage",
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "Resize",
+        "ToDtype",
+        "Normalize",
+        "RandomErasing",
+    ]
     steps = image_transform(32, MEAN, STD, _ops({"name": "flip"})).transforms
-    assert [type(t).__name__ for t in steps] == ["ToImage", "Resize", "RandomHorizontalFlip", "Resize", "ToDtype", "Normalize"]
+    assert [type(t).__name__ for t in steps] == [
+        "ToImage",
+        "Resize",
+        "RandomHorizontalFlip",
+        "Resize",
+        "ToDtype",
+        "Normalize",
+    ]
     assert steps[2].p == 0.5
 
 
@@ -103,7 +132,9 @@ def test_vflip_is_exact_and_random_erasing_writes_the_value() -> None:
 
 
 def test_make_dataset_augments_only_the_training_split(tmp_path: Path) -> None:
-    recipe = load_recipe({"data": {"kind": "image", "image_size": 16}, "augment": {"image": [{"name": "flip", "p": 1.0}]}})
+    recipe = load_recipe(
+        {"data": {"kind": "image", "image_size": 16}, "augment": {"image": [{"name": "flip", "p": 1.0}]}}
+    )
     frame = pd.DataFrame({"x": [np.asarray(_image(16, 16))], "label": ["a"]})
     labels = LabelMap(("a", "b"))
     train = make_dataset(frame, labels, recipe, (MEAN, STD), train=True)[0]["pixel_values"]
@@ -112,6 +143,7 @@ def test_make_dataset_augments_only_the_training_split(tmp_path: Path) -> None:
 
 
 # ---- text --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
@@ -134,7 +166,11 @@ def _augment(tokenizer: Any, **spec: Any) -> Any:
 def _specials(tokenizer: Any, out: dict[str, Any]) -> list[tuple[int, int]]:
     """(token, segment) of each special token, in order, leaving out the unk/mask tokens ops write."""
     written = {tokenizer.unk_token_id, tokenizer.mask_token_id}
-    return [(t, s) for t, s in zip(out["input_ids"], out["token_type_ids"]) if t in tokenizer.all_special_ids and t not in written]
+    return [
+        (t, s)
+        for t, s in zip(out["input_ids"], out["token_type_ids"])
+        if t in tokenizer.all_special_ids and t not in written
+    ]
 
 
 def _aligned(out: dict[str, Any]) -> None:
@@ -150,10 +186,15 @@ def test_word_dropout_replaces_only_ordinary_tokens_with_unk(tokenizer: Any, row
         out = augment(row)
         _aligned(out)
         assert len(out["input_ids"]) == len(row["input_ids"]) and _specials(tokenizer, out) == _specials(tokenizer, row)
-        assert all(a == b or (b == tokenizer.unk_token_id and a not in tokenizer.all_special_ids)
-                   for a, b in zip(row["input_ids"], out["input_ids"]))
+        assert all(
+            a == b or (b == tokenizer.unk_token_id and a not in tokenizer.all_special_ids)
+            for a, b in zip(row["input_ids"], out["input_ids"])
+        )
     everything = _augment(tokenizer, name="word_dropout", p=1.0)(row)
-    assert all(b == tokenizer.unk_token_id or a in tokenizer.all_special_ids for a, b in zip(row["input_ids"], everything["input_ids"]))
+    assert all(
+        b == tokenizer.unk_token_id or a in tokenizer.all_special_ids
+        for a, b in zip(row["input_ids"], everything["input_ids"])
+    )
 
 
 def _words(row: dict[str, Any], segment: int) -> list[int]:
@@ -161,7 +202,9 @@ def _words(row: dict[str, Any], segment: int) -> list[int]:
 
 
 @pytest.mark.parametrize("setting", [{"n": 3}, {"p": 0.5}, {}])
-def test_random_swap_moves_words_within_their_sentence(tokenizer: Any, row: dict[str, Any], setting: dict[str, Any]) -> None:
+def test_random_swap_moves_words_within_their_sentence(
+    tokenizer: Any, row: dict[str, Any], setting: dict[str, Any]
+) -> None:
     augment = _augment(tokenizer, name="random_swap", **setting)
     changed = 0
     for _ in range(30):
@@ -170,8 +213,9 @@ def test_random_swap_moves_words_within_their_sentence(tokenizer: Any, row: dict
         assert out["token_type_ids"] == row["token_type_ids"]
         for segment in (0, 1):
             assert _words(out, segment) == _words(row, segment)
-        assert [i for i, t in enumerate(out["input_ids"]) if t in tokenizer.all_special_ids] == \
-               [i for i, t in enumerate(row["input_ids"]) if t in tokenizer.all_special_ids]
+        assert [i for i, t in enumerate(out["input_ids"]) if t in tokenizer.all_special_ids] == [
+            i for i, t in enumerate(row["input_ids"]) if t in tokenizer.all_special_ids
+        ]
         changed += out["input_ids"] != row["input_ids"]
     assert changed > 10
 
@@ -211,8 +255,18 @@ def test_span_mask_masks_one_contiguous_span_in_one_sentence(tokenizer: Any, row
 
 
 def test_ops_chain_and_the_collate_pads_without_touching_cached_rows(tokenizer: Any, row: dict[str, Any]) -> None:
-    recipe = load_recipe({"augment": {"text": [{"name": "random_deletion", "p": 0.3}, {"name": "span_mask", "p": 0.2},
-                                               {"name": "random_swap"}, {"name": "word_dropout", "p": 0.2}]}})
+    recipe = load_recipe(
+        {
+            "augment": {
+                "text": [
+                    {"name": "random_deletion", "p": 0.3},
+                    {"name": "span_mask", "p": 0.2},
+                    {"name": "random_swap"},
+                    {"name": "word_dropout", "p": 0.2},
+                ]
+            }
+        }
+    )
     collate = make_collate(recipe, tokenizer, train=True)
     assert isinstance(collate, AugmentCollator) and not isinstance(make_collate(recipe, tokenizer), AugmentCollator)
     short = {k: (v[:5] if isinstance(v, list) else v) for k, v in row.items()}
@@ -239,19 +293,35 @@ def test_missing_mask_or_unk_token_is_named() -> None:
 
 # ---- bad input ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "augment", "expected"), [
-    ("image", {"image": [{"name": "flip"}, {"name": "flp"}]}, "augment.image.1.name: unknown image augmentation 'flp' (did you mean 'flip'?)"),
-    ("image", {"image": [{"name": "flip", "p": 2}]}, "augment.image.0 'flip': p must be a number in [0, 1]"),
-    ("image", {"image": [{"name": "randaugment", "magnitude": 99}]}, "augment.image.0 'randaugment': magnitude must be"),
-    ("image", {"image": [{"name": "color_jitter", "hue": 0.9}]}, "augment.image.0 'color_jitter':"),
-    ("image", {"image": [{"name": "resized_crop", "scale": 0}]}, "augment.image.0 'resized_crop': scale must"),
-    ("image", {"image": [{"name": "flip", "prob": 0.5}]}, "augment.image.0 'flip':"),
-    ("image", {"text": [{"name": "word_dropout"}]}, "augment.text: text augmentations need data.kind=text"),
-    ("text", {"image": [{"name": "flip"}]}, "augment.image: image augmentations need data.kind=image"),
-    ("text", {"text": [{"name": "word_drop"}]}, "augment.text.0.name: unknown text augmentation 'word_drop' (did you mean 'word_dropout'?)"),
-    ("text", {"text": [{"name": "random_swap", "n": 1, "p": 0.1}]}, "augment.text.0 'random_swap': give n"),
-    ("text", {"tta": 2}, "augment.tta: test-time augmentation of text needs augment.text"),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "augment", "expected"),
+    [
+        (
+            "image",
+            {"image": [{"name": "flip"}, {"name": "flp"}]},
+            "augment.image.1.name: unknown image augmentation 'flp' (did you mean 'flip'?)",
+        ),
+        ("image", {"image": [{"name": "flip", "p": 2}]}, "augment.image.0 'flip': p must be a number in [0, 1]"),
+        (
+            "image",
+            {"image": [{"name": "randaugment", "magnitude": 99}]},
+            "augment.image.0 'randaugment': magnitude must be",
+        ),
+        ("image", {"image": [{"name": "color_jitter", "hue": 0.9}]}, "augment.image.0 'color_jitter':"),
+        ("image", {"image": [{"name": "resized_crop", "scale": 0}]}, "augment.image.0 'resized_crop': scale must"),
+        ("image", {"image": [{"name": "flip", "prob": 0.5}]}, "augment.image.0 'flip':"),
+        ("image", {"text": [{"name": "word_dropout"}]}, "augment.text: text augmentations need data.kind=text"),
+        ("text", {"image": [{"name": "flip"}]}, "augment.image: image augmentations need data.kind=image"),
+        (
+            "text",
+            {"text": [{"name": "word_drop"}]},
+            "augment.text.0.name: unknown text augmentation 'word_drop' (did you mean 'word_dropout'?)",
+        ),
+        ("text", {"text": [{"name": "random_swap", "n": 1, "p": 0.1}]}, "augment.text.0 'random_swap': give n"),
+        ("text", {"tta": 2}, "augment.tta: test-time augmentation of text needs augment.text"),
+    ],
+)
 def test_check_augment_names_the_field(kind: str, augment: dict[str, Any], expected: str, tokenizer: Any) -> None:
     recipe = load_recipe({"data": {"kind": kind}, "augment": augment})
     with pytest.raises(HonedError) as caught:
@@ -259,13 +329,20 @@ def test_check_augment_names_the_field(kind: str, augment: dict[str, Any], expec
     assert expected in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("augment.image=[{name: flip}]", "augment.image: image augmentations need data.kind=image"),
-    ("augment.text=[{name: spanmask}]", "augment.text.0.name: unknown text augmentation 'spanmask' (did you mean 'span_mask'?)"),
-    ("augment.text=[{name: word_dropout, p: -1}]", "augment.text.0 'word_dropout': p must be"),
-])
-def test_cli_bad_augmentation_is_one_line_exit_2(override: str, expected: str, tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("augment.image=[{name: flip}]", "augment.image: image augmentations need data.kind=image"),
+        (
+            "augment.text=[{name: spanmask}]",
+            "augment.text.0.name: unknown text augmentation 'spanmask' (did you mean 'span_mask'?)",
+        ),
+        ("augment.text=[{name: word_dropout, p: -1}]", "augment.text.0 'word_dropout': p must be"),
+    ],
+)
+def test_cli_bad_augmentation_is_one_line_exit_2(
+    override: str, expected: str, tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe(tiny_bert, text_csv, tmp_path / "run")), encoding="utf-8")
     assert main(["train", str(path), override, "--quiet"]) == 2
@@ -275,11 +352,18 @@ def test_cli_bad_augmentation_is_one_line_exit_2(override: str, expected: str, t
 
 # ---- tiny fits and test-time augmentation --------------------------------------------------------
 
-def test_text_fit_trains_on_augmented_batches_then_evaluates_with_tta(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                                      tokenizer: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", train__epochs=1,
-                         augment={"text": [{"name": "word_dropout", "p": 0.5}, {"name": "random_deletion", "p": 0.1}]},
-                         techniques=[{"name": "tests.test_augment:Record"}])
+
+def test_text_fit_trains_on_augmented_batches_then_evaluates_with_tta(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, tokenizer: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tiny_recipe(
+        tiny_bert,
+        text_csv,
+        tmp_path / "run",
+        train__epochs=1,
+        augment={"text": [{"name": "word_dropout", "p": 0.5}, {"name": "random_deletion", "p": 0.1}]},
+        techniques=[{"name": "tests.test_augment:Record"}],
+    )
     run = honed.fit(recipe, quiet=True)
     assert run.metrics["steps"] == len(SEEN) > 0
     assert any((b["input_ids"] == tokenizer.unk_token_id).any() for b in SEEN)
@@ -294,7 +378,12 @@ def test_text_fit_trains_on_augmented_batches_then_evaluates_with_tta(tiny_bert:
 def test_image_fit_with_augmentation_then_predict_with_tta(tiny_weights: Path, tmp_path: Path) -> None:  # noqa: F811
     write_images(tmp_path / "images")
     path = write_recipe(tmp_path, tiny_weights, tmp_path / "images")
-    ops = [{"name": "resized_crop", "scale": 0.5}, {"name": "flip"}, {"name": "trivialaugment"}, {"name": "random_erasing"}]
+    ops = [
+        {"name": "resized_crop", "scale": 0.5},
+        {"name": "flip"},
+        {"name": "trivialaugment"},
+        {"name": "random_erasing"},
+    ]
     run = honed.fit(path, quiet=True, augment__image=ops, techniques=[{"name": "tests.test_augment:Record"}])
     assert run.metrics["steps"] == len(SEEN) > 0
     assert run.metrics["test_accuracy"] == pytest.approx(recomputed_accuracy(run.model_dir, run.recipe), abs=1e-6)
@@ -333,7 +422,9 @@ def _recipe(**augment: Any) -> Any:
 def test_tta_averages_the_probabilities_of_the_views(tiny_model: VisionClassifier) -> None:
     labels, frame = LabelMap(("a", "b", "c")), _frame()
     plain = logits_for(tiny_model, labels, _recipe(), frame)
-    assert torch.equal(plain, logits_for(tiny_model, labels, _recipe(tta=0, image=[{"name": "vflip", "p": 1.0}]), frame))
+    assert torch.equal(
+        plain, logits_for(tiny_model, labels, _recipe(tta=0, image=[{"name": "vflip", "p": 1.0}]), frame)
+    )
     pixels = torch.stack([image_transform(8, MEAN, STD)(x) for x in frame["x"]])
     with torch.no_grad():
         assert torch.allclose(plain, tiny_model(pixels), atol=1e-6)

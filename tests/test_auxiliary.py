@@ -1,4 +1,5 @@
-"""Auxiliary objectives: masked-LM or a second label column next to a text task, rotation prediction next to an image task."""
+"""Auxiliary objectives: masked-LM or a second label column next to a text task, rotation prediction
+next to an image task."""
 
 from __future__ import annotations
 
@@ -35,17 +36,31 @@ def test_mask_tokens_keeps_specials_and_padding_and_masks_about_p() -> None:
 
 def test_weight_decays_linearly_to_zero() -> None:
     aux = AuxMaskedLM(weight=0.4, decay=True)
-    assert aux.weight_at(0, 10) == pytest.approx(0.4) and aux.weight_at(5, 10) == pytest.approx(0.2) and aux.weight_at(10, 10) == 0
+    assert (
+        aux.weight_at(0, 10) == pytest.approx(0.4)
+        and aux.weight_at(5, 10) == pytest.approx(0.2)
+        and aux.weight_at(10, 10) == 0
+    )
     assert AuxMaskedLM(weight=0.4).weight_at(10, 10) == pytest.approx(0.4)
 
 
 def test_aux_mlm_changes_training_not_the_saved_model(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     plain = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "plain", train__epochs=1), quiet=True)
-    aux = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "aux", train__epochs=1,
-                                techniques=[{"name": "aux_mlm", "weight": 1.0, "probability": 0.3}]), quiet=True)
+    aux = honed.fit(
+        tiny_recipe(
+            tiny_bert,
+            text_csv,
+            tmp_path / "aux",
+            train__epochs=1,
+            techniques=[{"name": "aux_mlm", "weight": 1.0, "probability": 0.3}],
+        ),
+        quiet=True,
+    )
     assert plain.model.state_dict().keys() == aux.model.state_dict().keys(), "only the main model is kept"
     word = "hf.bert.embeddings.word_embeddings.weight"
-    assert not torch.allclose(plain.model.state_dict()[word], aux.model.state_dict()[word]), "the MLM loss reached the backbone"
+    assert not torch.allclose(plain.model.state_dict()[word], aux.model.state_dict()[word]), (
+        "the MLM loss reached the backbone"
+    )
     saved = torch.load(tmp_path / "aux/checkpoints/last.pt", weights_only=True)["techniques"][0]
     assert {"head", "optimizer"} <= saved.keys() and saved["optimizer"]["state"], "the head trained and is checkpointed"
     assert "bias" in saved["head"] and "transform.0.weight" in saved["head"]
@@ -54,9 +69,19 @@ def test_aux_mlm_changes_training_not_the_saved_model(tiny_bert: str, text_csv: 
 
 def test_aux_mlm_resume_after_a_crash_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     def recipe(name: str, marker: Path) -> dict:
-        techniques = [{"name": "aux_mlm", "weight": 0.5}, {"name": "tests.test_regularisation:Crash", "step": 5, "marker": str(marker)}]
-        return tiny_recipe(tiny_bert, text_csv, tmp_path / name, train__batch_size=4, train__epochs=1,
-                           train__checkpoint_every_steps=2, techniques=techniques)
+        techniques = [
+            {"name": "aux_mlm", "weight": 0.5},
+            {"name": "tests.test_regularisation:Crash", "step": 5, "marker": str(marker)},
+        ]
+        return tiny_recipe(
+            tiny_bert,
+            text_csv,
+            tmp_path / name,
+            train__batch_size=4,
+            train__epochs=1,
+            train__checkpoint_every_steps=2,
+            techniques=techniques,
+        )
 
     done = tmp_path / "done"
     done.touch()
@@ -67,27 +92,38 @@ def test_aux_mlm_resume_after_a_crash_matches_uninterrupted(tiny_bert: str, text
     resumed = honed.fit(crashing, quiet=True, resume=True)
     assert straight.metrics["val_loss"] == resumed.metrics["val_loss"]
     assert _close(straight.model.state_dict(), resumed.model.state_dict(), atol=0)
-    a, b = (torch.load(tmp_path / f"{n}/checkpoints/last.pt", weights_only=True)["techniques"][0] for n in ("straight", "crashed"))
+    a, b = (
+        torch.load(tmp_path / f"{n}/checkpoints/last.pt", weights_only=True)["techniques"][0]
+        for n in ("straight", "crashed")
+    )
     assert _close(a["head"], b["head"], atol=0), "the auxiliary head resumed exactly"
 
 
 def test_aux_rotation_trains_an_image_model(tmp_path: Path) -> None:
-    recipe = _image_recipe(tmp_path, "mobilenet_v3_small", techniques=[{"name": "aux_rotation", "weight": 0.5, "decay": True}])
+    recipe = _image_recipe(
+        tmp_path, "mobilenet_v3_small", techniques=[{"name": "aux_rotation", "weight": 0.5, "decay": True}]
+    )
     run = honed.fit(recipe, quiet=True)
     head = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["techniques"][0]["head"]
     assert head["weight"].shape == (4, 1024), "4 rotations from the classifier's 1024 input features"
     assert "test_accuracy" in run.metrics
 
 
-@pytest.mark.parametrize(("technique", "expected"), [
-    ({"name": "aux_rotation"}, "aux_rotation: works on data.kind=image only"),
-    ({"name": "aux_mlm", "weight": 0}, "weight must be > 0"),
-    ({"name": "aux_mlm", "probability": 1.5}, "probability must be in (0, 1)"),
-])
-def test_bad_settings_fail_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       technique: dict, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("technique", "expected"),
+    [
+        ({"name": "aux_rotation"}, "aux_rotation: works on data.kind=image only"),
+        ({"name": "aux_mlm", "weight": 0}, "weight must be > 0"),
+        ({"name": "aux_mlm", "probability": 1.5}, "probability must be in (0, 1)"),
+    ],
+)
+def test_bad_settings_fail_in_one_line(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], technique: dict, expected: str
+) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[technique])), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[technique])), encoding="utf-8"
+    )
     assert main(["train", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
@@ -96,7 +132,10 @@ def test_bad_settings_fail_in_one_line(tiny_bert: str, text_csv: Path, tmp_path:
 
 def test_aux_mlm_on_images_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(_image_recipe(tmp_path, "mobilenet_v3_small", techniques=[{"name": "aux_mlm"}])), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(_image_recipe(tmp_path, "mobilenet_v3_small", techniques=[{"name": "aux_mlm"}])),
+        encoding="utf-8",
+    )
     assert main(["train", str(path), "--quiet"]) == 2
     assert "aux_mlm: works on data.kind=text only" in capsys.readouterr().err
 
@@ -119,7 +158,9 @@ def test_aux_label_reads_its_column_for_each_batch_row(tiny_bert: str, tmp_path:
     frame.to_csv(tmp_path / "reviews.csv", index=False)
     SEEN.clear()
     techniques = [{"name": "tests.test_auxiliary:RecordingAuxLabel", "column": "genre"}]
-    run = honed.fit(tiny_recipe(tiny_bert, tmp_path / "reviews.csv", tmp_path / "run", techniques=techniques), quiet=True)
+    run = honed.fit(
+        tiny_recipe(tiny_bert, tmp_path / "reviews.csv", tmp_path / "run", techniques=techniques), quiet=True
+    )
     classes = {0: "g_neg", 1: "g_pos"}  # label ids follow the sorted label names, aux classes too
     pairs = [(t, y) for targets, labels in SEEN for t, y in zip(targets, labels, strict=True)]
     assert len(pairs) == run.metrics["steps"] * 8, "24 training rows in batches of 8, every row seen"
@@ -129,14 +170,18 @@ def test_aux_label_reads_its_column_for_each_batch_row(tiny_bert: str, tmp_path:
     assert head["weight"].shape == (2, 32)
 
 
-def test_aux_label_column_missing_fails_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_aux_label_column_missing_fails_in_one_line(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "r.yaml"
     recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[{"name": "aux_label", "column": "genre"}])
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     assert main(["train", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "aux_label.column: no column 'genre' in data.train; columns are: text, label" in err, err
+    assert (
+        len(err.splitlines()) == 1
+        and "aux_label.column: no column 'genre' in data.train; columns are: text, label" in err
+    ), err
     assert not (tmp_path / "run").exists()
 
 
@@ -147,8 +192,13 @@ def test_aux_label_targets_follow_augmented_rows(tiny_bert: str, tmp_path: Path)
     frame.to_csv(tmp_path / "reviews.csv", index=False)
     SEEN.clear()
     techniques = [{"name": "tests.test_auxiliary:RecordingAuxLabel", "column": "genre"}]
-    recipe = tiny_recipe(tiny_bert, tmp_path / "reviews.csv", tmp_path / "run", techniques=techniques,
-                         augment={"text": [{"name": "word_dropout", "p": 0.3}]})
+    recipe = tiny_recipe(
+        tiny_bert,
+        tmp_path / "reviews.csv",
+        tmp_path / "run",
+        techniques=techniques,
+        augment={"text": [{"name": "word_dropout", "p": 0.3}]},
+    )
     run = honed.fit(recipe, quiet=True)
     classes = {0: "g_neg", 1: "g_pos"}
     pairs = [(t, y) for targets, labels in SEEN for t, y in zip(targets, labels, strict=True)]

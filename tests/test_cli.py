@@ -49,7 +49,9 @@ def _csv(tmp_path: Path, frame, name: str = "d.csv") -> str:
         ("loss.name=nosuchpkg.losses:MyLoss", "cannot import 'nosuchpkg.losses:MyLoss'"),
     ],
 )
-def test_bad_recipe_values(recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, expected: str) -> None:
+def test_bad_recipe_values(
+    recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, expected: str
+) -> None:
     _fails(["train", _write_recipe(tmp_path, recipe), override, "--quiet"], capsys, expected)
     assert not (tmp_path / "run").exists(), "a failed start leaves no run folder behind"
 
@@ -62,22 +64,36 @@ def test_bad_recipe_values(recipe: dict, tmp_path: Path, capsys: pytest.CaptureF
         (text_rows(30).assign(label=lambda f: f["label"].where(f.index != 4, "")), "row 5 has an empty or NaN label"),
     ],
 )
-def test_bad_training_files(recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], frame, expected: str) -> None:
-    _fails(["train", _write_recipe(tmp_path, recipe), f"data.train={_csv(tmp_path, frame)}", "--quiet"], capsys, expected)
+def test_bad_training_files(
+    recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], frame, expected: str
+) -> None:
+    _fails(
+        ["train", _write_recipe(tmp_path, recipe), f"data.train={_csv(tmp_path, frame)}", "--quiet"], capsys, expected
+    )
 
 
 def test_unseen_validation_label(recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     val = _csv(tmp_path, text_rows(10).assign(label="meh"), "val.csv")
-    _fails(["train", _write_recipe(tmp_path, recipe), f"data.val={val}", "--quiet"], capsys, "data.val: label 'meh' never occurs")
+    _fails(
+        ["train", _write_recipe(tmp_path, recipe), f"data.val={val}", "--quiet"],
+        capsys,
+        "data.val: label 'meh' never occurs",
+    )
 
 
 def test_non_utf8_text(recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes(b"text,label\ngood,pos\n" + "tr\u00e8s mauvais,neg\n".encode("latin-1"))
-    _fails(["train", _write_recipe(tmp_path, recipe), f"data.train={path}", "--quiet"], capsys, "is not UTF-8 text (line 3)")
+    _fails(
+        ["train", _write_recipe(tmp_path, recipe), f"data.train={path}", "--quiet"],
+        capsys,
+        "is not UTF-8 text (line 3)",
+    )
 
 
-def test_existing_run_folder_is_not_overwritten(recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_run_folder_is_not_overwritten(
+    recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "run").mkdir()
     keep = tmp_path / "run" / "keep.txt"
     keep.write_text("precious")
@@ -96,7 +112,9 @@ def test_debug_shows_the_traceback(recipe: dict, tmp_path: Path) -> None:
         main(["--debug", "train", _write_recipe(tmp_path, recipe), "optim.lrr=1"])
 
 
-def test_train_then_evaluate_and_predict(recipe: dict, tmp_path: Path, text_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_then_evaluate_and_predict(
+    recipe: dict, tmp_path: Path, text_csv: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["train", _write_recipe(tmp_path, recipe), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "test" in out and "run folder:" in out

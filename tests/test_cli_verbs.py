@@ -96,11 +96,18 @@ def test_debug_is_accepted_before_and_after_the_verb(tmp_path: Path, capsys: pyt
 def test_python_dash_m_runs_the_table() -> None:
     """`python -m honed.cli` (accelerate launch / torchrun use it): a usage error is still one line."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "honed.cli", "train", "r.yaml", "--no-such-flag"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "honed.cli", "train", "r.yaml", "--no-such-flag"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["honed train: error: unrecognized arguments: --no-such-flag "
-                                                "(see `honed train --help`)"]
+    assert done.stderr.strip().splitlines() == [
+        "honed train: error: unrecognized arguments: --no-such-flag (see `honed train --help`)"
+    ]
 
 
 @pytest.fixture
@@ -120,8 +127,9 @@ def _recipe_file(tmp_path: Path, tiny_bert: str, text_csv: Path, **extra: object
 
 
 @pytest.mark.parametrize("verb", ["train", "lr-find", "ensemble"])
-def test_output_is_the_run_folder(verb: str, tiny_bert: str, text_csv: Path, tmp_path: Path, occupied: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_output_is_the_run_folder(
+    verb: str, tiny_bert: str, text_csv: Path, tmp_path: Path, occupied: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--output DIR replaces the recipe's output_dir: the verb finds DIR's earlier files (and refuses to
     replace them without --overwrite) instead of writing to the recipe's own run folder."""
     members = {"method": "voting", "members": [{"name": "a"}, {"name": "b", "overrides": {"seed": 1}}]}

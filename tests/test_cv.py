@@ -23,7 +23,9 @@ def test_cross_validate_writes_oof_for_every_row(tiny_bert: str, tmp_path: Path)
     tree = tiny_recipe(tiny_bert, data, tmp_path / "cv", train__epochs=1, data__group_column="movie")
     result = honed.cross_validate(tree, folds=3)
     n = len(result.frame)
-    assert n == 40 and result.oof_probs.shape == (n, 2) and result.labels == ["neg", "pos"]  # train + carved val, not test
+    assert (
+        n == 40 and result.oof_probs.shape == (n, 2) and result.labels == ["neg", "pos"]
+    )  # train + carved val, not test
     assert np.allclose(result.oof_probs.sum(axis=1), 1.0, atol=1e-5)
     assert len(result.per_fold) == 3 and sum(f["val_rows"] for f in result.per_fold) == n
     accs = [f["accuracy"] for f in result.per_fold]
@@ -40,7 +42,9 @@ def test_cross_validate_writes_oof_for_every_row(tiny_bert: str, tmp_path: Path)
 
 
 def test_folds_are_stratified_and_keep_groups_apart() -> None:
-    frame = pd.DataFrame({"x": [f"t{i}" for i in range(60)], "label": ["a", "b", "b"] * 20, "group": [f"g{i % 12}" for i in range(60)]})
+    frame = pd.DataFrame(
+        {"x": [f"t{i}" for i in range(60)], "label": ["a", "b", "b"] * 20, "group": [f"g{i % 12}" for i in range(60)]}
+    )
     folds = fold_indices(frame, 4, seed=0)
     seen = np.concatenate([val for _, val in folds])
     assert sorted(seen) == list(range(60))  # every row held out exactly once

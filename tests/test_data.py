@@ -83,8 +83,12 @@ def test_in_memory_lists() -> None:
 
 
 def test_dynamic_padding_pads_to_longest_row() -> None:
-    batch = PadCollator(0)([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": 1},
-                            {"input_ids": [5], "attention_mask": [1], "labels": 0}])
+    batch = PadCollator(0)(
+        [
+            {"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1], "labels": 1},
+            {"input_ids": [5], "attention_mask": [1], "labels": 0},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [1, 0]
@@ -117,7 +121,7 @@ def test_unseen_label_in_test_file(tmp_path: Path) -> None:
 
 def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
-    path.write_bytes("text,label\ngood,pos\nbad,neg\n".encode() + "caf\u00e9,pos\n".encode("latin-1"))
+    path.write_bytes(b"text,label\ngood,pos\nbad,neg\n" + "caf\u00e9,pos\n".encode("latin-1"))
     with pytest.raises(HonedError, match=r"not UTF-8 text \(line 4\)"):
         _tables(str(path))
 
@@ -125,5 +129,11 @@ def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
 def test_missing_file_and_unknown_asset() -> None:
     with pytest.raises(HonedError, match="data.train: file 'nope.csv' not found"):
         _tables("nope.csv")
-    with pytest.raises(HonedError, match="unknown asset 'rotten-tomato'; did you mean|unknown asset 'rotten-tomato' \\(did you mean 'rotten-tomatoes'"):
+    with pytest.raises(
+        HonedError,
+        match=(
+            "unknown asset 'rotten-tomato'; did you mean|"
+            "unknown asset 'rotten-tomato' \\(did you mean 'rotten-tomatoes'"
+        ),
+    ):
         _tables("asset:rotten-tomato")

@@ -58,25 +58,36 @@ def test_student_learns_from_an_ensemble_teacher(tiny_bert: str, tmp_path: Path)
         assert probs.shape[1] == 2
         rows = state.batch_index.tolist()  # type: ignore[attr-defined]
         frame = state.frames["train"]  # type: ignore[attr-defined]
-        assert [t.rsplit("#", 1)[1] for t in frame["x"].iloc[rows]] == [  # the very rows of the batch, by their text
-            tok.decode(ids[mask.bool()][1:-1]).rsplit("#", 1)[1].strip() for ids, mask in
-            zip(state.batch["input_ids"], state.batch["attention_mask"], strict=True)]  # type: ignore[attr-defined]
+        assert (
+            [t.rsplit("#", 1)[1] for t in frame["x"].iloc[rows]]
+            == [  # the very rows of the batch, by their text
+                tok.decode(ids[mask.bool()][1:-1]).rsplit("#", 1)[1].strip()
+                for ids, mask in zip(state.batch["input_ids"], state.batch["attention_mask"], strict=True)
+            ]
+        )  # type: ignore[attr-defined]
         assert torch.equal(probs, self._probs[state.batch_index])  # type: ignore[attr-defined,index]
         return probs
 
     distill.Distill.batch_teacher = spy  # type: ignore[method-assign]
     try:
-        student = tiny_recipe(tiny_bert, data, tmp_path / "student", report={"enabled": False},
-                              techniques=[{"name": "distill", "teacher": str(tmp_path / "ens"), "temperature": 2, "alpha": 0.7}])
+        student = tiny_recipe(
+            tiny_bert,
+            data,
+            tmp_path / "student",
+            report={"enabled": False},
+            techniques=[{"name": "distill", "teacher": str(tmp_path / "ens"), "temperature": 2, "alpha": 0.7}],
+        )
         run = honed.fit(student, quiet=True)
     finally:
         distill.Distill.batch_teacher = original  # type: ignore[method-assign]
     assert sum(seen) == 2 * 36  # every training row found its teacher row, both epochs
     assert run.metrics["val_accuracy"] == pytest.approx(recomputed_accuracy(run.model_dir, run.recipe, "val"), abs=1e-6)
     bad = dict(student, output_dir=str(tmp_path / "bad"), augment={"text": [{"name": "word_dropout", "p": 0.1}]})
-    with pytest.raises(HonedError, match="cannot read \(an ensemble"):
+    with pytest.raises(HonedError, match=r"cannot read \(an ensemble"):
         honed.fit(bad, quiet=True)
-    missing = dict(student, output_dir=str(tmp_path / "bad"), techniques=[{"name": "distill", "teacher": str(tmp_path / "none")}])
+    missing = dict(
+        student, output_dir=str(tmp_path / "bad"), techniques=[{"name": "distill", "teacher": str(tmp_path / "none")}]
+    )
     with pytest.raises(HonedError, match="distill.teacher: .*not found"):
         honed.fit(missing, quiet=True)
     assert not (tmp_path / "bad").exists()
@@ -105,9 +116,15 @@ def test_augmented_student_gets_live_teacher_probabilities(tiny_bert: str, tmp_p
 
     distill.Distill.batch_teacher = spy  # type: ignore[method-assign]
     try:
-        student = tiny_recipe(tiny_bert, data, tmp_path / "student", report={"enabled": False}, seed=3,
-                              augment={"text": [{"name": "word_dropout", "p": 0.3}]},
-                              techniques=[{"name": "distill", "teacher": str(teacher.run_dir), "alpha": 0.5}])
+        student = tiny_recipe(
+            tiny_bert,
+            data,
+            tmp_path / "student",
+            report={"enabled": False},
+            seed=3,
+            augment={"text": [{"name": "word_dropout", "p": 0.3}]},
+            techniques=[{"name": "distill", "teacher": str(teacher.run_dir), "alpha": 0.5}],
+        )
         honed.fit(student, quiet=True)
     finally:
         distill.Distill.batch_teacher = original  # type: ignore[method-assign]

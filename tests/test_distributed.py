@@ -23,9 +23,26 @@ def test_two_process_cpu_run(tiny_bert: str, tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(  # what `accelerate launch` runs for multi-process jobs: torchrun
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         "-m", "honed.cli", "train", str(path), "--quiet", "train.cpu=true"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "honed.cli",
+            "train",
+            str(path),
+            "--quiet",
+            "train.cpu=true",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "results.json").read_text())

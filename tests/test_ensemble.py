@@ -68,7 +68,10 @@ def test_out_of_fold_never_predicts_rows_it_trained_on() -> None:
 
 def test_meta_learner_names_and_refusals() -> None:
     assert type(meta_learner("logistic_regression")).__name__ == "LogisticRegression"
-    assert type(meta_learner("sklearn.ensemble:RandomForestClassifier", {"n_estimators": 5})).__name__ == "RandomForestClassifier"
+    assert (
+        type(meta_learner("sklearn.ensemble:RandomForestClassifier", {"n_estimators": 5})).__name__
+        == "RandomForestClassifier"
+    )
     with pytest.raises(HonedError, match="'sklearn.linear_model:LinearRegression' is not a scikit-learn classifier"):
         meta_learner("sklearn.linear_model:LinearRegression")
     with pytest.raises(HonedError, match="did you mean 'logistic_regression'"):
@@ -90,7 +93,9 @@ def test_bagging_rows_and_out_of_bag() -> None:
         assert set(labels[bag]) == {"rare", "common"} and len(bag) == 100
 
 
-def _ensemble_recipe(tiny_bert: str, tmp_path: Path, ensemble: dict, rows: int = 60, report: bool = False, **extra: object) -> dict:
+def _ensemble_recipe(
+    tiny_bert: str, tmp_path: Path, ensemble: dict, rows: int = 60, report: bool = False, **extra: object
+) -> dict:
     data = tmp_path / "reviews.csv"
     if not data.exists():
         text_rows(rows).to_csv(data, index=False)
@@ -113,19 +118,30 @@ def other_bert(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("other-bert")
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     torch.manual_seed(1)
-    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=48, num_hidden_layers=1, num_attention_heads=3,
-                         intermediate_size=96, max_position_embeddings=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=3,
+            intermediate_size=96,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 
 
-def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: str, other_bert: str, tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture) -> None:
+def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(
+    tiny_bert: str, other_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from honed.ensemble import build_ensemble, load_ensemble
 
     members = [TWO[0], {"name": "b", "overrides": {"seed": 1, "model.name": other_bert}}]  # two different architectures
-    result = build_ensemble(_ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "weights": [3, 1], "members": members},
-                                            report=True), quiet=True)
+    result = build_ensemble(
+        _ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "weights": [3, 1], "members": members}, report=True),
+        quiet=True,
+    )
     widths = {json.loads((m.model_dir / "config.json").read_text())["hidden_size"] for m in result.members}
     assert widths == {32, 48}
     doc = json.loads((result.folder / "ensemble.json").read_text())
@@ -135,7 +151,9 @@ def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: s
     assert (result.folder / "report.json").is_file()  # the error-analysis report of the ensemble
     saved = load_ensemble(result.folder)
     test = result.frames["test"]
-    np.testing.assert_allclose(saved.predict_proba(test), 0.75 * result.probs["test"][0] + 0.25 * result.probs["test"][1], atol=1e-6)
+    np.testing.assert_allclose(
+        saved.predict_proba(test), 0.75 * result.probs["test"][0] + 0.25 * result.probs["test"][1], atol=1e-6
+    )
     # `honed predict` / `honed evaluate` accept the folder like a single model
     source = tmp_path / "new.csv"
     pd.DataFrame({"text": test["x"], "label": test["label"]}).to_csv(source, index=False)
@@ -152,7 +170,9 @@ def test_voting_ensemble_folder_predicts_and_evaluates_like_a_model(tiny_bert: s
     # --overwrite with a broken member recipe fails before the old ensemble is removed
     import yaml
 
-    broken = _ensemble_recipe(tiny_bert, tmp_path, {"method": "voting", "members": [TWO[0], {"name": "b", "overrides": {"optim.lrr": 1}}]})
+    broken = _ensemble_recipe(
+        tiny_bert, tmp_path, {"method": "voting", "members": [TWO[0], {"name": "b", "overrides": {"optim.lrr": 1}}]}
+    )
     (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
     assert main(["ensemble", str(tmp_path / "broken.yaml"), "--overwrite", "--quiet"]) == 2
     assert "optim.lrr" in capsys.readouterr().err and (result.folder / "ensemble.json").is_file()
@@ -171,14 +191,20 @@ def test_stacking_meta_learner_on_out_of_fold_probabilities(tiny_bert: str, tmp_
     assert saved.combine == "stacking" and (result.folder / "meta.json").is_file()
     assert saved.meta.coef_.shape == (1, 4)  # 2 members x 2 class probabilities
     assert not (result.folder / "folds").exists()  # fold fits are only for the out-of-fold predictions
-    np.testing.assert_allclose(saved.predict_proba(result.frames["test"]), result.combined.probs(result.probs["test"]), atol=1e-6)
+    np.testing.assert_allclose(
+        saved.predict_proba(result.frames["test"]), result.combined.probs(result.probs["test"]), atol=1e-6
+    )
 
 
-def test_bagging_reports_out_of_bag_and_selection_weights(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bagging_reports_out_of_bag_and_selection_weights(
+    tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     recipe = tmp_path / "ens.yaml"
     import yaml
 
-    recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, {"method": "bagging", "bagging": {"n_members": 2}})))
+    recipe.write_text(
+        yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, {"method": "bagging", "bagging": {"n_members": 2}}))
+    )
     assert main(["ensemble", str(recipe), "--quiet"]) == 0
     doc = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert doc["method"] == "bagging" and doc["metrics"]["oob_rows"] > 0
@@ -186,9 +212,22 @@ def test_bagging_reports_out_of_bag_and_selection_weights(tiny_bert: str, tmp_pa
     assert 0 <= round(correct) <= doc["metrics"]["oob_rows"] and correct == pytest.approx(round(correct), abs=1e-6)
     assert "out-of-bag accuracy" in capsys.readouterr().out
     assert main(["ensemble", str(recipe), "--quiet"]) == 2  # never overwritten without --overwrite
-    prefit = [{"name": "x", "prefit": str(tmp_path / "ens" / "members" / "bag0")},
-              {"name": "y", "prefit": str(tmp_path / "ens" / "members" / "bag1" / "model")}]
-    assert main(["ensemble", str(recipe), "--quiet", f"ensemble={json.dumps({'members': prefit})}", f"output_dir={tmp_path / 'sel'}"]) == 0
+    prefit = [
+        {"name": "x", "prefit": str(tmp_path / "ens" / "members" / "bag0")},
+        {"name": "y", "prefit": str(tmp_path / "ens" / "members" / "bag1" / "model")},
+    ]
+    assert (
+        main(
+            [
+                "ensemble",
+                str(recipe),
+                "--quiet",
+                f"ensemble={json.dumps({'members': prefit})}",
+                f"output_dir={tmp_path / 'sel'}",
+            ]
+        )
+        == 0
+    )
     weights = [m["weight"] for m in json.loads((tmp_path / "sel" / "ensemble.json").read_text())["members"]]
     assert sum(weights) == pytest.approx(1.0) and len(weights) == 2
 
@@ -203,20 +242,32 @@ def test_snapshot_members_from_one_cyclic_run(tiny_bert: str, tmp_path: Path) ->
     assert not np.allclose(result.probs["val"][0], result.probs["val"][1])  # two different models
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"method": "stacking", "members": TWO, "stacking": {"meta": "sklearn.linear_model:LinearRegression"}},
-     "ensemble.stacking.meta: 'sklearn.linear_model:LinearRegression' is not a scikit-learn classifier"),
-    ({"method": "stacking", "members": TWO, "stacking": {"folds": 1}}, "ensemble.stacking.folds: cross-fitting needs at least 2 folds"),
-    ({"method": "stacking", "members": TWO[:1]}, "at least 2 members, got 1"),
-    ({"members": [*TWO, {"name": "c", "prefit": "nowhere/model"}]}, "ensemble.members.2.prefit: model folder 'nowhere/model' not found"),
-    ({"method": "votes", "members": TWO}, "'ensemble.method'"),
-    ({"members": TWO, "stacker": {}}, "unknown key 'ensemble.stacker'; did you mean 'stacking'"),
-    ({"method": "stacking", "snapshots": {"cycles": 2}}, "ensemble.snapshots: stacking refits members on folds"),
-    ({"members": TWO[:1]}, "ensemble.members: an ensemble needs at least 2 members, got 1"),
-    ({"method": "stacking", "members": TWO, "stacking": {"folds": 40}}, "ensemble.stacking.folds: class"),
-])
-def test_bad_ensemble_settings_fail_before_training(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                    spec: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"method": "stacking", "members": TWO, "stacking": {"meta": "sklearn.linear_model:LinearRegression"}},
+            "ensemble.stacking.meta: 'sklearn.linear_model:LinearRegression' is not a scikit-learn classifier",
+        ),
+        (
+            {"method": "stacking", "members": TWO, "stacking": {"folds": 1}},
+            "ensemble.stacking.folds: cross-fitting needs at least 2 folds",
+        ),
+        ({"method": "stacking", "members": TWO[:1]}, "at least 2 members, got 1"),
+        (
+            {"members": [*TWO, {"name": "c", "prefit": "nowhere/model"}]},
+            "ensemble.members.2.prefit: model folder 'nowhere/model' not found",
+        ),
+        ({"method": "votes", "members": TWO}, "'ensemble.method'"),
+        ({"members": TWO, "stacker": {}}, "unknown key 'ensemble.stacker'; did you mean 'stacking'"),
+        ({"method": "stacking", "snapshots": {"cycles": 2}}, "ensemble.snapshots: stacking refits members on folds"),
+        ({"members": TWO[:1]}, "ensemble.members: an ensemble needs at least 2 members, got 1"),
+        ({"method": "stacking", "members": TWO, "stacking": {"folds": 40}}, "ensemble.stacking.folds: class"),
+    ],
+)
+def test_bad_ensemble_settings_fail_before_training(
+    tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture, spec: dict, message: str
+) -> None:
     import yaml
 
     recipe = tmp_path / "ens.yaml"
@@ -227,7 +278,9 @@ def test_bad_ensemble_settings_fail_before_training(tiny_bert: str, tmp_path: Pa
     assert not (tmp_path / "ens" / "members").exists()
 
 
-def test_members_with_different_label_sets_are_refused(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_members_with_different_label_sets_are_refused(
+    tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     import honed
 
     data = tmp_path / "three.csv"
@@ -244,7 +297,10 @@ def test_members_with_different_label_sets_are_refused(tiny_bert: str, tmp_path:
     recipe.write_text(yaml.safe_dump(_ensemble_recipe(tiny_bert, tmp_path, spec)))
     assert main(["ensemble", str(recipe), "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "ensemble.members.1.prefit: member 'three' was trained on labels (meh, neg, pos) but the data has (neg, pos)" in err
+    assert (
+        "ensemble.members.1.prefit: member 'three' was trained on labels (meh, neg, pos) but the data has (neg, pos)"
+        in err
+    )
     assert not (tmp_path / "ens" / "members").exists()  # refused before training
 
 
@@ -252,7 +308,9 @@ def test_check_labels_names_both_members() -> None:
     from honed.ensemble.members import check_labels
 
     assert check_labels({"a": ("neg", "pos"), "b": ("pos", "neg")}) == ("neg", "pos")
-    with pytest.raises(HonedError, match="ensemble member 'b' was trained on labels \\(x, y\\) but member 'a' on \\(neg, pos\\)"):
+    with pytest.raises(
+        HonedError, match="ensemble member 'b' was trained on labels \\(x, y\\) but member 'a' on \\(neg, pos\\)"
+    ):
         check_labels({"a": ("neg", "pos"), "b": ("x", "y")})
 
 
@@ -262,9 +320,25 @@ def test_members_from_a_tune_study(tmp_path: Path) -> None:
     kept = tmp_path / "trial3" / "model"
     kept.mkdir(parents=True)
     (kept / "honed.json").write_text("{}")
-    trials = [{"number": 3, "value": 0.9, "params": {"lr": 1e-4}, "overrides": {"optim.lr": 1e-4}, "run_dir": str(kept.parent), "model_dir": str(kept)},
-              {"number": 7, "value": 0.8, "params": {"lr": 3e-5}, "overrides": ["optim.lr=3e-5"], "run_dir": "gone", "model_dir": "gone/model"},
-              {"number": 1, "value": 0.7, "params": {}, "overrides": {}, "run_dir": "x", "model_dir": "x"}]
+    trials = [
+        {
+            "number": 3,
+            "value": 0.9,
+            "params": {"lr": 1e-4},
+            "overrides": {"optim.lr": 1e-4},
+            "run_dir": str(kept.parent),
+            "model_dir": str(kept),
+        },
+        {
+            "number": 7,
+            "value": 0.8,
+            "params": {"lr": 3e-5},
+            "overrides": ["optim.lr=3e-5"],
+            "run_dir": "gone",
+            "model_dir": "gone/model",
+        },
+        {"number": 1, "value": 0.7, "params": {}, "overrides": {}, "run_dir": "x", "model_dir": "x"},
+    ]
     (tmp_path / "top_trials.json").write_text(json.dumps(trials))
     members = tune_members(tmp_path, top_k=2)
     assert [m.name for m in members] == ["trial3", "trial7"]
@@ -289,7 +363,9 @@ def test_sklearn_style_ensembles_clone_members_and_stack_out_of_fold() -> None:
     assert set(stack.predict(X[180:])) <= {"yes", "no"} and (stack.predict(X[180:]) == y[180:]).mean() > 0.7
     soft = EnsembleClassifier(stack.members_, method="soft", weights=[1, 0], prefit=True).fit(X[:180], y[:180])
     np.testing.assert_allclose(soft.predict_proba(X[180:]), stack.members_[0][1].predict_proba(X[180:]))
-    bag = EnsembleClassifier([(f"b{i}", DecisionTreeClassifier(random_state=i)) for i in range(3)], method="bagging").fit(X, y)
+    bag = EnsembleClassifier(
+        [(f"b{i}", DecisionTreeClassifier(random_state=i)) for i in range(3)], method="bagging"
+    ).fit(X, y)
     assert 0.5 < bag.oob_score_ <= 1.0
     chosen = EnsembleClassifier(members, method="selection").fit(X, y)
     assert chosen.weights_.sum() == pytest.approx(1.0)
@@ -304,8 +380,14 @@ def test_members_train_in_parallel_processes(tiny_bert: str, tmp_path: Path) -> 
 
     frame = text_rows(40).rename(columns={"text": "x"})
     base = _ensemble_recipe(tiny_bert, tmp_path, {})
-    jobs = [(n, member_recipe(base, MemberSpec(name=n, overrides={"seed": i}), tmp_path / n), as_data(frame[:30], frame[30:]))
-            for i, n in enumerate(("p", "q"))]
+    jobs = [
+        (
+            n,
+            member_recipe(base, MemberSpec(name=n, overrides={"seed": i}), tmp_path / n),
+            as_data(frame[:30], frame[30:]),
+        )
+        for i, n in enumerate(("p", "q"))
+    ]
     dirs = fit_all(jobs, workers=2, overwrite=False, quiet=True)
     assert all((dirs[n] / "honed.json").is_file() for n in ("p", "q"))
     assert not (tmp_path / "p" / "checkpoints").exists()  # optimizer state dropped once a member is trained

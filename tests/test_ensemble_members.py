@@ -67,8 +67,9 @@ def test_stacking_a_fine_tune_with_tfidf_saves_and_reloads(tiny_bert: str, tmp_p
     assert len(pd.read_csv(tmp_path / "out.csv")) == 6
 
 
-def test_sklearn_member_bad_input_is_one_line_before_training(tiny_bert: str, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_sklearn_member_bad_input_is_one_line_before_training(
+    tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from honed.ensemble import build_ensemble
 
     unknown = {**TFIDF, "pipeline": "tfidf_logreq"}
@@ -98,8 +99,9 @@ def test_ensemble_classifier_takes_a_pipeline_beside_a_fine_tune(tiny_bert: str)
 
     rows = text_rows(60)
     X, y = rows["text"].tolist(), rows["label"].to_numpy()
-    fine_tune = FineTuneClassifier(model=tiny_bert, epochs=1, lr=1e-3, batch_size=8, max_length=16, seed=0,
-                                   val_fraction=0.0)
+    fine_tune = FineTuneClassifier(
+        model=tiny_bert, epochs=1, lr=1e-3, batch_size=8, max_length=16, seed=0, val_fraction=0.0
+    )
     ens = EnsembleClassifier([("ft", fine_tune), ("tfidf", tfidf_logreg())], method="soft").fit(X[:48], y[:48])
     assert [n for n, _ in ens.members_] == ["ft", "tfidf"] and hasattr(ens.members_[1][1], "classes_")
     probs = ens.predict_proba(X[48:])

@@ -120,36 +120,46 @@ def test_pickle_round_trip(fitted: FineTuneClassifier) -> None:
 def test_cross_val_score(tiny_bert: str) -> None:
     X, y = reviews(32)
     scores = cross_val_score(FineTuneClassifier(model=tiny_bert, **QUICK), X, y, cv=2, error_score="raise")
-    by_hand = [clone(FineTuneClassifier(model=tiny_bert, **QUICK)).fit(X.iloc[a], y[a]).score(X.iloc[b], y[b])
-               for a, b in StratifiedKFold(2).split(X, y)]  # what cross_val_score does for a classifier, cv=2
+    by_hand = [
+        clone(FineTuneClassifier(model=tiny_bert, **QUICK)).fit(X.iloc[a], y[a]).score(X.iloc[b], y[b])
+        for a, b in StratifiedKFold(2).split(X, y)
+    ]  # what cross_val_score does for a classifier, cv=2
     np.testing.assert_allclose(scores, by_hand, atol=1e-9)
 
 
 def test_soft_voting_ensemble(tiny_bert: str) -> None:
     rows = text_rows(32)
     X, y = rows["text"], rows["label"]
-    voter = VotingClassifier([("a", FineTuneClassifier(model=tiny_bert, **QUICK)),
-                              ("b", FineTuneClassifier(model=tiny_bert, **{**QUICK, "seed": 1}))], voting="soft")
+    voter = VotingClassifier(
+        [
+            ("a", FineTuneClassifier(model=tiny_bert, **QUICK)),
+            ("b", FineTuneClassifier(model=tiny_bert, **{**QUICK, "seed": 1})),
+        ],
+        voting="soft",
+    )
     predicted = voter.fit(X, y).predict(X)
     assert len(predicted) == 32 and set(predicted.tolist()) <= {"neg", "pos"}
     np.testing.assert_allclose(voter.predict_proba(X).sum(axis=1), 1.0, atol=1e-9)
 
 
-@pytest.mark.parametrize(("X", "y", "params", "message"), [
-    (["a", "b", "c"], [0, 1], {}, "X has 3 rows but y has 2"),
-    (["a", "b", "c"], [1, 1, 1], {}, "only one class"),
-    (["a", "b", "c"], ["x", None, "y"], {}, "row 1 has a missing"),
-    (["a", "b", "c"], [0.5, 1.25, 2.0], {}, "continuous"),
-    (["a", "b", "c"], pd.Series(["x", 1, "y"], dtype=object), {}, "one sortable type"),
-    ("abc", [0, 1, 0], {}, "single string"),
-    ([], [], {}, "no rows"),
-    (pd.DataFrame({"a": ["x", "y"], "b": ["x", "y"]}), [0, 1], {}, "one column"),
-    (["a", "b", "c"], [[0], [1], [0]], {}, "1-D"),
-    (["a", "b", "c"], [0, 1, 0], {"device": "gpu"}, "device='gpu'"),
-    (["a", "b", "c"], [0, 1, 0], {"lr": -1.0}, "optim.lr"),
-    (["a", "b", "c"], [0, 1, 0], {"kind": "audio"}, "data.kind"),
-    (["a", "b", "c"], [0, 1, 0], {"val_fraction": 0.5}, "class '1' has one row"),
-])
+@pytest.mark.parametrize(
+    ("X", "y", "params", "message"),
+    [
+        (["a", "b", "c"], [0, 1], {}, "X has 3 rows but y has 2"),
+        (["a", "b", "c"], [1, 1, 1], {}, "only one class"),
+        (["a", "b", "c"], ["x", None, "y"], {}, "row 1 has a missing"),
+        (["a", "b", "c"], [0.5, 1.25, 2.0], {}, "continuous"),
+        (["a", "b", "c"], pd.Series(["x", 1, "y"], dtype=object), {}, "one sortable type"),
+        ("abc", [0, 1, 0], {}, "single string"),
+        ([], [], {}, "no rows"),
+        (pd.DataFrame({"a": ["x", "y"], "b": ["x", "y"]}), [0, 1], {}, "one column"),
+        (["a", "b", "c"], [[0], [1], [0]], {}, "1-D"),
+        (["a", "b", "c"], [0, 1, 0], {"device": "gpu"}, "device='gpu'"),
+        (["a", "b", "c"], [0, 1, 0], {"lr": -1.0}, "optim.lr"),
+        (["a", "b", "c"], [0, 1, 0], {"kind": "audio"}, "data.kind"),
+        (["a", "b", "c"], [0, 1, 0], {"val_fraction": 0.5}, "class '1' has one row"),
+    ],
+)
 def test_bad_input_raises_honed_error(tiny_bert: str, X: Any, y: Any, params: dict[str, Any], message: str) -> None:
     with pytest.raises(HonedError, match=message):
         FineTuneClassifier(model=tiny_bert, **{**QUICK, **params}).fit(X, y)

@@ -50,8 +50,9 @@ def image_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("format", ["onnx", "torchscript"])
 @pytest.mark.parametrize("quantize", [None, "int8"])
-def test_text_export_round_trip_agrees_with_pytorch(text_model: Path, tmp_path: Path, format: str,
-                                                    quantize: str | None) -> None:
+def test_text_export_round_trip_agrees_with_pytorch(
+    text_model: Path, tmp_path: Path, format: str, quantize: str | None
+) -> None:
     out = tmp_path / "exported"
     result = export_model(text_model, format, quantize, out, quiet=True)
     checks = result["checks"]
@@ -72,8 +73,9 @@ def test_text_export_round_trip_agrees_with_pytorch(text_model: Path, tmp_path: 
     assert isinstance(predictor, ExportedPredictor)
     exported, original = predict_frame(out, reviews), predict_frame(text_model, reviews)
     assert list(exported["predicted"]) == list(original["predicted"])
-    np.testing.assert_allclose(exported[["prob_neg", "prob_pos"]], original[["prob_neg", "prob_pos"]],
-                               atol=0.05 if quantize else 1e-4)
+    np.testing.assert_allclose(
+        exported[["prob_neg", "prob_pos"]], original[["prob_neg", "prob_pos"]], atol=0.05 if quantize else 1e-4
+    )
 
 
 def test_int8_shrinks_the_linear_layers(text_model: Path, tmp_path: Path) -> None:
@@ -117,8 +119,15 @@ def test_default_output_sits_beside_the_model(text_model: Path) -> None:
 class NegatedExporter(TorchScriptExporter):
     """A deliberately wrong exporter for the refusal test: its file returns the negated logits."""
 
-    def write(self, model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
-              axes: dict[str, dict[int, str]], path: Path, quantize: str | None) -> None:
+    def write(
+        self,
+        model: nn.Module,
+        example: tuple[torch.Tensor, ...],
+        names: list[str],
+        axes: dict[str, dict[int, str]],
+        path: Path,
+        quantize: str | None,
+    ) -> None:
         super().write(Negate(model), example, names, axes, path, quantize)
 
 
@@ -137,8 +146,9 @@ def _run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return code, err
 
 
-def test_disagreeing_export_is_refused_and_nothing_written(text_model: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_disagreeing_export_is_refused_and_nothing_written(
+    text_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(HonedError, match=r"export refused: .* agree with PyTorch on \d+\.\d+% .*max \|probability"):
         export_model(text_model, "negated", None, tmp_path / "bad", quiet=True)
     assert not (tmp_path / "bad").exists()
@@ -151,33 +161,41 @@ def test_disagreeing_export_is_refused_and_nothing_written(text_model: Path, tmp
 
 
 @pytest.mark.parametrize("case", ["not-a-model", "missing", "format", "quantize", "exists", "inside", "agreement"])
-def test_bad_input_is_one_line_exit_2(case: str, text_model: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_exit_2(
+    case: str, text_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     exists = tmp_path / "exists"
     exists.mkdir()
     (exists / "mine.txt").write_text("keep me")
     args: dict[str, list[str]] = {
-        "not-a-model": [str(plain)], "missing": [str(tmp_path / "nowhere")],
+        "not-a-model": [str(plain)],
+        "missing": [str(tmp_path / "nowhere")],
         "format": [str(text_model), "--format", "tflite", "-o", str(tmp_path / "x")],
         "quantize": [str(text_model), "--quantize", "int4", "-o", str(tmp_path / "x")],
         "exists": [str(text_model), "-o", str(exists)],
         "inside": [str(text_model), "-o", str(text_model / "onnx")],
         "agreement": [str(text_model), "--min-agreement", "2", "-o", str(tmp_path / "x")],
     }
-    expected = {"not-a-model": "is not a model saved by honed", "missing": "not found",
-                "format": "unknown export format 'tflite'", "quantize": "--quantize int4: use one of int8",
-                "exists": "already exists; pass --overwrite", "inside": "inside the model folder",
-                "agreement": "--min-agreement 2.0: must lie in [0, 1]"}
+    expected = {
+        "not-a-model": "is not a model saved by honed",
+        "missing": "not found",
+        "format": "unknown export format 'tflite'",
+        "quantize": "--quantize int4: use one of int8",
+        "exists": "already exists; pass --overwrite",
+        "inside": "inside the model folder",
+        "agreement": "--min-agreement 2.0: must lie in [0, 1]",
+    }
     code, err = _run_cli(["export", *args[case]], capsys)
     assert code == 2 and err.count("\n") == 0 and expected[case] in err, err
     assert not (tmp_path / "x").exists() and (exists / "mine.txt").read_text() == "keep me"
     assert list(exists.iterdir()) == [exists / "mine.txt"]
 
 
-def test_missing_onnxruntime_is_one_line(text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_onnxruntime_is_one_line(
+    text_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
@@ -195,12 +213,17 @@ def test_an_exported_folder_refuses_tta_and_a_second_export(text_model: Path, tm
     assert not (tmp_path / "again").exists()
 
 
-
 def test_the_gate_holds_float_exports_to_agreement_and_quantized_ones_to_accuracy() -> None:
     from honed.export.command import _gate
 
     def checks(agree: float) -> dict:
-        return {"split": "test", "rows": 1000, "label_agreement": agree, "max_abs_prob_diff": 0.3, "min_agreement": 0.995}
+        return {
+            "split": "test",
+            "rows": 1000,
+            "label_agreement": agree,
+            "max_abs_prob_diff": 0.3,
+            "min_agreement": 0.995,
+        }
 
     _gate(checks(0.97), 0.810, 0.812, "onnx int8", quantized=True)  # labels flip both ways, accuracy kept: accepted
     _gate(checks(0.97), 0.810, 0.806, "onnx int8", quantized=True)  # 0.4 point lower: within the budget

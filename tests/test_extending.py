@@ -18,7 +18,7 @@ from tests.conftest import REPO, tiny_recipe
 
 def _examples() -> list[str]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Extending honed"):]
+    section = text[text.index("## Extending honed") :]
     section = section[: section.index("\n## ")] if "\n## " in section else section
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
@@ -40,8 +40,10 @@ def test_the_technique_example_trains(tiny_bert: str, text_csv: Path, tmp_path: 
     if "gradient_noise" not in TECHNIQUES:
         _run(_examples()[0], "readme_gradient_noise")
     plain = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "plain"), quiet=True)
-    noisy = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "noisy",
-                                  techniques=[{"name": "gradient_noise", "std": 0.05}]), quiet=True)
+    noisy = honed.fit(
+        tiny_recipe(tiny_bert, text_csv, tmp_path / "noisy", techniques=[{"name": "gradient_noise", "std": 0.05}]),
+        quiet=True,
+    )
     a, b = plain.model.state_dict(), noisy.model.state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a), "the noise changed the training"
     again = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "again"), quiet=True)
@@ -50,8 +52,9 @@ def test_the_technique_example_trains(tiny_bert: str, text_csv: Path, tmp_path: 
         honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "bad", techniques=[{"name": "gradient_noise", "std": 0}]))
 
 
-def test_the_saved_kind_example_predicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_saved_kind_example_predicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from honed.inference import base
 
     namespace = _run(_examples()[1], "readme_prior")
@@ -72,8 +75,9 @@ def test_the_saved_kind_example_predicts(tmp_path: Path, monkeypatch: pytest.Mon
     assert "PriorPredictor, task classification, 2 labels: neg, pos" in capsys.readouterr().out
 
 
-def test_the_verb_example_is_the_shipped_info_verb(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_verb_example_is_the_shipped_info_verb(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _examples()[2] == (REPO / "honed" / "cli" / "info.py").read_text(encoding="utf-8")
     run = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "run"), quiet=True)
     assert main(["info", str(run.run_dir)]) == 0

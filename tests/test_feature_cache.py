@@ -18,14 +18,21 @@ NO_DROPOUT = {"hidden": 0.0, "attention": 0.0, "classifier": 0.0}  # live traini
 
 
 def _recipe(tiny_bert: str, text_csv: Path, out: Path, cache: bool, epochs: int = 3) -> dict:
-    recipe = tiny_recipe(tiny_bert, text_csv, out, model={"name": tiny_bert, "dropout": NO_DROPOUT}, optim={"lr": 1e-2},
-                         techniques=[{"name": "freeze", "all_but_head": True}])
+    recipe = tiny_recipe(
+        tiny_bert,
+        text_csv,
+        out,
+        model={"name": tiny_bert, "dropout": NO_DROPOUT},
+        optim={"lr": 1e-2},
+        techniques=[{"name": "freeze", "all_but_head": True}],
+    )
     recipe["train"].update(epochs=epochs, cache_frozen_features=cache)
     return recipe
 
 
-def test_cached_head_training_equals_live_frozen_training(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_head_training_equals_live_frozen_training(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HONED_CACHE_DIR", str(tmp_path / "cache"))  # its own cache: other tests write features too
     live = honed.fit(_recipe(tiny_bert, text_csv, tmp_path / "live", cache=False), quiet=True)
     cached = honed.fit(_recipe(tiny_bert, text_csv, tmp_path / "cached", cache=True), quiet=True)
@@ -40,14 +47,20 @@ def test_cached_head_training_equals_live_frozen_training(tiny_bert: str, text_c
     assert len(features) == 3, "train, val and test features, each computed once and reused by the later runs"
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ({"techniques": []}, "train.cache_frozen_features: the backbone must stay frozen for the whole run"),
-    ({"techniques": [{"name": "freeze", "all_but_head": True}, {"name": "head_warmup", "epochs": 1}]},
-     "technique 'head_warmup' needs the full model in the loop"),
-    ({"augment": {"text": [{"name": "word_dropout", "p": 0.1}]}}, "augmented inputs change every epoch"),
-])
-def test_uncacheable_runs_fail_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                           change: dict, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"techniques": []}, "train.cache_frozen_features: the backbone must stay frozen for the whole run"),
+        (
+            {"techniques": [{"name": "freeze", "all_but_head": True}, {"name": "head_warmup", "epochs": 1}]},
+            "technique 'head_warmup' needs the full model in the loop",
+        ),
+        ({"augment": {"text": [{"name": "word_dropout", "p": 0.1}]}}, "augmented inputs change every epoch"),
+    ],
+)
+def test_uncacheable_runs_fail_in_one_line(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict, expected: str
+) -> None:
     recipe = _recipe(tiny_bert, text_csv, tmp_path / "run", cache=True)
     recipe.update(change)
     path = tmp_path / "r.yaml"

@@ -5,15 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 import honed
 from tests.conftest import tiny_recipe
 
 
 def test_fit_writes_run_folder(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     run = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "run"), quiet=True)
-    for name in ("recipe.yaml", "metrics.jsonl", "log.txt", "results.json", "checkpoints/last.pt", "model/honed.json",
-                 "model/labels.json", "model/config.json", "model/model.safetensors"):
+    for name in (
+        "recipe.yaml",
+        "metrics.jsonl",
+        "log.txt",
+        "results.json",
+        "checkpoints/last.pt",
+        "model/honed.json",
+        "model/labels.json",
+        "model/config.json",
+        "model/model.safetensors",
+    ):
         assert (run.run_dir / name).is_file(), name
     assert len(run.history) == 2
     assert json.loads((run.run_dir / "model" / "labels.json").read_text()) == ["neg", "pos"]

@@ -21,7 +21,9 @@ from tests.recorder import RECORDS
 SNAP = "tests.recorder:Snapshot"
 
 
-def _fit(tiny_bert: str, text_csv: Path, tmp_path: Path, techniques: list[dict], key: str, **extra: object) -> honed.Run:
+def _fit(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, techniques: list[dict], key: str, **extra: object
+) -> honed.Run:
     recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / key, **extra)
     recipe["techniques"] = [*techniques, {"name": SNAP, "key": key}]
     return honed.fit(recipe, quiet=True)
@@ -41,14 +43,18 @@ def test_freeze_groups_keeps_them_fixed(tiny_bert: str, text_csv: Path, tmp_path
     snap = RECORDS["groups"][-1]
     assert _changed({n: dict(start.named_parameters())[n] for n in groups["block.1"]}, end, "hf.bert.encoder.layer.1")
     assert not any(n in snap["trainable"] for n in groups["embeddings"])
-    assert {g[0] for g in snap["groups"]} == {"block.1", "neck", "head"}, "the optimizer holds only trainable parameters"
+    assert {g[0] for g in snap["groups"]} == {"block.1", "neck", "head"}, (
+        "the optimizer holds only trainable parameters"
+    )
 
 
 def test_all_but_last_and_patterns(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     model = build_model(load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x")), LabelMap(("neg", "pos")))
     groups = {g.name: set(g.params) for g in model.layer_groups()}
     assert freezing.names_below_last_blocks(model, 1, "f") == groups["embeddings"] | groups["block.0"]
-    assert freezing.names_below_last_blocks(model, 0, "f") == groups["embeddings"] | groups["block.0"] | groups["block.1"]
+    assert (
+        freezing.names_below_last_blocks(model, 0, "f") == groups["embeddings"] | groups["block.0"] | groups["block.1"]
+    )
     hits = freezing.names_matching(model, ["*.attention.*"], "f")
     assert hits and all(".attention." in n for n in hits)
 
@@ -63,7 +69,9 @@ def test_frozen_batch_norm_stays_in_eval() -> None:
 
 
 def test_layer_decay_and_explicit_group_lrs(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x"), {"optim.layer_decay": 0.5, "optim.group_lr": {"block.0": 0.3}})
+    recipe = load_recipe(
+        tiny_recipe(tiny_bert, text_csv, tmp_path / "x"), {"optim.layer_decay": 0.5, "optim.group_lr": {"block.0": 0.3}}
+    )
     model = build_model(recipe, LabelMap(("neg", "pos")))
     lrs = {g["group"]: g["base_lr"] for g in param_groups(model, recipe.optim)}
     # head depth 0, neck (BERT's pooler) 1, block.1 2, block.0 explicit, embeddings depth 4
@@ -75,7 +83,11 @@ def test_layer_decay_and_explicit_group_lrs(tiny_bert: str, text_csv: Path, tmp_
 
 
 def test_head_warmup_trains_only_the_head_first(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    start = dict(build_model(load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x")), LabelMap(("neg", "pos"))).named_parameters())
+    start = dict(
+        build_model(
+            load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x")), LabelMap(("neg", "pos"))
+        ).named_parameters()
+    )
     _fit(tiny_bert, text_csv, tmp_path, [{"name": "head_warmup", "epochs": 1}], "warm", train__epochs=2)
     first, second = RECORDS["warm"]
     assert not _changed(start, first["params"], "hf.bert."), "body fixed during the warm-up epoch"
@@ -87,8 +99,15 @@ def test_head_warmup_trains_only_the_head_first(tiny_bert: str, text_csv: Path, 
 
 
 def test_gradual_unfreezing_adds_groups_top_down(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    _fit(tiny_bert, text_csv, tmp_path, [{"name": "gradual_unfreezing", "every": 1}], "gradual",
-         train__epochs=5, optim={"lr": 1e-3, "layer_decay": 0.5})
+    _fit(
+        tiny_bert,
+        text_csv,
+        tmp_path,
+        [{"name": "gradual_unfreezing", "every": 1}],
+        "gradual",
+        train__epochs=5,
+        optim={"lr": 1e-3, "layer_decay": 0.5},
+    )
     records = RECORDS["gradual"]
     order = ["head", "neck", "block.1", "block.0", "embeddings"]
     assert [sorted({g[0] for g in r["groups"]}) for r in records] == [sorted(order[: i + 1]) for i in range(5)]
@@ -103,7 +122,14 @@ def test_gradual_unfreezing_adds_groups_top_down(tiny_bert: str, text_csv: Path,
 
 
 def test_gradual_unfreezing_in_stages(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    _fit(tiny_bert, text_csv, tmp_path, [{"name": "gradual_unfreezing", "every": 1, "stages": 2}], "stages", train__epochs=2)
+    _fit(
+        tiny_bert,
+        text_csv,
+        tmp_path,
+        [{"name": "gradual_unfreezing", "every": 1, "stages": 2}],
+        "stages",
+        train__epochs=2,
+    )
     first, second = RECORDS["stages"]
     assert {g[0] for g in first["groups"]} == {"neck", "head"}, "5 groups in 2 stages: top two first"
     assert {g[0] for g in second["groups"]} == {"embeddings", "block.0", "block.1", "neck", "head"}
@@ -113,7 +139,9 @@ def test_fine_tune_preset_expands(tiny_bert: str, text_csv: Path, tmp_path: Path
     recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x", preset="fine_tune"))
     assert recipe.schedule.name == "one_cycle" and recipe.optim.layer_decay == 0.75
     assert [t.name for t in recipe.techniques] == ["head_warmup"]
-    mine = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x", preset="fine_tune", optim={"lr": 1e-3, "layer_decay": 0.9}))
+    mine = load_recipe(
+        tiny_recipe(tiny_bert, text_csv, tmp_path / "x", preset="fine_tune", optim={"lr": 1e-3, "layer_decay": 0.9})
+    )
     assert mine.optim.layer_decay == 0.9, "the recipe's own settings win"
     again = load_recipe(mine)
     assert [t.name for t in again.techniques] == ["head_warmup"], "expanding twice adds nothing"
@@ -131,8 +159,14 @@ BAD = [
 
 
 @pytest.mark.parametrize(("techniques", "message"), BAD)
-def test_impossible_freezing_is_one_line_exit_2(techniques: list[dict], message: str, tiny_bert: str, text_csv: Path,
-                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_impossible_freezing_is_one_line_exit_2(
+    techniques: list[dict],
+    message: str,
+    tiny_bert: str,
+    text_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run")
     recipe["techniques"] = techniques
     path = tmp_path / "r.yaml"
@@ -143,8 +177,14 @@ def test_impossible_freezing_is_one_line_exit_2(techniques: list[dict], message:
     assert not (tmp_path / "run").exists(), "nothing is created before the error"
 
 
-def test_unknown_group_lr_is_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_group_lr_is_one_line(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", optim={"lr": 1e-3, "group_lr": {"haed": 0.1}})))
+    path.write_text(
+        yaml.safe_dump(
+            tiny_recipe(tiny_bert, text_csv, tmp_path / "run", optim={"lr": 1e-3, "group_lr": {"haed": 0.1}})
+        )
+    )
     assert main(["train", str(path), "--quiet"]) == 2
     assert "optim.group_lr: unknown layer group 'haed'" in capsys.readouterr().err

@@ -17,11 +17,27 @@ from tests.conftest import text_rows, tiny_recipe
 NO_DROPOUT = {"hidden": 0.0, "attention": 0.0, "classifier": 0.0}
 
 
-def _weights(tiny_bert: str, train: Path, run_dir: Path, batch: int, accum: int, **extra: object) -> dict[str, torch.Tensor]:
-    recipe = tiny_recipe(tiny_bert, train, run_dir, model={"name": tiny_bert, "dropout": NO_DROPOUT},
-                         schedule={"name": "constant", "warmup_steps": 0}, **extra)
-    recipe["train"].update({"epochs": 1, "batch_size": batch, "grad_accum_steps": accum, "max_grad_norm": None,
-                            "precision": "no", "cpu": True})
+def _weights(
+    tiny_bert: str, train: Path, run_dir: Path, batch: int, accum: int, **extra: object
+) -> dict[str, torch.Tensor]:
+    recipe = tiny_recipe(
+        tiny_bert,
+        train,
+        run_dir,
+        model={"name": tiny_bert, "dropout": NO_DROPOUT},
+        schedule={"name": "constant", "warmup_steps": 0},
+        **extra,
+    )
+    recipe["train"].update(
+        {
+            "epochs": 1,
+            "batch_size": batch,
+            "grad_accum_steps": accum,
+            "max_grad_norm": None,
+            "precision": "no",
+            "cpu": True,
+        }
+    )
     return honed.fit(recipe, quiet=True).model.state_dict()
 
 

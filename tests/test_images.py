@@ -54,7 +54,8 @@ def image_folder(tmp_path: Path) -> Path:
 def write_recipe(tmp_path: Path, weights: Path, train: Path) -> Path:
     """A seconds-long image recipe: 32 px, 1 epoch, val/test carved from train."""
     recipe = {
-        "seed": 0, "output_dir": str(tmp_path / "run"),
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
         "data": {"kind": "image", "train": str(train), "image_size": 32, "split": {"val": 0.17, "test": 0.17}},
         "model": {"name": "mobilenet_v3_small", "source": "torchvision", "weights": str(weights)},
         "optim": {"lr": 1e-3},
@@ -81,7 +82,9 @@ def test_folder_tree_trains_saves_reloads_and_predicts(tiny_weights: Path, image
     np.testing.assert_allclose(frame[["prob_dark", "prob_light"]].sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_csv_manifest_train_then_evaluate_folder(tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_manifest_train_then_evaluate_folder(
+    tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "data"
     rows = write_images(data / "img")
     manifest = data / "manifest.csv"  # paths relative to the manifest's folder
@@ -144,10 +147,17 @@ def _missing_weights(folder: Path, rows: Rows) -> tuple[list[str], str]:
     return [f"model.weights={folder / 'nowhere.pth'}"], "nowhere.pth"
 
 
-@pytest.mark.parametrize("case", [_corrupt_image, _missing_image, _no_path_column, _unknown_architecture,
-                                  _wrong_weights, _missing_weights], ids=lambda c: c.__name__.strip("_"))
-def test_bad_input_is_one_line_exit_2(case: Callable[[Path, Rows], tuple[list[str], str]], tiny_weights: Path,
-                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "case",
+    [_corrupt_image, _missing_image, _no_path_column, _unknown_architecture, _wrong_weights, _missing_weights],
+    ids=lambda c: c.__name__.strip("_"),
+)
+def test_bad_input_is_one_line_exit_2(
+    case: Callable[[Path, Rows], tuple[list[str], str]],
+    tiny_weights: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     overrides, named = case(tmp_path / "images", write_images(tmp_path / "images"))
     recipe = write_recipe(tmp_path, tiny_weights, tmp_path / "images")
     assert main(["train", str(recipe), *overrides, "--quiet"]) == 2

@@ -26,10 +26,19 @@ def _assets() -> None:
 
 
 def test_minilm_onnx_int8_export_agrees_and_shrinks(tmp_path: Path) -> None:
-    run = honed.fit("recipes/quickstart.yaml", output_dir=str(tmp_path / "run"), quiet=True,
-                    data__max_rows={"train": 320, "val": 64, "test": 200}, data__max_length=32,
-                    train__epochs=1, train__batch_size=16, optim__lr=2e-4, schedule__warmup_ratio=0.05,
-                    train__checkpoint_every_steps=None, train__eval_batch_size=64)
+    run = honed.fit(
+        "recipes/quickstart.yaml",
+        output_dir=str(tmp_path / "run"),
+        quiet=True,
+        data__max_rows={"train": 320, "val": 64, "test": 200},
+        data__max_length=32,
+        train__epochs=1,
+        train__batch_size=16,
+        optim__lr=2e-4,
+        schedule__warmup_ratio=0.05,
+        train__checkpoint_every_steps=None,
+        train__eval_batch_size=64,
+    )
     result = export_model(run.model_dir, "onnx", "int8", tmp_path / "onnx-int8", quiet=True)
     checks = result["checks"]
     assert checks["split"] == "test" and checks["rows"] == 200 and checks["label_agreement"] >= 0.995, checks

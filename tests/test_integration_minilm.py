@@ -21,10 +21,18 @@ def _assets() -> None:
 
 
 def test_minilm_beats_chance_on_held_out_movies(tmp_path: Path) -> None:
-    run = honed.fit("recipes/quickstart.yaml", output_dir=str(tmp_path / "run"), quiet=True,
-                    data__max_rows={"train": 640, "val": 160, "test": 320}, data__max_length=40,
-                    train__epochs=1, train__batch_size=16, optim__lr=2e-4, schedule__warmup_ratio=0.05,
-                    train__checkpoint_every_steps=None)
+    run = honed.fit(
+        "recipes/quickstart.yaml",
+        output_dir=str(tmp_path / "run"),
+        quiet=True,
+        data__max_rows={"train": 640, "val": 160, "test": 320},
+        data__max_length=40,
+        train__epochs=1,
+        train__batch_size=16,
+        optim__lr=2e-4,
+        schedule__warmup_ratio=0.05,
+        train__checkpoint_every_steps=None,
+    )
     test = run.metrics
     assert run.metrics["steps"] == 40
     majority = 0.58  # share of 'fresh' among fresh+rotten reviews in the corpus

@@ -25,9 +25,15 @@ def assets() -> None:
 @pytest.mark.integration
 def test_mobilenet_v2_beats_chance_on_fashion_mnist(assets: None, tmp_path: Path) -> None:
     run = honed.fit(
-        REPO / "recipes" / "fashion-mnist.yaml", quiet=True, output_dir=str(tmp_path / "run"),
-        data__max_rows__train=400, data__max_rows__val=100, data__max_rows__test=200, data__image_size=32,
-        train__epochs=2, train__batch_size=32,
+        REPO / "recipes" / "fashion-mnist.yaml",
+        quiet=True,
+        output_dir=str(tmp_path / "run"),
+        data__max_rows__train=400,
+        data__max_rows__val=100,
+        data__max_rows__test=200,
+        data__image_size=32,
+        train__epochs=2,
+        train__batch_size=32,
     )
     assert len(run.labels) == 10 and run.metrics["steps"] == 26  # 2 epochs x ceil(400 / 32)
     assert run.metrics["test_accuracy"] > 0.4, run.metrics  # chance is 0.1

@@ -46,8 +46,11 @@ def sources() -> dict[str, Path]:
 # The only modules allowed to import honed modules by name (importlib): the plugin loaders that import
 # every module of their own package, so a new technique or model kind is one file, and the top-level
 # package's lazy public API (it sits above every layer).
-DYNAMIC = {"honed.techniques": "every technique module", "honed.models.kinds": "the model-kind modules",
-           "honed": "the lazy public API"}
+DYNAMIC = {
+    "honed.techniques": "every technique module",
+    "honed.models.kinds": "the model-kind modules",
+    "honed": "the lazy public API",
+}
 
 
 def imports(source: str, module: str, known: set[str], is_package: bool = False) -> set[str]:
@@ -86,8 +89,12 @@ def _dynamic_import(node: ast.Call) -> bool:
 def graph() -> dict[str, set[str]]:
     table = sources()
     known = set(table)
-    return {name: {m for m in imports(path.read_text(encoding="utf-8"), name, known, path.name == "__init__.py")
-                   if m != name} for name, path in table.items()}
+    return {
+        name: {
+            m for m in imports(path.read_text(encoding="utf-8"), name, known, path.name == "__init__.py") if m != name
+        }
+        for name, path in table.items()
+    }
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -130,10 +137,17 @@ def test_no_dynamic_imports_outside_the_plugin_loaders() -> None:
 def test_the_scanner_sees_relative_lazy_and_dynamic_imports() -> None:
     """The scanner the layer checks rely on, on made-up source: each kind of import it must not miss."""
     known = {"honed.fit", "honed.train.loop", "honed.train", "honed.cli", "honed.cli.train"}
-    source = ("from ..fit import fit\nfrom . import loop\nimport honed.cli\n"
-              "def f():\n    from honed.cli import train\n    importlib.import_module('honed.fit')\n")
-    assert imports(source, "honed.train.events", known) == {"honed.fit", "honed.train.loop", "honed.cli",
-                                                            "honed.cli.train", "<dynamic>"}
+    source = (
+        "from ..fit import fit\nfrom . import loop\nimport honed.cli\n"
+        "def f():\n    from honed.cli import train\n    importlib.import_module('honed.fit')\n"
+    )
+    assert imports(source, "honed.train.events", known) == {
+        "honed.fit",
+        "honed.train.loop",
+        "honed.cli",
+        "honed.cli.train",
+        "<dynamic>",
+    }
     assert imports("from . import loop\n", "honed.train", known, is_package=True) == {"honed.train.loop"}
 
 
@@ -143,8 +157,12 @@ def test_every_unit_has_a_layer() -> None:
 
 
 def test_imports_follow_the_layer_order() -> None:
-    wrong = [f"{a} -> {b}" for a, targets in graph().items() for b in sorted(targets - {"<dynamic>"})
-             if LAYER_OF[unit(b)] > LAYER_OF[unit(a)]]
+    wrong = [
+        f"{a} -> {b}"
+        for a, targets in graph().items()
+        for b in sorted(targets - {"<dynamic>"})
+        if LAYER_OF[unit(b)] > LAYER_OF[unit(a)]
+    ]
     assert not wrong, "imports against the layer order:\n" + "\n".join(wrong)
 
 

@@ -57,10 +57,13 @@ def _lengths(seed: int = 0, n: int = 300) -> list[int]:
     return [rng.randint(3, 64) for _ in range(n)]
 
 
-@pytest.mark.parametrize(("size", "batch", "keep", "window"), [(300, 8, None, 1), (301, 32, None, 1), (97, 8, 96, 4),
-                                                               (33, 8, None, 2), (5, 8, None, 1), (0, 4, None, 1)])
-def test_every_kept_row_once_and_only_the_last_batch_short(size: int, batch: int, keep: int | None,
-                                                           window: int) -> None:
+@pytest.mark.parametrize(
+    ("size", "batch", "keep", "window"),
+    [(300, 8, None, 1), (301, 32, None, 1), (97, 8, 96, 4), (33, 8, None, 2), (5, 8, None, 1), (0, 4, None, 1)],
+)
+def test_every_kept_row_once_and_only_the_last_batch_short(
+    size: int, batch: int, keep: int | None, window: int
+) -> None:
     lengths = _lengths(n=size)
     for epoch in (0, 1):
         batches = grouped_batches(lengths, batch, seed=3, epoch=epoch, keep=keep, window=window)
@@ -79,11 +82,12 @@ def test_batches_are_length_sorted_and_pad_less_than_random(tiny_bert: str) -> N
     assert lengths == [len(row) for row in ids["input_ids"]]
     sampler = EpochSampler(len(lengths), seed=0)
     order = list(sampler)
-    random_batches = [order[i:i + 16] for i in range(0, len(order), 16)]
+    random_batches = [order[i : i + 16] for i in range(0, len(order), 16)]
     grouped = grouped_batches(lengths, 16, seed=0, epoch=0)
     # each batch spans little of the length range: sorted within its mega-batch
-    assert sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in grouped) < \
-        0.3 * sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in random_batches)
+    assert sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in grouped) < 0.3 * sum(
+        max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in random_batches
+    )
     assert padded_tokens(grouped, lengths) < 0.8 * padded_tokens(random_batches, lengths)
     assert max(lengths[i] for i in grouped[0]) == max(lengths), "the longest batch first: a memory error shows at once"
 
@@ -93,8 +97,9 @@ def test_order_is_a_function_of_seed_and_epoch() -> None:
     assert grouped_batches(lengths, 8, 1, 0) == grouped_batches(lengths, 8, 1, 0)
     assert grouped_batches(lengths, 8, 1, 0) != grouped_batches(lengths, 8, 1, 1)
     assert grouped_batches(lengths, 8, 1, 0) != grouped_batches(lengths, 8, 2, 0)
-    _, sampler = train_loader(TextDataset({"input_ids": [[1] * n for n in lengths]}, [0] * len(lengths)), 8, 1, None, 0,
-                              group_by_length=True)
+    _, sampler = train_loader(
+        TextDataset({"input_ids": [[1] * n for n in lengths]}, [0] * len(lengths)), 8, 1, None, 0, group_by_length=True
+    )
     sampler.set_epoch(1)
     assert list(sampler) == grouped_batches(lengths, 8, 1, 1)
 
@@ -104,7 +109,7 @@ def test_accumulation_windows_group_like_one_big_batch() -> None:
     lengths = _lengths(n=203)
     big = grouped_batches(lengths, 32, 5, 0)
     small = grouped_batches(lengths, 8, 5, 0, window=4)
-    windows = [sum(small[i:i + 4], []) for i in range(0, len(small), 4)]
+    windows = [sum(small[i : i + 4], []) for i in range(0, len(small), 4)]
     assert windows == big
 
 
@@ -127,15 +132,21 @@ def test_switch_off_trains_on_the_plain_shuffle_and_on_groups(tiny_bert: str, tm
         sampler = EpochSampler(len(frame), seed=0)
         sampler.set_epoch(epoch)
         order = list(sampler)
-        assert seen[False][epoch] == [order[i:i + 8] for i in range(0, len(order), 8)]
+        assert seen[False][epoch] == [order[i : i + 8] for i in range(0, len(order), 8)]
         assert seen[True][epoch] == grouped_batches(lengths, 8, 0, epoch)
 
 
 def _train(recipe_path: Path, *extra: str, ddp: bool = False) -> subprocess.CompletedProcess:
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29543"] if ddp else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *launcher, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *launcher, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_resume_mid_epoch_equals_uninterrupted(tiny_bert: str, tmp_path: Path) -> None:
@@ -146,8 +157,9 @@ def test_resume_mid_epoch_equals_uninterrupted(tiny_bert: str, tmp_path: Path) -
     (tmp_path / "done").touch()
     finals, results = {}, {}
     for name, marker in (("straight", tmp_path / "done"), ("killed", tmp_path / "kill")):
-        recipe = tiny_recipe(tiny_bert, tmp_path / "train.csv", tmp_path / name, train__batch_size=4,
-                             train__checkpoint_every_steps=4)
+        recipe = tiny_recipe(
+            tiny_bert, tmp_path / "train.csv", tmp_path / name, train__batch_size=4, train__checkpoint_every_steps=4
+        )
         recipe["data"]["max_length"] = 64
         recipe["techniques"] = [{"name": "tests.killer:KillAtStep", "step": 21, "marker": str(marker)}]
         path = tmp_path / f"{name}.yaml"
@@ -203,8 +215,16 @@ def test_eval_sorted_by_length_returns_rows_in_input_order(tiny_bert: str) -> No
     from honed.recipe import load_recipe
 
     frame = varied_rows(45).rename(columns={"text": "x", "label": "label"})
-    recipes = {on: load_recipe({"data": {"max_length": 64, "group_by_length": on}, "model": {"name": tiny_bert},
-                                "train": {"eval_batch_size": 8}}) for on in (True, False)}
+    recipes = {
+        on: load_recipe(
+            {
+                "data": {"max_length": 64, "group_by_length": on},
+                "model": {"name": tiny_bert},
+                "train": {"eval_batch_size": 8},
+            }
+        )
+        for on in (True, False)
+    }
     labels = LabelMap(("neg", "pos"))
     torch.manual_seed(0)
     model = build_model(recipes[True], labels).eval()

@@ -44,7 +44,9 @@ def test_inverse_sqrt_weights_average_one() -> None:
 
 def test_effective_number_weights_sum_to_k() -> None:
     # beta 0.9: (1 - 0.9) / (1 - 0.9^n) = 0.213420, 0.369004, 1.0 (sum 1.582424), scaled to sum 3
-    assert class_weights(COUNTS, "effective", beta=0.9).tolist() == pytest.approx([0.404608, 0.699567, 1.895826], abs=1e-6)
+    assert class_weights(COUNTS, "effective", beta=0.9).tolist() == pytest.approx(
+        [0.404608, 0.699567, 1.895826], abs=1e-6
+    )
     default = class_weights(COUNTS, "effective")  # beta 0.999
     raw = [(1 - 0.999) / (1 - 0.999**c) for c in COUNTS]
     assert default.tolist() == pytest.approx([3 * w / sum(raw) for w in raw])
@@ -65,7 +67,9 @@ def test_weighted_cross_entropy_is_torchs_for_hard_labels() -> None:
     w = class_weights(COUNTS, "balanced")
     for eps in (0.0, 0.1):
         loss = LOSSES.build("weighted_cross_entropy", class_counts=COUNTS, label_smoothing=eps)
-        assert loss(logits, labels) == pytest.approx(float(F.cross_entropy(logits, labels, weight=w, label_smoothing=eps)), rel=1e-6)
+        assert loss(logits, labels) == pytest.approx(
+            float(F.cross_entropy(logits, labels, weight=w, label_smoothing=eps)), rel=1e-6
+        )
 
 
 def test_focal_matches_a_hand_computation() -> None:
@@ -105,11 +109,17 @@ def test_focal_alpha_forms() -> None:
         focal_loss(*_batch(), 2.0, 0.25)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.1}),
-    ("weighted_cross_entropy", {"weights": "effective"}), ("weighted_cross_entropy", {"weights": [1, 2, 3], "label_smoothing": 0.2}),
-    ("focal", {}), ("focal", {"gamma": 0.5, "alpha": "balanced", "label_smoothing": 0.1}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("cross_entropy", {}),
+        ("cross_entropy", {"label_smoothing": 0.1}),
+        ("weighted_cross_entropy", {"weights": "effective"}),
+        ("weighted_cross_entropy", {"weights": [1, 2, 3], "label_smoothing": 0.2}),
+        ("focal", {}),
+        ("focal", {"gamma": 0.5, "alpha": "balanced", "label_smoothing": 0.1}),
+    ],
+)
 def test_one_hot_soft_targets_equal_hard_labels_in_float32(name: str, kwargs: dict) -> None:
     loss = build_loss(LossSpec(name=name, **kwargs), COUNTS)
     logits, labels = _batch()
@@ -121,7 +131,7 @@ def test_one_hot_soft_targets_equal_hard_labels_in_float32(name: str, kwargs: di
     assert torch.isfinite(value) and value > 0
 
 
-USER_MODULE = '''
+USER_MODULE = """
 import torch
 import torch.nn.functional as F
 
@@ -144,7 +154,7 @@ def make_loss(scale: float = 1.0):
 
 def not_a_factory():
     return 0.5
-'''
+"""
 
 
 @pytest.fixture
@@ -176,9 +186,14 @@ def _fit(tiny_bert: str, text_csv: Path, run_dir: Path, loss: dict) -> honed.Run
     return honed.fit(tiny_recipe(tiny_bert, text_csv, run_dir, loss=loss), quiet=True)
 
 
-@pytest.mark.parametrize("loss", [{"name": "focal", "gamma": 2.0, "alpha": "balanced"},
-                                  {"name": "weighted_cross_entropy", "weights": "inverse_sqrt", "label_smoothing": 0.1}],
-                         ids=["focal", "weighted_cross_entropy"])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        {"name": "focal", "gamma": 2.0, "alpha": "balanced"},
+        {"name": "weighted_cross_entropy", "weights": "inverse_sqrt", "label_smoothing": 0.1},
+    ],
+    ids=["focal", "weighted_cross_entropy"],
+)
 def test_fit_with_loss(loss: dict, tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     run = _fit(tiny_bert, text_csv, tmp_path / "run", loss)
     assert run.metrics["epochs_run"] == 2 and math.isfinite(run.history[-1]["train_loss"])
@@ -191,20 +206,27 @@ def test_fit_with_user_loss_class(user_losses: str, tiny_bert: str, text_csv: Pa
     assert run.metrics["steps"] == len(calls) > 0 and calls[0] == (8,)
 
 
-@pytest.mark.parametrize("overrides, named", [
-    (["loss.name=focal", "loss.gamma=-1"], "loss.name 'focal': gamma must be >= 0"),
-    (["loss.name=focal", "loss.alpha=[1, 2, 3]"], "alpha has 3 values but the training data has 2 classes"),
-    (["loss.name=focal", "loss.alpha=sometimes"], "alpha must be a number, a list of numbers or 'balanced'"),
-    (["loss.name=weighted_cross_entropy", "loss.weights=[1, 2, 3]"], "weights has 3 values but the training data has 2 classes"),
-    (["loss.name=weighted_cross_entropy", "loss.weights=balancd"], "did you mean 'balanced'"),
-    (["loss.name=weighted_cross_entropy", "loss.beta=0.9"], "beta applies only to weights: effective"),
-    (["loss.label_smoothing=1.5"], "loss.name 'cross_entropy': label_smoothing must be in [0, 1)"),
-    (["loss.name=focal", "loss.gama=2"], "unexpected keyword argument 'gama'"),
-    (["loss.name=focla"], "loss.name: unknown loss 'focla' (did you mean 'focal'?)"),
-    (["loss.name=nope.mod:Loss"], "loss.name: cannot import 'nope.mod:Loss'"),
-])
-def test_bad_loss_settings_are_one_line_exit_2(overrides: list[str], named: str, tiny_bert: str, text_csv: Path,
-                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["loss.name=focal", "loss.gamma=-1"], "loss.name 'focal': gamma must be >= 0"),
+        (["loss.name=focal", "loss.alpha=[1, 2, 3]"], "alpha has 3 values but the training data has 2 classes"),
+        (["loss.name=focal", "loss.alpha=sometimes"], "alpha must be a number, a list of numbers or 'balanced'"),
+        (
+            ["loss.name=weighted_cross_entropy", "loss.weights=[1, 2, 3]"],
+            "weights has 3 values but the training data has 2 classes",
+        ),
+        (["loss.name=weighted_cross_entropy", "loss.weights=balancd"], "did you mean 'balanced'"),
+        (["loss.name=weighted_cross_entropy", "loss.beta=0.9"], "beta applies only to weights: effective"),
+        (["loss.label_smoothing=1.5"], "loss.name 'cross_entropy': label_smoothing must be in [0, 1)"),
+        (["loss.name=focal", "loss.gama=2"], "unexpected keyword argument 'gama'"),
+        (["loss.name=focla"], "loss.name: unknown loss 'focla' (did you mean 'focal'?)"),
+        (["loss.name=nope.mod:Loss"], "loss.name: cannot import 'nope.mod:Loss'"),
+    ],
+)
+def test_bad_loss_settings_are_one_line_exit_2(
+    overrides: list[str], named: str, tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_bert, text_csv, tmp_path / "run")), encoding="utf-8")
     assert main(["train", str(recipe), *overrides, "--quiet"]) == 2

@@ -97,8 +97,9 @@ def test_lr_find_writes_curve_and_plot(recipe: dict, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["lr_find.csv", "lr_find.png"]
 
 
-def test_cli_lr_find_prints_an_override_and_respects_overwrite(recipe_file: str, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_lr_find_prints_an_override_and_respects_overwrite(
+    recipe_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["lr-find", recipe_file, "--start", "1e-4", "--steps", "10", "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
@@ -110,14 +111,18 @@ def test_cli_lr_find_prints_an_override_and_respects_overwrite(recipe_file: str,
     assert main([*argv, "--overwrite", "train.batch_size=4"]) == 0
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--steps", "2"], "--steps: a range test needs at least 5 steps"),
-    (["--start", "1", "--end", "0.1"], "--end: the last learning rate must be above --start"),
-    (["--start", "0"], "--start: the first learning rate must be > 0"),
-    (["optim.lrr=1"], "unknown key 'optim.lrr'"),
-])
-def test_cli_lr_find_bad_input(recipe_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                               args: list[str], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--steps", "2"], "--steps: a range test needs at least 5 steps"),
+        (["--start", "1", "--end", "0.1"], "--end: the last learning rate must be above --start"),
+        (["--start", "0"], "--start: the first learning rate must be > 0"),
+        (["optim.lrr=1"], "unknown key 'optim.lrr'"),
+    ],
+)
+def test_cli_lr_find_bad_input(
+    recipe_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
     assert main(["lr-find", recipe_file, "--quiet", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
@@ -155,7 +160,9 @@ def test_cli_batch_find_on_cpu(recipe_file: str, tmp_path: Path, capsys: pytest.
     assert main(["batch-find", recipe_file, "--max", "16", "--steps", "1", "--quiet", "train.batch_size=16"]) == 0
     out = capsys.readouterr().out
     assert "samples/s" in out and "best per-device batch (most samples/s)" in out
-    assert re.search(r"^train\.batch_size=(16 train\.grad_accum_steps=1|8 train\.grad_accum_steps=2)$", out, re.MULTILINE), out
+    assert re.search(
+        r"^train\.batch_size=(16 train\.grad_accum_steps=1|8 train\.grad_accum_steps=2)$", out, re.MULTILINE
+    ), out
     assert not (tmp_path / "run").exists(), "batch-find writes nothing"
     assert main(["batch-find", recipe_file, "--max", "0"]) == 2
     assert "--max: the largest batch to try must be >= 1" in capsys.readouterr().err

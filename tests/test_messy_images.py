@@ -101,8 +101,9 @@ def test_a_messy_folder_trains_when_bad_rows_are_skipped(weights: Path, tmp_path
     assert len(predict_frame(run.model_dir, [str(root / "light" / "wide.png"), str(root / "dark" / "cmyk.jpg")])) == 2
 
 
-def test_a_truncated_jpeg_stops_training_in_one_line(weights: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_truncated_jpeg_stops_training_in_one_line(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _messy_folder(tmp_path / "images")
     assert main(["train", str(write_recipe(tmp_path, weights, root)), "--quiet"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
@@ -116,9 +117,9 @@ def image_model(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return honed.fit(write_recipe(folder, weights, folder / "images"), quiet=True).model_dir
 
 
-def test_predict_reads_a_10000_pixel_square_and_refuses_a_bomb(image_model: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predict_reads_a_10000_pixel_square_and_refuses_a_bomb(
+    image_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     big = tmp_path / "in" / "big.png"
     big.parent.mkdir()
     Image.new("L", (10_000, 10_000), 215).save(big)  # 100 Mpx: over PIL's warning limit, under its error limit

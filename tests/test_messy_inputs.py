@@ -18,7 +18,7 @@ from honed.data.build import load_tables
 from honed.data.tables import read_table
 from tests.conftest import text_rows, tiny_recipe
 
-TEXTS = ["a wonderful, moving film", "dull; boring", "tabs\tinside", "quote \"x\" here", "déjà vu, naïve"]
+TEXTS = ["a wonderful, moving film", "dull; boring", "tabs\tinside", 'quote "x" here', "déjà vu, naïve"]
 
 
 def _messy_frame() -> pd.DataFrame:
@@ -34,7 +34,8 @@ WRITERS = {
     "crlf": lambda f, p: f.to_csv(p, index=False, lineterminator="\r\n"),
     "excel_utf16": lambda f, p: f.to_csv(p, index=False, sep="\t", encoding="utf-16"),  # Excel's "Unicode Text"
     "utf16_comma_bz2": lambda f, p: p.with_suffix(".csv.bz2").write_bytes(
-        bz2.compress(f.to_csv(index=False).encode("utf-16"))),
+        bz2.compress(f.to_csv(index=False).encode("utf-16"))
+    ),
 }
 
 
@@ -87,8 +88,10 @@ def test_case_and_space_variants_are_refused_by_default_and_merged_when_asked(tm
     labels = ["pos", "neg"] * 10 + ["Pos", " pos ", "NEG"]
     with pytest.raises(HonedError, match=r"labels 'pos' \(row 1\) and 'Pos' \(row 21\) differ only by case"):
         load_tables(load_recipe({"data": {}}), {"train": _labelled(labels)})
-    tables = load_tables(load_recipe({"data": {"normalise_labels": True, "split": {"val": 0.0, "test": 0.0}}}),
-                         {"train": _labelled(labels)})
+    tables = load_tables(
+        load_recipe({"data": {"normalise_labels": True, "split": {"val": 0.0, "test": 0.0}}}),
+        {"train": _labelled(labels)},
+    )
     assert tables.labels.names == ("neg", "pos")
     assert tables.frames["train"]["label"].value_counts().to_dict() == {"pos": 12, "neg": 11}
 
@@ -110,8 +113,9 @@ def test_a_number_and_its_text_are_one_class(labels: list[object]) -> None:
     assert tables.labels.names == ("1", "2") and len(tables.frames["train"]) == len(labels)
 
 
-def test_one_number_written_two_ways_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                           tiny_bert: str) -> None:
+def test_one_number_written_two_ways_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_bert: str
+) -> None:
     path = tmp_path / "d.parquet"  # a text column keeps both spellings (CSV and JSONL readers turn both into 1.0)
     pd.DataFrame({"text": [f"r{i}" for i in range(20)], "label": ["1", "2"] * 9 + ["1.0", "2"]}).to_parquet(path)
     recipe = tmp_path / "r.yaml"
@@ -129,8 +133,7 @@ def test_audit_lists_label_variants_without_refusing(tiny_bert: str, tmp_path: P
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
     recipe = tiny_recipe(tiny_bert, path, tmp_path / "run", data__split={"val": 0.2, "test": 0.2, "method": "random"})
-    result = audit(recipe, write=False, quiet=True,
-                   checks=("corrupt", "label_variants"))
+    result = audit(recipe, write=False, quiet=True, checks=("corrupt", "label_variants"))
     finding = result.finding("label_variants")
     assert finding.data["sets"] == [{"neg": 28, "Neg": 1, "neg ": 1}]
     assert sorted(finding.rows["row"].tolist()) == [5, 7] and finding.recommendations
@@ -145,13 +148,20 @@ def grouped_run(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
     folder = tmp_path_factory.mktemp("grouped")
     path = folder / "train.csv"
     text_rows(60).assign(genre=lambda f: ["drama", "comedy", "noir"] * 20).to_csv(path, index=False)
-    recipe = tiny_recipe(tiny_bert, path, folder / "run", data__group_column="movie",
-                         data__split={"val": 0.2, "test": 0.2, "method": "group"}, report={"slices": ["genre"]})
+    recipe = tiny_recipe(
+        tiny_bert,
+        path,
+        folder / "run",
+        data__group_column="movie",
+        data__split={"val": 0.2, "test": 0.2, "method": "group"},
+        report={"slices": ["genre"]},
+    )
     return honed.fit(recipe, quiet=True).model_dir
 
 
-def test_evaluate_needs_only_text_and_label(grouped_run: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_needs_only_text_and_label(
+    grouped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "new.csv"
     text_rows(30, seed=3)[["text", "label"]].assign(extra="ignored").to_csv(path, index=False)
     assert main(["evaluate", str(grouped_run), str(path), "--report", str(tmp_path / "rep")]) == 0
@@ -162,8 +172,9 @@ def test_evaluate_needs_only_text_and_label(grouped_run: Path, tmp_path: Path,
     assert float(printed["accuracy"]) == pytest.approx(expected, abs=1e-4)
 
 
-def test_evaluate_still_names_a_missing_label_column(grouped_run: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_still_names_a_missing_label_column(
+    grouped_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "new.csv"
     text_rows(10)[["text"]].to_csv(path, index=False)
     assert main(["evaluate", str(grouped_run), str(path)]) == 2
@@ -184,8 +195,9 @@ def test_predict_streams_a_large_file_in_chunks_with_the_same_result(grouped_run
     pd.testing.assert_frame_equal(streamed, whole, check_exact=False, atol=1e-6)
 
 
-def test_cli_predict_writes_every_chunk_once(grouped_run: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_predict_writes_every_chunk_once(
+    grouped_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import honed.inference.predict as predict
 
     monkeypatch.setattr(predict, "STREAM_ROWS", 7)

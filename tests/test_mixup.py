@@ -79,11 +79,14 @@ def test_probability_p_chooses_which_batches_mix() -> None:
     assert 10 < mixed < 30
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"name": "mixup", "alpha": 0}, "techniques.0 'mixup': alpha must be > 0"),
-    ({"name": "cutmix", "p": 1.5}, "techniques.0 'cutmix': p must be in [0, 1]"),
-    ({"name": "mixup", "beta": 1}, "unexpected keyword argument 'beta'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"name": "mixup", "alpha": 0}, "techniques.0 'mixup': alpha must be > 0"),
+        ({"name": "cutmix", "p": 1.5}, "techniques.0 'cutmix': p must be in [0, 1]"),
+        ({"name": "mixup", "beta": 1}, "unexpected keyword argument 'beta'"),
+    ],
+)
 def test_bad_settings(spec: dict, message: str) -> None:
     with pytest.raises(HonedError) as caught:
         build_techniques([TechniqueSpec(**spec)])
@@ -103,9 +106,12 @@ def test_tiny_image_fit_trains_on_mixed_batches(name: str, tiny_weights: Path, t
         assert torch.allclose(batch["labels"].sum(dim=1), torch.ones(len(batch["labels"])))
 
 
-def test_text_recipe_is_refused_before_training(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=[{"name": "early_stopping"}, {"name": "mixup"}])
+def test_text_recipe_is_refused_before_training(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tiny_recipe(
+        tiny_bert, text_csv, tmp_path / "run", techniques=[{"name": "early_stopping"}, {"name": "mixup"}]
+    )
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     assert main(["train", str(path), "--quiet"]) == 2
@@ -132,8 +138,14 @@ def test_resume_mid_epoch_mixes_exactly_as_an_uninterrupted_run(tiny_weights: Pa
     base["train"].update(epochs=1, batch_size=2, checkpoint_every_steps=2)
 
     def recipe(name: str, marker: Path) -> dict:
-        return {**base, "output_dir": str(tmp_path / name), "techniques": [
-            {"name": "cutmix", "p": 0.7}, {"name": "tests.test_mixup:CrashAtStep", "step": 3, "marker": str(marker)}]}
+        return {
+            **base,
+            "output_dir": str(tmp_path / name),
+            "techniques": [
+                {"name": "cutmix", "p": 0.7},
+                {"name": "tests.test_mixup:CrashAtStep", "step": 3, "marker": str(marker)},
+            ],
+        }
 
     done = tmp_path / "done"
     done.touch()

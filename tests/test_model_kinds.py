@@ -114,7 +114,13 @@ def test_kinds_resolve_by_name_and_auto_resolution_is_one_function() -> None:
 
 
 def test_pruning_support_is_declared_by_each_kind() -> None:
-    supports = {name: {c for c in (FFN_PRUNING, CHANNEL_PRUNING, RECOVERY_FINETUNE) if kind_named(name).supports(c)}
-                for name in ("huggingface", "torchvision", "timm", "fusion")}
-    assert supports == {"huggingface": {FFN_PRUNING, RECOVERY_FINETUNE}, "torchvision": {CHANNEL_PRUNING},
-                        "timm": {CHANNEL_PRUNING}, "fusion": {CHANNEL_PRUNING}}
+    supports = {
+        name: {c for c in (FFN_PRUNING, CHANNEL_PRUNING, RECOVERY_FINETUNE) if kind_named(name).supports(c)}
+        for name in ("huggingface", "torchvision", "timm", "fusion")
+    }
+    assert supports == {
+        "huggingface": {FFN_PRUNING, RECOVERY_FINETUNE},
+        "torchvision": {CHANNEL_PRUNING},
+        "timm": {CHANNEL_PRUNING},
+        "fusion": {CHANNEL_PRUNING},
+    }

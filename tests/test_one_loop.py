@@ -35,8 +35,9 @@ def test_range_test_rides_on_fit_and_cancels_it(tiny_bert: str, text_csv: Path, 
     assert not (tmp_path / "run" / "model").exists(), "a cancelled fit saves no model"
 
 
-def test_pretraining_goes_through_the_training_loop(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretraining_goes_through_the_training_loop(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     real = common.train
 
@@ -48,6 +49,6 @@ def test_pretraining_goes_through_the_training_loop(tiny_bert: str, text_csv: Pa
     recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "pre", pretrain={"max_rows": 16, "batch_size": 8})
     run_dir = pretrain(recipe, quiet=True)
     assert calls == [2]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["backbone", "log.txt", "pretrain.json", "recipe.yaml"], \
+    assert sorted(p.name for p in run_dir.iterdir()) == ["backbone", "log.txt", "pretrain.json", "recipe.yaml"], (
         "the loop's scratch folder (metrics, checkpoints) is gone"
-
+    )

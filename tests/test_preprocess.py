@@ -40,8 +40,16 @@ def test_text_normaliser_steps() -> None:
 
 def _recipe(tmp_path: Path, frame: pd.DataFrame, **preprocess: object) -> object:
     frame.to_csv(tmp_path / "d.csv", index=False)
-    return load_recipe({"data": {"train": str(tmp_path / "d.csv"), "split": {"val": 0.2, "test": 0.0, "method": "random"},
-                                 "group_column": "movie", "preprocess": preprocess}})
+    return load_recipe(
+        {
+            "data": {
+                "train": str(tmp_path / "d.csv"),
+                "split": {"val": 0.2, "test": 0.0, "method": "random"},
+                "group_column": "movie",
+                "preprocess": preprocess,
+            }
+        }
+    )
 
 
 def test_missing_and_length_filters_count_drops(tmp_path: Path) -> None:
@@ -51,8 +59,10 @@ def test_missing_and_length_filters_count_drops(tmp_path: Path) -> None:
     tables = load_tables(_recipe(tmp_path, frame, missing="drop", max_chars=100))
     rows = pd.concat(tables.frames.values())
     assert len(rows) == 36 and not {1, 2, 3, 4} & set(rows.index)
-    assert tables.notes == ["preprocess data.train: missing=drop (empty text) dropped 3 of 40 rows",
-                            "preprocess data.train: max_chars=100 dropped 1 of 37 rows"]
+    assert tables.notes == [
+        "preprocess data.train: missing=drop (empty text) dropped 3 of 40 rows",
+        "preprocess data.train: max_chars=100 dropped 1 of 37 rows",
+    ]
     filled = pd.concat(load_tables(_recipe(tmp_path, frame, fill_value="[empty]")).frames.values())
     assert len(filled) == 40 and (filled.loc[[1, 2, 3], "x"] == "[empty]").all()
 
@@ -75,7 +85,9 @@ def test_token_limits_use_the_model_tokenizer(tiny_bert: str) -> None:
 
 def test_predict_time_normalisation_keeps_every_row() -> None:
     frame = pd.DataFrame({"x": ["<b>HI</b>", "", None], "x2": ["a  b", "c", ""]})
-    out = normalise_texts(frame, PreprocessSpec(lower=True, strip_html=True, missing="drop", min_chars=50, fill_value="?"))
+    out = normalise_texts(
+        frame, PreprocessSpec(lower=True, strip_html=True, missing="drop", min_chars=50, fill_value="?")
+    )
     assert out["x"].tolist() == ["hi", "?", "?"] and out["x2"].tolist() == ["a b", "c", "?"]
 
 
@@ -89,7 +101,9 @@ def test_train_image_stats_travel_with_the_saved_model(tmp_path: Path) -> None:
     mean, std = train_image_stats(pd.DataFrame({"x": images}), size=8)
     assert mean[0] == pytest.approx(120 / 255, abs=0.01) and mean[0] == mean[1] == mean[2]
     assert std[0] == pytest.approx(np.std(np.stack(images)) / 255, rel=0.1)
-    recipe = load_recipe({"data": {"kind": "image", "image_size": 8, "image_stats": "train"}, "model": {"name": "mobilenet_v2"}})
+    recipe = load_recipe(
+        {"data": {"kind": "image", "image_size": 8, "image_stats": "train"}, "model": {"name": "mobilenet_v2"}}
+    )
     net, head, stats = build_torchvision("mobilenet_v2", None, 2)
     model = VisionClassifier(net, "torchvision", "mobilenet_v2", head, stats, 2)
     apply_image_stats(model, {"train": pd.DataFrame({"x": images})}, recipe)
@@ -104,7 +118,10 @@ def test_unknown_preprocess_option_is_one_line(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "r.yaml").write_text(f"data:\n  train: {tmp_path / 'd.csv'}\n  preprocess: {{strip_tags: true}}\n")
     assert main(["train", str(tmp_path / "r.yaml"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "unknown key 'data.preprocess.strip_tags'; did you mean 'data.preprocess.strip_html'?" in err
+    assert (
+        err.count("\n") == 0
+        and "unknown key 'data.preprocess.strip_tags'; did you mean 'data.preprocess.strip_html'?" in err
+    )
     assert main(["train", str(tmp_path / "r.yaml"), "data.preprocess={missing: skip}", "--quiet"]) == 2
     assert "data.preprocess.missing" in capsys.readouterr().err
     assert main(["train", str(tmp_path / "r.yaml"), "data.preprocess={}", "data.image_stats=dataset", "--quiet"]) == 2
@@ -115,8 +132,15 @@ def test_estimator_predicts_on_normalised_text(tiny_bert: str) -> None:
     from honed import FineTuneClassifier
 
     rows = text_rows(40)
-    clf = FineTuneClassifier(model=tiny_bert, epochs=1, batch_size=8, max_length=16, seed=0, device="cpu",
-                             recipe={"data": {"preprocess": {"strip_html": True}}})
+    clf = FineTuneClassifier(
+        model=tiny_bert,
+        epochs=1,
+        batch_size=8,
+        max_length=16,
+        seed=0,
+        device="cpu",
+        recipe={"data": {"preprocess": {"strip_html": True}}},
+    )
     clf.fit(rows["text"].tolist(), rows["label"].tolist())
     probs = clf.predict_proba(["<b>a wonderful</b> film", "a wonderful film"])  # (the tokenizer itself lower-cases)
     assert probs[0] == pytest.approx(probs[1], abs=1e-6)

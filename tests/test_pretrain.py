@@ -28,9 +28,15 @@ def _write(tmp_path: Path, recipe: dict) -> str:
 
 
 @pytest.mark.parametrize("whole_word", [False, True])
-def test_mlm_changes_the_backbone_and_fine_tuning_loads_it(tiny_bert: str, text_csv: Path, tmp_path: Path, whole_word: bool) -> None:
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "pre", pretrain={"epochs": 2, "lr": 1e-3, "batch_size": 8,
-                                                                          "whole_word": whole_word, "mlm_probability": 0.3})
+def test_mlm_changes_the_backbone_and_fine_tuning_loads_it(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, whole_word: bool
+) -> None:
+    recipe = tiny_recipe(
+        tiny_bert,
+        text_csv,
+        tmp_path / "pre",
+        pretrain={"epochs": 2, "lr": 1e-3, "batch_size": 8, "whole_word": whole_word, "mlm_probability": 0.3},
+    )
     run_dir = pretrain(recipe, quiet=True)
     summary = json.loads((run_dir / "pretrain.json").read_text())
     total = len(pd.read_csv(text_csv))
@@ -42,7 +48,10 @@ def test_mlm_changes_the_backbone_and_fine_tuning_loads_it(tiny_bert: str, text_
     labels = LabelMap(("neg", "pos"))
     before = build_model(load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "a")), labels)
     after = build_model(load_recipe(tiny_recipe(str(run_dir / "backbone"), text_csv, tmp_path / "b")), labels)
-    w0, w1 = before.hf.bert.encoder.layer[0].attention.self.query.weight, after.hf.bert.encoder.layer[0].attention.self.query.weight
+    w0, w1 = (
+        before.hf.bert.encoder.layer[0].attention.self.query.weight,
+        after.hf.bert.encoder.layer[0].attention.self.query.weight,
+    )
     assert not torch.equal(w0, w1), "the pretrained backbone's weights are what fine-tuning starts from"
     if not whole_word:
         run = honed.fit(tiny_recipe(str(run_dir / "backbone"), text_csv, tmp_path / "ft", train__epochs=1), quiet=True)
@@ -64,7 +73,9 @@ def test_rotation_backbone_loads_strictly_as_weights(tmp_path: Path) -> None:
     assert torch.equal(model.net.features[0][0].weight, saved["features.0.0.weight"])
 
 
-def test_bad_inputs_one_line_exit_2(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs_one_line_exit_2(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     notext = tmp_path / "notext.csv"
     pd.DataFrame({"body": ["a", "b"]}).to_csv(notext, index=False)
     recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", pretrain={"data": str(notext)})

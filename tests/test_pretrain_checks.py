@@ -21,8 +21,10 @@ from tests.conftest import tiny_recipe
 
 def test_whole_word_masking_masks_every_piece_of_a_word_together(tiny_bert: str) -> None:
     _, tokenizer, _ = load_masked_lm(tiny_bert)
-    texts = ["unbelievably antidisestablishmentarianism overcomplicated screenwriting",
-             "phantasmagorical cinematography notwithstanding incomprehensibly"] * 4
+    texts = [
+        "unbelievably antidisestablishmentarianism overcomplicated screenwriting",
+        "phantasmagorical cinematography notwithstanding incomprehensibly",
+    ] * 4
     words = [tokenizer(t, truncation=True, max_length=32).word_ids() for t in texts]
     assert any(w.count(i) > 1 for w in words for i in set(w) if i is not None), "the texts must split into pieces"
     collate = masking_collate(tokenizer, 0.4, True, 32)
@@ -59,8 +61,14 @@ def test_mlm_head_is_tied_to_the_word_embeddings(tiny_bert: str) -> None:
 
 
 def test_corpus_is_the_training_split_only(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", data={
-        "kind": "text", "train": str(text_csv), "max_length": 16, "split": {"val": 0.2, "test": 0.2}}))
+    recipe = load_recipe(
+        tiny_recipe(
+            tiny_bert,
+            text_csv,
+            tmp_path / "run",
+            data={"kind": "text", "train": str(text_csv), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
+        )
+    )
     corpus = set(unlabelled_rows(recipe))
     frames = load_tables(recipe).frames
     assert corpus == {str(x) for x in frames["train"]["x"]}
@@ -74,14 +82,17 @@ def test_warmup_then_linear_decay() -> None:
 
 
 def test_python_api_is_callable_and_reports_steps(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "api", pretrain={"max_rows": 16, "batch_size": 8, "warmup_ratio": 0.5})
+    recipe = tiny_recipe(
+        tiny_bert, text_csv, tmp_path / "api", pretrain={"max_rows": 16, "batch_size": 8, "warmup_ratio": 0.5}
+    )
     run_dir = honed.pretrain(recipe, quiet=True)
     summary = json.loads((run_dir / "pretrain.json").read_text())
     assert summary["rows"] == 16 and summary["steps"] == 2 and summary["wall_s"] >= 0 and summary["warmup_ratio"] == 0.5
 
 
-def test_image_model_asked_for_mlm_is_one_line_exit_2(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_model_asked_for_mlm_is_one_line_exit_2(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "img", model={"name": "mobilenet_v2"})
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")

@@ -65,15 +65,26 @@ def test_cubic_schedule_values() -> None:
 
 def _recipe(tiny_bert: str, text_csv: Path, run: Path, marker: Path | None = None, **prune: Any) -> dict:
     # Watch first: after-events fire in reverse recipe order, so it records the weights after prune re-masked them
-    techniques: list[dict] = [{"name": "tests.test_prune:Watch", "key": run.name},
-                              {"name": "prune", "sparsity": 0.6, "start": 0.1, "end": 0.6, **prune}]
+    techniques: list[dict] = [
+        {"name": "tests.test_prune:Watch", "key": run.name},
+        {"name": "prune", "sparsity": 0.6, "start": 0.1, "end": 0.6, **prune},
+    ]
     if marker is not None:
         techniques.append({"name": "tests.test_regularisation:Crash", "step": 5, "marker": str(marker)})
-    return tiny_recipe(tiny_bert, text_csv, run, train__batch_size=8, train__epochs=1, train__checkpoint_every_steps=2,
-                       techniques=techniques)
+    return tiny_recipe(
+        tiny_bert,
+        text_csv,
+        run,
+        train__batch_size=8,
+        train__epochs=1,
+        train__checkpoint_every_steps=2,
+        techniques=techniques,
+    )
 
 
-def test_technique_prunes_gradually_keeps_zeros_and_resumes_exactly(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
+def test_technique_prunes_gradually_keeps_zeros_and_resumes_exactly(
+    tiny_bert: str, text_csv: Path, tmp_path: Path
+) -> None:
     done = tmp_path / "done"
     done.touch()
     straight = honed.fit(_recipe(tiny_bert, text_csv, tmp_path / "straight", done), quiet=True)
@@ -97,7 +108,9 @@ def test_technique_prunes_gradually_keeps_zeros_and_resumes_exactly(tiny_bert: s
     assert straight.metrics["test_loss"] == resumed.metrics["test_loss"]
     a, b = (torch.load(tmp_path / f"{n}/checkpoints/last.pt", weights_only=True) for n in ("straight", "crashed"))
     assert a["techniques"][1]["masks"].keys() == b["techniques"][1]["masks"].keys()
-    assert all(torch.equal(a["techniques"][1]["masks"][k], b["techniques"][1]["masks"][k]) for k in a["techniques"][1]["masks"])
+    assert all(
+        torch.equal(a["techniques"][1]["masks"][k], b["techniques"][1]["masks"][k]) for k in a["techniques"][1]["masks"]
+    )
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), "the same weights"
 
 
@@ -112,11 +125,15 @@ def text_run(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     text_rows(60).to_csv(folder / "train.csv", index=False)
     recipe = load_recipe(tiny_recipe(tiny_bert, folder / "train.csv", folder / "run", train__epochs=1))
     labels = LabelMap(("neg", "pos"))
-    save_model(build_model(recipe, labels), labels, folder / "model", recipe.to_yaml())  # a saved model; training adds nothing here
+    save_model(
+        build_model(recipe, labels), labels, folder / "model", recipe.to_yaml()
+    )  # a saved model; training adds nothing here
     return folder / "model"
 
 
-def test_prune_command_unstructured_with_recovery(text_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_command_unstructured_with_recovery(
+    text_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "p50"
     assert main(["prune", str(text_run), "--sparsity", "0.5", "--recover-epochs", "1", "-o", str(out), "--quiet"]) == 0
     report = json.loads((out / "prune.json").read_text())
@@ -133,7 +150,8 @@ def test_prune_command_unstructured_with_recovery(text_run: Path, tmp_path: Path
 
 
 def test_recovery_runs_without_the_saved_recipes_weight_averaging(text_run: Path, tmp_path: Path) -> None:
-    """A model trained with EMA: recovery drops it (averaged weights would refill the pruned zeros) instead of failing."""
+    """A model trained with EMA: recovery drops it (averaged weights would refill the pruned zeros)
+    instead of failing."""
     import shutil
 
     import yaml
@@ -172,12 +190,17 @@ def test_structured_channels_zero_whole_conv_channels(tmp_path: Path) -> None:
     assert not [n for n in model.state_dict() if n.endswith(("_orig", "_mask"))], "plain weights"
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--sparsity", "1.0"], "--sparsity: 1.0 is outside [0, 1)"),
-    (["--sparsity", "-0.1"], "outside [0, 1)"),
-    (["--structured", "channels"], "--structured channels: the model has no convolutions"),
-])
-def test_bad_input_one_line_exit_2(text_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--sparsity", "1.0"], "--sparsity: 1.0 is outside [0, 1)"),
+        (["--sparsity", "-0.1"], "outside [0, 1)"),
+        (["--structured", "channels"], "--structured channels: the model has no convolutions"),
+    ],
+)
+def test_bad_input_one_line_exit_2(
+    text_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str
+) -> None:
     assert main(["prune", str(text_run), *args, "-o", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and len(err.splitlines()) == 1

@@ -94,20 +94,32 @@ def text_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def image_recipe(tmp_path: Path, **model: Any) -> dict[str, Any]:
     write_images(tmp_path / "images")
-    return {"seed": 0, "output_dir": str(tmp_path / "run"),
-            "data": {"kind": "image", "train": str(tmp_path / "images"), "image_size": 16,
-                     "split": {"val": 0.17, "test": 0.17}},
-            "model": {"source": "python", "name": CNN, **model}, "optim": {"lr": 1e-2},
-            "train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 8}}
+    return {
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "data": {
+            "kind": "image",
+            "train": str(tmp_path / "images"),
+            "image_size": 16,
+            "split": {"val": 0.17, "test": 0.17},
+        },
+        "model": {"source": "python", "name": CNN, **model},
+        "optim": {"lr": 1e-2},
+        "train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 8},
+    }
 
 
 def text_recipe(tmp_path: Path, **model: Any) -> dict[str, Any]:
     csv = tmp_path / "reviews.csv"
     text_rows(40).to_csv(csv, index=False)
-    return {"seed": 0, "output_dir": str(tmp_path / "run"),
-            "data": {"kind": "text", "train": str(csv), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
-            "model": {"source": "python", "name": TEXT, "tokenizer": TOKENIZER, **model}, "optim": {"lr": 1e-2},
-            "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 16}}
+    return {
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "data": {"kind": "text", "train": str(csv), "max_length": 16, "split": {"val": 0.2, "test": 0.2}},
+        "model": {"source": "python", "name": TEXT, "tokenizer": TOKENIZER, **model},
+        "optim": {"lr": 1e-2},
+        "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 16},
+    }
 
 
 def same_predictions(run: honed.Run, source: Any) -> None:
@@ -118,8 +130,9 @@ def same_predictions(run: honed.Run, source: Any) -> None:
     np.testing.assert_array_equal(before, after)
 
 
-def test_image_module_from_a_weights_file_trains_saves_and_reloads(cnn_weights: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_module_from_a_weights_file_trains_saves_and_reloads(
+    cnn_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = image_recipe(tmp_path, weights=str(cnn_weights), args={"channels": 4})
     run = honed.fit(recipe, quiet=True)
     meta = yaml.safe_load((run.model_dir / "honed.json").read_text())
@@ -152,8 +165,11 @@ def test_the_head_is_found_automatically_or_by_dotted_name(tmp_path: Path) -> No
     named = build_model(load_recipe(text_recipe(tmp_path, head="proj")), labels)
     assert named.head_params == {"net.proj.weight", "net.proj.bias"} and named.net.proj.out_features == 2
     assert not any("last nn.Linear" in note for note in named.notes)
-    dotted = build_model(load_recipe(image_recipe(tmp_path, name="torch.nn:Sequential")), labels,
-                         nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(768, 8), nn.Linear(8, 5))))
+    dotted = build_model(
+        load_recipe(image_recipe(tmp_path, name="torch.nn:Sequential")),
+        labels,
+        nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(768, 8), nn.Linear(8, 5))),
+    )
     assert dotted.head_path == "1.1" and dotted.net[1][1].out_features == 2
 
 
@@ -200,8 +216,16 @@ def test_a_live_module_trains_a_copy_and_reloads_only_with_a_factory_path(tmp_pa
 def test_the_estimator_takes_a_live_module_and_keeps_sklearns_contract(tmp_path: Path) -> None:
     rows = text_rows(24)
     module = TinyText()
-    est = FineTuneClassifier(model=module, tokenizer=TOKENIZER, epochs=1, lr=1e-2, batch_size=8, max_length=16,
-                             val_fraction=0.0, device="cpu")
+    est = FineTuneClassifier(
+        model=module,
+        tokenizer=TOKENIZER,
+        epochs=1,
+        lr=1e-2,
+        batch_size=8,
+        max_length=16,
+        val_fraction=0.0,
+        device="cpu",
+    )
     assert est.get_params()["model"] is module and est.get_params()["tokenizer"] == TOKENIZER
     copy = clone(est)
     assert isinstance(copy.get_params()["model"], TinyText) and copy.get_params()["tokenizer"] == TOKENIZER
@@ -232,13 +256,15 @@ BAD = [
 
 
 @pytest.mark.parametrize(("model", "expected"), BAD)
-def test_bad_input_is_one_line_before_the_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                     model: dict[str, Any], expected: str) -> None:
+def test_bad_input_is_one_line_before_the_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model: dict[str, Any], expected: str
+) -> None:
     _refused(tmp_path, image_recipe(tmp_path, **model), capsys, expected)
 
 
-def test_weights_that_do_not_fit_are_one_line_unless_not_strict(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_that_do_not_fit_are_one_line_unless_not_strict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     renamed = str(_state_with_renamed_key(tmp_path))
     expected = "does not fit this architecture: 1 missing keys (stem.weight); 1 unexpected keys (stem.kernel)"
     _refused(tmp_path, image_recipe(tmp_path, weights=renamed), capsys, expected)

@@ -19,7 +19,7 @@ SECTIONS = ("techniques:", "loss:", "schedule:", "optim:", "model:", "augment:",
 
 def _fragments() -> list[str]:
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    table = text[text.index("## Techniques"): text.index("## Several processes")]
+    table = text[text.index("## Techniques") : text.index("## Several processes")]
     return [f for f in re.findall(r"`([^`]+)`", table) if f.startswith(SECTIONS) and "mypkg" not in f]
 
 

@@ -24,8 +24,16 @@ def test_shipped_recipe_validates(path: Path) -> None:
 
 
 def test_dotted_overrides_apply_with_yaml_types() -> None:
-    recipe = load_recipe(RECIPES[0], dict([parse_override("optim.lr=3e-5"), parse_override("data.max_length=64"),
-                                           parse_override("data.labels=[a, b]")]))
+    recipe = load_recipe(
+        RECIPES[0],
+        dict(
+            [
+                parse_override("optim.lr=3e-5"),
+                parse_override("data.max_length=64"),
+                parse_override("data.labels=[a, b]"),
+            ]
+        ),
+    )
     assert recipe.optim.lr == pytest.approx(3e-5)
     assert recipe.data.max_length == 64
     assert recipe.data.labels == ["a", "b"]

@@ -41,7 +41,9 @@ class Trace:
 
     def _save(self, state: Any, where: str) -> None:
         model = state.accelerator.unwrap_model(state.model)
-        TRACES[self.key][where].append({n: t.detach().clone() for n, t in model.state_dict().items() if "word_embeddings" not in n})
+        TRACES[self.key][where].append(
+            {n: t.detach().clone() for n, t in model.state_dict().items() if "word_embeddings" not in n}
+        )
 
     def on_fit_start(self, state: Any) -> None:
         self._save(state, "start")
@@ -90,8 +92,12 @@ def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float =
 
 # ---------------------------------------------------------------- dropout
 
+
 def _bert(tiny_bert: str, text_csv: Path, tmp_path: Path, **dropout: float) -> Any:
-    return build_model(load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x", model={"name": tiny_bert, "dropout": dropout})), LABELS)
+    return build_model(
+        load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x", model={"name": tiny_bert, "dropout": dropout})),
+        LABELS,
+    )
 
 
 def test_dropout_overrides_bert_modules_and_saved_config(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
@@ -102,10 +108,16 @@ def test_dropout_overrides_bert_modules_and_saved_config(tiny_bert: str, text_cs
     assert rates["hf.bert.embeddings.dropout"] == ("hidden", 0.2) and rates["hf.dropout"] == ("classifier", 0.3)
     save_model(model, LABELS, tmp_path / "saved", "")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert (config["hidden_dropout_prob"], config["attention_probs_dropout_prob"], config["classifier_dropout"]) == (0.2, 0.15, 0.3)
+    assert (config["hidden_dropout_prob"], config["attention_probs_dropout_prob"], config["classifier_dropout"]) == (
+        0.2,
+        0.15,
+        0.3,
+    )
 
     hidden_only = _bert(tiny_bert, text_csv, tmp_path, hidden=0.0)
-    assert hidden_only.hf.dropout.p == 0.1 and hidden_only.hf.config.classifier_dropout == 0.1, "head rate kept and pinned"
+    assert hidden_only.hf.dropout.p == 0.1 and hidden_only.hf.config.classifier_dropout == 0.1, (
+        "head rate kept and pinned"
+    )
 
 
 def test_attention_dropout_really_acts_in_the_forward(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
@@ -126,11 +138,22 @@ def _image_recipe(tmp_path: Path, name: str = "mobilenet_v2", **extra: Any) -> d
     for label, level in (("dark", 40), ("light", 215)):
         (tmp_path / "img" / label).mkdir(parents=True, exist_ok=True)
         for i in range(6):
-            Image.fromarray(np.clip(level + rng.normal(0, 20, (16, 16, 3)), 0, 255).astype(np.uint8)).save(tmp_path / "img" / label / f"{i}.png")
-    recipe = {"seed": 0, "output_dir": str(tmp_path / "run"),
-              "data": {"kind": "image", "train": str(tmp_path / "img"), "image_size": 32, "split": {"val": 0.17, "test": 0.17}},
-              "model": {"name": name, "source": "torchvision"}, "optim": {"lr": 1e-3},
-              "train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 8}}
+            Image.fromarray(np.clip(level + rng.normal(0, 20, (16, 16, 3)), 0, 255).astype(np.uint8)).save(
+                tmp_path / "img" / label / f"{i}.png"
+            )
+    recipe = {
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "data": {
+            "kind": "image",
+            "train": str(tmp_path / "img"),
+            "image_size": 32,
+            "split": {"val": 0.17, "test": 0.17},
+        },
+        "model": {"name": name, "source": "torchvision"},
+        "optim": {"lr": 1e-3},
+        "train": {"epochs": 1, "batch_size": 4, "eval_batch_size": 8},
+    }
     recipe.update(extra)
     return recipe
 
@@ -140,14 +163,18 @@ def test_dropout_on_torchvision_head_and_missing_kind(tmp_path: Path, capsys: py
     recipe["model"]["dropout"] = {"classifier": 0.45}
     model = build_model(load_recipe(recipe), LabelMap(("dark", "light")))
     assert model.net.classifier[0].p == 0.45
-    _fails(["train", _write(tmp_path, recipe), "model.dropout.attention=0.1", "--quiet"], capsys,
-           "model.dropout.attention: this model has no attention dropout")
+    _fails(
+        ["train", _write(tmp_path, recipe), "model.dropout.attention=0.1", "--quiet"],
+        capsys,
+        "model.dropout.attention: this model has no attention dropout",
+    )
     assert not (tmp_path / "run").exists()
     with pytest.raises(HonedError, match="no hidden dropout"):
         build_model(load_recipe(recipe, {"model.dropout.hidden": 0.1}), LabelMap(("dark", "light")))
 
 
 # ---------------------------------------------------------------- L1
+
 
 def _fake_state(model: Any, loss: float = 0.0) -> SimpleNamespace:
     return SimpleNamespace(model=model, accelerator=SimpleNamespace(unwrap_model=lambda m: m), loss=torch.tensor(loss))
@@ -165,39 +192,75 @@ def test_l1_penalises_chosen_weights_only(tiny_bert: str, text_csv: Path, tmp_pa
     state.loss.backward()
     assert torch.allclose(weight.grad, 0.1 * weight.sign()), "the gradient is strength * sign(w)"
     everything = L1Penalty().names(model)
-    assert "hf.bert.encoder.layer.0.output.dense.weight" in everything and not any(n.endswith("bias") or "LayerNorm" in n for n in everything)
+    assert "hf.bert.encoder.layer.0.output.dense.weight" in everything and not any(
+        n.endswith("bias") or "LayerNorm" in n for n in everything
+    )
     assert L1Penalty(patterns=["*.layer.1.*"]).names(model) == {n for n in everything if ".layer.1." in n}
 
 
 def test_l1_shrinks_the_head_in_training(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    runs = [honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / f"r{s}", train__epochs=1, techniques=[{"name": "l1", "strength": s, "groups": ["head"]}]),
-                      quiet=True) for s in (0.0, 1.0)]
+    runs = [
+        honed.fit(
+            tiny_recipe(
+                tiny_bert,
+                text_csv,
+                tmp_path / f"r{s}",
+                train__epochs=1,
+                techniques=[{"name": "l1", "strength": s, "groups": ["head"]}],
+            ),
+            quiet=True,
+        )
+        for s in (0.0, 1.0)
+    ]
     plain, sparse = (float(r.model.hf.classifier.weight.detach().abs().sum()) for r in runs)
     assert sparse < plain
 
 
-@pytest.mark.parametrize(("technique", "expected"), [
-    ({"name": "l1", "groups": ["haed"]}, "techniques: l1.groups: unknown layer group 'haed' (did you mean 'head'?)"),
-    ({"name": "l1", "strength": -1}, "techniques.0 'l1': strength must be >= 0"),
-    ({"name": "ema", "decay": 1.5}, "techniques.0 'ema': decay must be in [0, 1)"),
-    ({"name": "swa", "start": 1.5}, "techniques.0 'swa': start must be a fraction"),
-    ({"name": "swa", "every": "week"}, "techniques.0 'swa': every must be 'epoch'"),
-    ({"name": "swa", "start_epoch": 5}, "techniques: swa.start_epoch=5 but train.epochs=2"),
-    ([{"name": "ema"}, {"name": "swa"}], "techniques: ema and swa each swap averaged weights in for evaluation; keep only one"),
-    ({"name": "early_stopping", "patience": 0}, "techniques.0 'early_stopping': patience must be >= 1"),
-    ({"name": "early_stopping", "metric": "acc"}, "techniques.0 'early_stopping': metric must be accuracy, macro_f1 or loss"),
-    ({"name": "early_stopping", "mode": "maximum"}, "techniques.0 'early_stopping': mode must be max or min"),
-])
-def test_bad_settings_end_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                      technique: dict | list[dict], expected: str) -> None:
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", techniques=technique if isinstance(technique, list) else [technique])
+@pytest.mark.parametrize(
+    ("technique", "expected"),
+    [
+        (
+            {"name": "l1", "groups": ["haed"]},
+            "techniques: l1.groups: unknown layer group 'haed' (did you mean 'head'?)",
+        ),
+        ({"name": "l1", "strength": -1}, "techniques.0 'l1': strength must be >= 0"),
+        ({"name": "ema", "decay": 1.5}, "techniques.0 'ema': decay must be in [0, 1)"),
+        ({"name": "swa", "start": 1.5}, "techniques.0 'swa': start must be a fraction"),
+        ({"name": "swa", "every": "week"}, "techniques.0 'swa': every must be 'epoch'"),
+        ({"name": "swa", "start_epoch": 5}, "techniques: swa.start_epoch=5 but train.epochs=2"),
+        (
+            [{"name": "ema"}, {"name": "swa"}],
+            "techniques: ema and swa each swap averaged weights in for evaluation; keep only one",
+        ),
+        ({"name": "early_stopping", "patience": 0}, "techniques.0 'early_stopping': patience must be >= 1"),
+        (
+            {"name": "early_stopping", "metric": "acc"},
+            "techniques.0 'early_stopping': metric must be accuracy, macro_f1 or loss",
+        ),
+        ({"name": "early_stopping", "mode": "maximum"}, "techniques.0 'early_stopping': mode must be max or min"),
+    ],
+)
+def test_bad_settings_end_in_one_line(
+    tiny_bert: str,
+    text_csv: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    technique: dict | list[dict],
+    expected: str,
+) -> None:
+    recipe = tiny_recipe(
+        tiny_bert, text_csv, tmp_path / "run", techniques=technique if isinstance(technique, list) else [technique]
+    )
     _fails(["train", _write(tmp_path, recipe), "--quiet"], capsys, expected)
     assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------- EMA
 
-def _ema_of(start: dict[str, torch.Tensor], steps: list[dict[str, torch.Tensor]], decays: list[float]) -> dict[str, torch.Tensor]:
+
+def _ema_of(
+    start: dict[str, torch.Tensor], steps: list[dict[str, torch.Tensor]], decays: list[float]
+) -> dict[str, torch.Tensor]:
     ema = {n: t.float().clone() for n, t in start.items()}
     for weights, d in zip(steps, decays, strict=False):
         for n, t in ema.items():
@@ -214,7 +277,9 @@ def test_ema_is_evaluated_then_swapped_back(tiny_bert: str, text_csv: Path, tmp_
     for epoch in (1, 2):
         expected = _ema_of(trace["start"][0], trace["step"][: epoch * per_epoch], [0.6] * (epoch * per_epoch))
         assert _close(expected, trace["eval"][epoch - 1], atol=1e-5), "validation sees the average"
-        assert _close(trace["step"][epoch * per_epoch - 1], trace["epoch_end"][epoch - 1], atol=0), "live weights restored"
+        assert _close(trace["step"][epoch * per_epoch - 1], trace["epoch_end"][epoch - 1], atol=0), (
+            "live weights restored"
+        )
     chosen = trace["eval"][run.metrics["best_epoch"] - 1]
     assert _close(chosen, run.model.state_dict(), atol=0), "the final model is the best evaluated average"
 
@@ -230,16 +295,28 @@ def test_ema_without_validation_ends_with_the_average(tiny_bert: str, text_csv: 
     assert not trace["eval"]
 
 
-@pytest.mark.parametrize(("technique", "averaged"), [
-    ({"name": "ema", "decay": 0.8}, lambda t: t["shadow"]),
-    ({"name": "swa", "start": 0.2, "every": 2}, lambda t: t),
-])
-def test_resume_after_a_crash_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path, technique: dict, averaged: Any) -> None:
+@pytest.mark.parametrize(
+    ("technique", "averaged"),
+    [
+        ({"name": "ema", "decay": 0.8}, lambda t: t["shadow"]),
+        ({"name": "swa", "start": 0.2, "every": 2}, lambda t: t),
+    ],
+)
+def test_resume_after_a_crash_matches_uninterrupted(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, technique: dict, averaged: Any
+) -> None:
     def recipe(name: str, marker: Path) -> dict:
         techniques = [technique, {"name": "tests.test_regularisation:Crash", "step": 7, "marker": str(marker)}]
         # one epoch: the crash and the end of training lie in the same epoch (see the report on resumes across epochs)
-        return tiny_recipe(tiny_bert, text_csv, tmp_path / name, train__batch_size=4, train__epochs=1, train__checkpoint_every_steps=3,
-                           techniques=techniques)
+        return tiny_recipe(
+            tiny_bert,
+            text_csv,
+            tmp_path / name,
+            train__batch_size=4,
+            train__epochs=1,
+            train__checkpoint_every_steps=3,
+            techniques=techniques,
+        )
 
     done = tmp_path / "done"
     done.touch()
@@ -264,9 +341,12 @@ def test_resume_after_a_crash_matches_uninterrupted(tiny_bert: str, text_csv: Pa
 
 # ---------------------------------------------------------------- SWA
 
+
 def test_swa_evaluates_the_mean_of_epoch_snapshots(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     techniques = [{"name": "swa", "start": 0.0}, {"name": TRACE, "key": "swa"}]
-    run = honed.fit(tiny_recipe(tiny_bert, text_csv, tmp_path / "swa", train__epochs=3, techniques=techniques), quiet=True)
+    run = honed.fit(
+        tiny_recipe(tiny_bert, text_csv, tmp_path / "swa", train__epochs=3, techniques=techniques), quiet=True
+    )
     trace = TRACES["swa"]
     per_epoch = len(trace["step"]) // 3
     snapshots = [trace["step"][e * per_epoch - 1] for e in (1, 2, 3)]
@@ -282,11 +362,22 @@ def test_swa_late_start_and_step_snapshots() -> None:
     late = SWA(start=0.75)
     assert [s for s in range(1, 41) if (state.__setattr__("step", s) or late.due(state))] == [30, 40]
     every = SWA(start_epoch=2, every=4)
-    assert [s for s in range(1, 41) if (state.__setattr__("step", s) or every.due(state))] == [12, 16, 20, 24, 28, 32, 36, 40]
+    assert [s for s in range(1, 41) if (state.__setattr__("step", s) or every.due(state))] == [
+        12,
+        16,
+        20,
+        24,
+        28,
+        32,
+        36,
+        40,
+    ]
 
 
 def test_swa_recomputes_batch_norm_for_the_average(tmp_path: Path) -> None:
-    recipe = _image_recipe(tmp_path, "mobilenet_v3_small", techniques=[{"name": "swa", "start": 0.0}, {"name": TRACE, "key": "swa-bn"}])
+    recipe = _image_recipe(
+        tmp_path, "mobilenet_v3_small", techniques=[{"name": "swa", "start": 0.0}, {"name": TRACE, "key": "swa-bn"}]
+    )
     recipe["train"]["epochs"] = 2
     honed.fit(recipe, quiet=True)
     trace = TRACES["swa-bn"]
@@ -297,13 +388,16 @@ def test_swa_recomputes_batch_norm_for_the_average(tmp_path: Path) -> None:
     ref = reference.state_dict()
     norms = [n for n in evaluated if n.endswith("running_mean")]
     assert norms and _close({n: evaluated[n] for n in norms}, {n: ref[n] for n in norms}, atol=1e-5)
-    assert not _close({n: evaluated[n] for n in norms}, {n: trace["epoch_end"][-1][n] for n in norms}, atol=1e-5), \
+    assert not _close({n: evaluated[n] for n in norms}, {n: trace["epoch_end"][-1][n] for n in norms}, atol=1e-5), (
         "the average's statistics differ from the live model's"
+    )
 
 
 def test_swa_state_round_trip() -> None:
     net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    state = SimpleNamespace(model=net, accelerator=SimpleNamespace(unwrap_model=lambda m: m), step=0, steps_per_epoch=1, total_steps=9)
+    state = SimpleNamespace(
+        model=net, accelerator=SimpleNamespace(unwrap_model=lambda m: m), step=0, steps_per_epoch=1, total_steps=9
+    )
     swa = SWA(start=0.0)
     swa.on_fit_start(state)
     for step in (1, 2, 3):
@@ -334,8 +428,11 @@ def test_ema_state_round_trip() -> None:
 
 # ---------------------------------------------------------------- weight decay exclusions
 
+
 def test_no_decay_patterns_cover_embeddings(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x", optim={"lr": 1e-3, "no_decay": ["bias", "norm", "embeddings"]}))
+    recipe = load_recipe(
+        tiny_recipe(tiny_bert, text_csv, tmp_path / "x", optim={"lr": 1e-3, "no_decay": ["bias", "norm", "embeddings"]})
+    )
     model = build_model(recipe, LABELS)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for g in param_groups(model, recipe.optim) if g["weight_decay"] > 0 for p in g["params"]}

@@ -49,15 +49,24 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _frame(n: int) -> pd.DataFrame:
     texts = [f"<script>alert({i})</script> review {'word ' * (i % 30)}" for i in range(n)]
-    return pd.DataFrame({"x": texts, "group": [f"movie{i % 4}" for i in range(n)], "meta:year": [2000 + i % 3 for i in range(n)]},
-                        index=np.arange(n) + 100)
+    return pd.DataFrame(
+        {"x": texts, "group": [f"movie{i % 4}" for i in range(n)], "meta:year": [2000 + i % 3 for i in range(n)]},
+        index=np.arange(n) + 100,
+    )
 
 
 def test_report_numbers_match_sklearn_and_html_is_self_contained(tmp_path: Path) -> None:
     logits, y = _synthetic()
     probs = _softmax(logits)
-    report = build_report(labels=["a", "b", "c"], y_true=y, probs=probs, frame=_frame(len(y)), slices=["year"], top_k=5,
-                          history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.5, "lr": 1e-4}])
+    report = build_report(
+        labels=["a", "b", "c"],
+        y_true=y,
+        probs=probs,
+        frame=_frame(len(y)),
+        slices=["year"],
+        top_k=5,
+        history=[{"epoch": 1, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.5, "lr": 1e-4}],
+    )
     _, _, f1, support = precision_recall_fscore_support(y, probs.argmax(1), zero_division=0)
     assert [c["f1"] for c in report["per_class"]] == pytest.approx(f1.tolist())
     assert [c["support"] for c in report["per_class"]] == support.tolist()
@@ -96,8 +105,15 @@ def test_report_from_probabilities_only_with_image_arrays(tmp_path: Path) -> Non
     logits, y = _synthetic(n=40)
     val_logits, val_y = _synthetic(n=60, seed=3)
     images = [np.full((8, 8), i * 6, dtype=np.uint8) for i in range(40)]
-    report = build_report(labels=["a", "b", "c"], y_true=y, probs=_softmax(logits), frame=pd.DataFrame({"x": images}),
-                          val_logits=val_logits, val_labels=val_y, top_k=3)
+    report = build_report(
+        labels=["a", "b", "c"],
+        y_true=y,
+        probs=_softmax(logits),
+        frame=pd.DataFrame({"x": images}),
+        val_logits=val_logits,
+        val_labels=val_y,
+        top_k=3,
+    )
     assert report["calibration"]["temperature"] > 1.5 and report["calibration"]["fitted_on"] == "val"
     assert not any(s["column"] == "text length" for s in report["slices"])
     assert "thumbnail" in report["top_losses"][0]
@@ -123,8 +139,9 @@ def run(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> honed.fit:
     data.loc[3, "text"] = "<b>A  WONDERFUL</b> film"
     data.loc[5, "text"] = "long " * 100
     data.to_csv(folder / "reviews.csv", index=False)
-    recipe = tiny_recipe(tiny_bert, folder / "reviews.csv", folder / "run", train__epochs=2,
-                         report={"slices": ["year"], "top_k": 7})
+    recipe = tiny_recipe(
+        tiny_bert, folder / "reviews.csv", folder / "run", train__epochs=2, report={"slices": ["year"], "top_k": 7}
+    )
     recipe["data"].update(group_column="movie", preprocess={"lower": True, "strip_html": True, "max_chars": 300})
     return honed.fit(recipe, quiet=True)
 
@@ -132,7 +149,9 @@ def run(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> honed.fit:
 def test_fit_writes_report_and_calibration(run: honed.fit) -> None:
     report = json.loads((run.run_dir / "report.json").read_text(encoding="utf-8"))
     assert report["split"] == "test"
-    assert report["summary"]["accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-6), "the report reuses the final logits"
+    assert report["summary"]["accuracy"] == pytest.approx(run.metrics["test_accuracy"], abs=1e-6), (
+        "the report reuses the final logits"
+    )
     assert len(report["top_losses"]) == 7
     assert [s["column"] for s in report["slices"]] == ["text length", "movie", "year"]
     assert set(report["top_losses"][0]["meta"]) == {"movie", "year"}
@@ -147,7 +166,9 @@ def test_fit_writes_report_and_calibration(run: honed.fit) -> None:
 def test_predict_calibrated_and_normalised(run: honed.fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     texts = ["A   WONDERFUL film", "a wonderful film", "<i>a dull</i> mess", "a dull mess"]
     plain = predict_frame(run.model_dir, texts)
-    assert plain.loc[2, "prob_pos"] == pytest.approx(plain.loc[3, "prob_pos"], abs=1e-6), "predict strips HTML as training did"
+    assert plain.loc[2, "prob_pos"] == pytest.approx(plain.loc[3, "prob_pos"], abs=1e-6), (
+        "predict strips HTML as training did"
+    )
     assert plain.loc[0, "input"] == "A   WONDERFUL film", "the output shows the user's own input"
     calibrated = predict_frame(run.model_dir, texts, calibrated=True)
     assert (calibrated["predicted"] == plain["predicted"]).all()
@@ -159,7 +180,9 @@ def test_predict_calibrated_and_normalised(run: honed.fit, tmp_path: Path, capsy
     (bare / "calibration.json").unlink()
     csv = tmp_path / "in.csv"
     text_rows(4).to_csv(csv, index=False)
-    _fails(["predict", str(bare), str(csv), "--calibrated"], capsys, "was saved without calibration (no calibration.json)")
+    _fails(
+        ["predict", str(bare), str(csv), "--calibrated"], capsys, "was saved without calibration (no calibration.json)"
+    )
 
 
 def test_report_command_and_evaluate_report(run: honed.fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,7 +191,11 @@ def test_report_command_and_evaluate_report(run: honed.fit, tmp_path: Path, caps
     again = json.loads((tmp_path / "again" / "report.json").read_text(encoding="utf-8"))
     assert again["summary"]["accuracy"] == pytest.approx(before["summary"]["accuracy"])
     assert again["calibration"]["ece"] == pytest.approx(before["calibration"]["ece"], abs=1e-5)
-    _fails(["report", str(run.run_dir), "--out", str(tmp_path / "again")], capsys, "already holds a report.html; pass --overwrite")
+    _fails(
+        ["report", str(run.run_dir), "--out", str(tmp_path / "again")],
+        capsys,
+        "already holds a report.html; pass --overwrite",
+    )
     holdout = tmp_path / "holdout.csv"
     frame = text_rows(30, seed=5)
     frame["year"] = 2001
@@ -180,8 +207,11 @@ def test_report_command_and_evaluate_report(run: honed.fit, tmp_path: Path, caps
 
 def test_bad_inputs(run: honed.fit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fails(["report", str(tmp_path)], capsys, "is not a run folder (no recipe.yaml)")
-    _fails(["report", str(run.run_dir), "report.slices=[director]", "--out", str(tmp_path / "r")], capsys,
-           "no column 'director' (set by report.slices)")
+    _fails(
+        ["report", str(run.run_dir), "report.slices=[director]", "--out", str(tmp_path / "r")],
+        capsys,
+        "no column 'director' (set by report.slices)",
+    )
     assert not (tmp_path / "r").exists()
     in_memory = tmp_path / "in-memory-run"
     shutil.copytree(run.run_dir, in_memory, ignore=shutil.ignore_patterns("checkpoints"))
@@ -191,25 +221,43 @@ def test_bad_inputs(run: honed.fit, tmp_path: Path, capsys: pytest.CaptureFixtur
     _fails(["report", str(in_memory)], capsys, "was trained on in-memory data")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text((run.run_dir / "recipe.yaml").read_text(encoding="utf-8"))
-    _fails(["train", str(recipe), "data.preprocess.lowercase=true", "--quiet"], capsys,
-           "unknown key 'data.preprocess.lowercase'; did you mean 'data.preprocess.lower'?")
+    _fails(
+        ["train", str(recipe), "data.preprocess.lowercase=true", "--quiet"],
+        capsys,
+        "unknown key 'data.preprocess.lowercase'; did you mean 'data.preprocess.lower'?",
+    )
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None
-                    and not os.environ.get("HONED_REQUIRE_CHROMIUM"),
-                    reason="chromium not installed (apt-get install chromium): report render check skipped")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None
+    and shutil.which("chromium-browser") is None
+    and not os.environ.get("HONED_REQUIRE_CHROMIUM"),
+    reason="chromium not installed (apt-get install chromium): report render check skipped",
+)
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     """Runs in CI (.ci/run sets HONED_REQUIRE_CHROMIUM, so a missing browser fails instead of skipping)."""
     logits, y = _synthetic(n=60)
-    _, html = write_report(tmp_path, build_report(labels=["a", "b", "c"], y_true=y, probs=_softmax(logits), frame=_frame(60)))
-    done = subprocess.run(["bash", str(REPO / "scripts" / "check_report_render.sh"), str(html), str(tmp_path / "shot.png")],
-                          check=False, capture_output=True, text=True, timeout=90)
+    _, html = write_report(
+        tmp_path, build_report(labels=["a", "b", "c"], y_true=y, probs=_softmax(logits), frame=_frame(60))
+    )
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "check_report_render.sh"), str(html), str(tmp_path / "shot.png")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "shot.png").stat().st_size > 10_000
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")
-    done = subprocess.run(["bash", str(REPO / "scripts" / "check_report_render.sh"), str(blank), str(tmp_path / "blank.png")],
-                          check=False, capture_output=True, text=True, timeout=90)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "check_report_render.sh"), str(blank), str(tmp_path / "blank.png")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert done.returncode == 1, "a blank page fails the check"
 
 

@@ -15,8 +15,13 @@ from tests.conftest import REPO, tiny_recipe
 
 
 def _train(recipe_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _recipe(tiny_bert: str, text_csv: Path, tmp_path: Path, name: str, marker: Path) -> Path:
@@ -27,8 +32,9 @@ def _recipe(tiny_bert: str, text_csv: Path, tmp_path: Path, name: str, marker: P
     return path
 
 
-def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_after_sigkill_matches_uninterrupted(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     done = tmp_path / "already-killed"
     done.touch()
     straight = _recipe(tiny_bert, text_csv, tmp_path, "straight", done)
@@ -37,7 +43,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Pa
     killed = _recipe(tiny_bert, text_csv, tmp_path, "killed", tmp_path / "kill-marker")
     first = _train(killed)
     assert first.returncode == -9, first.stderr[-2000:]
-    saved = json.loads(json.dumps(__import__("torch").load(tmp_path / "killed/checkpoints/last.pt", weights_only=True)["progress"]))
+    saved = json.loads(
+        json.dumps(__import__("torch").load(tmp_path / "killed/checkpoints/last.pt", weights_only=True)["progress"])
+    )
     assert saved["step"] == 6 and saved["batch_in_epoch"] == 6, "last checkpoint is mid-epoch, before the kill"
     assert main(["train", str(killed), "--quiet"]) == 2, "a plain re-run must not overwrite"
     assert "already exists" in capsys.readouterr().err
@@ -50,8 +58,9 @@ def test_resume_after_sigkill_matches_uninterrupted(tiny_bert: str, text_csv: Pa
         assert a[key] == b[key], key
 
 
-def test_resume_with_other_classes_is_refused(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_with_other_classes_is_refused(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _recipe(tiny_bert, text_csv, tmp_path, "run", tmp_path / "unused")
     recipe = yaml.safe_load(path.read_text())
     recipe["techniques"], recipe["train"]["epochs"] = [], 1

@@ -64,13 +64,25 @@ def test_cosine_with_restarts_and_floor(warmup: int) -> None:
     f = SCHEDULES.build("cosine", total=90 + warmup, warmup=warmup, cycles=3, min_ratio=0.1)
     if warmup:
         assert f(3) == pytest.approx(4 / 9)
-    for done, expected in [(0, 1.0), (15, 0.1 + 0.9 * 0.5), (29, 0.1 + 0.9 * _cos(29 / 30)), (30, 1.0), (45, 0.55),
-                           (60, 1.0), (75, 0.55), (90, 0.1), (200, 0.1)]:
+    for done, expected in [
+        (0, 1.0),
+        (15, 0.1 + 0.9 * 0.5),
+        (29, 0.1 + 0.9 * _cos(29 / 30)),
+        (30, 1.0),
+        (45, 0.55),
+        (60, 1.0),
+        (75, 0.55),
+        (90, 0.1),
+        (200, 0.1),
+    ]:
         assert f(warmup + done) == pytest.approx(expected), done
 
 
 def test_one_cosine_cycle_is_plain_cosine() -> None:
-    plain, cycled = SCHEDULES.build("cosine", total=40, warmup=4), SCHEDULES.build("cosine", total=40, warmup=4, cycles=1)
+    plain, cycled = (
+        SCHEDULES.build("cosine", total=40, warmup=4),
+        SCHEDULES.build("cosine", total=40, warmup=4, cycles=1),
+    )
     assert [plain(s) for s in range(41)] == [cycled(s) for s in range(41)]
 
 
@@ -84,16 +96,28 @@ def test_polynomial(warmup: int, power: float, end: float) -> None:
         assert f(4) == pytest.approx(5 / 11)
 
 
-@pytest.mark.parametrize(("total", "warmup", "pct_start", "div", "final_div"),
-                         [(100, 30, None, 25.0, 1e4), (100, 0, None, 25.0, 1e4), (37, 0, 0.3, 10.0, 100.0), (7, 2, None, 4.0, 2.0)])
-def test_one_cycle_is_torchs_one_cycle(total: int, warmup: int, pct_start: float | None, div: float, final_div: float) -> None:
+@pytest.mark.parametrize(
+    ("total", "warmup", "pct_start", "div", "final_div"),
+    [(100, 30, None, 25.0, 1e4), (100, 0, None, 25.0, 1e4), (37, 0, 0.3, 10.0, 100.0), (7, 2, None, 4.0, 2.0)],
+)
+def test_one_cycle_is_torchs_one_cycle(
+    total: int, warmup: int, pct_start: float | None, div: float, final_div: float
+) -> None:
     extra = {} if pct_start is None else {"pct_start": pct_start}
     f = SCHEDULES.build("one_cycle", total=total, warmup=warmup, div=div, final_div=final_div, **extra)
     param = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([param], lr=0.1)
     pct = pct_start if pct_start is not None else (warmup / total if warmup else 0.25)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-4, total_steps=total, pct_start=pct, div_factor=div,
-                                                final_div_factor=final_div, anneal_strategy="cos", cycle_momentum=False)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=3e-4,
+        total_steps=total,
+        pct_start=pct,
+        div_factor=div,
+        final_div_factor=final_div,
+        anneal_strategy="cos",
+        cycle_momentum=False,
+    )
     for step in range(total):
         assert f(step) * 3e-4 == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-15), step
         opt.step()
@@ -130,7 +154,9 @@ def test_bad_settings_name_the_key(name: str, kwargs: dict, named: str) -> None:
 
 
 def test_unknown_setting_suggests_the_right_one() -> None:
-    with pytest.raises(HonedError, match=r"schedule\.gama: not a setting of schedule 'step' \(did you mean 'gamma'\?\)"):
+    with pytest.raises(
+        HonedError, match=r"schedule\.gama: not a setting of schedule 'step' \(did you mean 'gamma'\?\)"
+    ):
         build_schedule(ScheduleSpec(name="step", gama=0.5, step_size=3), 100)
     with pytest.raises(HonedError, match=r"schedule\.cycles: not a setting of schedule 'linear'"):
         build_schedule(ScheduleSpec(name="linear", cycles=2), 100)
@@ -143,18 +169,24 @@ def test_fine_tune_preset_schedule_builds() -> None:
 
 @pytest.fixture
 def recipe_file(tiny_bert: str, text_csv: Path, tmp_path: Path) -> str:
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", train__epochs=1, schedule={"name": "step", "step_size": 2})
+    recipe = tiny_recipe(
+        tiny_bert, text_csv, tmp_path / "run", train__epochs=1, schedule={"name": "step", "step_size": 2}
+    )
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return str(path)
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("schedule.gamma=-1", "schedule.gamma: must be in (0, 1], got -1 (schedule 'step')"),
-    ("schedule.warmup_steps=1000", "schedule.warmup_steps: 1000 warmup steps exceed the"),
-])
-def test_cli_bad_schedule_is_one_line_exit_2(recipe_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             override: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("schedule.gamma=-1", "schedule.gamma: must be in (0, 1], got -1 (schedule 'step')"),
+        ("schedule.warmup_steps=1000", "schedule.warmup_steps: 1000 warmup steps exceed the"),
+    ],
+)
+def test_cli_bad_schedule_is_one_line_exit_2(
+    recipe_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str, expected: str
+) -> None:
     assert main(["train", recipe_file, override, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err

@@ -28,7 +28,9 @@ def test_chosen_layers_are_evenly_spaced_and_end_at_the_last() -> None:
 def test_student_keeps_the_teachers_layer_weights_and_reloads(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     labels = LabelMap(("neg", "pos"))
     full = build_model(load_recipe(tiny_recipe(tiny_bert, text_csv, tmp_path / "x")), labels)
-    recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model={"name": tiny_bert, "keep_layers": [1]}, train__epochs=1)
+    recipe = tiny_recipe(
+        tiny_bert, text_csv, tmp_path / "run", model={"name": tiny_bert, "keep_layers": [1]}, train__epochs=1
+    )
     student = build_model(load_recipe(recipe), labels)
     assert student.hf.config.num_hidden_layers == 1 and len(student.hf.bert.encoder.layer) == 1
     kept, source = student.hf.bert.encoder.layer[0].state_dict(), full.hf.bert.encoder.layer[1].state_dict()
@@ -42,15 +44,23 @@ def test_student_keeps_the_teachers_layer_weights_and_reloads(tiny_bert: str, te
     torch.testing.assert_close(run.model(**batch), reloaded.eval()(**batch))
 
 
-@pytest.mark.parametrize(("keep", "expected"), [
-    (5, "model.keep_layers: 5 layers asked but the model has 2"),
-    ([0, 0], "model.keep_layers: [0, 0] must be distinct layer indices in 0..1"),
-    ([2], "model.keep_layers: [2] must be distinct layer indices in 0..1"),
-])
-def test_bad_keep_layers_fail_in_one_line(tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          keep: object, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("keep", "expected"),
+    [
+        (5, "model.keep_layers: 5 layers asked but the model has 2"),
+        ([0, 0], "model.keep_layers: [0, 0] must be distinct layer indices in 0..1"),
+        ([2], "model.keep_layers: [2] must be distinct layer indices in 0..1"),
+    ],
+)
+def test_bad_keep_layers_fail_in_one_line(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], keep: object, expected: str
+) -> None:
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model={"name": tiny_bert, "keep_layers": keep})))
+    path.write_text(
+        yaml.safe_dump(
+            tiny_recipe(tiny_bert, text_csv, tmp_path / "run", model={"name": tiny_bert, "keep_layers": keep})
+        )
+    )
     assert main(["train", str(path), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err, err
@@ -63,4 +73,7 @@ def test_keep_layers_on_an_image_model_is_refused(tmp_path: Path, capsys: pytest
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe))
     assert main(["train", str(path), "--quiet"]) == 2
-    assert "model.keep_layers: works on Hugging Face transformer models only (this is a torchvision model)" in capsys.readouterr().err
+    assert (
+        "model.keep_layers: works on Hugging Face transformer models only (this is a torchvision model)"
+        in capsys.readouterr().err
+    )

@@ -76,8 +76,11 @@ def test_soup_of_two_identical_models_is_the_model(tiny_bert: str, tmp_path: Pat
 def test_greedy_soup_never_scores_below_its_best_member_on_val(tiny_bert: str, tmp_path: Path) -> None:
     from honed.ensemble import build_ensemble
 
-    members = [{"name": "s0"}, {"name": "s1", "overrides": {"seed": 1}},
-               {"name": "wild", "overrides": {"optim.lr": 0.5}}]
+    members = [
+        {"name": "s0"},
+        {"name": "s1", "overrides": {"seed": 1}},
+        {"name": "wild", "overrides": {"optim.lr": 0.5}},
+    ]
     ensemble = {"method": "soup", "soup": "greedy", "members": members}
     result = build_ensemble(_recipe(tiny_bert, tmp_path, ensemble), quiet=True)
     best = max(m["val_accuracy"] for m in result.metrics["members"].values())
@@ -86,8 +89,9 @@ def test_greedy_soup_never_scores_below_its_best_member_on_val(tiny_bert: str, t
     assert result.combined.info["ingredients"][0] in result.metrics["members"]
 
 
-def test_members_of_different_architectures_are_refused_before_training(tiny_bert: str, tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_members_of_different_architectures_are_refused_before_training(
+    tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import yaml
 
     members = [{"name": "a"}, {"name": "b", "overrides": {"model.keep_layers": 1}}]
@@ -116,13 +120,26 @@ def test_batch_norm_statistics_are_recomputed_for_a_cnn_soup(tmp_path: Path) -> 
     from honed.models.build import load_model
 
     write_images(tmp_path / "images")
-    recipe = {"seed": 0, "task": "classification", "output_dir": str(tmp_path / "soup"), "report": {"enabled": False},
-              "data": {"kind": "image", "train": str(tmp_path / "images"), "image_size": 16,
-                       "split": {"val": 0.25, "test": 0.17}},
-              "model": {"source": "python", "name": "tests.test_soup:BNCNN"}, "optim": {"lr": 5e-2},
-              "train": {"epochs": 2, "batch_size": 4, "eval_batch_size": 8},
-              "ensemble": {"method": "soup", "soup": "uniform",
-                           "members": [{"name": "a"}, {"name": "b", "overrides": {"seed": 1}}]}}
+    recipe = {
+        "seed": 0,
+        "task": "classification",
+        "output_dir": str(tmp_path / "soup"),
+        "report": {"enabled": False},
+        "data": {
+            "kind": "image",
+            "train": str(tmp_path / "images"),
+            "image_size": 16,
+            "split": {"val": 0.25, "test": 0.17},
+        },
+        "model": {"source": "python", "name": "tests.test_soup:BNCNN"},
+        "optim": {"lr": 5e-2},
+        "train": {"epochs": 2, "batch_size": 4, "eval_batch_size": 8},
+        "ensemble": {
+            "method": "soup",
+            "soup": "uniform",
+            "members": [{"name": "a"}, {"name": "b", "overrides": {"seed": 1}}],
+        },
+    }
     result = build_ensemble(recipe, quiet=True)
     norms = [load_model(m.model_dir)[0] for m in result.members]
     soup = load_model(result.folder / "model")[0]

@@ -14,11 +14,16 @@ from tests.conftest import tiny_recipe
 
 def test_flatten_spells_keys_as_overrides_do() -> None:
     assert flatten({"optim": {"lr": 1e-3, "betas": [0.9, 0.99]}, "seed": 0, "x": None}) == {
-        "optim.lr": 1e-3, "optim.betas": "[0.9, 0.99]", "seed": 0, "x": "None"}
+        "optim.lr": 1e-3,
+        "optim.betas": "[0.9, 0.99]",
+        "seed": 0,
+        "x": "None",
+    }
 
 
-def test_mlflow_gets_the_recipe_and_every_epoch(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_gets_the_recipe_and_every_epoch(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     mlflow = pytest.importorskip("mlflow")
     store = tmp_path / "mlruns"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri())
@@ -34,8 +39,9 @@ def test_mlflow_gets_the_recipe_and_every_epoch(tiny_bert: str, text_csv: Path, 
     assert [m.step for m in history] == [e["step"] for e in epochs]
 
 
-def test_wandb_offline_writes_a_local_run(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_offline_writes_a_local_run(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -60,8 +66,9 @@ class Explode:
         raise RuntimeError("stop here")
 
 
-def test_a_failed_fit_leaves_no_tracker_run_open(tiny_bert: str, text_csv: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_fit_leaves_no_tracker_run_open(
+    tiny_bert: str, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """tune runs trials in one process: after a pruned or failed trial the next one must start its own run."""
     mlflow = pytest.importorskip("mlflow")
     store = tmp_path / "mlruns"

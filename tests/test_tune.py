@@ -24,8 +24,10 @@ from honed.tune.spec import parse_search
 from honed.tune.study import PRUNERS, open_storage, open_study, sqlalchemy_url
 from tests.conftest import text_rows, tiny_recipe
 
-GRID = {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "grid": [1e-3, 1e-2]},
-        "techniques.ema": {"type": "switch", "options": {"decay": 0.9}}}
+GRID = {
+    "optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True, "grid": [1e-3, 1e-2]},
+    "techniques.ema": {"type": "switch", "options": {"decay": 0.9}},
+}
 
 
 @pytest.fixture
@@ -50,17 +52,25 @@ def test_grid_visits_every_point_once_and_writes_outputs(tiny_bert: str, data: P
     out = tmp_path / "grid"
     result = tune(recipe(tiny_bert, data, out, sampler="grid", keep_top_k=2))
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
-    assert params_of(study) == sorted({((("optim.lr", lr), ("techniques.ema", ema))) for lr in (1e-3, 1e-2) for ema in (False, True)})
+    assert params_of(study) == sorted(
+        {((("optim.lr", lr), ("techniques.ema", ema))) for lr in (1e-3, 1e-2) for ema in (False, True)}
+    )
     assert result.summary["trials"]["complete"] == 4
     trials = (out / "trials.csv").read_text().splitlines()
     assert len(trials) == 5 and "params_optim.lr" in trials[0]
     best = yaml.safe_load((out / "best_recipe.yaml").read_text())
     assert best["optim"]["lr"] == result.best_params["optim.lr"] and best["search"] is None
-    assert (best["train"]["metric"], best["train"]["mode"]) == ("accuracy", "max")  # the checkpoint rule every trial used
+    assert (best["train"]["metric"], best["train"]["mode"]) == (
+        "accuracy",
+        "max",
+    )  # the checkpoint rule every trial used
     assert any(t["name"] == "ema" for t in best["techniques"]) == result.best_params["techniques.ema"]
     honed.load_recipe(best)  # ready to run
     top = json.loads((out / "top_trials.json").read_text())
-    assert [t["number"] for t in top] == [result.summary["top_trials"][0]["number"], result.summary["top_trials"][1]["number"]]
+    assert [t["number"] for t in top] == [
+        result.summary["top_trials"][0]["number"],
+        result.summary["top_trials"][1]["number"],
+    ]
     assert top[0]["value"] >= top[1]["value"] and all(Path(t["model_dir"], "config.json").is_file() for t in top)
     kept = {t["number"] for t in top}
     for n in range(4):
@@ -89,7 +99,9 @@ def test_rerun_resumes_the_study(tiny_bert: str, data: Path, tmp_path: Path, cap
 
 
 @pytest.mark.parametrize("earlier", [2.0, -1.0], ids=["beaten", "beating"])
-def test_median_pruning_stops_a_trial_after_an_epoch(earlier: float, tiny_bert: str, data: Path, tmp_path: Path) -> None:
+def test_median_pruning_stops_a_trial_after_an_epoch(
+    earlier: float, tiny_bert: str, data: Path, tmp_path: Path
+) -> None:
     """honed's median pruner, after one finished trial whose epoch-1 value was `earlier`: an accuracy of
     2.0 beats any real trial (pruned after epoch 1), -1.0 beats none (the trial runs both epochs)."""
     spec = parse_search({"params": GRID, "sampler": "random", "pruner": "median", "startup_trials": 1})
@@ -125,7 +137,9 @@ def test_search_settings_that_contradict_or_overshoot_are_refused(tiny_bert: str
         parse_search({"params": GRID, "metric": "accuracy", "direction": "minimize"})
     with pytest.raises(HonedError, match="whole step"):
         parse_search({"params": {"train.batch_size": {"type": "int", "low": 4, "high": 8, "step": 0.5}}})
-    spec = parse_search({"params": {"optim.weight_decay": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.35}}, "sampler": "grid"})
+    spec = parse_search(
+        {"params": {"optim.weight_decay": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.35}}, "sampler": "grid"}
+    )
     assert spec.params["optim.weight_decay"].grid_points("optim.weight_decay") == [0.0, 0.35, 0.7]  # never past high
     tree = recipe(tiny_bert, data, tmp_path / "noval")
     tree["data"]["split"]["val"] = 0.0
@@ -134,11 +148,14 @@ def test_search_settings_that_contradict_or_overshoot_are_refused(tiny_bert: str
     assert not (tmp_path / "noval").exists()
 
 
-def test_failed_and_nan_trials_are_recorded_and_the_study_goes_on(tiny_bert: str, data: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_and_nan_trials_are_recorded_and_the_study_goes_on(
+    tiny_bert: str, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "fail"
     tree = recipe(tiny_bert, data, out, sampler="grid")
-    tree["search"]["params"] = {"model.name": {"type": "categorical", "choices": [str(tmp_path / "no-such-model"), tiny_bert]}}
+    tree["search"]["params"] = {
+        "model.name": {"type": "categorical", "choices": [str(tmp_path / "no-such-model"), tiny_bert]}
+    }
     result = tune(tree)
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
     states = {t.params["model.name"]: t for t in study.trials}
@@ -171,7 +188,9 @@ def test_killed_worker_trial_is_failed_and_retried(tiny_bert: str, data: Path, t
     tune(tree)
     trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}").trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
-    assert trials[1].system_attrs["failed_trial"] == 0 and trials[1].params == trials[0].params  # the same point, retried
+    assert (
+        trials[1].system_attrs["failed_trial"] == 0 and trials[1].params == trials[0].params
+    )  # the same point, retried
 
 
 def _two_workers(tiny_bert: str, data: Path, out: Path, storage: str | None) -> None:
@@ -193,20 +212,44 @@ def test_two_worker_processes_share_one_sqlite_study(tiny_bert: str, data: Path,
 def test_two_worker_processes_share_one_postgres_study(tiny_bert: str, data: Path, tmp_path: Path) -> None:
     url = os.environ.get("HONED_TEST_POSTGRES_URL")
     if not url:
-        pytest.skip("no PostgreSQL server: run .ci/run (it starts one), or set HONED_TEST_POSTGRES_URL=postgresql://USER@/DB?host=SOCKET_DIR")
+        pytest.skip(
+            "no PostgreSQL server: run .ci/run (it starts one), or set HONED_TEST_POSTGRES_URL=postgresql://USER@/DB?host=SOCKET_DIR"
+        )
     _two_workers(tiny_bert, data, tmp_path / "pg", url)
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"optim.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}}, "search.params.optim.lrr = 0.0001: unknown key 'optim.lrr'; did you mean 'optim.lr'?"),
-    ({"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-4}}, "search.params.optim.lr: low (0.01) is greater than high (0.0001)"),
-    ({"optim.lr": {"type": "float", "low": 0.0, "high": 1e-2, "log": True}}, "search.params.optim.lr: log scale needs low > 0 (got low=0)"),
-    ({"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": []}}, "search.params.optim.lr: grid is empty"),
-    ({"train.batch_size": {"type": "categorical", "choices": []}}, "search.params.train.batch_size: a categorical parameter needs a non-empty"),
-    ({"techniques.emma": {"type": "switch"}}, "search.params.techniques.emma: a switch is named techniques.<technique>"),
-])
-def test_bad_search_spaces_are_one_line_exit_2(tiny_bert: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                               params: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"optim.lrr": {"type": "float", "low": 1e-4, "high": 1e-2}},
+            "search.params.optim.lrr = 0.0001: unknown key 'optim.lrr'; did you mean 'optim.lr'?",
+        ),
+        (
+            {"optim.lr": {"type": "float", "low": 1e-2, "high": 1e-4}},
+            "search.params.optim.lr: low (0.01) is greater than high (0.0001)",
+        ),
+        (
+            {"optim.lr": {"type": "float", "low": 0.0, "high": 1e-2, "log": True}},
+            "search.params.optim.lr: log scale needs low > 0 (got low=0)",
+        ),
+        (
+            {"optim.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": []}},
+            "search.params.optim.lr: grid is empty",
+        ),
+        (
+            {"train.batch_size": {"type": "categorical", "choices": []}},
+            "search.params.train.batch_size: a categorical parameter needs a non-empty",
+        ),
+        (
+            {"techniques.emma": {"type": "switch"}},
+            "search.params.techniques.emma: a switch is named techniques.<technique>",
+        ),
+    ],
+)
+def test_bad_search_spaces_are_one_line_exit_2(
+    tiny_bert: str, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, params: dict, message: str
+) -> None:
     tree = recipe(tiny_bert, data, tmp_path / "bad")
     tree["search"]["params"] = params
     path = tmp_path / "bad.yaml"
@@ -226,7 +269,9 @@ def test_float_without_grid_points_under_grid_sampler(tiny_bert: str, data: Path
 
 def test_bad_storage_and_direction_leave_the_study_untouched(tiny_bert: str, data: Path, tmp_path: Path) -> None:
     tree = recipe(tiny_bert, data, tmp_path / "s", sampler="random", n_trials=1)
-    with pytest.raises(HonedError, match=r"--storage 'postgresql://u:\*\*\*@127.0.0.1:1/x': cannot open the study database"):
+    with pytest.raises(
+        HonedError, match=r"--storage 'postgresql://u:\*\*\*@127.0.0.1:1/x': cannot open the study database"
+    ):
         tune(tree, storage="postgresql://u:secret@127.0.0.1:1/x")
     with pytest.raises(HonedError, match="cannot open the study database"):
         tune(tree, storage=f"sqlite:///{tmp_path}/missing/dir/x.db")
@@ -234,7 +279,9 @@ def test_bad_storage_and_direction_leave_the_study_untouched(tiny_bert: str, dat
     study = optuna.create_study(storage=url, study_name="tiny", direction="maximize")
     study.enqueue_trial({"optim.lr": 1e-3})
     tree["search"]["metric"] = "loss"  # -> minimize
-    with pytest.raises(HonedError, match="study 'tiny' already exists with direction maximize, but search.direction is minimize"):
+    with pytest.raises(
+        HonedError, match="study 'tiny' already exists with direction maximize, but search.direction is minimize"
+    ):
         tune(tree, storage=url)
     again = optuna.load_study(study_name="tiny", storage=url)
     assert again.direction.name == "MAXIMIZE" and [t.state.name for t in again.trials] == ["WAITING"]
@@ -261,6 +308,12 @@ def test_every_sampler_and_pruner_opens_a_study(sampler: str, pruner: str, tmp_p
 def test_shipped_tune_recipe_is_valid(tmp_path: Path) -> None:
     from honed.tune.run import make_plan
 
-    plan, spec = make_plan(Path(__file__).parent.parent / "recipes" / "tune-quickstart.yaml", None, None, None, None,
-                           {"output_dir": str(tmp_path / "t")})
+    plan, spec = make_plan(
+        Path(__file__).parent.parent / "recipes" / "tune-quickstart.yaml",
+        None,
+        None,
+        None,
+        None,
+        {"output_dir": str(tmp_path / "t")},
+    )
     assert plan.budget == 12 and spec.pruner == "median" and plan.storage.endswith("study.db")

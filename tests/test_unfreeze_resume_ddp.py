@@ -19,16 +19,29 @@ GRADUAL = {"name": "gradual_unfreezing", "every": 1}
 def _train(recipe_path: Path, *extra: str, ddp: bool = False) -> subprocess.CompletedProcess:
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"] if ddp else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *launcher, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, *launcher, "-m", "honed.cli", "train", str(recipe_path), "--quiet", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_resume_after_unfreezing_matches_uninterrupted(tiny_bert: str, text_csv: Path, tmp_path: Path) -> None:
     results = {}
     for name, marker in (("straight", tmp_path / "done"), ("killed", tmp_path / "kill")):
         (tmp_path / "done").touch()
-        recipe = tiny_recipe(tiny_bert, text_csv, tmp_path / name, train__batch_size=4, train__checkpoint_every_steps=5,
-                             train__epochs=3, optim={"lr": 1e-3, "layer_decay": 0.8})
+        recipe = tiny_recipe(
+            tiny_bert,
+            text_csv,
+            tmp_path / name,
+            train__batch_size=4,
+            train__checkpoint_every_steps=5,
+            train__epochs=3,
+            optim={"lr": 1e-3, "layer_decay": 0.8},
+        )
         # 48 rows / 4 = 12 steps per epoch: the kill at step 17 resumes from step 15, after the first unfreeze
         recipe["techniques"] = [GRADUAL, {"name": "tests.killer:KillAtStep", "step": 17, "marker": str(marker)}]
         path = tmp_path / f"{name}.yaml"

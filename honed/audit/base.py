@@ -25,10 +25,14 @@ from honed.registry import Registry
 class AuditSettings:
     """Thresholds and sizes of the checks (CLI flags / keyword arguments of `honed.audit`)."""
 
-    near_duplicate: float = 0.95  # cosine similarity of normalised embeddings at or above which two rows are near-duplicates
+    near_duplicate: float = (
+        0.95  # cosine similarity of normalised embeddings at or above which two rows are near-duplicates
+    )
     outlier_z: float = 3.5  # robust z-score (median/MAD) beyond which a length or embedding distance is an outlier
     folds: int = 5  # k of the out-of-fold linear probe that feeds cleanlab
-    label_threshold: float = 0.0  # `honed clean` acts on a flagged label only when the other class's probability is above this
+    label_threshold: float = (
+        0.0  # `honed clean` acts on a flagged label only when the other class's probability is above this
+    )
     oof: str | None = None  # a CSV of out-of-fold probabilities (id + one column per class) instead of the linear probe
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # learning-curve training fractions
     batch_size: int = 64  # embedding batch size
@@ -50,13 +54,21 @@ class Finding:
 
     def to_json(self) -> dict[str, Any]:
         rows = [] if self.rows is None else _json_rows(self.rows)
-        return {"name": self.name, "title": self.title, "summary": self.summary,
-                "recommendations": self.recommendations, "rows": rows, "data": self.data}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "summary": self.summary,
+            "recommendations": self.recommendations,
+            "rows": rows,
+            "data": self.data,
+        }
 
 
 def _json_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = frame.astype(object).where(frame.notna(), None)
-    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()} for rec in out.to_dict("records")]
+    return [
+        {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()} for rec in out.to_dict("records")
+    ]
 
 
 @dataclass

@@ -50,15 +50,23 @@ def corrupt(ctx: AuditContext) -> Finding:
         from honed.errors import HonedError
 
         first = bad.iloc[0]
-        raise HonedError(f"data.{first['source']}: all {len(frame)} rows are unusable (e.g. row {first['row']}: "
-                         f"{first['problem']}); check the files and data.text_column/data.path_column")
+        raise HonedError(
+            f"data.{first['source']}: all {len(frame)} rows are unusable (e.g. row {first['row']}: "
+            f"{first['problem']}); check the files and data.text_column/data.path_column"
+        )
     counts = bad["problem"].value_counts()
-    finding = Finding("corrupt", "Empty, missing or corrupt rows", rows=row_table(bad, bad["problem"]),
-                      data={"count": len(bad), "by_reason": {str(k): int(v) for k, v in counts.items()}})
+    finding = Finding(
+        "corrupt",
+        "Empty, missing or corrupt rows",
+        rows=row_table(bad, bad["problem"]),
+        data={"count": len(bad), "by_reason": {str(k): int(v) for k, v in counts.items()}},
+    )
     if bad.empty:
         finding.summary.append(f"no empty, missing or corrupt rows among {len(frame)}")
         return finding
-    finding.summary.append(f"{len(bad)} unusable rows of {len(frame)}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    finding.summary.append(
+        f"{len(bad)} unusable rows of {len(frame)}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    )
     finding.recommendations.append("drop them: `honed clean` removes empty, missing and corrupt rows")
     if "label" in ctx.data.frame and (bad["problem"] == "missing label").any():
         finding.recommendations.append("training refuses rows without a label; fill them in or clean them out")

@@ -74,8 +74,10 @@ def load_audit_data(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Aud
     _carve_missing(frames, recipe)
     frame = pd.concat([frames[s] for s in SPLITS if s in frames], ignore_index=True)
     if frame["problem"].notna().all():
-        raise HonedError(f"data.train: all {len(frame)} rows are unusable (first: row {frame['row'].iloc[0]}: "
-                         f"{frame['problem'].iloc[0]}); check data.text_column/data.path_column and the files")
+        raise HonedError(
+            f"data.train: all {len(frame)} rows are unusable (first: row {frame['row'].iloc[0]}: "
+            f"{frame['problem'].iloc[0]}); check data.text_column/data.path_column and the files"
+        )
     return AuditData(frame, labels, spec.kind, sources, notes)
 
 
@@ -86,7 +88,9 @@ def _labels(frames: dict[str, pd.DataFrame], order: list[str] | None, column: st
     if not labels:
         raise HonedError(f"data.label_column: every row's label ('{column}') is missing; nothing can be audited")
     if len(labels) < 2:
-        raise HonedError(f"data.train: only one class ('{labels[0]}') in the data; an audit (and a classifier) needs two or more")
+        raise HonedError(
+            f"data.train: only one class ('{labels[0]}') in the data; an audit (and a classifier) needs two or more"
+        )
     return labels
 
 
@@ -112,15 +116,37 @@ def _from_table(table: pd.DataFrame, recipe: Recipe, split: str, base: Path) -> 
     if table.empty:
         raise HonedError(f"{where}: the table holds no rows")
     if spec.kind == "image":
-        require_columns(table, {"data.path_column": spec.path_column, "data.label_column": spec.label_column,
-                                "data.group_column": spec.group_column}, where)
-        x = table[spec.path_column].map(lambda p: str((base / str(p)).resolve()) if isinstance(p, str) and p.strip() else None)
+        require_columns(
+            table,
+            {
+                "data.path_column": spec.path_column,
+                "data.label_column": spec.label_column,
+                "data.group_column": spec.group_column,
+            },
+            where,
+        )
+        x = table[spec.path_column].map(
+            lambda p: str((base / str(p)).resolve()) if isinstance(p, str) and p.strip() else None
+        )
     else:
-        require_columns(table, {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
-                                "data.label_column": spec.label_column, "data.group_column": spec.group_column}, where)
+        require_columns(
+            table,
+            {
+                "data.text_column": spec.text_column,
+                "data.text_pair_column": spec.text_pair_column,
+                "data.label_column": spec.label_column,
+                "data.group_column": spec.group_column,
+            },
+            where,
+        )
         x = table[spec.text_column].map(lambda t: None if _missing(t) else str(t))
-    out = pd.DataFrame({"x": x, "label": table[spec.label_column].map(_label),
-                        "label_raw": table[spec.label_column].map(lambda v: None if _missing(v) else label_text(v))})
+    out = pd.DataFrame(
+        {
+            "x": x,
+            "label": table[spec.label_column].map(_label),
+            "label_raw": table[spec.label_column].map(lambda v: None if _missing(v) else label_text(v)),
+        }
+    )
     if spec.normalise_labels and out["label"].notna().any():  # as training merges them (the check reads label_raw)
         known = out["label"].notna()
         out.loc[known, "label"] = unify_variants(out.loc[known, "label"], where, True)

@@ -28,8 +28,13 @@ def duplicates(ctx: AuditContext) -> Finding:
         flagged.append((b, "near duplicate", f"cosine {cosine:.3f} with {where(frame, a)}"))
     finding = Finding("duplicates", "Duplicates within a split")
     exact = sum(1 for _, reason, _ in flagged if reason == "exact duplicate")
-    finding.data = {"exact_duplicates": exact, "conflicting_groups": conflicts, "near_duplicate_pairs": len(same),
-                    "near_duplicate_threshold": ctx.settings.near_duplicate, "near_pairs_truncated": bool(ctx.cache.get("near_truncated"))}
+    finding.data = {
+        "exact_duplicates": exact,
+        "conflicting_groups": conflicts,
+        "near_duplicate_pairs": len(same),
+        "near_duplicate_threshold": ctx.settings.near_duplicate,
+        "near_pairs_truncated": bool(ctx.cache.get("near_truncated")),
+    }
     finding.summary.append(f"{exact} exact duplicate rows (copies after the first in their split)")
     finding.summary.append(f"{conflicts} sets of identical rows with conflicting labels")
     finding.summary.append(f"{len(same)} near-duplicate pairs within a split (cosine >= {ctx.settings.near_duplicate})")
@@ -38,9 +43,13 @@ def duplicates(ctx: AuditContext) -> Finding:
     if exact:
         finding.recommendations.append("drop the extra copies: `honed clean` keeps the first of each")
     if conflicts:
-        finding.recommendations.append("identical rows with different labels: fix the labels at the source (at least one is wrong)")
+        finding.recommendations.append(
+            "identical rows with different labels: fix the labels at the source (at least one is wrong)"
+        )
     if len(same):
-        finding.recommendations.append("review near-duplicate pairs; many pairs of one kind (templates, reposts) over-weight it")
+        finding.recommendations.append(
+            "review near-duplicate pairs; many pairs of one kind (templates, reposts) over-weight it"
+        )
     if flagged:
         index, reason, detail = zip(*flagged)
         finding.rows = row_table(frame.loc[list(index)], pd.Series(reason, index=index), pd.Series(detail, index=index))

@@ -25,10 +25,14 @@ from honed.progress import progress_bar
 from honed.recipe import Recipe
 
 
-def embed(recipe: Recipe, items: list[Any], pairs: list[str] | None, batch_size: int = 64, quiet: bool = False) -> np.ndarray:
+def embed(
+    recipe: Recipe, items: list[Any], pairs: list[str] | None, batch_size: int = 64, quiet: bool = False
+) -> np.ndarray:
     """(N, D) float32 L2-normalised embeddings of `items` (texts, image paths or arrays)."""
     if recipe.model.fusion is not None:
-        raise HonedError("model.fusion: the audit embeds with one backbone; set model.name to one of the fusion members")
+        raise HonedError(
+            "model.fusion: the audit embeds with one backbone; set model.name to one of the fusion members"
+        )
     path = _cache_path(recipe, items, pairs)
     if path.is_file():
         return np.load(path)
@@ -49,7 +53,9 @@ def embed(recipe: Recipe, items: list[Any], pairs: list[str] | None, batch_size:
 def _cache_path(recipe: Recipe, items: list[Any], pairs: list[str] | None) -> Path:
     digest = hashlib.sha1()
     spec = recipe.model
-    digest.update(f"{spec.name}|{spec.source}|{spec.weights}|{recipe.data.kind}|{recipe.data.max_length}|{recipe.data.image_size}".encode())
+    digest.update(
+        f"{spec.name}|{spec.source}|{spec.weights}|{recipe.data.kind}|{recipe.data.max_length}|{recipe.data.image_size}".encode()
+    )
     for i, item in enumerate(items):
         raw = item.tobytes() if isinstance(item, np.ndarray) else str(item).encode("utf-8", "surrogatepass")
         digest.update(raw)
@@ -70,7 +76,9 @@ def _backbone(recipe: Recipe) -> Any:
     return model
 
 
-def _embed_text(model: Any, texts: list[str], pairs: list[str] | None, max_length: int, batch_size: int, quiet: bool) -> np.ndarray:
+def _embed_text(
+    model: Any, texts: list[str], pairs: list[str] | None, max_length: int, batch_size: int, quiet: bool
+) -> np.ndarray:
     tokenizer, encoder = model.preprocess, model.hf.base_model
     order = np.argsort([len(t) for t in texts])[::-1]  # similar lengths together: little padding
     out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
@@ -78,8 +86,14 @@ def _embed_text(model: Any, texts: list[str], pairs: list[str] | None, max_lengt
         task = bar.add_task("embedding", total=len(texts), info="")
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            batch = tokenizer([texts[i] for i in idx], [pairs[i] for i in idx] if pairs else None, truncation=True,
-                              max_length=max_length, padding=True, return_tensors="pt")
+            batch = tokenizer(
+                [texts[i] for i in idx],
+                [pairs[i] for i in idx] if pairs else None,
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             hidden = encoder(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out[idx] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy()

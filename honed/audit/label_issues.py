@@ -36,7 +36,10 @@ def _linear_probe(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
     counts = labels.value_counts().reindex(list(ctx.data.labels), fill_value=0)  # a class with no usable row counts 0
     folds = min(ctx.settings.folds, int(counts.min()))
     if folds < 2:
-        raise _Skip(f"class '{counts.idxmin()}' has {int(counts.min())} usable rows; out-of-fold probabilities need 2 or more per class")
+        raise _Skip(
+            f"class '{counts.idxmin()}' has {int(counts.min())} usable rows; "
+            "out-of-fold probabilities need 2 or more per class"
+        )
     y = labels.map({name: i for i, name in enumerate(ctx.data.labels)}).to_numpy()
     probe = LogisticRegression(max_iter=2000, C=1.0)
     cv = StratifiedKFold(folds, shuffle=True, random_state=ctx.recipe.seed)
@@ -54,14 +57,19 @@ def _from_csv(ctx: AuditContext) -> tuple[pd.Index, np.ndarray, str]:
     missing = [name for name in ctx.data.labels if f"{prefix}{name}" not in table.columns]
     if id_column is None or missing:
         what = f"row id column ({'/'.join(ID_COLUMNS)})" if id_column is None else f"column for class '{missing[0]}'"
-        raise HonedError(f"--oof: '{path}' has no {what}; it needs an id column and one probability column per class, named CLASS, p_CLASS (honed cv's oof.csv) or prob_CLASS "
-                         f"({', '.join(ctx.data.labels)})")
+        raise HonedError(
+            f"--oof: '{path}' has no {what}; it needs an id column and one probability column per class, "
+            "named CLASS, p_CLASS (honed cv's oof.csv) or prob_CLASS "
+            f"({', '.join(ctx.data.labels)})"
+        )
     frame = ctx.data.usable()
     train = frame[frame["source"] == "train"]
     by_row = pd.Series(train.index, index=train["row"].to_numpy())
     known = table[table[id_column].isin(by_row.index)]
     if known.empty:
-        raise HonedError(f"--oof: no id in '{path}' matches a usable row of data.train (ids are 0-based rows of its file)")
+        raise HonedError(
+            f"--oof: no id in '{path}' matches a usable row of data.train (ids are 0-based rows of its file)"
+        )
     probs = known[[f"{prefix}{n}" for n in ctx.data.labels]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(probs)) or (probs < 0).any():
         raise HonedError(f"--oof: '{path}' holds negative or non-numeric probabilities")
@@ -101,10 +109,15 @@ def label_issues(ctx: AuditContext) -> Finding:
     finding.summary.append(f"probabilities: {origin} (accuracy {accuracy:.3f} on {len(y)} rows)")
     finding.summary.append(f"{len(flagged)} rows flagged as likely label errors ({len(flagged) / len(y):.1%})")
     if len(flagged):
-        finding.recommendations.append("review the flagged rows worst first; `honed clean --labels drop` (or relabel) acts on those "
-                                       "whose suggested class has probability above --label-threshold")
+        finding.recommendations.append(
+            "review the flagged rows worst first; `honed clean --labels drop` (or relabel) acts on those "
+            "whose suggested class has probability above --label-threshold"
+        )
         rows = frame.loc[index[flagged]]
-        detail = [f"suggested '{names[suggested[p]]}' (p={probs[p, suggested[p]]:.2f}), label quality {quality[p]:.3f}" for p in flagged]
+        detail = [
+            f"suggested '{names[suggested[p]]}' (p={probs[p, suggested[p]]:.2f}), label quality {quality[p]:.3f}"
+            for p in flagged
+        ]
         table = row_table(rows, "likely label error", pd.Series(detail, index=rows.index))
         table["suggested"] = [names[suggested[p]] for p in flagged]
         table["suggested_p"] = probs[flagged, suggested[flagged]].round(4)

@@ -49,8 +49,12 @@ def label_variants(ctx: AuditContext) -> Finding:
     variants = {s: group[0] for group in sets for s in group[1:]}
     flagged = labelled[spellings.isin(list(variants))]
     detail = flagged[column].map(lambda s: f"'{s}' = '{variants[s]}'")
-    finding = Finding("label_variants", "Labels spelled several ways", rows=row_table(flagged, "label variant", detail),
-                      data={"sets": [{s: int(counts[s]) for s in group} for group in sets], "rows": len(flagged)})
+    finding = Finding(
+        "label_variants",
+        "Labels spelled several ways",
+        rows=row_table(flagged, "label variant", detail),
+        data={"sets": [{s: int(counts[s]) for s in group} for group in sets], "rows": len(flagged)},
+    )
     if not sets:
         finding.summary.append(f"every label is spelled one way ({counts.size} distinct)")
         return finding
@@ -58,8 +62,10 @@ def label_variants(ctx: AuditContext) -> Finding:
         finding.summary.append("one label, several spellings: " + ", ".join(f"'{s}' ({counts[s]})" for s in group))
     merged = ctx.recipe.data.normalise_labels
     if any(number_key(g[0]) is None for g in sets) and not merged:
-        finding.recommendations.append("fix the spellings in the file, or set data.normalise_labels=true to merge "
-                                       "labels that differ only by case or surrounding spaces")
+        finding.recommendations.append(
+            "fix the spellings in the file, or set data.normalise_labels=true to merge "
+            "labels that differ only by case or surrounding spaces"
+        )
     if any(number_key(g[0]) is not None for g in sets):
         finding.recommendations.append("write each numeric label one way (all 1, not 1 and 1.0): training refuses both")
     return finding

@@ -20,7 +20,10 @@ def leakage(ctx: AuditContext) -> Finding:
         rows = frame.loc[group]
         held = rows[rows["split"] != "train"]
         if len(held) and (rows["split"] == "train").any():
-            flagged += [(i, "leak: exact duplicate", f"same as {where(frame, held.index[0])}") for i in rows.index[rows["split"] == "train"]]
+            flagged += [
+                (i, "leak: exact duplicate", f"same as {where(frame, held.index[0])}")
+                for i in rows.index[rows["split"] == "train"]
+            ]
     pairs = near_pairs(ctx)
     split_a, split_b = frame.loc[pairs["a"], "split"].to_numpy(), frame.loc[pairs["b"], "split"].to_numpy()
     cross = pairs[(split_a != split_b) & ((split_a == "train") | (split_b == "train"))]
@@ -30,11 +33,15 @@ def leakage(ctx: AuditContext) -> Finding:
     finding = Finding("leakage", "Leakage across splits")
     exact = sum(1 for _, r, _ in flagged if r == "leak: exact duplicate")
     finding.summary.append(f"{exact} train rows duplicated exactly in val/test")
-    finding.summary.append(f"{len(cross)} train/held-out near-duplicate pairs (cosine >= {ctx.settings.near_duplicate})")
+    finding.summary.append(
+        f"{len(cross)} train/held-out near-duplicate pairs (cosine >= {ctx.settings.near_duplicate})"
+    )
     groups = _group_leaks(ctx, flagged, finding)
     finding.data = {"exact_leaks": exact, "near_leak_pairs": len(cross), **groups}
     if exact or len(cross):
-        finding.recommendations.append("drop the train copies of held-out rows (`honed clean` does), or the test score flatters the model")
+        finding.recommendations.append(
+            "drop the train copies of held-out rows (`honed clean` does), or the test score flatters the model"
+        )
     if flagged:
         index, reason, detail = zip(*flagged)
         finding.rows = row_table(frame.loc[list(index)], pd.Series(reason, index=index), pd.Series(detail, index=index))
@@ -51,13 +58,24 @@ def _group_leaks(ctx: AuditContext, flagged: list[tuple[int, str, str]], finding
     held = grouped[(grouped["split"] != "train") & grouped["group"].isin(train_groups)]
     leaked = sorted(set(held["group"]))
     rows = grouped[(grouped["split"] == "train") & grouped["group"].isin(leaked)]
-    flagged += [(i, "leak: group", f"group '{g}' also in {'/'.join(sorted(set(held.loc[held['group'] == g, 'split'])))}")
-                for i, g in zip(rows.index, rows["group"])]
+    flagged += [
+        (i, "leak: group", f"group '{g}' also in {'/'.join(sorted(set(held.loc[held['group'] == g, 'split'])))}")
+        for i, g in zip(rows.index, rows["group"])
+    ]
     total = grouped["group"].nunique()
-    finding.summary.append(f"{len(leaked)} of {total} groups appear in train and in val/test ({len(rows)} train rows, "
-                           f"{len(held)} held-out rows)")
+    finding.summary.append(
+        f"{len(leaked)} of {total} groups appear in train and in val/test ({len(rows)} train rows, "
+        f"{len(held)} held-out rows)"
+    )
     if leaked:
-        finding.recommendations.append("split by group so no group spans splits: `data.split.method=group` "
-                                       "(or `honed clean --drop-group-leaks` to drop the train rows of leaked groups)")
-    return {"leaked_groups": len(leaked), "groups": int(total), "group_leak_train_rows": len(rows),
-            "group_leak_heldout_rows": len(held), "leaked_group_names": leaked[:100]}
+        finding.recommendations.append(
+            "split by group so no group spans splits: `data.split.method=group` "
+            "(or `honed clean --drop-group-leaks` to drop the train rows of leaked groups)"
+        )
+    return {
+        "leaked_groups": len(leaked),
+        "groups": int(total),
+        "group_leak_train_rows": len(rows),
+        "group_leak_heldout_rows": len(held),
+        "leaked_group_names": leaked[:100],
+    }

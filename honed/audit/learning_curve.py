@@ -46,15 +46,22 @@ def learning_curve(ctx: AuditContext) -> Finding:
     if len(scores) < 2:
         finding.summary.append("not measured: too few training rows per class")
         return finding
-    finding.data = {"fractions": list(ctx.settings.fractions)[-len(sizes):], "train_rows": sizes, "accuracy": scores,
-                    "heldout_rows": len(held), "model": f"logistic regression on frozen {ctx.recipe.model.name} embeddings"}
+    finding.data = {
+        "fractions": list(ctx.settings.fractions)[-len(sizes) :],
+        "train_rows": sizes,
+        "accuracy": scores,
+        "heldout_rows": len(held),
+        "model": f"logistic regression on frozen {ctx.recipe.model.name} embeddings",
+    }
     finding.summary.append("held-out accuracy: " + ", ".join(f"{n} rows {s:.3f}" for n, s in zip(sizes, scores)))
     gain = scores[-1] - scores[-2]
     if gain > RISING:
         finding.summary.append(f"still rising (+{gain:.3f} over the last step): more labelled data is likely to help")
         finding.recommendations.append("collect or label more training data; the curve has not flattened")
     else:
-        finding.summary.append(f"flat at the end ({gain:+.3f} over the last step): more of the same data is unlikely to help much")
+        finding.summary.append(
+            f"flat at the end ({gain:+.3f} over the last step): more of the same data is unlikely to help much"
+        )
     finding.figures["held-out accuracy against training rows (linear probe)"] = _plot(sizes, scores)
     return finding
 

@@ -48,12 +48,21 @@ def split_settings(options: dict[str, Any]) -> tuple[AuditSettings, dict[str, An
     """Separate audit settings (known AuditSettings fields) from dotted recipe overrides."""
     names = {f.name for f in fields(AuditSettings)}
     settings = AuditSettings(**{k: v for k, v in options.items() if k in names})
-    return settings, {k.replace("__", "."): v for k, v in options.items() if k not in names}  # a__b means a.b, as in fit
+    return settings, {
+        k.replace("__", "."): v for k, v in options.items() if k not in names
+    }  # a__b means a.b, as in fit
 
 
-def audit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, output: str | Path | None = None,
-          overwrite: bool = False, quiet: bool = False, write: bool = True, overrides: dict[str, Any] | None = None,
-          **options: Any) -> AuditResult:
+def audit(
+    recipe: str | Path | dict | Recipe,
+    data: dict[str, Any] | None = None,
+    output: str | Path | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    write: bool = True,
+    overrides: dict[str, Any] | None = None,
+    **options: Any,
+) -> AuditResult:
     """Audit a recipe's data; `options` are AuditSettings fields (near_duplicate=0.97, folds=5, oof=...)
     or recipe overrides (data__labels=None, as in `honed.fit`; dotted keys work too); `overrides` maps
     dotted recipe keys to values ({"data.labels": None}), as in `fit`."""
@@ -90,7 +99,9 @@ def beside_run(recipe: Recipe, what: str) -> Path:
 def check_output(folder: Path, overwrite: bool) -> None:
     existing = [name for name in OUTPUTS if (folder / name).exists()]
     if existing and not overwrite:
-        raise HonedError(f"output: '{folder / existing[0]}' already exists; pass --overwrite to replace it or --output DIR")
+        raise HonedError(
+            f"output: '{folder / existing[0]}' already exists; pass --overwrite to replace it or --output DIR"
+        )
 
 
 def write_outputs(result: AuditResult, recipe: Recipe) -> None:
@@ -98,14 +109,20 @@ def write_outputs(result: AuditResult, recipe: Recipe) -> None:
     assert folder is not None
     folder.mkdir(parents=True, exist_ok=True)
     ctx = result.context
-    meta = {"recipe": recipe.name, "model": recipe.model.name, "rows": len(ctx.data.frame), "classes": ", ".join(ctx.data.labels),
-            "splits": ", ".join(f"{k} {v}" for k, v in ctx.data.frame["split"].value_counts().items()),
-            "seconds": round(result.seconds, 1), **({"notes": "; ".join(ctx.data.notes)} if ctx.data.notes else {})}
+    meta = {
+        "recipe": recipe.name,
+        "model": recipe.model.name,
+        "rows": len(ctx.data.frame),
+        "classes": ", ".join(ctx.data.labels),
+        "splits": ", ".join(f"{k} {v}" for k, v in ctx.data.frame["split"].value_counts().items()),
+        "seconds": round(result.seconds, 1),
+        **({"notes": "; ".join(ctx.data.notes)} if ctx.data.notes else {}),
+    }
     report = {"meta": meta, "settings": asdict(ctx.settings), "findings": [f.to_json() for f in result.findings]}
     write_text_atomic(folder / "audit.json", json.dumps(report, indent=1, default=str))
-    write_text_atomic(folder / "audit.html", render(f"honed audit: {recipe.name}", meta, result.findings, ctx.settings.max_listed))
-
-
+    write_text_atomic(
+        folder / "audit.html", render(f"honed audit: {recipe.name}", meta, result.findings, ctx.settings.max_listed)
+    )
 
 
 def summary_lines(result: AuditResult) -> list[str]:

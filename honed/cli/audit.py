@@ -9,15 +9,19 @@ from typing import Any
 from honed.cli import common
 from honed.errors import HonedError
 
-DESCRIPTION = ("Writes audit.html + audit.json to RUN_DIR-audit beside the recipe's run folder (or --output) and "
-               "prints a summary with recommendations. Nothing is trained; a frozen backbone embeds the rows once "
-               "(cached) and a linear probe gives out-of-fold probabilities for cleanlab.")
+DESCRIPTION = (
+    "Writes audit.html + audit.json to RUN_DIR-audit beside the recipe's run folder (or --output) and "
+    "prints a summary with recommendations. Nothing is trained; a frozen backbone embeds the rows once "
+    "(cached) and a linear probe gives out-of-fold probabilities for cleanlab."
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("audit", description=DESCRIPTION,
-                                   help="audit the data: balance, duplicates, leakage, corrupt rows, outliers, "
-                                        "label errors, learning curve")
+    parser = subparsers.add_parser(
+        "audit",
+        description=DESCRIPTION,
+        help="audit the data: balance, duplicates, leakage, corrupt rows, outliers, label errors, learning curve",
+    )
     add_audit_arguments(parser, "RUN_DIR-audit")
     return parser
 
@@ -29,18 +33,36 @@ def add_audit_arguments(parser: argparse.ArgumentParser, default_output: str) ->
     common.add_output(parser, f"output folder (default: {default_output}, beside the run folder)")
     common.add_overwrite(parser, "replace earlier output files")
     common.add_quiet(parser)
-    parser.add_argument("--oof", default=None, metavar="FILE",
-                        help="out-of-fold probabilities CSV (id = 0-based row of data.train's file, one column per "
-                             "class) instead of the linear probe, e.g. RUN_DIR/oof.csv from `honed cv`")
+    parser.add_argument(
+        "--oof",
+        default=None,
+        metavar="FILE",
+        help="out-of-fold probabilities CSV (id = 0-based row of data.train's file, one column per "
+        "class) instead of the linear probe, e.g. RUN_DIR/oof.csv from `honed cv`",
+    )
     parser.add_argument("--folds", type=int, default=5, help="folds of the linear probe (default 5)")
-    parser.add_argument("--near-duplicate", type=float, default=0.95, metavar="COS",
-                        help="cosine similarity at or above which two rows are near duplicates (default 0.95)")
-    parser.add_argument("--outlier-z", type=float, default=3.5, metavar="Z",
-                        help="robust z-score beyond which a row is an outlier (default 3.5)")
+    parser.add_argument(
+        "--near-duplicate",
+        type=float,
+        default=0.95,
+        metavar="COS",
+        help="cosine similarity at or above which two rows are near duplicates (default 0.95)",
+    )
+    parser.add_argument(
+        "--outlier-z",
+        type=float,
+        default=3.5,
+        metavar="Z",
+        help="robust z-score beyond which a row is an outlier (default 3.5)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
-    parser.add_argument("--checks", default=None, help="comma-separated checks to run (default all: corrupt, balance, "
-                                                       "label_variants, duplicates, leakage, outliers, label_issues, "
-                                                       "learning_curve)")
+    parser.add_argument(
+        "--checks",
+        default=None,
+        help="comma-separated checks to run (default all: corrupt, balance, "
+        "label_variants, duplicates, leakage, outliers, label_issues, "
+        "learning_curve)",
+    )
 
 
 def audit_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -51,8 +73,13 @@ def audit_options(args: argparse.Namespace) -> dict[str, Any]:
         raise HonedError(f"--near-duplicate: expected a cosine similarity in (0, 1], got {args.near_duplicate}")
     if args.outlier_z <= 0 or args.batch_size < 1:
         raise HonedError("--outlier-z and --batch-size must be positive")
-    options: dict[str, Any] = dict(oof=args.oof, folds=args.folds, near_duplicate=args.near_duplicate,
-                                   outlier_z=args.outlier_z, batch_size=args.batch_size)
+    options: dict[str, Any] = dict(
+        oof=args.oof,
+        folds=args.folds,
+        near_duplicate=args.near_duplicate,
+        outlier_z=args.outlier_z,
+        batch_size=args.batch_size,
+    )
     if args.checks:
         options["checks"] = tuple(c.strip() for c in args.checks.split(",") if c.strip())
     return options
@@ -61,7 +88,13 @@ def audit_options(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from honed.audit.run import audit, summary_lines
 
-    result = audit(args.recipe, output=args.output, overwrite=args.overwrite, quiet=args.quiet,
-                   overrides=args.overrides, **audit_options(args))
+    result = audit(
+        args.recipe,
+        output=args.output,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        overrides=args.overrides,
+        **audit_options(args),
+    )
     print("\n".join(summary_lines(result)))
     return 0

@@ -34,12 +34,14 @@ def add_recipe(parser: argparse.ArgumentParser, help: str = "recipe YAML file (s
 
 def add_overrides(parser: argparse.ArgumentParser, example: str = "optim.lr=3e-5") -> None:
     """Dotted `key=value` overrides of the recipe, read by `parse_overrides` (values are YAML)."""
-    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value",
-                        help=f"dotted recipe overrides, e.g. {example}")
+    parser.add_argument(
+        "overrides", nargs="*", default=[], metavar="key=value", help=f"dotted recipe overrides, e.g. {example}"
+    )
 
 
-def add_output(parser: argparse.ArgumentParser, help: str, *aliases: str, default: str | None = None,
-               metavar: str = "DIR") -> None:
+def add_output(
+    parser: argparse.ArgumentParser, help: str, *aliases: str, default: str | None = None, metavar: str = "DIR"
+) -> None:
     """`-o/--output`: where the verb writes; `help` says what the default is for this verb."""
     parser.add_argument("-o", "--output", *aliases, default=default, metavar=metavar, help=help)
 
@@ -52,9 +54,15 @@ def add_quiet(parser: argparse.ArgumentParser, help: str = "no progress bars") -
     parser.add_argument("--quiet", action="store_true", help=help)
 
 
-def add_run_verb(parser: argparse.ArgumentParser, *, recipe: str | None = None, example: str = "optim.lr=3e-5",
-                 output: str = "run folder (default: the recipe's output_dir, else runs/NAME)",
-                 overwrite: str = "replace an existing run folder", quiet: str = "no progress bars") -> None:
+def add_run_verb(
+    parser: argparse.ArgumentParser,
+    *,
+    recipe: str | None = None,
+    example: str = "optim.lr=3e-5",
+    output: str = "run folder (default: the recipe's output_dir, else runs/NAME)",
+    overwrite: str = "replace an existing run folder",
+    quiet: str = "no progress bars",
+) -> None:
     """The arguments of a verb that runs a recipe into a run folder: recipe, overrides, --output,
     --overwrite, --quiet (the help texts say what each means for this verb)."""
     add_recipe(parser, *(() if recipe is None else (recipe,)))

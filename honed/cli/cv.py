@@ -7,17 +7,27 @@ from typing import Any
 
 from honed.cli import common
 
-DESCRIPTION = ("Fits one model per fold (stratified; group-aware with data.group_column) on the recipe's "
-               "training rows and writes RUN_DIR/cv.json, RUN_DIR/oof.csv (row, label, p_<class>...: "
-               "out-of-fold probabilities for `honed audit --oof`, stacking) and RUN_DIR/folds/fold-i/. "
-               "RUN_DIR: --output, else output_dir, else runs/NAME-cv.")
+DESCRIPTION = (
+    "Fits one model per fold (stratified; group-aware with data.group_column) on the recipe's "
+    "training rows and writes RUN_DIR/cv.json, RUN_DIR/oof.csv (row, label, p_<class>...: "
+    "out-of-fold probabilities for `honed audit --oof`, stacking) and RUN_DIR/folds/fold-i/. "
+    "RUN_DIR: --output, else output_dir, else runs/NAME-cv."
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("cv", description=DESCRIPTION,
-                                   help="k-fold cross-validation: mean ± std per metric and out-of-fold probabilities")
-    common.add_run_verb(parser, example="train.epochs=2", output="run folder (default: output_dir, else runs/NAME-cv)",
-                        overwrite="replace an existing cv run folder", quiet="no progress bar")
+    parser = subparsers.add_parser(
+        "cv",
+        description=DESCRIPTION,
+        help="k-fold cross-validation: mean ± std per metric and out-of-fold probabilities",
+    )
+    common.add_run_verb(
+        parser,
+        example="train.epochs=2",
+        output="run folder (default: output_dir, else runs/NAME-cv)",
+        overwrite="replace an existing cv run folder",
+        quiet="no progress bar",
+    )
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     return parser
 
@@ -30,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not common.is_main_process():
         return 0
-    result = cross_validate(args.recipe, args.folds, quiet=args.quiet, overwrite=args.overwrite,
-                            overrides=common.run_overrides(args))
+    result = cross_validate(
+        args.recipe, args.folds, quiet=args.quiet, overwrite=args.overwrite, overrides=common.run_overrides(args)
+    )
     table = Table(title=f"honed cv: {len(result.per_fold)} folds, {len(result.frame)} rows")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")

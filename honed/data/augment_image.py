@@ -59,18 +59,22 @@ def rotation(degrees: float = 15.0, p: float = 1.0) -> v2.Transform:
 
 
 @IMAGE_AUGMENTATIONS.register("resized_crop")
-def resized_crop(image_size: int, scale: float | Sequence[float] = 0.08,
-                 ratio: Sequence[float] = (3 / 4, 4 / 3)) -> v2.Transform:
+def resized_crop(
+    image_size: int, scale: float | Sequence[float] = 0.08, ratio: Sequence[float] = (3 / 4, 4 / 3)
+) -> v2.Transform:
     """Crop a random area fraction in [scale, 1] (or [scale[0], scale[1]]) and resize it to data.image_size."""
     low, high = (scale, 1.0) if isinstance(scale, (int, float)) and not isinstance(scale, bool) else tuple(scale)
     if not 0.0 < low <= high <= 1.0:
         raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
-    return v2.RandomResizedCrop((image_size, image_size), scale=(float(low), float(high)), ratio=tuple(ratio), antialias=True)
+    return v2.RandomResizedCrop(
+        (image_size, image_size), scale=(float(low), float(high)), ratio=tuple(ratio), antialias=True
+    )
 
 
 @IMAGE_AUGMENTATIONS.register("color_jitter")
-def color_jitter(brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0,
-                 p: float = 1.0) -> v2.Transform:
+def color_jitter(
+    brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.0, p: float = 1.0
+) -> v2.Transform:
     """Random brightness, contrast, saturation (factors in [1-x, 1+x]) and hue (shift in [-hue, hue], at most 0.5)."""
     return _sometimes(v2.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue), p)
 

@@ -61,8 +61,9 @@ def load_tables(recipe: Recipe, inputs: dict[str, Any] | None = None) -> Tables:
             fraction = getattr(spec.split, split)  # of all rows, so rescale to what is left
             if fraction + taken >= 1.0:
                 raise HonedError("data.split: val + test fractions must leave rows for training (sum below 1)")
-            frames["train"], frames[split] = carve(frames["train"], fraction / (1.0 - taken), spec.split.method,
-                                                   seed, split)
+            frames["train"], frames[split] = carve(
+                frames["train"], fraction / (1.0 - taken), spec.split.method, seed, split
+            )
             taken += fraction
     for split in SPLITS:
         frames[split] = limit(frames[split], getattr(spec.max_rows, split), seed)
@@ -93,8 +94,9 @@ def _check(frames: dict[str, pd.DataFrame], order: list[str] | None, normalise: 
         raise HonedError("data.train: the training split is empty (check data.labels and data.split)")
     labels = LabelMap.from_labels(train["label"], order)
     if len(labels) < 2:
-        raise HonedError(f"data.train: only one class ('{labels.names[0]}') in the training data; "
-                         "a classifier needs two or more")
+        raise HonedError(
+            f"data.train: only one class ('{labels.names[0]}') in the training data; a classifier needs two or more"
+        )
     for split in ("val", "test"):
         if normalise:
             frames[split]["label"] = match_known(frames[split]["label"], labels.names)
@@ -102,13 +104,15 @@ def _check(frames: dict[str, pd.DataFrame], order: list[str] | None, normalise: 
         if unseen:
             near = match_known(pd.Series(unseen[:1]), labels.names).iloc[0]
             hint = f" (training has '{near}': data.normalise_labels=true merges them)" if near != unseen[0] else ""
-            raise HonedError(f"data.{split}: label '{unseen[0]}' never occurs in training data{hint}; "
-                             "add training rows for it or drop those rows")
+            raise HonedError(
+                f"data.{split}: label '{unseen[0]}' never occurs in training data{hint}; "
+                "add training rows for it or drop those rows"
+            )
     return labels
 
 
 def _regression_targets(frames: dict[str, pd.DataFrame], spec: Any) -> LabelMap:
-    return target_map(frames, [c[len(TARGET):] for c in frames["train"].columns if c.startswith(TARGET)])
+    return target_map(frames, [c[len(TARGET) :] for c in frames["train"].columns if c.startswith(TARGET)])
 
 
 # The label map each task learns from the splits (classes checked across splits; targets standardised on train).
@@ -118,8 +122,9 @@ LABEL_MAKERS = {
 }
 
 
-def make_dataset(frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any,
-                 train: bool = False) -> Dataset:
+def make_dataset(
+    frame: pd.DataFrame, labels: LabelMap, recipe: Recipe, preprocess: Any, train: bool = False
+) -> Dataset:
     """A torch dataset for one frame; `preprocess` is the model's tokenizer or image statistics;
     `train` switches on the recipe's image augmentation (text is augmented in the training collate)."""
     ids = labels.encode_frame(frame)  # class ids, or standardised target vectors
@@ -147,9 +152,11 @@ def check_augment(recipe: Recipe, preprocess: Any = None) -> None:
     spec, kind = recipe.augment, recipe.data.kind
     other = "text" if kind == "image" else "image"
     if getattr(spec, other):
-        raise HonedError(f"augment.{other}: {other} augmentations need data.kind={other}, "
-                         f"but this recipe trains {kind} "
-                         f"(data.kind={kind}); remove augment.{other} or use augment.{kind}")
+        raise HonedError(
+            f"augment.{other}: {other} augmentations need data.kind={other}, "
+            f"but this recipe trains {kind} "
+            f"(data.kind={kind}); remove augment.{other} or use augment.{kind}"
+        )
     if kind == "image":
         build_image_ops(spec.image, recipe.data.image_size)
     elif preprocess is not None:
@@ -158,5 +165,7 @@ def check_augment(recipe: Recipe, preprocess: Any = None) -> None:
         for i, op in enumerate(spec.text):
             TEXT_AUGMENTATIONS.get(op.name, f"augment.text.{i}.name")
     if spec.tta and kind == "text" and not spec.text:
-        raise HonedError("augment.tta: test-time augmentation of text needs augment.text ops "
-                         "(e.g. [{name: word_dropout, p: 0.1}]); set augment.tta=0 or add augment.text")
+        raise HonedError(
+            "augment.tta: test-time augmentation of text needs augment.text ops "
+            "(e.g. [{name: word_dropout, p: 0.1}]); set augment.tta=0 or add augment.text"
+        )

@@ -21,8 +21,9 @@ from honed.errors import HonedError
 WIDE_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")  # greyscale modes wider than 8 bits
 
 
-def image_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                    augment: list[v2.Transform] | None = None) -> v2.Compose:
+def image_transform(
+    size: int, mean: tuple[float, ...], std: tuple[float, ...], augment: list[v2.Transform] | None = None
+) -> v2.Compose:
     """Decode, resize to size x size, scale to [0, 1] and normalise with the backbone's statistics.
 
     `augment` (training only) runs in recipe order on the uint8 image, except tensor-stage ops such as
@@ -35,15 +36,17 @@ def image_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...],
     tensor_ops = [op for op in augment if isinstance(op, AFTER_NORMALISE)]
     crop_first = bool(pixel_ops) and isinstance(pixel_ops[0], v2.RandomResizedCrop)
     resize = v2.Resize((size, size), antialias=True)
-    return v2.Compose([
-        v2.ToImage(),
-        *([] if crop_first else [resize]),
-        *pixel_ops,
-        *([resize] if augment else []),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-        *tensor_ops,
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *([] if crop_first else [resize]),
+            *pixel_ops,
+            *([resize] if augment else []),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean=list(mean), std=list(std)),
+            *tensor_ops,
+        ]
+    )
 
 
 def open_image(item: Any) -> Image.Image:
@@ -100,8 +103,11 @@ def check_images(items: pd.Series, source: str, skip: bool = False) -> tuple[lis
     """Decode every image path once before training or predicting. A bad one is an error naming the file
     and its source row; with `skip` (data.skip_bad_rows) the bad rows' index labels come back for the
     caller to drop, with a note that counts and lists them."""
-    bad = [(index, item, why) for index, item in items.items()
-           if isinstance(item, str) and (why := image_problem(item)) is not None]
+    bad = [
+        (index, item, why)
+        for index, item in items.items()
+        if isinstance(item, str) and (why := image_problem(item)) is not None
+    ]
     if not bad:
         return [], None
     index, item, why = bad[0]

@@ -28,8 +28,9 @@ def mega_batch_rows(rows: int, batch_size: int) -> int:
     return batch_size * max(1, min(MEGA_BATCHES, rows // (batch_size * 4)))
 
 
-def grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, keep: int | None = None,
-                    window: int = 1) -> list[list[int]]:
+def grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, keep: int | None = None, window: int = 1
+) -> list[list[int]]:
     """One epoch's batches, a pure function of its arguments.
 
     Grouping works on optimizer steps: windows of `window` batches (gradient accumulation steps x
@@ -44,8 +45,8 @@ def grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: i
     span = mega_batch_rows(keep, step_rows)
     steps: list[list[int]] = []
     for start in range(0, len(order), span):
-        mega = sorted(order[start:start + span], key=lambda i: -lengths[i])  # stable: ties keep the shuffle
-        steps += [mega[j:j + step_rows] for j in range(0, len(mega), step_rows)]
+        mega = sorted(order[start : start + span], key=lambda i: -lengths[i])  # stable: ties keep the shuffle
+        steps += [mega[j : j + step_rows] for j in range(0, len(mega), step_rows)]
     short = steps.pop() if steps and len(steps[-1]) < step_rows else None
     generator = torch.Generator().manual_seed(seed * 10_007 + epoch + 1_000_003)  # independent of the row draw
     steps = [steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()]
@@ -53,7 +54,7 @@ def grouped_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: i
         longest = max(range(len(steps)), key=lambda s: lengths[steps[s][0]])  # each is sorted: [0] is its longest
         steps[0], steps[longest] = steps[longest], steps[0]
     steps += [short] if short else []
-    return [rows[j:j + batch_size] for rows in steps for j in range(0, len(rows), batch_size)]
+    return [rows[j : j + batch_size] for rows in steps for j in range(0, len(rows), batch_size)]
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -63,8 +64,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     gradient accumulation windows and step counts are unchanged. `window` = batches per optimizer
     step over all processes (grad_accum_steps x processes): see grouped_batches."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, keep: int | None = None,
-                 window: int = 1) -> None:
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, keep: int | None = None, window: int = 1
+    ) -> None:
         self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
         self.keep = len(self.lengths) if keep is None else keep
         self.window, self.drop_last = window, False

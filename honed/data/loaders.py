@@ -47,8 +47,16 @@ def row_lengths(dataset: Dataset) -> list[int] | None:
     return lengths() if callable(lengths) else None
 
 
-def train_loader(dataset: Dataset, batch_size: int, seed: int, collate: Any, workers: int, keep: int | None = None,
-                 group_by_length: bool = False, window: int = 1) -> tuple[DataLoader, Sampler]:
+def train_loader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    collate: Any,
+    workers: int,
+    keep: int | None = None,
+    group_by_length: bool = False,
+    window: int = 1,
+) -> tuple[DataLoader, Sampler]:
     """The training loader and the sampler whose `set_epoch` picks each epoch's order: length-grouped
     batches when asked and the rows have lengths (grouped per optimizer step of `window` batches:
     grad_accum_steps x processes), a plain seeded shuffle otherwise. Either way an epoch has
@@ -56,23 +64,38 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, collate: Any, wor
     lengths = row_lengths(dataset) if group_by_length else None
     if lengths is not None:
         grouped = LengthGroupedBatchSampler(lengths, batch_size, seed, keep, window)
-        loader = DataLoader(dataset, batch_sampler=grouped, collate_fn=collate, num_workers=workers,
-                            generator=_private_generator(seed))
+        loader = DataLoader(
+            dataset, batch_sampler=grouped, collate_fn=collate, num_workers=workers, generator=_private_generator(seed)
+        )
         return loader, grouped
     sampler = EpochSampler(len(dataset), seed, keep)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate, num_workers=workers,
-                        generator=_private_generator(seed))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        generator=_private_generator(seed),
+    )
     return loader, sampler
 
 
-def eval_loader(dataset: Dataset, batch_size: int, collate: Any, workers: int,
-                sort_by_length: bool = False) -> DataLoader:
+def eval_loader(
+    dataset: Dataset, batch_size: int, collate: Any, workers: int, sort_by_length: bool = False
+) -> DataLoader:
     """Every row once; longest first when asked and the rows have lengths (less padding), in row order
     otherwise. Batches carry each row's `index`, from which predict_logits restores row order."""
     lengths = row_lengths(dataset) if sort_by_length else None
     sampler = LengthSortedSampler(lengths) if lengths is not None else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, collate_fn=collate,
-                      num_workers=workers, generator=_private_generator(0))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=workers,
+        generator=_private_generator(0),
+    )
 
 
 def _private_generator(seed: int) -> torch.Generator:

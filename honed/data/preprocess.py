@@ -130,7 +130,9 @@ def _drop(frame: pd.DataFrame, keep: pd.Series, field: str, step: str, notes: li
     return frame[keep]
 
 
-def filter_tokens(frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: Any, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
+def filter_tokens(
+    frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: Any, notes: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
     """Drop rows outside `min_tokens`/`max_tokens`, counted with the model's tokenizer (no special
     tokens, no truncation), once the model, and so its tokenizer, exists."""
     spec = recipe.data.preprocess
@@ -144,17 +146,27 @@ def filter_tokens(frames: dict[str, pd.DataFrame], recipe: Recipe, tokenizer: An
         if frame.empty:
             out[split] = frame
             continue
-        counts = pd.Series([len(ids) for ids in tokenize(frame["x"].tolist(), add_special_tokens=False)["input_ids"]],
-                           index=frame.index)
+        counts = pd.Series(
+            [len(ids) for ids in tokenize(frame["x"].tolist(), add_special_tokens=False)["input_ids"]],
+            index=frame.index,
+        )
         if spec.min_tokens is not None:
             frame = _drop(frame, counts >= spec.min_tokens, f"data.{split}", f"min_tokens={spec.min_tokens}", notes)
         if spec.max_tokens is not None:
-            frame = _drop(frame, counts.loc[frame.index] <= spec.max_tokens, f"data.{split}", f"max_tokens={spec.max_tokens}", notes)
+            frame = _drop(
+                frame,
+                counts.loc[frame.index] <= spec.max_tokens,
+                f"data.{split}",
+                f"max_tokens={spec.max_tokens}",
+                notes,
+            )
         out[split] = frame
     return out
 
 
-def train_image_stats(frame: pd.DataFrame, size: int, sample: int = 1000, seed: int = 0) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def train_image_stats(
+    frame: pd.DataFrame, size: int, sample: int = 1000, seed: int = 0
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the training images (RGB in [0, 1] at the training size), from a
     seeded sample of at most `sample` images: cheap, and stable to the third decimal."""
     import torch
@@ -179,20 +191,25 @@ def train_image_stats(frame: pd.DataFrame, size: int, sample: int = 1000, seed: 
 TRAIN_IMAGE_STATS = "train_image_stats"
 
 
-def apply_image_stats(model: Any, frames: dict[str, pd.DataFrame], recipe: Recipe, notes: list[str] | None = None) -> None:
+def apply_image_stats(
+    model: Any, frames: dict[str, pd.DataFrame], recipe: Recipe, notes: list[str] | None = None
+) -> None:
     """With `data.image_stats: train`, normalise with the training data's statistics instead of the
     backbone's, and record them where the saved model keeps its normalisation (so predict uses them)."""
     if recipe.data.kind != "image" or recipe.data.image_stats == "backbone":
         return
     if not model.kind.supports(TRAIN_IMAGE_STATS):
-        raise HonedError(f"data.image_stats=train: not supported for {model.kind.name} models; "
-                         "use data.image_stats=backbone")
+        raise HonedError(
+            f"data.image_stats=train: not supported for {model.kind.name} models; use data.image_stats=backbone"
+        )
     mean, std = train_image_stats(frames["train"], recipe.data.image_size, seed=recipe.seed)
     (notes.append if notes is not None else LOG.info)(f"image statistics from the training data: mean {mean} std {std}")
     model.kind.set_image_stats(model, mean, std)  # also where the saved model keeps them (honed.json, processor)
 
 
-def finish_preprocess(frames: dict[str, pd.DataFrame], recipe: Recipe, model: Any, notes: list[str] | None = None) -> dict[str, pd.DataFrame]:
+def finish_preprocess(
+    frames: dict[str, pd.DataFrame], recipe: Recipe, model: Any, notes: list[str] | None = None
+) -> dict[str, pd.DataFrame]:
     """The steps that need the model: token-length filters and training-set image statistics."""
     frames = filter_tokens(frames, recipe, model.preprocess, notes)
     apply_image_stats(model, frames, recipe, notes)

@@ -27,8 +27,14 @@ def slice_columns(recipe: Recipe) -> tuple[str, ...]:
     return tuple(recipe.report.slices)
 
 
-def load_source(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = (),
-                scoring: bool = False, task: str = "classification") -> pd.DataFrame:
+def load_source(
+    source: Any,
+    spec: DataSpec,
+    field: str,
+    keep: tuple[str, ...] = (),
+    scoring: bool = False,
+    task: str = "classification",
+) -> pd.DataFrame:
     """A standard frame (x, [x2], label, [group], [meta:NAME...]) from a path/asset string or in-memory
     data; `keep` names metadata columns to carry along (a missing one is an error naming it).
 
@@ -43,13 +49,21 @@ def load_source(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] =
     else:
         frame = from_memory(source, spec, field, keep, scoring, task)
     if keep and not scoring and not any(c.startswith(META) for c in frame.columns):
-        raise HonedError(f"report.slices: {field} has no columns (an image folder or an (X, y) pair), so it cannot "
-                         f"slice by '{keep[0]}'; use a table file or remove report.slices")
+        raise HonedError(
+            f"report.slices: {field} has no columns (an image folder or an (X, y) pair), so it cannot "
+            f"slice by '{keep[0]}'; use a table file or remove report.slices"
+        )
     return frame
 
 
-def _load_path(path: Path, spec: DataSpec, field: str, keep: tuple[str, ...] = (),
-               scoring: bool = False, task: str = "classification") -> pd.DataFrame:
+def _load_path(
+    path: Path,
+    spec: DataSpec,
+    field: str,
+    keep: tuple[str, ...] = (),
+    scoring: bool = False,
+    task: str = "classification",
+) -> pd.DataFrame:
     if path.name.endswith("-idx3-ubyte.gz"):
         return _idx_images(path, field)
     if spec.kind == "image" and path.is_dir():
@@ -57,8 +71,15 @@ def _load_path(path: Path, spec: DataSpec, field: str, keep: tuple[str, ...] = (
     return _from_table(read_table(path, field), spec, str(path), path.parent, keep, scoring, task)
 
 
-def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path, keep: tuple[str, ...] = (),
-                scoring: bool = False, task: str = "classification") -> pd.DataFrame:
+def _from_table(
+    frame: pd.DataFrame,
+    spec: DataSpec,
+    source: str,
+    base: Path,
+    keep: tuple[str, ...] = (),
+    scoring: bool = False,
+    task: str = "classification",
+) -> pd.DataFrame:
     """A table's named columns as a standard frame; image paths resolve against `base`."""
     if scoring:
         keep = tuple(name for name in keep if name in frame.columns)
@@ -74,8 +95,11 @@ def _from_table(frame: pd.DataFrame, spec: DataSpec, source: str, base: Path, ke
         return _with_meta(_standard(frame, paths, None, spec, source, task), frame, keep)
     require_columns(
         frame,
-        {"data.text_column": spec.text_column, "data.text_pair_column": spec.text_pair_column,
-         "data.group_column": spec.group_column},
+        {
+            "data.text_column": spec.text_column,
+            "data.text_pair_column": spec.text_pair_column,
+            "data.group_column": spec.group_column,
+        },
         source,
     )
     pair = frame[spec.text_pair_column] if spec.text_pair_column else None
@@ -114,8 +138,9 @@ def _with_meta(out: pd.DataFrame, frame: pd.DataFrame, keep: tuple[str, ...]) ->
     return out
 
 
-def _standard(frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: DataSpec, source: str,
-              task: str = "classification") -> pd.DataFrame:
+def _standard(
+    frame: pd.DataFrame, x: pd.Series, x2: pd.Series | None, spec: DataSpec, source: str, task: str = "classification"
+) -> pd.DataFrame:
     out = pd.DataFrame({"x": x.fillna("") if spec.kind == "text" else x}, index=frame.index)
     if x2 is not None:
         out["x2"] = x2.fillna("").astype(str)
@@ -186,8 +211,14 @@ def _idx_images(images: Path, field: str) -> pd.DataFrame:
     return pd.DataFrame({"x": list(pixels), "label": [names[int(i)] for i in labels]})
 
 
-def from_memory(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] = (),
-                scoring: bool = False, task: str = "classification") -> pd.DataFrame:
+def from_memory(
+    source: Any,
+    spec: DataSpec,
+    field: str,
+    keep: tuple[str, ...] = (),
+    scoring: bool = False,
+    task: str = "classification",
+) -> pd.DataFrame:
     """A DataFrame, an (X, y) pair of sequences, or a torch Dataset yielding (x, y)."""
     if isinstance(source, pd.DataFrame):
         return _from_table(source.reset_index(drop=True), spec, field, Path("."), keep, scoring, task)
@@ -197,8 +228,9 @@ def from_memory(source: Any, spec: DataSpec, field: str, keep: tuple[str, ...] =
         pairs = [source[i] for i in range(len(source))]
         xs, ys = [p[0] for p in pairs], [p[1] for p in pairs]
     else:
-        raise HonedError(f"{field}: expected a path, a DataFrame, an (X, y) pair or a torch Dataset, "
-                         f"got {type(source).__name__}")
+        raise HonedError(
+            f"{field}: expected a path, a DataFrame, an (X, y) pair or a torch Dataset, got {type(source).__name__}"
+        )
     if len(xs) != len(ys):
         raise HonedError(f"{field}: X has {len(xs)} rows but y has {len(ys)}")
     if task == "classification":  # unchanged: numbers become class names

@@ -22,7 +22,9 @@ def carve(frame: pd.DataFrame, fraction: float, method: str, seed: int, name: st
     stratify = frame["label"] if method == "stratified" and "label" in frame else None
     if stratify is not None and stratify.value_counts().min() < 2:
         rare = stratify.value_counts().idxmin()
-        raise HonedError(f"data.split: class '{rare}' has one row, too few to stratify; add rows or use data.split.method=random")
+        raise HonedError(
+            f"data.split: class '{rare}' has one row, too few to stratify; add rows or use data.split.method=random"
+        )
     try:
         rest, carved = train_test_split(frame, test_size=fraction, random_state=seed, stratify=stratify)
     except ValueError as exc:

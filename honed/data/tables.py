@@ -38,8 +38,9 @@ def _read_delimited(path: Path, suffix: str, **kwargs: Any) -> Any:
     """CSV/TSV with its encoding (BOM, UTF-16) and delimiter read from the file; quoted fields may hold
     newlines, and Windows line endings read like Unix ones."""
     encoding, sep = layout(path, suffix)
-    return pd.read_csv(path, sep=sep, encoding=encoding, encoding_errors="strict", keep_default_na=False,
-                       na_values=[""], **kwargs)
+    return pd.read_csv(
+        path, sep=sep, encoding=encoding, encoding_errors="strict", keep_default_na=False, na_values=[""], **kwargs
+    )
 
 
 def read_table(path: Path, field: str) -> pd.DataFrame:
@@ -100,8 +101,14 @@ def require_columns(frame: pd.DataFrame, columns: dict[str, str | None], source:
     have = [str(c) for c in frame.columns]
     for field, column in columns.items():
         if column is not None and column not in frame.columns:
-            hint = next((f"; the file looks delimited by {d!r}: save it with commas or as .tsv"
-                         for d in (";", "\t", "|") if len(have) == 1 and d in have[0]), "")
+            hint = next(
+                (
+                    f"; the file looks delimited by {d!r}: save it with commas or as .tsv"
+                    for d in (";", "\t", "|")
+                    if len(have) == 1 and d in have[0]
+                ),
+                "",
+            )
             raise HonedError(f"{source}: no column '{column}' (set by {field}); columns are: {', '.join(have)}{hint}")
 
 
@@ -150,7 +157,8 @@ def unify_variants(labels: pd.Series, source: str, normalise: bool) -> pd.Series
         raise HonedError(
             f"{source}: labels '{first}' (row {_first_row(labels, first)}) and '{second}' (row "
             f"{_first_row(labels, second)}) differ only by case or surrounding spaces ({len(clashes)} such sets); "
-            "fix the file, or set data.normalise_labels=true to merge them (`honed audit` lists them all)")
+            "fix the file, or set data.normalise_labels=true to merge them (`honed audit` lists them all)"
+        )
     canonical = {s: max(v, key=lambda c: (counts[c], c == c.strip(), c)).strip() for v in groups.values() for s in v}
     return labels.map(canonical)
 
@@ -174,7 +182,8 @@ def _refuse_number_twins(labels: pd.Series, source: str) -> None:
         if other != spelling:
             raise HonedError(
                 f"{source}: labels '{other}' (row {_first_row(labels, other)}) and '{spelling}' (row "
-                f"{_first_row(labels, spelling)}) are the same number written two ways; write every label one way")
+                f"{_first_row(labels, spelling)}) are the same number written two ways; write every label one way"
+            )
 
 
 def _first_row(labels: pd.Series, value: str) -> int:

@@ -25,14 +25,18 @@ def numeric_targets(column: pd.Series, name: str, source: str) -> pd.Series:
     bad = values.isna() | ~np.isfinite(values.astype(float).fillna(0.0))
     if bad.any():
         pos = int(np.argmax(bad.to_numpy()))
-        raise HonedError(f"{source}: target column '{name}' row {pos + 1} holds {str(column.iloc[pos])!r}, not a finite number "
-                         f"({int(bad.sum())} such rows); regression targets must be numbers: fix or drop those rows")
+        raise HonedError(
+            f"{source}: target column '{name}' row {pos + 1} holds {str(column.iloc[pos])!r}, not a finite number "
+            f"({int(bad.sum())} such rows); regression targets must be numbers: fix or drop those rows"
+        )
     return values.astype(np.float64)
 
 
 def target_columns(frame: pd.DataFrame, names: Sequence[str], source: str) -> pd.DataFrame:
     """The standard frame's `target:NAME` columns from a table's named columns."""
-    return pd.DataFrame({TARGET + name: numeric_targets(frame[name], name, source) for name in names}, index=frame.index)
+    return pd.DataFrame(
+        {TARGET + name: numeric_targets(frame[name], name, source) for name in names}, index=frame.index
+    )
 
 
 def looks_like_regression(frame: pd.DataFrame, names: Sequence[str]) -> bool:

@@ -32,7 +32,9 @@ def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_leng
     if path.is_file():
         return torch.load(path, weights_only=True)
     encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    columns = {k: v for k, v in encoded.items() if k.rpartition(".")[2] in ("input_ids", "attention_mask", "token_type_ids")}
+    columns = {
+        k: v for k, v in encoded.items() if k.rpartition(".")[2] in ("input_ids", "attention_mask", "token_type_ids")
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(columns, tmp)

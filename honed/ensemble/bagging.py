@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def bag_rows(rows: int, members: int, bootstrap: bool, max_samples: float, seed: int,
-             labels: np.ndarray | None = None) -> list[np.ndarray]:
+def bag_rows(
+    rows: int, members: int, bootstrap: bool, max_samples: float, seed: int, labels: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Per member, the training row positions it trains on (with replacement when `bootstrap`); with
     `labels`, drawn per class (stratified), so every member sees every class and shares the label set."""
     rng = np.random.default_rng(seed)
@@ -15,8 +16,12 @@ def bag_rows(rows: int, members: int, bootstrap: bool, max_samples: float, seed:
         size = max(2, round(rows * max_samples))
         return [np.sort(rng.choice(rows, size=size, replace=bootstrap)) for _ in range(members)]
     groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    return [np.sort(np.concatenate([rng.choice(g, size=max(1, round(len(g) * max_samples)), replace=bootstrap) for g in groups]))
-            for _ in range(members)]
+    return [
+        np.sort(
+            np.concatenate([rng.choice(g, size=max(1, round(len(g) * max_samples)), replace=bootstrap) for g in groups])
+        )
+        for _ in range(members)
+    ]
 
 
 def out_of_bag(bags: list[np.ndarray], rows: int) -> list[np.ndarray]:

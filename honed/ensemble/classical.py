@@ -38,9 +38,15 @@ PIPELINES: Registry[Any] = Registry("sklearn pipeline")
 
 
 @PIPELINES.register("tfidf_logreg")
-def tfidf_logreg(word_ngrams: tuple[int, int] | list[int] = (1, 2), char_ngrams: tuple[int, int] | list[int] = (2, 5),
-                 min_df: int | float = 1, max_features: int | None = None, C: float = 4.0, max_iter: int = 2000,
-                 class_weight: str | None = None) -> Any:
+def tfidf_logreg(
+    word_ngrams: tuple[int, int] | list[int] = (1, 2),
+    char_ngrams: tuple[int, int] | list[int] = (2, 5),
+    min_df: int | float = 1,
+    max_features: int | None = None,
+    C: float = 4.0,
+    max_iter: int = 2000,
+    class_weight: str | None = None,
+) -> Any:
     """TF-IDF of word n-grams and of character n-grams within word boundaries (sublinear tf), side by side,
     into an L2 logistic regression: the classical text baseline (and what the design notes' 0.74-0.76 is)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -48,10 +54,12 @@ def tfidf_logreg(word_ngrams: tuple[int, int] | list[int] = (1, 2), char_ngrams:
     from sklearn.pipeline import FeatureUnion, Pipeline
 
     common = {"min_df": min_df, "max_features": max_features, "sublinear_tf": True, "strip_accents": "unicode"}
-    features = FeatureUnion([
-        ("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(word_ngrams), **common)),
-        ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngrams), **common)),
-    ])
+    features = FeatureUnion(
+        [
+            ("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(word_ngrams), **common)),
+            ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngrams), **common)),
+        ]
+    )
     logreg = LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight)
     return Pipeline([("tfidf", features), ("logreg", logreg)])
 
@@ -59,12 +67,15 @@ def tfidf_logreg(word_ngrams: tuple[int, int] | list[int] = (1, 2), char_ngrams:
 def build_pipeline(member: MemberSpec, field: str) -> Any:
     """The member's unfitted pipeline; an unknown name, a bad parameter or a non-classifier is one line."""
     if not member.pipeline:
-        raise HonedError(f"{field}.pipeline: member '{member.name}' is kind sklearn but names no pipeline; "
-                         f"set pipeline: {' | '.join(PIPELINES.names())} or pkg.module:factory")
+        raise HonedError(
+            f"{field}.pipeline: member '{member.name}' is kind sklearn but names no pipeline; "
+            f"set pipeline: {' | '.join(PIPELINES.names())} or pkg.module:factory"
+        )
     pipeline = PIPELINES.build(member.pipeline, f"{field}.pipeline", **member.params)
     if not is_classifier(pipeline) or not hasattr(pipeline, "predict_proba"):
-        raise HonedError(f"{field}.pipeline: '{member.pipeline}' did not return a scikit-learn classifier with "
-                         "predict_proba")
+        raise HonedError(
+            f"{field}.pipeline: '{member.pipeline}' did not return a scikit-learn classifier with predict_proba"
+        )
     return pipeline
 
 
@@ -75,19 +86,26 @@ def check_members(members: list[MemberSpec], data_kind: str, method: str) -> Non
             continue
         field = f"ensemble.members.{i}"
         if data_kind != "text":
-            raise HonedError(f"{field}.kind: member '{member.name}' is a scikit-learn text pipeline but data.kind is "
-                             f"{data_kind}; sklearn members need text data")
+            raise HonedError(
+                f"{field}.kind: member '{member.name}' is a scikit-learn text pipeline but data.kind is "
+                f"{data_kind}; sklearn members need text data"
+            )
         if member.prefit is not None or member.recipe is not None or member.overrides:
-            raise HonedError(f"{field}: member '{member.name}' is kind sklearn; it takes pipeline and params, not "
-                             "prefit, recipe or overrides")
+            raise HonedError(
+                f"{field}: member '{member.name}' is kind sklearn; it takes pipeline and params, not "
+                "prefit, recipe or overrides"
+            )
         if method == "soup":
-            raise HonedError(f"{field}.kind: a soup averages the weights of fine-tunes of one model; member "
-                             f"'{member.name}' is a scikit-learn pipeline; drop it or use another method")
+            raise HonedError(
+                f"{field}.kind: a soup averages the weights of fine-tunes of one model; member "
+                f"'{member.name}' is a scikit-learn pipeline; drop it or use another method"
+            )
         build_pipeline(member, field)
 
 
-def fit_sklearn_member(member: MemberSpec, train: pd.DataFrame, labels: tuple[str, ...], recipe: Recipe,
-                       folder: Path, overwrite: bool) -> Path:
+def fit_sklearn_member(
+    member: MemberSpec, train: pd.DataFrame, labels: tuple[str, ...], recipe: Recipe, folder: Path, overwrite: bool
+) -> Path:
     """Fit the member's pipeline on the train rows and save it as a `sklearn` saved kind in `folder`
     (kept as it is when a re-run finds it finished and `overwrite` is off)."""
     if not overwrite and (folder / SKLEARN_FILE).is_file():
@@ -108,8 +126,9 @@ def fit_sklearn_member(member: MemberSpec, train: pd.DataFrame, labels: tuple[st
     return folder
 
 
-def sklearn_out_of_fold(member: MemberSpec, train: pd.DataFrame, labels: tuple[str, ...], recipe: Recipe, folds: int,
-                        seed: int) -> np.ndarray:
+def sklearn_out_of_fold(
+    member: MemberSpec, train: pd.DataFrame, labels: tuple[str, ...], recipe: Recipe, folds: int, seed: int
+) -> np.ndarray:
     """(train rows, classes) probabilities, each row from a copy of the pipeline fitted on the other folds."""
     pipeline = build_pipeline(member, f"ensemble member '{member.name}'")
 

@@ -26,18 +26,35 @@ from honed.errors import HonedError
 from honed.inference.combiners import COMBINERS, Combiner, Selection, Stacking
 
 # method -> how its members are fitted (the name of the method that does it); combining is the combiner's job
-FITTERS = {"soft": "_fit_voting", "hard": "_fit_voting", "selection": "_fit_selection", "stacking": "_fit_stacking",
-           "bagging": "_fit_bagging"}
+FITTERS = {
+    "soft": "_fit_voting",
+    "hard": "_fit_voting",
+    "selection": "_fit_selection",
+    "stacking": "_fit_stacking",
+    "bagging": "_fit_bagging",
+}
 METHODS = tuple(FITTERS)
 
 
 class EnsembleClassifier(ClassifierMixin, BaseEstimator):
     """An ensemble of classifiers given as [(name, estimator), ...]."""
 
-    def __init__(self, estimators: list[tuple[str, Any]], *, method: str = "soft", weights: list[float] | None = None,
-                 meta: str = "logistic_regression", meta_params: dict[str, Any] | None = None, folds: int = 5,
-                 rounds: int = 20, val_fraction: float = 0.2, bootstrap: bool = True, max_samples: float = 1.0,
-                 prefit: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        estimators: list[tuple[str, Any]],
+        *,
+        method: str = "soft",
+        weights: list[float] | None = None,
+        meta: str = "logistic_regression",
+        meta_params: dict[str, Any] | None = None,
+        folds: int = 5,
+        rounds: int = 20,
+        val_fraction: float = 0.2,
+        bootstrap: bool = True,
+        max_samples: float = 1.0,
+        prefit: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.estimators = estimators
         self.method = method
         self.weights = weights
@@ -94,7 +111,9 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
         if self.prefit:
             self.members_, val_x, val_y = list(self.estimators), X, codes
         else:
-            fit_i, val_i = train_test_split(np.arange(len(X)), test_size=self.val_fraction, stratify=codes, random_state=self.seed)
+            fit_i, val_i = train_test_split(
+                np.arange(len(X)), test_size=self.val_fraction, stratify=codes, random_state=self.seed
+            )
             self.members_ = self._fitted([X[i] for i in fit_i], y[fit_i])
             val_x, val_y = [X[i] for i in val_i], codes[val_i]
         return Selection(rounds=self.rounds).fit(self._member_probs(self.members_, val_x), val_y)
@@ -104,8 +123,12 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
         check_stacking(self.folds, len(self.estimators))
         meta = meta_learner(self.meta, self.meta_params)
         frame = pd.DataFrame({"x": pd.Series(X, dtype=object), "label": codes})
-        oof = np.stack([out_of_fold(frame, self.folds, self.seed, self._fold_fitter(est), len(self.classes_))
-                        for _, est in self.estimators])
+        oof = np.stack(
+            [
+                out_of_fold(frame, self.folds, self.seed, self._fold_fitter(est), len(self.classes_))
+                for _, est in self.estimators
+            ]
+        )
         combiner = Stacking(meta=meta).fit(oof, codes)
         self.meta_ = combiner.meta
         self.members_ = self._fitted(X, y)
@@ -121,9 +144,14 @@ class EnsembleClassifier(ClassifierMixin, BaseEstimator):
     def _fit_bagging(self, X: list[Any], y: np.ndarray, codes: np.ndarray) -> Combiner:
         """Each member on its own bootstrap sample (or subset); the out-of-bag accuracy as oob_score_."""
         bags = bag_rows(len(X), len(self.estimators), self.bootstrap, self.max_samples, self.seed)
-        self.members_ = [(n, clone(e).fit([X[i] for i in bag], y[bag])) for (n, e), bag in zip(self.estimators, bags, strict=True)]
-        oob = [(rows, self._member_probs([member], [X[i] for i in rows])[0])
-               for member, rows in zip(self.members_, out_of_bag(bags, len(X)), strict=True) if len(rows)]
+        self.members_ = [
+            (n, clone(e).fit([X[i] for i in bag], y[bag])) for (n, e), bag in zip(self.estimators, bags, strict=True)
+        ]
+        oob = [
+            (rows, self._member_probs([member], [X[i] for i in rows])[0])
+            for member, rows in zip(self.members_, out_of_bag(bags, len(X)), strict=True)
+            if len(rows)
+        ]
         self.oob_score_ = oob_estimate(oob, codes, len(self.classes_))["oob_accuracy"]
         return COMBINERS.build("soft")
 

@@ -90,8 +90,14 @@ def _pair(frame: pd.DataFrame) -> tuple[list[Any], list[str]]:
     return frame["x"].tolist(), frame["label"].tolist()
 
 
-def fit_member(recipe: Recipe, data: dict[str, Any], overwrite: bool, quiet: bool, keep_checkpoints: bool = False,
-               threads: int | None = None) -> Path:
+def fit_member(
+    recipe: Recipe,
+    data: dict[str, Any],
+    overwrite: bool,
+    quiet: bool,
+    keep_checkpoints: bool = False,
+    threads: int | None = None,
+) -> Path:
     """Train one member (also the worker of a process pool) and return its model folder. Without `overwrite`
     (re-running an ensemble that was stopped) a member that finished is kept as it is and one that was
     stopped mid-way resumes from its checkpoint; `overwrite` trains it afresh."""
@@ -109,8 +115,13 @@ def fit_member(recipe: Recipe, data: dict[str, Any], overwrite: bool, quiet: boo
     return run.model_dir
 
 
-def fit_all(jobs: list[tuple[str, Recipe, dict[str, Any]]], workers: int, overwrite: bool, quiet: bool,
-            keep_checkpoints: bool = False) -> dict[str, Path]:
+def fit_all(
+    jobs: list[tuple[str, Recipe, dict[str, Any]]],
+    workers: int,
+    overwrite: bool,
+    quiet: bool,
+    keep_checkpoints: bool = False,
+) -> dict[str, Path]:
     """Train members one after another, or in `workers` processes (each a separate honed.fit)."""
     if workers <= 1 or len(jobs) <= 1:
         dirs = {}
@@ -124,7 +135,9 @@ def fit_all(jobs: list[tuple[str, Recipe, dict[str, Any]]], workers: int, overwr
         console.print(f"training {len(jobs)} ensemble members in {workers} processes: {', '.join(j[0] for j in jobs)}")
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
-        futures = {name: pool.submit(fit_member, r, d, overwrite, True, keep_checkpoints, threads) for name, r, d in jobs}
+        futures = {
+            name: pool.submit(fit_member, r, d, overwrite, True, keep_checkpoints, threads) for name, r, d in jobs
+        }
         return {name: f.result() for name, f in futures.items()}
 
 
@@ -135,7 +148,9 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if fork else "spawn")
 
 
-def member_probs(model_dir: Path, frame: pd.DataFrame, order: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+def member_probs(
+    model_dir: Path, frame: pd.DataFrame, order: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Class probabilities of a saved model (or any saved Predictor) on a standard frame, columns in
     `order` (default: the predictor's own label order)."""
     predictor = load_predictor(model_dir)
@@ -149,8 +164,10 @@ def check_labels(names: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
     first, order = items[0]
     for name, labels in items[1:]:
         if set(labels) != set(order):
-            raise HonedError(f"ensemble member '{name}' was trained on labels ({', '.join(labels)}) but member "
-                             f"'{first}' on ({', '.join(order)}); members must share one label set")
+            raise HonedError(
+                f"ensemble member '{name}' was trained on labels ({', '.join(labels)}) but member "
+                f"'{first}' on ({', '.join(order)}); members must share one label set"
+            )
     return order
 
 

@@ -14,8 +14,14 @@ from honed.rundir import write_text_atomic
 __all__ = ["ENSEMBLE_FILE", "save_ensemble"]
 
 
-def save_ensemble(folder: Path, labels: tuple[str, ...], members: list[tuple[str, Path, float]], combine: str,
-                  meta: Any = None, info: dict[str, Any] | None = None) -> Path:
+def save_ensemble(
+    folder: Path,
+    labels: tuple[str, ...],
+    members: list[tuple[str, Path, float]],
+    combine: str,
+    meta: Any = None,
+    info: dict[str, Any] | None = None,
+) -> Path:
     """Write ensemble.json (+ the meta-learner); returns the file."""
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -26,11 +32,19 @@ def save_ensemble(folder: Path, labels: tuple[str, ...], members: list[tuple[str
         except ValueError:
             stored = str(path)
         entries.append({"name": name, "path": stored, "weight": float(weight)})
-    doc: dict[str, Any] = {"format": FORMAT, "combine": combine, "labels": list(labels), "members": entries, **(info or {})}
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "combine": combine,
+        "labels": list(labels),
+        "members": entries,
+        **(info or {}),
+    }
     if meta is not None:
         doc["meta"] = _save_meta(folder, meta)
     target = folder / ENSEMBLE_FILE
-    write_text_atomic(target, json.dumps(doc, indent=1, default=float))  # a crash never leaves a half-written ensemble.json
+    write_text_atomic(
+        target, json.dumps(doc, indent=1, default=float)
+    )  # a crash never leaves a half-written ensemble.json
     return target
 
 
@@ -39,8 +53,14 @@ def _save_meta(folder: Path, meta: Any) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     if type(meta) is LogisticRegression:
-        state = {"coef": meta.coef_.tolist(), "intercept": meta.intercept_.tolist(), "classes": meta.classes_.tolist(),
-                 "params": {k: v for k, v in meta.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}}
+        state = {
+            "coef": meta.coef_.tolist(),
+            "intercept": meta.intercept_.tolist(),
+            "classes": meta.classes_.tolist(),
+            "params": {
+                k: v for k, v in meta.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))
+            },
+        }
         (folder / META_JSON).write_text(json.dumps(state, indent=1), encoding="utf-8")
         return {"kind": "logistic_regression", "file": META_JSON}
     import joblib

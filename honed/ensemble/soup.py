@@ -58,16 +58,21 @@ def check_soup_members(members: list[MemberSpec], tree: dict[str, Any], folder: 
         return
     specs = []
     for i, member in enumerate(members):
-        recipe = (saved_recipe(model_folder(member.prefit, f"ensemble.members.{i}.prefit")) if member.prefit
-                  else member_recipe(tree, member, folder / "members" / member.name))
+        recipe = (
+            saved_recipe(model_folder(member.prefit, f"ensemble.members.{i}.prefit"))
+            if member.prefit
+            else member_recipe(tree, member, folder / "members" / member.name)
+        )
         model = recipe.model.model_dump(mode="json")
         specs.append((member.name, {k: model.get(k) for k in ARCHITECTURE_KEYS}))
     first, spec = specs[0]
     for name, other in specs[1:]:
         key = next((k for k in ARCHITECTURE_KEYS if other.get(k) != spec.get(k)), None)
         if key is not None:
-            raise HonedError(f"ensemble.soup: members '{first}' and '{name}' differ in model.{key} ({spec.get(key)!r} "
-                             f"vs {other.get(key)!r}); a soup averages fine-tunes of one pretrained model, one head")
+            raise HonedError(
+                f"ensemble.soup: members '{first}' and '{name}' differ in model.{key} ({spec.get(key)!r} "
+                f"vs {other.get(key)!r}); a soup averages fine-tunes of one pretrained model, one head"
+            )
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -87,14 +92,18 @@ def check_compatible(names: list[str], models: list[Classifier], labels: list[La
     shapes = {k: tuple(v.shape) for k, v in first.items()}
     for name, model, label_map in zip(names[1:], models[1:], labels[1:], strict=True):
         if type(model) is not type(models[0]) or label_map.names != labels[0].names:
-            raise HonedError(f"ensemble.soup: member '{name}' is a {type(model).__name__} with labels "
-                             f"{label_map.names}, member '{names[0]}' a {type(models[0]).__name__} with "
-                             f"{labels[0].names}; a soup needs one architecture and head")
+            raise HonedError(
+                f"ensemble.soup: member '{name}' is a {type(model).__name__} with labels "
+                f"{label_map.names}, member '{names[0]}' a {type(models[0]).__name__} with "
+                f"{labels[0].names}; a soup needs one architecture and head"
+            )
         other = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         if other != shapes:
             key = next((k for k in sorted(set(shapes) | set(other)) if shapes.get(k) != other.get(k)), "?")
-            raise HonedError(f"ensemble.soup: member '{name}' does not line up with '{names[0]}' at weight '{key}' "
-                             f"({other.get(key)} vs {shapes.get(key)}); a soup needs one architecture and head")
+            raise HonedError(
+                f"ensemble.soup: member '{name}' does not line up with '{names[0]}' at weight '{key}' "
+                f"({other.get(key)} vs {shapes.get(key)}); a soup needs one architecture and head"
+            )
 
 
 class _Kitchen:
@@ -127,8 +136,9 @@ class _Kitchen:
         return float(probability_metrics(probs, y)["accuracy"])
 
 
-def make_soup(members: list[Member], frames: dict[str, pd.DataFrame], member_val: np.ndarray, mode: str,
-              out: Path) -> Soup:
+def make_soup(
+    members: list[Member], frames: dict[str, pd.DataFrame], member_val: np.ndarray, mode: str, out: Path
+) -> Soup:
     """Average the members (`uniform`, or `greedy` by val accuracy) and save the soup as a model folder at `out`.
 
     `member_val`: each member's validation accuracy (from its own saved predictions), which orders greedy.
@@ -153,5 +163,6 @@ def make_soup(members: list[Member], frames: dict[str, pd.DataFrame], member_val
     save_model(model.cpu(), kitchen.labels[0], tmp, recipe_yaml)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return Soup(out, [kitchen.names[i] for i in chosen], best,
-                {m.name: float(member_val[i]) for i, m in enumerate(members)})
+    return Soup(
+        out, [kitchen.names[i] for i in chosen], best, {m.name: float(member_val[i]) for i, m in enumerate(members)}
+    )

@@ -1,16 +1,16 @@
 """The `ensemble:` section of a recipe, validated here (the recipe keeps it as plain data).
 
-    ensemble:
-      method: selection            # voting | selection | stacking | bagging | soup
-      members:                     # each member is its own honed recipe: the base plus overrides
-        - {name: lr3e-5, overrides: {optim.lr: 3.0e-5}}
-        - {name: other, recipe: recipes/other.yaml}
-        - {name: old, prefit: runs/earlier/model}
-        - {name: tfidf, kind: sklearn, pipeline: tfidf_logreg, params: {C: 4.0}}   # a scikit-learn pipeline (text)
-      from_tune: runs/my-study     # or: members from RUN_DIR/top_trials.json (best first)
-      top_k: 3
-      snapshots: {cycles: 3}       # or: one cyclic-cosine run, a member saved at each cycle end
-      soup: greedy                 # method soup: uniform | greedy weight average of members sharing one init
+ensemble:
+  method: selection            # voting | selection | stacking | bagging | soup
+  members:                     # each member is its own honed recipe: the base plus overrides
+    - {name: lr3e-5, overrides: {optim.lr: 3.0e-5}}
+    - {name: other, recipe: recipes/other.yaml}
+    - {name: old, prefit: runs/earlier/model}
+    - {name: tfidf, kind: sklearn, pipeline: tfidf_logreg, params: {C: 4.0}}   # a scikit-learn pipeline (text)
+  from_tune: runs/my-study     # or: members from RUN_DIR/top_trials.json (best first)
+  top_k: 3
+  snapshots: {cycles: 3}       # or: one cyclic-cosine run, a member saved at each cycle end
+  soup: greedy                 # method soup: uniform | greedy weight average of members sharing one init
 """
 
 from __future__ import annotations
@@ -94,7 +94,10 @@ def parse_spec(tree: dict[str, Any] | None) -> EnsembleSpec:
         if err["type"] == "extra_forbidden":
             fields = _fields(err["loc"][:-1])
             hint = closest(str(err["loc"][-1]), fields)
-            raise HonedError(f"unknown key '{path}'" + (f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(fields)}")) from exc
+            raise HonedError(
+                f"unknown key '{path}'"
+                + (f"; did you mean '{hint}'?" if hint else f"; valid keys: {', '.join(fields)}")
+            ) from exc
         raise HonedError(f"'{path}': {err['msg']} (got {err.get('input')!r})") from exc
 
 
@@ -108,6 +111,11 @@ def _fields(loc: tuple[Any, ...]) -> list[str]:
         candidates = [field.annotation, *(inner or [])] if field else []
         found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
         if not found:  # list[MemberSpec]
-            found = [a for c in candidates for a in getattr(c, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+            found = [
+                a
+                for c in candidates
+                for a in getattr(c, "__args__", ())
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
         model = found[0] if found else None
     return sorted(model.model_fields) if model else []

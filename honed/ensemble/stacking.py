@@ -35,8 +35,10 @@ def meta_learner(name: str, params: dict[str, Any] | None = None) -> Any:
     path = META_LEARNERS.get(name, name)
     module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
     if not sep or not module_name or not attr:
-        raise HonedError(f"ensemble.stacking.meta: '{name}' is neither a short name{did_you_mean(name, META_LEARNERS)} "
-                         "nor an import path such as sklearn.ensemble:RandomForestClassifier")
+        raise HonedError(
+            f"ensemble.stacking.meta: '{name}' is neither a short name{did_you_mean(name, META_LEARNERS)} "
+            "nor an import path such as sklearn.ensemble:RandomForestClassifier"
+        )
     try:
         factory = getattr(importlib.import_module(module_name), attr)
         estimator = factory(**(params or {}))
@@ -45,8 +47,10 @@ def meta_learner(name: str, params: dict[str, Any] | None = None) -> Any:
     except (TypeError, ValueError) as exc:
         raise HonedError(f"ensemble.stacking.params: {exc}") from exc
     if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
-        raise HonedError(f"ensemble.stacking.meta: '{name}' is not a scikit-learn classifier with predict_proba; "
-                         f"use one such as {', '.join(META_LEARNERS)}")
+        raise HonedError(
+            f"ensemble.stacking.meta: '{name}' is not a scikit-learn classifier with predict_proba; "
+            f"use one such as {', '.join(META_LEARNERS)}"
+        )
     return estimator
 
 
@@ -61,18 +65,26 @@ def fold_indices(labels: pd.Series, folds: int, seed: int) -> list[tuple[np.ndar
     """Stratified (train, held-out) row positions; a class with fewer rows than folds is an error."""
     counts = labels.value_counts()
     if counts.min() < folds:
-        raise HonedError(f"ensemble.stacking.folds: class '{counts.idxmin()}' has {counts.min()} training rows, "
-                         f"fewer than {folds} folds; lower the folds")
+        raise HonedError(
+            f"ensemble.stacking.folds: class '{counts.idxmin()}' has {counts.min()} training rows, "
+            f"fewer than {folds} folds; lower the folds"
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
 
 
-def out_of_fold(train: pd.DataFrame, folds: int, seed: int, fit_predict: Callable[[int, pd.DataFrame, pd.DataFrame], np.ndarray],
-                classes: int) -> np.ndarray:
+def out_of_fold(
+    train: pd.DataFrame,
+    folds: int,
+    seed: int,
+    fit_predict: Callable[[int, pd.DataFrame, pd.DataFrame], np.ndarray],
+    classes: int,
+) -> np.ndarray:
     """(rows, classes) probabilities where each row is predicted by a fit that never saw it;
     `fit_predict(fold, train_part, held_out)` trains on train_part and predicts held_out."""
     oof = np.full((len(train), classes), np.nan)
     for fold, (fit_rows, held) in enumerate(fold_indices(train["label"], folds, seed)):
-        oof[held] = fit_predict(fold, train.iloc[fit_rows].reset_index(drop=True), train.iloc[held].reset_index(drop=True))
+        oof[held] = fit_predict(
+            fold, train.iloc[fit_rows].reset_index(drop=True), train.iloc[held].reset_index(drop=True)
+        )
     return oof
-

@@ -33,10 +33,21 @@ def summary(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[st
 def per_class(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
     """Precision, recall, F1 and support of every class (scikit-learn)."""
     pred = probs.argmax(axis=1)
-    precision, recall, f1, support = precision_recall_fscore_support(y_true, pred, labels=list(range(len(labels))), zero_division=0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, pred, labels=list(range(len(labels))), zero_division=0
+    )
     predicted = np.bincount(pred, minlength=len(labels))
-    return [{"label": name, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-             "support": int(support[i]), "predicted": int(predicted[i])} for i, name in enumerate(labels)]
+    return [
+        {
+            "label": name,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+            "predicted": int(predicted[i]),
+        }
+        for i, name in enumerate(labels)
+    ]
 
 
 def confusion(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
@@ -60,15 +71,21 @@ def describe_input(value: Any) -> str:
     return "<image array>"
 
 
-def example(frame: pd.DataFrame, position: int, y_true: np.ndarray, probs: np.ndarray, labels: list[str],
-            losses: np.ndarray) -> dict[str, Any]:
+def example(
+    frame: pd.DataFrame, position: int, y_true: np.ndarray, probs: np.ndarray, labels: list[str], losses: np.ndarray
+) -> dict[str, Any]:
     """One analysed row: its source row number, input, true and predicted class, confidence and loss."""
     row = frame.iloc[position]
     pred = int(probs[position].argmax())
     out: dict[str, Any] = {
-        "row": int(frame.index[position]) if isinstance(frame.index[position], (int, np.integer)) else str(frame.index[position]),
-        "input": describe_input(row["x"]), "true": labels[int(y_true[position])], "predicted": labels[pred],
-        "confidence": float(probs[position, pred]), "p_true": float(probs[position, int(y_true[position])]),
+        "row": int(frame.index[position])
+        if isinstance(frame.index[position], (int, np.integer))
+        else str(frame.index[position]),
+        "input": describe_input(row["x"]),
+        "true": labels[int(y_true[position])],
+        "predicted": labels[pred],
+        "confidence": float(probs[position, pred]),
+        "p_true": float(probs[position, int(y_true[position])]),
         "loss": float(losses[position]),
     }
     if "x2" in frame:
@@ -90,15 +107,18 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, (int, float, bool, str)) or value is None else str(value)
 
 
-def top_losses(y_true: np.ndarray, probs: np.ndarray, labels: list[str], frame: pd.DataFrame, k: int) -> list[dict[str, Any]]:
+def top_losses(
+    y_true: np.ndarray, probs: np.ndarray, labels: list[str], frame: pd.DataFrame, k: int
+) -> list[dict[str, Any]]:
     """The k rows the model got most wrong (highest loss), worst first."""
     losses = example_losses(y_true, probs)
     order = np.argsort(-losses, kind="stable")[:k]
     return [{**example(frame, int(i), y_true, probs, labels, losses), "position": int(i)} for i in order]
 
 
-def confused_pairs(y_true: np.ndarray, probs: np.ndarray, labels: list[str], frame: pd.DataFrame,
-                   pairs: int = 5, examples: int = 3) -> list[dict[str, Any]]:
+def confused_pairs(
+    y_true: np.ndarray, probs: np.ndarray, labels: list[str], frame: pd.DataFrame, pairs: int = 5, examples: int = 3
+) -> list[dict[str, Any]]:
     """The most frequent (true, predicted) mistakes, each with its most confident wrong examples."""
     pred = probs.argmax(axis=1)
     counts = confusion_matrix(y_true, pred, labels=list(range(len(labels))))
@@ -112,7 +132,15 @@ def confused_pairs(y_true: np.ndarray, probs: np.ndarray, labels: list[str], fra
         rows = np.flatnonzero((y_true == t) & (pred == p))
         rows = rows[np.argsort(-probs[rows, p], kind="stable")][:examples]
         support = int((y_true == t).sum())
-        out.append({"true": labels[t], "predicted": labels[p], "count": int(counts[t, p]),
-                    "share_of_true": float(counts[t, p] / support) if support else 0.0,
-                    "examples": [{**example(frame, int(i), y_true, probs, labels, losses), "position": int(i)} for i in rows]})
+        out.append(
+            {
+                "true": labels[t],
+                "predicted": labels[p],
+                "count": int(counts[t, p]),
+                "share_of_true": float(counts[t, p] / support) if support else 0.0,
+                "examples": [
+                    {**example(frame, int(i), y_true, probs, labels, losses), "position": int(i)} for i in rows
+                ],
+            }
+        )
     return out

@@ -19,8 +19,14 @@ import torch.nn.functional as F
 from honed.errors import HonedError
 from honed.inference.calibration import CALIBRATION_FILE, load_temperature
 
-__all__ = ["CALIBRATION_FILE", "apply_temperature", "calibration_summary", "fit_temperature", "load_temperature",
-           "save_calibration"]
+__all__ = [
+    "CALIBRATION_FILE",
+    "apply_temperature",
+    "calibration_summary",
+    "fit_temperature",
+    "load_temperature",
+    "save_calibration",
+]
 
 BINS = 15
 
@@ -35,9 +41,15 @@ def reliability_bins(probs: np.ndarray, y_true: np.ndarray, bins: int = BINS) ->
     for b in range(bins):
         mask = which == b
         count = int(mask.sum())
-        out.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
-                    "confidence": float(confidence[mask].mean()) if count else None,
-                    "accuracy": float(correct[mask].mean()) if count else None})
+        out.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(confidence[mask].mean()) if count else None,
+                "accuracy": float(correct[mask].mean()) if count else None,
+            }
+        )
     return out
 
 
@@ -46,11 +58,21 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int 
     total = len(y_true)
     if total == 0:
         return float("nan")
-    return float(sum(b["count"] / total * abs(b["confidence"] - b["accuracy"]) for b in reliability_bins(probs, y_true, bins) if b["count"]))
+    return float(
+        sum(
+            b["count"] / total * abs(b["confidence"] - b["accuracy"])
+            for b in reliability_bins(probs, y_true, bins)
+            if b["count"]
+        )
+    )
 
 
 def nll(logits: np.ndarray, y_true: np.ndarray, temperature: float = 1.0) -> float:
-    return float(F.cross_entropy(torch.as_tensor(logits, dtype=torch.float64) / temperature, torch.as_tensor(y_true, dtype=torch.long)))
+    return float(
+        F.cross_entropy(
+            torch.as_tensor(logits, dtype=torch.float64) / temperature, torch.as_tensor(y_true, dtype=torch.long)
+        )
+    )
 
 
 def fit_temperature(logits: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, max_iter: int = 100) -> float:
@@ -81,18 +103,29 @@ def apply_temperature(logits: np.ndarray | torch.Tensor, temperature: float) -> 
 def calibration_summary(logits: np.ndarray, y_true: np.ndarray, temperature: float | None) -> dict[str, Any]:
     """ECE, NLL and reliability bins of `logits` before and (given T) after temperature scaling."""
     probs = torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=-1).numpy()
-    out: dict[str, Any] = {"bins": BINS, "ece": expected_calibration_error(probs, y_true), "nll": nll(logits, y_true),
-                           "reliability": reliability_bins(probs, y_true), "temperature": temperature}
+    out: dict[str, Any] = {
+        "bins": BINS,
+        "ece": expected_calibration_error(probs, y_true),
+        "nll": nll(logits, y_true),
+        "reliability": reliability_bins(probs, y_true),
+        "temperature": temperature,
+    }
     if temperature is not None:
         scaled = apply_temperature(torch.as_tensor(logits, dtype=torch.float64), temperature).numpy()
-        out.update(ece_calibrated=expected_calibration_error(scaled, y_true), nll_calibrated=nll(logits, y_true, temperature),
-                   reliability_calibrated=reliability_bins(scaled, y_true))
+        out.update(
+            ece_calibrated=expected_calibration_error(scaled, y_true),
+            nll_calibrated=nll(logits, y_true, temperature),
+            reliability_calibrated=reliability_bins(scaled, y_true),
+        )
     return out
 
 
 def save_calibration(model_dir: str | Path, temperature: float, fitted_on: str, rows: int) -> Path:
     path = Path(model_dir) / CALIBRATION_FILE
-    path.write_text(json.dumps({"method": "temperature", "temperature": temperature, "fitted_on": fitted_on, "rows": rows}, indent=1),
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(
+            {"method": "temperature", "temperature": temperature, "fitted_on": fitted_on, "rows": rows}, indent=1
+        ),
+        encoding="utf-8",
+    )
     return path
-

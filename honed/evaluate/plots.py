@@ -39,8 +39,15 @@ def confusion_png(confusion: dict[str, Any]) -> str:
     if k <= 20:
         for t in range(k):
             for p in range(k):
-                ax.text(p, t, f"{counts[t, p]}\n{normalised[t, p]:.0%}", ha="center", va="center", fontsize=8,
-                        color="white" if normalised[t, p] > 0.5 else "black")
+                ax.text(
+                    p,
+                    t,
+                    f"{counts[t, p]}\n{normalised[t, p]:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if normalised[t, p] > 0.5 else "black",
+                )
     ax.set_title("confusion matrix (row-normalised)")
     return _encode(fig)
 
@@ -51,7 +58,13 @@ def reliability_png(calibration: dict[str, Any]) -> str:
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     curves = [("reliability", f"uncalibrated (ECE {calibration['ece']:.3f})", "tab:red")]
     if calibration.get("reliability_calibrated"):
-        curves.append(("reliability_calibrated", f"T={calibration['temperature']:.2f} (ECE {calibration['ece_calibrated']:.3f})", "tab:blue"))
+        curves.append(
+            (
+                "reliability_calibrated",
+                f"T={calibration['temperature']:.2f} (ECE {calibration['ece_calibrated']:.3f})",
+                "tab:blue",
+            )
+        )
     for key, label, color in curves:
         bins = [b for b in calibration[key] if b["count"]]
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", color=color, label=label)
@@ -67,7 +80,11 @@ def reliability_png(calibration: dict[str, Any]) -> str:
 def curves_png(history: list[dict[str, Any]]) -> str:
     """Training curves per epoch: losses, validation metrics, learning rate."""
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-    panels = [("loss", ["train_loss", "val_loss"]), ("validation metric", ["val_accuracy", "val_macro_f1"]), ("learning rate", ["lr"])]
+    panels = [
+        ("loss", ["train_loss", "val_loss"]),
+        ("validation metric", ["val_accuracy", "val_macro_f1"]),
+        ("learning rate", ["lr"]),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.4))
     for ax, (title, keys) in zip(axes, panels):
         for key in keys:

@@ -29,10 +29,20 @@ from honed.rundir import LOG, write_text_atomic
 MAX_SLICE_VALUES = 12  # most frequent values of a slice column shown
 
 
-def build_regression_report(*, names: list[str], y_true: np.ndarray, y_pred: np.ndarray, frame: pd.DataFrame,
-                            top_k: int = 20, split: str = "test", title: str = "honed report",
-                            slices: list[str] | tuple[str, ...] = (), run_metrics: dict[str, Any] | None = None,
-                            history: list[dict[str, Any]] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+def build_regression_report(
+    *,
+    names: list[str],
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    frame: pd.DataFrame,
+    top_k: int = 20,
+    split: str = "test",
+    title: str = "honed report",
+    slices: list[str] | tuple[str, ...] = (),
+    run_metrics: dict[str, Any] | None = None,
+    history: list[dict[str, Any]] | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """Every section as plain data; `y_true`/`y_pred` are (rows, targets) in the targets' units and `frame`
     the analysed rows in the same order (column x, optional meta:NAME slice columns)."""
     started = time.perf_counter()
@@ -40,9 +50,14 @@ def build_regression_report(*, names: list[str], y_true: np.ndarray, y_pred: np.
     metrics = regression_metrics(pred, true, names)
     metrics.pop("loss")
     report: dict[str, Any] = {
-        "task": "regression", "title": title, "split": split, "labels": list(names),
+        "task": "regression",
+        "title": title,
+        "split": split,
+        "labels": list(names),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "summary": {"rows": int(len(true)), **metrics}, "run_metrics": run_metrics or {}, "notes": list(notes or []),
+        "summary": {"rows": int(len(true)), **metrics},
+        "run_metrics": run_metrics or {},
+        "notes": list(notes or []),
         "per_target": [_target_summary(name, true[:, j], pred[:, j]) for j, name in enumerate(names)],
         "worst_errors": _worst(names, true, pred, frame, top_k),
         "slices": {name: _slice(frame, META + name, true, pred) for name in slices if META + name in frame},
@@ -61,11 +76,20 @@ def _two_d(values: np.ndarray) -> np.ndarray:
 def _target_summary(name: str, true: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     residual = pred - true
     scores = {key: fn(true, pred) for key, fn in REGRESSION_SCORES.items()}
-    return {"target": name, **scores, "true_mean": float(true.mean()), "true_std": float(true.std()),
-            "pred_mean": float(pred.mean()), "pred_std": float(pred.std()), "residual_mean": float(residual.mean())}
+    return {
+        "target": name,
+        **scores,
+        "true_mean": float(true.mean()),
+        "true_std": float(true.std()),
+        "pred_mean": float(pred.mean()),
+        "pred_std": float(pred.std()),
+        "residual_mean": float(residual.mean()),
+    }
 
 
-def _worst(names: list[str], true: np.ndarray, pred: np.ndarray, frame: pd.DataFrame, top_k: int) -> list[dict[str, Any]]:
+def _worst(
+    names: list[str], true: np.ndarray, pred: np.ndarray, frame: pd.DataFrame, top_k: int
+) -> list[dict[str, Any]]:
     """The rows with the largest absolute error (averaged over targets), worst first."""
     error = np.abs(pred - true).mean(axis=1)
     inputs = frame["x"].map(lambda v: v if isinstance(v, str) else str(v)).tolist()
@@ -85,8 +109,14 @@ def _slice(frame: pd.DataFrame, column: str, true: np.ndarray, pred: np.ndarray)
     for value in pd.Series(values).value_counts().index[:MAX_SLICE_VALUES]:
         mask = values == value
         err = pred[mask] - true[mask]
-        out.append({"value": value, "rows": int(mask.sum()), "rmse": float(np.sqrt((err ** 2).mean())),
-                    "mae": float(np.abs(err).mean())})
+        out.append(
+            {
+                "value": value,
+                "rows": int(mask.sum()),
+                "rmse": float(np.sqrt((err**2).mean())),
+                "mae": float(np.abs(err).mean()),
+            }
+        )
     return out
 
 
@@ -124,15 +154,25 @@ def render_regression_html(report: dict[str, Any]) -> str:
         ("Predicted vs true", _figure(report["figures"]["scatter"], "predicted against true values")),
         ("Residuals", _figure(report["figures"]["residuals"], "histogram of residuals")),
         ("Worst-error examples", _table(worst_keys, [[w[k] for k in worst_keys] for w in worst])),
-        ("Metrics by slice", "".join(f"<h3>{escape(name)}</h3>" + _table(["value", "rows", "rmse", "mae"],
-                                      [[r["value"], r["rows"], r["rmse"], r["mae"]] for r in rows])
-                                      for name, rows in report["slices"].items()) or "<p>No report.slices.</p>"),
+        (
+            "Metrics by slice",
+            "".join(
+                f"<h3>{escape(name)}</h3>"
+                + _table(["value", "rows", "rmse", "mae"], [[r["value"], r["rows"], r["rmse"], r["mae"]] for r in rows])
+                for name, rows in report["slices"].items()
+            )
+            or "<p>No report.slices.</p>",
+        ),
     ]
     body = "".join(f"<section><h2>{escape(title)}</h2>{html}</section>" for title, html in sections)
-    head = (f"<h1>{escape(report['title'])}</h1><p class=\"muted\">regression &middot; split: {escape(report['split'])} "
-            f"&middot; {summary['rows']} rows &middot; targets: {escape(', '.join(report['labels']))}</p>")
-    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(report['title'])}</title>"
-            f"<style>{CSS}</style></head><body>{head}{body}</body></html>\n")
+    head = (
+        f'<h1>{escape(report["title"])}</h1><p class="muted">regression &middot; split: {escape(report["split"])} '
+        f"&middot; {summary['rows']} rows &middot; targets: {escape(', '.join(report['labels']))}</p>"
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(report["title"])}</title>'
+        f"<style>{CSS}</style></head><body>{head}{body}</body></html>\n"
+    )
 
 
 def write_regression_report(out_dir: str | Path, report: dict[str, Any]) -> tuple[Path, Path]:
@@ -145,8 +185,14 @@ def write_regression_report(out_dir: str | Path, report: dict[str, Any]) -> tupl
     return out / REPORT_JSON, out / REPORT_HTML
 
 
-def regression_after_fit(recipe: Any, run_dir: Path, tables: Any, outputs: dict[str, Any], metrics: dict[str, Any],
-                         history: list[dict[str, Any]]) -> None:
+def regression_after_fit(
+    recipe: Any,
+    run_dir: Path,
+    tables: Any,
+    outputs: dict[str, Any],
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> None:
     """After `train`: the report of the analysed split (test, else val) from the final outputs, un-standardised.
     A failure is logged, not raised: the model is already saved."""
     if not recipe.report.enabled or not any(len(labels) for _, labels in outputs.values()):
@@ -156,9 +202,18 @@ def regression_after_fit(recipe: Any, run_dir: Path, tables: Any, outputs: dict[
         outputs_, targets = outputs[split]
         decode = tables.labels.decode
         report = build_regression_report(
-            names=list(tables.labels.names), y_true=decode(targets.numpy()), y_pred=decode(outputs_.numpy()),
-            frame=tables.frames[split], top_k=recipe.report.top_k, split=split, title=f"honed report: {recipe.name}",
-            slices=recipe.report.slices, run_metrics=metrics, history=history, notes=tables.notes)
+            names=list(tables.labels.names),
+            y_true=decode(targets.numpy()),
+            y_pred=decode(outputs_.numpy()),
+            frame=tables.frames[split],
+            top_k=recipe.report.top_k,
+            split=split,
+            title=f"honed report: {recipe.name}",
+            slices=recipe.report.slices,
+            run_metrics=metrics,
+            history=history,
+            notes=tables.notes,
+        )
         write_regression_report(run_dir, report)
         LOG.info("report: %s (%.1f s)", run_dir / REPORT_HTML, report["seconds_to_build"])
     except Exception as exc:  # noqa: BLE001 - see docstring

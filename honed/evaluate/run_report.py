@@ -32,29 +32,56 @@ def analysed_split(outputs: Outputs) -> str:
     for split in ("test", "val"):
         if split in outputs and len(outputs[split][1]):
             return split
-    raise HonedError("report: the run has no val or test rows to analyse; give data.val/data.test or data.split fractions")
+    raise HonedError(
+        "report: the run has no val or test rows to analyse; give data.val/data.test or data.split fractions"
+    )
 
 
-def report_from_outputs(recipe: Recipe, labels: LabelMap, frames: dict[str, pd.DataFrame], outputs: Outputs,
-                        history: list[dict[str, Any]], run_metrics: dict[str, Any] | None,
-                        temperature: float | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+def report_from_outputs(
+    recipe: Recipe,
+    labels: LabelMap,
+    frames: dict[str, pd.DataFrame],
+    outputs: Outputs,
+    history: list[dict[str, Any]],
+    run_metrics: dict[str, Any] | None,
+    temperature: float | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:
     """build_report on the analysed split's logits; the temperature is fitted on val unless given."""
     split = analysed_split(outputs)
     logits, y_true = outputs[split]
     if temperature is None and recipe.report.calibrate and "val" in outputs and len(outputs["val"][1]):
         temperature = fit_temperature(*outputs["val"])
     probs = torch.softmax(logits.double(), dim=-1).numpy()
-    report = build_report(labels=labels.names, y_true=y_true.numpy(), probs=probs, frame=frames[split], logits=logits.double().numpy(),
-                          history=history, temperature=temperature, slices=recipe.report.slices, top_k=recipe.report.top_k,
-                          split=split, title=f"honed report: {recipe.name}", run_metrics=run_metrics, notes=notes,
-                          group_name=recipe.data.group_column)
+    report = build_report(
+        labels=labels.names,
+        y_true=y_true.numpy(),
+        probs=probs,
+        frame=frames[split],
+        logits=logits.double().numpy(),
+        history=history,
+        temperature=temperature,
+        slices=recipe.report.slices,
+        top_k=recipe.report.top_k,
+        split=split,
+        title=f"honed report: {recipe.name}",
+        run_metrics=run_metrics,
+        notes=notes,
+        group_name=recipe.data.group_column,
+    )
     in_sample = " - the same rows it is scored on here (no test split), so the after-scaling ECE is optimistic"
     report["calibration"]["fitted_on"] = None if temperature is None else "val" + (in_sample if split == "val" else "")
     return report
 
 
-def report_after_fit(recipe: Recipe, run_dir: Path, tables: Tables, outputs: Outputs, metrics: dict[str, Any],
-                     history: list[dict[str, Any]]) -> None:
+def report_after_fit(
+    recipe: Recipe,
+    run_dir: Path,
+    tables: Tables,
+    outputs: Outputs,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> None:
     """Save the val-fitted temperature with the model and write the run's report.json/.html.
 
     A failure here is logged, not raised: the trained model is already saved, and `honed report
@@ -68,7 +95,9 @@ def report_after_fit(recipe: Recipe, run_dir: Path, tables: Tables, outputs: Out
             temperature = fit_temperature(*outputs["val"])
             save_calibration(run_dir / "model", temperature, "val", len(outputs["val"][1]))
         if recipe.report.enabled:
-            report = report_from_outputs(recipe, tables.labels, tables.frames, outputs, history, metrics, temperature, tables.notes)
+            report = report_from_outputs(
+                recipe, tables.labels, tables.frames, outputs, history, metrics, temperature, tables.notes
+            )
             write_report(run_dir, report)
             LOG.info("report: %s (%.1f s)", run_dir / "report.html", report["seconds_to_build"])
     except Exception as exc:  # noqa: BLE001 - see docstring
@@ -83,10 +112,14 @@ REPORT_AFTER_FIT = {"classification": report_after_fit, "regression": regression
 def check_run_dir(run_dir: Path) -> None:
     """A run folder holds the resolved recipe and the saved model."""
     if not run_dir.is_dir():
-        raise HonedError(f"report: '{run_dir}' is not a folder; pass a run folder written by `honed train` (e.g. runs/quickstart)")
+        raise HonedError(
+            f"report: '{run_dir}' is not a folder; pass a run folder written by `honed train` (e.g. runs/quickstart)"
+        )
     for need in ("recipe.yaml", "model/honed.json"):
         if not (run_dir / need).is_file():
-            raise HonedError(f"report: '{run_dir}' is not a run folder (no {need}); pass a folder written by `honed train`")
+            raise HonedError(
+                f"report: '{run_dir}' is not a run folder (no {need}); pass a folder written by `honed train`"
+            )
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
@@ -109,19 +142,27 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
     check_run_dir(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", overrides)
     if recipe.data.train is None:
-        raise HonedError(f"report: run '{run_dir}' was trained on in-memory data (its recipe names no data.train); "
-                         "pass data.train=FILE (and data.val/data.test) or call honed.evaluate.report.build_report in Python")
+        raise HonedError(
+            f"report: run '{run_dir}' was trained on in-memory data (its recipe names no data.train); "
+            "pass data.train=FILE (and data.val/data.test) or call honed.evaluate.report.build_report in Python"
+        )
     model, labels = load_model(run_dir / "model")
     tables = load_tables(recipe)
     if tables.labels.names != labels.names:
-        raise HonedError(f"report: the data now has classes {tables.labels.names} but the model in '{run_dir}/model' was trained on "
-                         f"{labels.names}; report with the run's own data")
+        raise HonedError(
+            f"report: the data now has classes {tables.labels.names} but the model in '{run_dir}/model' was trained on "
+            f"{labels.names}; report with the run's own data"
+        )
     frames = filter_tokens(tables.frames, recipe, model.preprocess, tables.notes)
-    outputs = {split: (logits_for(model, labels, recipe, frame), torch.tensor(labels.encode(frame["label"])))
-               for split, frame in frames.items() if split in ("val", "test") and len(frame)}
+    outputs = {
+        split: (logits_for(model, labels, recipe, frame), torch.tensor(labels.encode(frame["label"])))
+        for split, frame in frames.items()
+        if split in ("val", "test") and len(frame)
+    }
     temperature = saved_temperature(run_dir / "model")
     results = run_dir / "results.json"
     metrics = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
-    report = report_from_outputs(recipe, labels, frames, outputs, read_history(run_dir), metrics, temperature, tables.notes)
+    report = report_from_outputs(
+        recipe, labels, frames, outputs, read_history(run_dir), metrics, temperature, tables.notes
+    )
     return write_report(out_dir or run_dir, report)[1]
-

@@ -21,16 +21,24 @@ MAX_VALUES = 15  # slice values shown per column
 MIN_ROWS = 5  # a value with fewer rows is too noisy to rank among the worst
 
 
-def slice_metrics(keys: pd.Series, y_true: np.ndarray, pred: np.ndarray, losses: np.ndarray, k: int) -> list[dict[str, Any]]:
+def slice_metrics(
+    keys: pd.Series, y_true: np.ndarray, pred: np.ndarray, losses: np.ndarray, k: int
+) -> list[dict[str, Any]]:
     """Rows, accuracy, macro-F1 and mean loss for every value of `keys` (aligned with the predictions)."""
     out = []
     codes = keys.to_numpy()
     for value in pd.unique(codes):
         mask = codes == value
         t, p = y_true[mask], pred[mask]
-        out.append({"value": str(value), "rows": int(mask.sum()), "accuracy": float((t == p).mean()),
-                    "macro_f1": float(f1_score(t, p, labels=list(range(k)), average="macro", zero_division=0)),
-                    "loss": float(losses[mask].mean())})
+        out.append(
+            {
+                "value": str(value),
+                "rows": int(mask.sum()),
+                "accuracy": float((t == p).mean()),
+                "macro_f1": float(f1_score(t, p, labels=list(range(k)), average="macro", zero_division=0)),
+                "loss": float(losses[mask].mean()),
+            }
+        )
     return out
 
 
@@ -49,8 +57,15 @@ def _numeric_bins(values: pd.Series) -> pd.Series:
     return binned.map(lambda iv: f"{iv.left:g} to {iv.right:g}").astype(str).where(values.notna(), "missing")
 
 
-def column_slices(name: str, values: pd.Series, y_true: np.ndarray, pred: np.ndarray, losses: np.ndarray, k: int,
-                  natural_order: bool = False) -> dict[str, Any]:
+def column_slices(
+    name: str,
+    values: pd.Series,
+    y_true: np.ndarray,
+    pred: np.ndarray,
+    losses: np.ndarray,
+    k: int,
+    natural_order: bool = False,
+) -> dict[str, Any]:
     """One slice table: every value when there are few, else the MAX_VALUES worst with >= MIN_ROWS rows."""
     if pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_VALUES:
         values, natural_order = _numeric_bins(values), True
@@ -64,7 +79,9 @@ def column_slices(name: str, values: pd.Series, y_true: np.ndarray, pred: np.nda
         rows.sort(key=lambda r: (-r["rows"], r["value"]))
         shown = "all values, most rows first"
     else:
-        rows = sorted((r for r in rows if r["rows"] >= MIN_ROWS), key=lambda r: (r["accuracy"], -r["rows"]))[:MAX_VALUES]
+        rows = sorted((r for r in rows if r["rows"] >= MIN_ROWS), key=lambda r: (r["accuracy"], -r["rows"]))[
+            :MAX_VALUES
+        ]
         shown = f"the {len(rows)} lowest-accuracy values with at least {MIN_ROWS} rows"
     return {"column": name, "values": total, "shown": shown, "rows": rows}
 
@@ -77,13 +94,22 @@ def _first_number(text: str) -> float:
         return float("inf")
 
 
-def all_slices(frame: pd.DataFrame, y_true: np.ndarray, probs: np.ndarray, losses: np.ndarray, k: int,
-               slices: list[str] | tuple[str, ...] = (), group_name: str | None = None) -> list[dict[str, Any]]:
+def all_slices(
+    frame: pd.DataFrame,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    losses: np.ndarray,
+    k: int,
+    slices: list[str] | tuple[str, ...] = (),
+    group_name: str | None = None,
+) -> list[dict[str, Any]]:
     """Slice tables for text length, the group column (shown as `group_name`) and each named metadata column."""
     pred = probs.argmax(axis=1)
     out = []
     if len(frame) and isinstance(frame["x"].iloc[0], str) and not _looks_like_paths(frame["x"]):
-        out.append(column_slices("text length", length_bins(frame["x"]).reset_index(drop=True), y_true, pred, losses, k, True))
+        out.append(
+            column_slices("text length", length_bins(frame["x"]).reset_index(drop=True), y_true, pred, losses, k, True)
+        )
     if "group" in frame:
         out.append(column_slices(group_name or "group", frame["group"].reset_index(drop=True), y_true, pred, losses, k))
     for name in slices:
@@ -91,8 +117,10 @@ def all_slices(frame: pd.DataFrame, y_true: np.ndarray, probs: np.ndarray, losse
             continue  # already sliced as the group column
         column = META + name
         if column not in frame:
-            raise HonedError(f"report.slices: no column '{name}' in the analysed data; columns kept are: "
-                             f"{', '.join(c.removeprefix(META) for c in frame.columns if c.startswith(META)) or 'none'}")
+            raise HonedError(
+                f"report.slices: no column '{name}' in the analysed data; columns kept are: "
+                f"{', '.join(c.removeprefix(META) for c in frame.columns if c.startswith(META)) or 'none'}"
+            )
         out.append(column_slices(name, frame[column].reset_index(drop=True), y_true, pred, losses, k))
     return out
 

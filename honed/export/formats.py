@@ -46,8 +46,15 @@ class Exporter:
     def check_available(self) -> None:
         """Fail in one line, before the model is loaded, when the format's runtime is missing."""
 
-    def write(self, model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
-              axes: dict[str, dict[int, str]], path: Path, quantize: str | None) -> None:
+    def write(
+        self,
+        model: nn.Module,
+        example: tuple[torch.Tensor, ...],
+        names: list[str],
+        axes: dict[str, dict[int, str]],
+        path: Path,
+        quantize: str | None,
+    ) -> None:
         raise NotImplementedError
 
 
@@ -64,21 +71,40 @@ class OnnxExporter(Exporter):
     def check_available(self) -> None:
         require_onnxruntime()
 
-    def write(self, model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
-              axes: dict[str, dict[int, str]], path: Path, quantize: str | None) -> None:
+    def write(
+        self,
+        model: nn.Module,
+        example: tuple[torch.Tensor, ...],
+        names: list[str],
+        axes: dict[str, dict[int, str]],
+        path: Path,
+        quantize: str | None,
+    ) -> None:
         fp32 = path.with_name("model.fp32.onnx") if quantize else path
         with warnings.catch_warnings():  # the exporter's deprecation and tracer notes are not the user's business
             warnings.simplefilter("ignore")
-            torch.onnx.export(PositionalForward(model, names).eval(), example, str(fp32), input_names=names,
-                              output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(
+                PositionalForward(model, names).eval(),
+                example,
+                str(fp32),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes={**axes, "logits": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             logging.disable(logging.WARNING)  # its advice to pre-process (shape inference) goes to the root logger
             try:
-                quantize_dynamic(str(fp32), str(path), op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                                 weight_type=QuantType.QInt8)
+                quantize_dynamic(
+                    str(fp32),
+                    str(path),
+                    op_types_to_quantize=["MatMul", "Gemm"],
+                    per_channel=True,
+                    weight_type=QuantType.QInt8,
+                )
             finally:
                 logging.disable(logging.NOTSET)
             fp32.unlink()
@@ -91,8 +117,15 @@ class TorchScriptExporter(Exporter):
 
     file, runtime = "model.pt", "torchscript"
 
-    def write(self, model: nn.Module, example: tuple[torch.Tensor, ...], names: list[str],
-              axes: dict[str, dict[int, str]], path: Path, quantize: str | None) -> None:
+    def write(
+        self,
+        model: nn.Module,
+        example: tuple[torch.Tensor, ...],
+        names: list[str],
+        axes: dict[str, dict[int, str]],
+        path: Path,
+        quantize: str | None,
+    ) -> None:
         module: nn.Module = PositionalForward(model, names).eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

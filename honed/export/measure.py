@@ -27,9 +27,12 @@ def size_on_disk(folder: Path) -> dict[str, int]:
 def agreement(reference: np.ndarray, exported: np.ndarray) -> dict[str, Any]:
     """How closely the exported model's probabilities follow PyTorch's on the same rows."""
     same = reference.argmax(axis=1) == exported.argmax(axis=1)
-    return {"rows": len(same), "label_agreement": float(same.mean()) if len(same) else 1.0,
-            "disagreeing_rows": int((~same).sum()),
-            "max_abs_prob_diff": float(np.abs(reference - exported).max()) if len(same) else 0.0}
+    return {
+        "rows": len(same),
+        "label_agreement": float(same.mean()) if len(same) else 1.0,
+        "disagreeing_rows": int((~same).sum()),
+        "max_abs_prob_diff": float(np.abs(reference - exported).max()) if len(same) else 0.0,
+    }
 
 
 def accuracy(probs: np.ndarray, targets: list[int]) -> float:
@@ -54,8 +57,9 @@ def _per_example_ms(run: Run, batches: list[dict[str, torch.Tensor]]) -> float:
     return (time.perf_counter() - started) * 1000 / rows
 
 
-def latency_ms(runs: dict[str, Run], batches: dict[str, list[dict[str, torch.Tensor]]],
-               repeats: int = 5) -> dict[str, dict[str, float]]:
+def latency_ms(
+    runs: dict[str, Run], batches: dict[str, list[dict[str, torch.Tensor]]], repeats: int = 5
+) -> dict[str, dict[str, float]]:
     """Median milliseconds per example of each run over each list of batches (preprocessing excluded:
     both sides read the same tensors), after one warm-up pass; runs alternate within every repeat so
     the machine's drift falls on both alike. Returns {run: {"latency_ms_<batches>": ms}}."""
@@ -67,8 +71,10 @@ def latency_ms(runs: dict[str, Run], batches: dict[str, list[dict[str, torch.Ten
         for name, run in runs.items():
             for key, group in batches.items():
                 times[name][key].append(_per_example_ms(run, group))
-    return {name: {f"latency_ms_{key}": statistics.median(values) for key, values in per.items()}
-            for name, per in times.items()}
+    return {
+        name: {f"latency_ms_{key}": statistics.median(values) for key, values in per.items()}
+        for name, per in times.items()
+    }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -77,19 +83,25 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     checks = result["checks"]
-    table = Table(title=f"honed export -> {result['output']} ({result['format']}"
-                        f"{', ' + result['quantized'] if result['quantized'] else ''})")
+    table = Table(
+        title=f"honed export -> {result['output']} ({result['format']}"
+        f"{', ' + result['quantized'] if result['quantized'] else ''})"
+    )
     for column in ("", "PyTorch (before)", "exported (after)"):
         table.add_column(column)
     mb = 1024 * 1024
-    rows = (("folder on disk (MB)", "folder_bytes", lambda v: f"{v / mb:.2f}"),
-            ("model file(s) (MB)", "model_bytes", lambda v: f"{v / mb:.2f}"),
-            ("CPU ms/example, batch 1", "latency_ms_batch1", lambda v: f"{v:.2f}"),
-            ("CPU ms/example, batch 32", "latency_ms_batch32", lambda v: f"{v:.2f}"),
-            (f"accuracy ({checks['split']}, {checks['rows']} rows)", "accuracy", lambda v: f"{v:.4f}"))
+    rows = (
+        ("folder on disk (MB)", "folder_bytes", lambda v: f"{v / mb:.2f}"),
+        ("model file(s) (MB)", "model_bytes", lambda v: f"{v / mb:.2f}"),
+        ("CPU ms/example, batch 1", "latency_ms_batch1", lambda v: f"{v:.2f}"),
+        ("CPU ms/example, batch 32", "latency_ms_batch32", lambda v: f"{v:.2f}"),
+        (f"accuracy ({checks['split']}, {checks['rows']} rows)", "accuracy", lambda v: f"{v:.4f}"),
+    )
     for label, key, fmt in rows:
         table.add_row(label, *(fmt(result[side][key]) for side in ("before", "after")))
     console = Console()
     console.print(table)
-    console.print(f"labels agree on {checks['label_agreement']:.2%} of rows; max |probability difference| "
-                  f"{checks['max_abs_prob_diff']:.2e}")
+    console.print(
+        f"labels agree on {checks['label_agreement']:.2%} of rows; max |probability difference| "
+        f"{checks['max_abs_prob_diff']:.2e}"
+    )

@@ -21,5 +21,17 @@ SAVED_KINDS.register("exported")(ExportedPredictor)
 SAVED_KINDS.register("model")(ModelPredictor)
 SAVED_KINDS.register("sklearn")(SklearnPredictor)
 
-__all__ = ["EnsemblePredictor", "ExportedPredictor", "ModelPredictor", "Predictor", "SklearnPredictor", "load_ensemble",
-           "load_predictor", "model_folder", "model_inputs", "predict_frame", "saved_recipe", "unlabelled_frame"]
+__all__ = [
+    "EnsemblePredictor",
+    "ExportedPredictor",
+    "ModelPredictor",
+    "Predictor",
+    "SklearnPredictor",
+    "load_ensemble",
+    "load_predictor",
+    "model_folder",
+    "model_inputs",
+    "predict_frame",
+    "saved_recipe",
+    "unlabelled_frame",
+]

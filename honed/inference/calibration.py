@@ -17,8 +17,10 @@ def load_temperature(model_dir: str | Path) -> float:
     """The saved temperature, or a one-line error when the model was saved without calibration."""
     path = Path(model_dir) / CALIBRATION_FILE
     if not path.is_file():
-        raise HonedError(f"--calibrated: model '{model_dir}' was saved without calibration (no {CALIBRATION_FILE}); "
-                         "train it with report.calibrate=true and a validation split, or drop --calibrated")
+        raise HonedError(
+            f"--calibrated: model '{model_dir}' was saved without calibration (no {CALIBRATION_FILE}); "
+            "train it with report.calibrate=true and a validation split, or drop --calibrated"
+        )
     try:
         return float(json.loads(path.read_text(encoding="utf-8"))["temperature"])
     except (ValueError, KeyError, TypeError) as exc:

@@ -74,8 +74,9 @@ class HardVote(Combiner):
 class Selection(Combiner):
     """Soft voting with weights from greedy forward selection (Caruana et al. 2004)."""
 
-    def __init__(self, weights: Sequence[float] | None = None, meta: Any = None, rounds: int = 20,
-                 metric: str = "accuracy") -> None:
+    def __init__(
+        self, weights: Sequence[float] | None = None, meta: Any = None, rounds: int = 20, metric: str = "accuracy"
+    ) -> None:
         super().__init__(weights, meta)
         self.rounds, self.metric = rounds, metric
 

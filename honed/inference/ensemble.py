@@ -37,8 +37,15 @@ class EnsemblePredictor(Predictor):
 
     priority = 10  # an ensemble folder wins over the model/ a soup may also write into it
 
-    def __init__(self, folder: Path, labels: tuple[str, ...], members: list[tuple[str, Predictor, float]],
-                 combiner: Combiner, recipe: Recipe, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        labels: tuple[str, ...],
+        members: list[tuple[str, Predictor, float]],
+        combiner: Combiner,
+        recipe: Recipe,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         self.folder, self.labels, self.members, self.combiner = folder, labels, members, combiner
         self.recipe, self.info = recipe, dict(info or {})
 
@@ -66,11 +73,15 @@ class EnsemblePredictor(Predictor):
             members.append((entry["name"], member, entry["weight"]))
         meta = _load_meta(folder, doc["meta"]) if doc.get("meta") else None
         if doc["combine"] == "stacking" and meta is None:
-            raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} combines by stacking but names no meta-learner; "
-                             "rebuild the ensemble with `honed ensemble RECIPE`")
+            raise HonedError(
+                f"ensemble '{folder}': {ENSEMBLE_FILE} combines by stacking but names no meta-learner; "
+                "rebuild the ensemble with `honed ensemble RECIPE`"
+            )
         if doc["combine"] not in COMBINERS:  # a registered rule only: the file never names code to import
-            raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} names combine rule {doc['combine']!r}; "
-                             f"expected one of {', '.join(COMBINERS.names())}")
+            raise HonedError(
+                f"ensemble '{folder}': {ENSEMBLE_FILE} names combine rule {doc['combine']!r}; "
+                f"expected one of {', '.join(COMBINERS.names())}"
+            )
         combiner = COMBINERS.build(doc["combine"], weights=[m[2] for m in members], meta=meta)
         recipe = saved_recipe(members[0][1].folder, overrides)  # how inputs are read: as the first member reads them
         info = {k: v for k, v in doc.items() if k not in ("format", "combine", "labels", "members", "meta")}
@@ -84,8 +95,9 @@ class EnsemblePredictor(Predictor):
         return self.combiner(self.member_probs(frame))
 
     def require_temperature(self) -> float:
-        raise HonedError(f"--calibrated: '{self.folder}' is an ensemble, which has no saved temperature; "
-                         "drop --calibrated")
+        raise HonedError(
+            f"--calibrated: '{self.folder}' is an ensemble, which has no saved temperature; drop --calibrated"
+        )
 
     def describe(self) -> str:
         return f"ensemble {self.folder}"
@@ -104,8 +116,9 @@ def _read(folder: Path) -> dict[str, Any]:
     try:
         doc = json.loads((folder / ENSEMBLE_FILE).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is not valid JSON ({exc}); "
-                         "rebuild it with `honed ensemble RECIPE`") from None
+        raise HonedError(
+            f"ensemble '{folder}': {ENSEMBLE_FILE} is not valid JSON ({exc}); rebuild it with `honed ensemble RECIPE`"
+        ) from None
     found = doc.get("format") if isinstance(doc, dict) else None
     if found != FORMAT:
         raise HonedError(f"ensemble '{folder}': {ENSEMBLE_FILE} is format {found!r}, expected {FORMAT}")
@@ -116,8 +129,10 @@ def _load_meta(folder: Path, entry: dict[str, Any]) -> Any:
     """Stacking's meta-learner: logistic regression from plain JSON, anything else from joblib."""
     path = folder / str(entry.get("file", ""))
     if not path.is_file():
-        raise HonedError(f"ensemble '{folder}': the stacking meta-learner file '{path.name}' is missing; "
-                         "rebuild the ensemble with `honed ensemble RECIPE`")
+        raise HonedError(
+            f"ensemble '{folder}': the stacking meta-learner file '{path.name}' is missing; "
+            "rebuild the ensemble with `honed ensemble RECIPE`"
+        )
     if entry["file"] == META_JSON:
         from sklearn.linear_model import LogisticRegression
 

@@ -89,8 +89,10 @@ def save_preprocess(preprocess: Any, folder: Path) -> dict[str, Any]:
     if isinstance(preprocess, tuple) and len(preprocess) == 2:
         mean, std = preprocess
         return {"preprocess": "image", "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
-    raise HonedError(f"export: this model's inputs are prepared by {type(preprocess).__name__}, which honed cannot "
-                     "save beside an exported model; export a single text or image model")
+    raise HonedError(
+        f"export: this model's inputs are prepared by {type(preprocess).__name__}, which honed cannot "
+        "save beside an exported model; export a single text or image model"
+    )
 
 
 def load_preprocess(folder: Path, meta: dict[str, Any]) -> Any:
@@ -115,8 +117,9 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def input_batches(frame: pd.DataFrame, recipe: Recipe, labels: LabelMap, preprocess: Any,
-                  batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+def input_batches(
+    frame: pd.DataFrame, recipe: Recipe, labels: LabelMap, preprocess: Any, batch_size: int
+) -> Iterator[dict[str, torch.Tensor]]:
     """Collated batches (with each row's `index`) of a standard frame, prepared as in training."""
     frame = model_inputs(frame[[c for c in ("x", "x2") if c in frame]], recipe)
     if recipe.data.kind == "image":
@@ -142,8 +145,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class ExportedPredictor(Predictor):
     """An exported model file run by its format's runtime, with its own preprocessing and label map."""
 
-    def __init__(self, run: Runtime, preprocess: Any, labels: LabelMap, recipe: Recipe, meta: dict[str, Any],
-                 folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        run: Runtime,
+        preprocess: Any,
+        labels: LabelMap,
+        recipe: Recipe,
+        meta: dict[str, Any],
+        folder: Path | None = None,
+    ) -> None:
         self.run, self.preprocess, self.label_map, self.recipe = run, preprocess, labels, recipe
         self.meta, self.folder, self.labels = meta, folder, labels.names
 
@@ -156,16 +166,20 @@ class ExportedPredictor(Predictor):
         meta = read_meta(folder)
         recipe = saved_recipe(folder, overrides)
         if recipe.augment.tta:
-            raise HonedError(f"augment.tta={recipe.augment.tta}: an exported model predicts the plain view only; "
-                             "drop the override or predict with the PyTorch model folder")
+            raise HonedError(
+                f"augment.tta={recipe.augment.tta}: an exported model predicts the plain view only; "
+                "drop the override or predict with the PyTorch model folder"
+            )
         factory: Any = RUNTIMES.get(meta["runtime"], f"{folder / MARKER}: runtime")
         try:
             run = factory(folder / meta["file"], list(meta["inputs"]))
         except HonedError:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign model file is the user's input
-            raise HonedError(f"'{folder / meta['file']}': cannot load the exported model: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+            raise HonedError(
+                f"'{folder / meta['file']}': cannot load the exported model: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         return cls(run, load_preprocess(folder, meta), LabelMap.load(folder), recipe, meta, folder)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

@@ -49,8 +49,9 @@ def tta_recipe(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def _view_logits(model: Any, labels: LabelMap, recipe: Recipe, frame: pd.DataFrame, acc: Accelerator,
-                 train: bool) -> torch.Tensor:
+def _view_logits(
+    model: Any, labels: LabelMap, recipe: Recipe, frame: pd.DataFrame, acc: Accelerator, train: bool
+) -> torch.Tensor:
     """Logits of one pass over the frame, augmented as in training when `train`."""
     preprocess = acc.unwrap_model(model).preprocess
     dataset = make_dataset(frame, labels, recipe, preprocess, train=train)

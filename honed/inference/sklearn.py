@@ -62,16 +62,20 @@ class SklearnPredictor(Predictor):
             doc = json.loads((folder / SKLEARN_FILE).read_text(encoding="utf-8"))
             labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise HonedError(f"sklearn member '{folder}': {SKLEARN_FILE} or labels.json is missing or damaged ({exc}); "
-                             "rebuild the ensemble") from None
+            raise HonedError(
+                f"sklearn member '{folder}': {SKLEARN_FILE} or labels.json is missing or damaged ({exc}); "
+                "rebuild the ensemble"
+            ) from None
         if not isinstance(doc, dict) or doc.get("format") != SKLEARN_FORMAT:
-            raise HonedError(f"sklearn member '{folder}': {SKLEARN_FILE} is not format {SKLEARN_FORMAT}; "
-                             "rebuild the ensemble")
+            raise HonedError(
+                f"sklearn member '{folder}': {SKLEARN_FILE} is not format {SKLEARN_FORMAT}; rebuild the ensemble"
+            )
         try:
             pipeline = joblib.load(folder / PIPELINE_FILE)  # a pickle: only folders you trust (module docstring)
         except (OSError, EOFError, ValueError, ImportError, AttributeError) as exc:
-            raise HonedError(f"sklearn member '{folder}': {PIPELINE_FILE} does not load ({exc}); "
-                             "rebuild the ensemble") from None
+            raise HonedError(
+                f"sklearn member '{folder}': {PIPELINE_FILE} does not load ({exc}); rebuild the ensemble"
+            ) from None
         return cls(pipeline, tuple(labels), saved_recipe(folder, overrides), folder)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:

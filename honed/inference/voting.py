@@ -46,4 +46,3 @@ def hard_vote(probs: np.ndarray, weights: Sequence[float] | None = None) -> np.n
     shares = votes.copy()
     shares[np.arange(rows), winner] += 1e-9  # keep argmax(shares) == winner
     return shares / shares.sum(axis=1, keepdims=True)
-

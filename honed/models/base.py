@@ -79,7 +79,7 @@ def layer_groups(model: nn.Module, head: set[str]) -> list[LayerGroup]:
     groups: dict[str, LayerGroup] = {}
     after_blocks = False
     for name, _ in model.named_parameters():
-        owner = next((name[: i] for i in range(len(name)) if name[i] == "." and name[:i] in block_of), None)
+        owner = next((name[:i] for i in range(len(name)) if name[i] == "." and name[:i] in block_of), None)
         if name in head:
             key = "head"
         elif owner is not None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from torch import nn
-
 from safetensors import SafetensorError, safe_open
+from torch import nn
 
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
@@ -47,14 +46,18 @@ def load_model(folder: str | Path) -> tuple[Classifier, LabelMap]:
         raise HonedError(f"model '{folder}': not a model folder saved by honed (no honed.json); use RUN_DIR/model")
     meta, names = _read_json(meta_path), _read_json(folder / "labels.json")
     if not isinstance(meta, dict) or not isinstance(names, list):
-        raise HonedError(f"model '{folder}': honed.json or labels.json does not hold what honed wrote; retrain or restore the folder")
+        raise HonedError(
+            f"model '{folder}': honed.json or labels.json does not hold what honed wrote; retrain or restore the folder"
+        )
     kind = saved_kind(folder, meta)
     labels = LabelMap.load(folder)
     try:
         return kind.load(folder, meta, labels), labels
     except (OSError, RuntimeError, ValueError, EOFError, SafetensorError) as exc:  # truncated or overwritten weights
-        raise HonedError(f"model '{folder}': {_damaged_weights(folder)} is damaged or truncated "
-                         f"({_first_line(exc)}); retrain the model or restore the file") from exc
+        raise HonedError(
+            f"model '{folder}': {_damaged_weights(folder)} is damaged or truncated "
+            f"({_first_line(exc)}); retrain the model or restore the file"
+        ) from exc
 
 
 def _read_json(path: Path) -> object:
@@ -64,7 +67,9 @@ def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HonedError(f"model '{path.parent}': {path.name} is damaged ({_first_line(exc)}); retrain or restore it") from exc
+        raise HonedError(
+            f"model '{path.parent}': {path.name} is damaged ({_first_line(exc)}); retrain or restore it"
+        ) from exc
 
 
 def _damaged_weights(folder: Path) -> str:
@@ -72,7 +77,8 @@ def _damaged_weights(folder: Path) -> str:
     for path in sorted(folder.rglob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as handle:
-                for key in handle.keys():
+                names = handle.keys()  # a safe_open handle is not a dict: keys() is its only listing
+                for key in names:
                     handle.get_slice(key)
         except Exception:  # noqa: BLE001 -- any failure to read it back names this file
             return f"weights file '{path}'"

@@ -57,8 +57,11 @@ class Site:
 def _candidates(parent_name: str, parent: nn.Module) -> list[tuple[str, Site]]:
     """(local name, site) for the dropout modules and float dropout attributes directly in `parent`."""
     join = (lambda local: f"{parent_name}.{local}") if parent_name else (lambda local: local)
-    found = [(local, Site(join(local), child, "p")) for local, child in parent.named_children()
-             if isinstance(child, nn.modules.dropout._DropoutNd)]
+    found = [
+        (local, Site(join(local), child, "p"))
+        for local, child in parent.named_children()
+        if isinstance(child, nn.modules.dropout._DropoutNd)
+    ]
     for attr in FLOAT_ATTRS:
         value = vars(parent).get(attr)
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -116,8 +119,9 @@ def apply_dropout(model: Any, spec: DropoutSpec) -> dict[str, int]:
         chosen = [s for s in sites if s.kind == kind]
         keys = [k for k in CONFIG_KEYS[kind] if k in present]
         if not chosen and not keys:
-            raise HonedError(f"model.dropout.{kind}: this model has no {kind} dropout; "
-                             f"leave model.dropout.{kind} unset")
+            raise HonedError(
+                f"model.dropout.{kind}: this model has no {kind} dropout; leave model.dropout.{kind} unset"
+            )
         for site in chosen:
             site.set(rate)
         for key in keys:

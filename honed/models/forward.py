@@ -14,8 +14,9 @@ from honed.data.batches import inputs_of
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None,
-                   name: str = "predict") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_logits(
+    model: torch.nn.Module, loader: DataLoader, acc: Any, bars: Any = None, name: str = "predict"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels for every row of `loader`, gathered across processes, in row order: a loader
     that sorts rows by length (less padding) has its results put back by the batches' `index`."""
     modes = {m: m.training for m in model.modules()}  # per module: frozen batch-norm may stay in eval

@@ -81,8 +81,17 @@ class FusionHead(nn.Module):
 
 
 class FusionClassifier(Classifier):
-    def __init__(self, members: list[nn.Module], dims: list[int], kind: str, pool: str, num_labels: int,
-                 preprocess: Any, meta: dict[str, Any], stats: list[tuple[Any, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        members: list[nn.Module],
+        dims: list[int],
+        kind: str,
+        pool: str,
+        num_labels: int,
+        preprocess: Any,
+        meta: dict[str, Any],
+        stats: list[tuple[Any, Any]] | None = None,
+    ) -> None:
         super().__init__()
         self.kind = FusionKind()
         self.members = nn.ModuleList(members)
@@ -111,7 +120,6 @@ class FusionClassifier(Classifier):
 
     def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
         return self.fuse(torch.cat(self.features(**inputs), dim=-1))
-
 
 
 def _encoder(load: Any) -> nn.Module:
@@ -146,16 +154,20 @@ def build_fusion(recipe: Any, num_labels: int) -> FusionClassifier:
     if any(rate is not None for rate in recipe.model.dropout.model_dump().values()):
         raise HonedError("model.dropout: not supported with model.fusion; set dropout per member model or drop it")
     if kind == "text" and recipe.augment.text:
-        raise HonedError("augment.text: token-level text augmentation does not work with model.fusion "
-                         "(one id stream per member); remove it")
+        raise HonedError(
+            "augment.text: token-level text augmentation does not work with model.fusion "
+            "(one id stream per member); remove it"
+        )
     sources = [spec_source(m) for m in spec.members]
     reads = TEXT_FUSION_MEMBER if kind == "text" else IMAGE_FUSION_MEMBER
     for i, source in enumerate(sources):
         if not kind_named(source, f"model.fusion.members.{i}.source").supports(reads):
             want = "Hugging Face text models" if kind == "text" else "torchvision/timm models (name + weights)"
-            raise HonedError(f"model.fusion.members.{i}: '{spec.members[i].name}' is a {source} model, "
-                             f"but a data.kind={kind} "
-                             f"fusion takes {want}; members of one fusion must read the same input")
+            raise HonedError(
+                f"model.fusion.members.{i}: '{spec.members[i].name}' is a {source} model, "
+                f"but a data.kind={kind} "
+                f"fusion takes {want}; members of one fusion must read the same input"
+            )
     members, dims, stats, tokenizers = [], [], [], []
     for i, (member, source) in enumerate(zip(spec.members, sources, strict=True)):
         if kind == "text":
@@ -167,8 +179,10 @@ def build_fusion(recipe: Any, num_labels: int) -> FusionClassifier:
         members.append(net)
         dims.append(dim)
     preprocess = FusionTokenizer(tokenizers) if kind == "text" else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    meta = {"members": [{"name": m.name, "source": s} for m, s in zip(spec.members, sources, strict=True)],
-            "stats": [[list(m), list(s)] for m, s in stats]}
+    meta = {
+        "members": [{"name": m.name, "source": s} for m, s in zip(spec.members, sources, strict=True)],
+        "stats": [[list(m), list(s)] for m, s in stats],
+    }
     return FusionClassifier(members, dims, kind, spec.pool, num_labels, preprocess, meta, stats or None)
 
 
@@ -187,12 +201,15 @@ def load_fusion(folder: Path, meta: dict[str, Any]) -> FusionClassifier:
     stats = [(tuple(m), tuple(s)) for m, s in meta["stats"]]
     preprocess = FusionTokenizer(tokenizers) if meta["kind"] == "text" else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     extra = {"members": meta["members"], "stats": meta["stats"]}
-    model = FusionClassifier(members, meta["dims"], meta["kind"], meta["pool"], meta["num_labels"], preprocess, extra,
-                             stats or None)
+    model = FusionClassifier(
+        members, meta["dims"], meta["kind"], meta["pool"], meta["num_labels"], preprocess, extra, stats or None
+    )
     missing, unexpected = model.load_state_dict(load_file(str(folder / "fusion.safetensors")), strict=False)
     if unexpected or any(not k.startswith("members.") for k in missing):
-        raise HonedError(f"model '{folder}': fusion.safetensors does not match honed.json "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise HonedError(
+            f"model '{folder}': fusion.safetensors does not match honed.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model
 
 

@@ -68,8 +68,14 @@ def load_huggingface(name: str, labels: LabelMap, kind: str) -> HFClassifier:
     path = resolve_model_id(name)
     auto = AutoModelForSequenceClassification if kind == "text" else AutoModelForImageClassification
     hf, info = _from_pretrained(
-        auto, path, name, num_labels=len(labels), id2label=labels.id2label(),
-        label2id=labels.index, ignore_mismatched_sizes=True, output_loading_info=True,
+        auto,
+        path,
+        name,
+        num_labels=len(labels),
+        id2label=labels.id2label(),
+        label2id=labels.index,
+        ignore_mismatched_sizes=True,
+        output_loading_info=True,
     )
     mismatched = {k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])}
     fresh = set(info.get("missing_keys", [])) | mismatched
@@ -91,12 +97,14 @@ class HuggingFaceKind(ModelKind):
 
     name = "huggingface"
     capabilities = frozenset(
-        {FFN_PRUNING, RECOVERY_FINETUNE, KEEP_LAYERS, TRAIN_IMAGE_STATS, MASKED_LM, TEXT_FUSION_MEMBER})
+        {FFN_PRUNING, RECOVERY_FINETUNE, KEEP_LAYERS, TRAIN_IMAGE_STATS, MASKED_LM, TEXT_FUSION_MEMBER}
+    )
 
     def build(self, recipe: Recipe, labels: LabelMap) -> Classifier:
         if recipe.model.weights:
-            raise HonedError("model.weights: Hugging Face models load from model.name (an id or folder); "
-                             "drop model.weights")
+            raise HonedError(
+                "model.weights: Hugging Face models load from model.name (an id or folder); drop model.weights"
+            )
         return load_huggingface(recipe.model.name, labels, recipe.data.kind)
 
     def load(self, folder: Path, meta: dict[str, Any], labels: LabelMap) -> Classifier:

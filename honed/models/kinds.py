@@ -118,6 +118,8 @@ def saved_kind(folder: Path, meta: dict[str, Any]) -> ModelKind:
     _load_kinds()
     source = meta.get("source") if isinstance(meta, dict) else None
     if not isinstance(source, str) or source not in MODEL_KINDS:
-        raise HonedError(f"model '{folder}': honed.json names model source {source!r}, which this honed cannot load "
-                         f"(known: {', '.join(MODEL_KINDS.names())}); save it again with this version of honed")
+        raise HonedError(
+            f"model '{folder}': honed.json names model source {source!r}, which this honed cannot load "
+            f"(known: {', '.join(MODEL_KINDS.names())}); save it again with this version of honed"
+        )
     return MODEL_KINDS.get(source)()

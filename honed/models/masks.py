@@ -19,7 +19,11 @@ SCOPES = ("global", "layer")
 
 def prunable(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(module name, module) of every Linear/Conv layer with a weight: backbone and head alike."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, PRUNABLE) and getattr(m, "weight", None) is not None]
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, PRUNABLE) and getattr(m, "weight", None) is not None
+    ]
 
 
 def check_sparsity(sparsity: float, field: str = "sparsity") -> float:
@@ -37,7 +41,9 @@ def compute_masks(model: nn.Module, sparsity: float, scope: str = "global") -> d
     smallest magnitude, so a growing sparsity keeps earlier choices."""
     layers = prunable(model)
     if scope == "global":
-        prune.global_unstructured([(m, "weight") for _, m in layers], pruning_method=prune.L1Unstructured, amount=sparsity)
+        prune.global_unstructured(
+            [(m, "weight") for _, m in layers], pruning_method=prune.L1Unstructured, amount=sparsity
+        )
     elif scope == "layer":
         for _, module in layers:
             prune.l1_unstructured(module, "weight", amount=sparsity)

@@ -82,8 +82,10 @@ def logits_of(out: Any) -> torch.Tensor:
 def import_factory(path: str, field: str = "model.name") -> Callable[..., Any]:
     """The class or function at `pkg.module:attr` (an explicit opt-in import, as for custom losses)."""
     if ":" not in path:
-        raise HonedError(f"{field}: '{path}' is not an import path; with model.source=python name the factory "
-                         "as 'pkg.module:factory' (a class or function returning an nn.Module)")
+        raise HonedError(
+            f"{field}: '{path}' is not an import path; with model.source=python name the factory "
+            "as 'pkg.module:factory' (a class or function returning an nn.Module)"
+        )
     try:
         factory = _import(path, field)
     except HonedError as exc:
@@ -123,8 +125,10 @@ def load_weights(net: nn.Module, weights: str, strict: bool) -> str | None:
     own = net.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     net.load_state_dict(fitting, strict=False)
-    return (f"model.weights: loaded {len(fitting)} of {len(own)} tensors from '{path}' (model.strict=false: "
-            f"{len(own) - len(fitting)} kept their initial values, {len(state) - len(fitting)} in the file unused)")
+    return (
+        f"model.weights: loaded {len(fitting)} of {len(own)} tensors from '{path}' (model.strict=false: "
+        f"{len(own) - len(fitting)} kept their initial values, {len(state) - len(fitting)} in the file unused)"
+    )
 
 
 def find_head(net: nn.Module, head: str | None, where: str) -> tuple[str, str | None]:
@@ -132,18 +136,23 @@ def find_head(net: nn.Module, head: str | None, where: str) -> tuple[str, str | 
     linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
     if head is None:
         if not linears:
-            raise HonedError(f"model.head: {where} has no nn.Linear layer to replace; add one or name the head "
-                             "with model.head")
+            raise HonedError(
+                f"model.head: {where} has no nn.Linear layer to replace; add one or name the head with model.head"
+            )
         chosen = net.get_submodule(linears[-1])
-        return linears[-1], (f"model.head: replacing the last nn.Linear '{linears[-1]}' ({chosen.in_features} -> "
-                             f"{chosen.out_features}); set model.head to choose another")
+        return linears[-1], (
+            f"model.head: replacing the last nn.Linear '{linears[-1]}' ({chosen.in_features} -> "
+            f"{chosen.out_features}); set model.head to choose another"
+        )
     try:
         module = net.get_submodule(head)
     except AttributeError:
         raise HonedError(f"model.head: {where} has no submodule '{head}'{did_you_mean(head, linears)}") from None
     if not isinstance(module, nn.Linear):
-        raise HonedError(f"model.head: '{head}' is a {type(module).__name__}, not an nn.Linear; name the final "
-                         f"nn.Linear layer{did_you_mean(head, linears)}")
+        raise HonedError(
+            f"model.head: '{head}' is a {type(module).__name__}, not an nn.Linear; name the final "
+            f"nn.Linear layer{did_you_mean(head, linears)}"
+        )
     return head, None
 
 
@@ -168,16 +177,20 @@ def load_tokenizer(name: str, field: str = "model.tokenizer") -> Any:
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise HonedError(f"{field}: cannot load tokenizer '{name}': not a local folder, an installed offline model "
-                         f"or a cached hub model{install_hint(name)}") from exc
+        raise HonedError(
+            f"{field}: cannot load tokenizer '{name}': not a local folder, an installed offline model "
+            f"or a cached hub model{install_hint(name)}"
+        ) from exc
 
 
 def input_preprocess(spec: ModelSpec, data_kind: str) -> Any:
     """The tokenizer (text) or (mean, std) (images) the data pipeline prepares this model's inputs with."""
     if data_kind == "text":
         if not spec.tokenizer:
-            raise HonedError("model.tokenizer: a python text model needs a tokenizer (a Hugging Face id or folder, "
-                             "e.g. sentence-transformers/all-MiniLM-L6-v2); its forward gets input_ids, attention_mask")
+            raise HonedError(
+                "model.tokenizer: a python text model needs a tokenizer (a Hugging Face id or folder, "
+                "e.g. sentence-transformers/all-MiniLM-L6-v2); its forward gets input_ids, attention_mask"
+            )
         return load_tokenizer(spec.tokenizer)
     if spec.tokenizer:
         raise HonedError("model.tokenizer: only text models use a tokenizer; drop it or set data.kind=text")
@@ -187,8 +200,9 @@ def input_preprocess(spec: ModelSpec, data_kind: str) -> Any:
     except (TypeError, ValueError):
         raise HonedError(f"model.args: mean and std must be lists of numbers, got {mean!r} and {std!r}") from None
     if len(stats[0]) != len(stats[1]):
-        raise HonedError(f"model.args: mean has {len(stats[0])} values but std has {len(stats[1])}; "
-                         "give one per channel")
+        raise HonedError(
+            f"model.args: mean has {len(stats[0])} values but std has {len(stats[1])}; give one per channel"
+        )
     return stats
 
 
@@ -214,11 +228,18 @@ def build_python(recipe: Recipe, labels: LabelMap, live: nn.Module | None = None
     return model
 
 
-def model_meta(spec: ModelSpec, data_kind: str, head: str, num_labels: int, preprocess: Any,
-               rebuildable: bool) -> dict[str, Any]:
+def model_meta(
+    spec: ModelSpec, data_kind: str, head: str, num_labels: int, preprocess: Any, rebuildable: bool
+) -> dict[str, Any]:
     """honed.json's content: what loading needs to rebuild the module (None as name: it cannot)."""
-    meta: dict[str, Any] = {"kind": data_kind, "name": spec.name if rebuildable else None, "args": spec.args,
-                            "head": head, "num_labels": num_labels, "tokenizer": spec.tokenizer}
+    meta: dict[str, Any] = {
+        "kind": data_kind,
+        "name": spec.name if rebuildable else None,
+        "args": spec.args,
+        "head": head,
+        "num_labels": num_labels,
+        "tokenizer": spec.tokenizer,
+    }
     if data_kind != "text":
         meta.update(mean=list(preprocess[0]), std=list(preprocess[1]))
     if not rebuildable:
@@ -229,8 +250,10 @@ def model_meta(spec: ModelSpec, data_kind: str, head: str, num_labels: int, prep
 def live_recipe(recipe: Recipe, module: Any) -> Recipe:
     """The recipe for a live module: source python; its factory path kept when the recipe names one."""
     if not isinstance(module, nn.Module):
-        raise HonedError(f"model: expected a torch nn.Module, got {type(module).__name__}; "
-                         "or name a factory with model.source=python, model.name='pkg.module:factory'")
+        raise HonedError(
+            f"model: expected a torch nn.Module, got {type(module).__name__}; "
+            "or name a factory with model.source=python, model.name='pkg.module:factory'"
+        )
     spec = recipe.model
     keep = spec.source == "python" and ":" in spec.name
     name = spec.name if keep else LIVE.format(f"{type(module).__module__}.{type(module).__qualname__}")
@@ -240,9 +263,11 @@ def live_recipe(recipe: Recipe, module: Any) -> Recipe:
 def load_python(folder: Path, meta: dict[str, Any]) -> PythonClassifier:
     """Rebuild the module from its factory (imported again: see the trust note above) and load the weights."""
     if not meta.get("name"):
-        raise HonedError(f"model '{folder}': it was trained from a live {meta.get('class', 'nn.Module')} module with "
-                         "no factory path, so honed cannot rebuild it; fit with model.name='pkg.module:factory' (and "
-                         "model.args), or load model.safetensors into your own instance")
+        raise HonedError(
+            f"model '{folder}': it was trained from a live {meta.get('class', 'nn.Module')} module with "
+            "no factory path, so honed cannot rebuild it; fit with model.name='pkg.module:factory' (and "
+            "model.args), or load model.safetensors into your own instance"
+        )
     try:
         net = call_factory(meta["name"], meta.get("args") or {})
     except HonedError as exc:  # name the folder: the factory path came from its honed.json, not a recipe
@@ -255,8 +280,10 @@ def load_python(folder: Path, meta: dict[str, Any]) -> PythonClassifier:
     try:
         load_safetensors(net, str(folder / "model.safetensors"), strict=True)
     except RuntimeError as exc:
-        raise HonedError(f"model '{folder}': model.safetensors does not fit what '{meta['name']}' builds now "
-                         f"({str(exc).splitlines()[0][:200]}); was the code changed since training?") from exc
+        raise HonedError(
+            f"model '{folder}': model.safetensors does not fit what '{meta['name']}' builds now "
+            f"({str(exc).splitlines()[0][:200]}); was the code changed since training?"
+        ) from exc
     own = {k: v for k, v in meta.items() if k != "source"}
     return PythonClassifier(net, meta["kind"], meta["head"], preprocess, own)
 

@@ -57,8 +57,10 @@ def own_groups(net: nn.Module, declared: Any, head: set[str], where: str) -> lis
         kept = [n for n in dict.fromkeys(names) if n not in head]
         for param in kept:
             if param in seen:
-                raise HonedError(f"{where}: parameter '{param[len(PREFIX):]}' is in two groups ('{seen[param]}' and "
-                                 f"'{name}'); put each parameter in one group")
+                raise HonedError(
+                    f"{where}: parameter '{param[len(PREFIX) :]}' is in two groups ('{seen[param]}' and "
+                    f"'{name}'); put each parameter in one group"
+                )
             seen[param] = name
         if name == "head" and kept:
             raise HonedError(f"{where}: a group is called 'head', the name honed gives the fresh head; rename it")
@@ -66,8 +68,10 @@ def own_groups(net: nn.Module, declared: Any, head: set[str], where: str) -> lis
             groups.append(LayerGroup(name, kept))
     left = [n for n, _ in net.named_parameters() if PREFIX + n not in seen and PREFIX + n not in head]
     if left:
-        raise HonedError(f"{where}: {len(left)} parameters are in no group (e.g. '{left[0]}'); every parameter "
-                         "outside the head must be in a group, or it would never train")
+        raise HonedError(
+            f"{where}: {len(left)} parameters are in no group (e.g. '{left[0]}'); every parameter "
+            "outside the head must be in a group, or it would never train"
+        )
     return [*groups, head_group(net, head)]
 
 
@@ -82,8 +86,10 @@ def _pairs(declared: Any, where: str) -> list[tuple[str, Any]]:
         elif isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str):
             pairs.append((item[0], item[1]))
         else:
-            raise HonedError(f"{where}: expected (name, modules) pairs, a {{name: modules}} mapping or LayerGroups; "
-                             f"got an item of type {type(item).__name__}")
+            raise HonedError(
+                f"{where}: expected (name, modules) pairs, a {{name: modules}} mapping or LayerGroups; "
+                f"got an item of type {type(item).__name__}"
+            )
     if not pairs:
         raise HonedError(f"{where}: returned no groups; return at least one (name, module) pair or drop the method")
     return pairs
@@ -104,8 +110,9 @@ def _member_names(net: nn.Module, members: Any, ids: dict[int, str], where: str)
         return _names_of_path(net, members, where)
     if isinstance(members, Iterable):
         return [n for member in members for n in _member_names(net, member, ids, where)]
-    raise HonedError(f"{where}: cannot read a member of type {type(members).__name__}; "
-                     "use modules, parameters or their names")
+    raise HonedError(
+        f"{where}: cannot read a member of type {type(members).__name__}; use modules, parameters or their names"
+    )
 
 
 def _names_of_path(net: nn.Module, path: str, where: str) -> list[str]:

@@ -27,8 +27,9 @@ def chosen_layers(keep: int | list[int], total: int) -> list[int]:
         return sorted({total - 1 - int(i * step) for i in range(keep)})
     bad = [i for i in keep if not 0 <= i < total]
     if not keep or bad or len(set(keep)) != len(keep):
-        raise HonedError(f"{FIELD}: {keep} must be distinct layer indices in 0..{total - 1} "
-                         f"(the model has {total} layers)")
+        raise HonedError(
+            f"{FIELD}: {keep} must be distinct layer indices in 0..{total - 1} (the model has {total} layers)"
+        )
     return sorted(keep)
 
 

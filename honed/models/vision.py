@@ -50,8 +50,11 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], path: Path) 
     misshaped = [k for k in own if k in state and own[k].shape != state[k].shape]
     if missing or unexpected or misshaped:
         found = (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped))
-        parts = [f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
-                 for what, keys in found if keys]
+        parts = [
+            f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+            for what, keys in found
+            if keys
+        ]
         raise HonedError(f"model.weights: '{path}' does not fit this architecture: {'; '.join(parts)}")
     module.load_state_dict(state, strict=True)
 
@@ -69,15 +72,21 @@ def replace_last_linear(module: nn.Module, num_labels: int) -> str:
 class VisionClassifier(Classifier):
     """A torchvision or timm network taking `pixel_values`, with its fresh head's parameters known."""
 
-    def __init__(self, net: nn.Module, source: str, name: str, head: str, stats: tuple[Any, Any],
-                 num_labels: int) -> None:
+    def __init__(
+        self, net: nn.Module, source: str, name: str, head: str, stats: tuple[Any, Any], num_labels: int
+    ) -> None:
         super().__init__()
         self.net = net
         self.kind = kind_named(source)
         self.preprocess = stats
         self.head_params = {f"net.{n}" for n, _ in net.named_parameters() if n.startswith(head + ".")}
-        self.meta = {"kind": "image", "name": name, "num_labels": num_labels,
-                     "mean": list(stats[0]), "std": list(stats[1])}
+        self.meta = {
+            "kind": "image",
+            "name": name,
+            "num_labels": num_labels,
+            "mean": list(stats[0]),
+            "std": list(stats[1]),
+        }
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values)
@@ -94,8 +103,9 @@ def timm_layer_groups(net: nn.Module, head: set[str], prefix: str = "net.") -> l
 
     matcher = net.group_matcher(coarse=False)
     grouped = group_parameters(net, matcher)
-    ordered = [kept for _, names in sorted(grouped.items())
-               if (kept := [prefix + n for n in names if prefix + n not in head])]
+    ordered = [
+        kept for _, names in sorted(grouped.items()) if (kept := [prefix + n for n in names if prefix + n not in head])
+    ]
     has_stem = bool(ordered) and _is_stem(matcher, ordered[0][0].removeprefix(prefix))
     groups = [LayerGroup("embeddings", ordered[0])] if has_stem else []
     groups += [LayerGroup(f"block.{i}", names) for i, names in enumerate(ordered[1:] if has_stem else ordered)]
@@ -153,8 +163,9 @@ class VisionKind(ModelKind):
 
     def build(self, recipe: Recipe, labels: LabelMap) -> Classifier:
         if recipe.data.kind != "image":
-            raise HonedError(f"model.source={self.name} builds image models; set data.kind=image "
-                             "or use a Hugging Face text model")
+            raise HonedError(
+                f"model.source={self.name} builds image models; set data.kind=image or use a Hugging Face text model"
+            )
         net, head, stats = self.backbone(recipe.model.name, recipe.model.weights, len(labels))
         return VisionClassifier(net, self.name, recipe.model.name, head, stats, len(labels))
 
@@ -176,9 +187,11 @@ class VisionKind(ModelKind):
 
         def test(name: str) -> bool:
             parts = name.split(".")[1:]
-            return ((container not in ("", "net") and name.startswith(container + "."))
-                    or any(p.startswith(("head", "classifier")) for p in parts)
-                    or name == "net.drop_rate")
+            return (
+                (container not in ("", "net") and name.startswith(container + "."))
+                or any(p.startswith(("head", "classifier")) for p in parts)
+                or name == "net.drop_rate"
+            )
 
         return test
 

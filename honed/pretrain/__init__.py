@@ -23,7 +23,9 @@ from honed.train.interrupt import stop_on_signals
 # An objective gets the recipe, its unlabelled rows, `begin` (creates RUN_DIR; called once the model
 # has loaded, so a bad model or data never removes an old run) and quiet; it returns the summary.
 OBJECTIVES: dict[str, Callable[[Recipe, list[Any], Callable[[], Path], bool], dict[str, Any]]] = {
-    "text": pretrain_mlm, "image": pretrain_rotation}
+    "text": pretrain_mlm,
+    "image": pretrain_rotation,
+}
 
 
 def pretrain(recipe: Any, overwrite: bool = False, quiet: bool = False, **overrides: Any) -> Path:

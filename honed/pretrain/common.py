@@ -76,9 +76,16 @@ def unlabelled_rows(recipe: Recipe) -> list[Any]:
     return rows
 
 
-def run_epochs(recipe: Recipe, batches: Callable[[], Iterable[Any]], n_batches: int,
-               step: Callable[[Any], torch.Tensor], params: list[torch.nn.Parameter], quiet: bool, what: str,
-               model: torch.nn.Module | None = None) -> list[float]:
+def run_epochs(
+    recipe: Recipe,
+    batches: Callable[[], Iterable[Any]],
+    n_batches: int,
+    step: Callable[[Any], torch.Tensor],
+    params: list[torch.nn.Parameter],
+    quiet: bool,
+    what: str,
+    model: torch.nn.Module | None = None,
+) -> list[float]:
     """`pretrain.epochs` passes of `step` (a batch -> the objective's loss) in the ordinary training loop:
     AdamW over `params` at `pretrain.lr` (weight decay 0.01), linear warmup over `pretrain.warmup_ratio`
     of the steps then linear decay to 0 (`warmup_linear`), gradients clipped to norm 1; a batch whose
@@ -95,8 +102,16 @@ def run_epochs(recipe: Recipe, batches: Callable[[], Iterable[Any]], n_batches: 
     steps = FiniteSteps(what)
     with _scratch(recipe) as scratch:  # the loop's metrics.jsonl and checkpoints; the run keeps only its outputs
         state = TrainState(_loop_recipe(recipe), Path(scratch), objective, optimizer, acc, total, n_batches)
-        train(state, Hooks([], [steps]), loader, loader, None, _objective_loss,
-              lambda s: warmup_linear(s, warmup, total), show=not quiet and acc.is_main_process)
+        train(
+            state,
+            Hooks([], [steps]),
+            loader,
+            loader,
+            None,
+            _objective_loss,
+            lambda s: warmup_linear(s, warmup, total),
+            show=not quiet and acc.is_main_process,
+        )
     return steps.per_epoch
 
 
@@ -104,8 +119,9 @@ class Objective(torch.nn.Module):
     """The loop's model for a pretraining objective: `forward(batch)` runs the objective's step, which
     computes its own loss (its targets, masked tokens or rotation turns, ride inside the batch)."""
 
-    def __init__(self, step: Callable[[Any], torch.Tensor], params: list[torch.nn.Parameter],
-                 model: torch.nn.Module | None) -> None:
+    def __init__(
+        self, step: Callable[[Any], torch.Tensor], params: list[torch.nn.Parameter], model: torch.nn.Module | None
+    ) -> None:
         super().__init__()
         self.step = step
         # registered, so it moves to the device with the objective
@@ -182,9 +198,17 @@ def _loop_recipe(recipe: Recipe) -> Recipe:
     """The recipe as the loop reads it for pretraining: the pretrain section's epochs, one batch per
     step, gradients clipped to norm 1, no step checkpoints, no tracker; no limit on skipped non-finite steps
     (a batch with no masked token has no loss: an ordinary event here, not a fault)."""
-    spec = recipe.train.model_copy(update={"epochs": recipe.pretrain.epochs, "batch_size": recipe.pretrain.batch_size,
-                                           "grad_accum_steps": 1, "max_grad_norm": 1.0, "max_steps": None,
-                                           "checkpoint_every_steps": None, "max_bad_steps": None})
+    spec = recipe.train.model_copy(
+        update={
+            "epochs": recipe.pretrain.epochs,
+            "batch_size": recipe.pretrain.batch_size,
+            "grad_accum_steps": 1,
+            "max_grad_norm": 1.0,
+            "max_steps": None,
+            "checkpoint_every_steps": None,
+            "max_bad_steps": None,
+        }
+    )
     return recipe.model_copy(update={"train": spec, "log": type(recipe.log)()})  # default log section: no trackers
 
 
@@ -204,7 +228,7 @@ def warmup_linear(step: int, warmup: int, total: int) -> float:
 
 def shuffled_chunks(rows: list[Any], size: int, seed: int) -> list[list[Any]]:
     order = np.random.default_rng(seed).permutation(len(rows))
-    return [[rows[i] for i in order[s: s + size]] for s in range(0, len(rows), size)]
+    return [[rows[i] for i in order[s : s + size]] for s in range(0, len(rows), size)]
 
 
 __all__ = ["finish_run", "pd", "run_epochs", "shuffled_chunks", "start_run", "unlabelled_rows", "warmup_linear"]

@@ -49,8 +49,14 @@ def pretrain_rotation(recipe: Recipe, paths: list[Any], begin: Callable[[], Path
     net, head, (mean, std) = _network(recipe)  # head: the 4-way rotation classifier in the classifier's place
     run_dir = begin()
     size = recipe.data.image_size
-    tf = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Resize((size, size), antialias=True),
-                     v2.Normalize(mean, std)])
+    tf = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Resize((size, size), antialias=True),
+            v2.Normalize(mean, std),
+        ]
+    )
     generator = torch.Generator().manual_seed(recipe.seed)
     epoch = [0]
 
@@ -60,17 +66,30 @@ def pretrain_rotation(recipe: Recipe, paths: list[Any], begin: Callable[[], Path
             yield rotate_batch(torch.stack([tf(_open(p).convert("RGB")) for p in chunk]), generator)
 
     net.train()
-    losses = run_epochs(recipe, batches, -(-len(paths) // recipe.pretrain.batch_size),
-                        lambda b: nn.functional.cross_entropy(net(b[0]), b[1]), list(net.parameters()), quiet, "rotation",
-                        model=net)
+    losses = run_epochs(
+        recipe,
+        batches,
+        -(-len(paths) // recipe.pretrain.batch_size),
+        lambda b: nn.functional.cross_entropy(net(b[0]), b[1]),
+        list(net.parameters()),
+        quiet,
+        "rotation",
+        model=net,
+    )
     state = _full_state(recipe, net, _prefix(net, head))
     out = run_dir / "backbone"
     out.mkdir()
     save_file(state, str(out / "backbone.safetensors"))
     LOG.info("backbone saved to %s; fine-tune with model.weights: %s/backbone.safetensors", out, out)
-    return {"objective": "rotation", "rows": len(paths), "epochs": recipe.pretrain.epochs,
-            "steps": recipe.pretrain.epochs * -(-len(paths) // recipe.pretrain.batch_size), "loss_per_epoch": losses,
-            "backbone": str(out / "backbone.safetensors"), "classifier": "untrained placeholder (fine-tuning replaces it)"}
+    return {
+        "objective": "rotation",
+        "rows": len(paths),
+        "epochs": recipe.pretrain.epochs,
+        "steps": recipe.pretrain.epochs * -(-len(paths) // recipe.pretrain.batch_size),
+        "loss_per_epoch": losses,
+        "backbone": str(out / "backbone.safetensors"),
+        "classifier": "untrained placeholder (fine-tuning replaces it)",
+    }
 
 
 def _open(row: Any) -> Image.Image:

@@ -47,8 +47,10 @@ def prune_ffn(model: Any, fraction: float) -> dict[str, Any]:
     """Remove `fraction` of the FFN neurons of every layer (smallest L2 norm of intermediate.dense rows)."""
     pairs = _ffn_pairs(model)
     if not pairs or not model.kind.supports(FFN_PRUNING):
-        raise HonedError(f"--structured ffn: the model ({model.kind.name}) has no BERT-like "
-                         "FFN layers (intermediate.dense/output.dense); use --structured channels for CNNs or unstructured pruning")
+        raise HonedError(
+            f"--structured ffn: the model ({model.kind.name}) has no BERT-like "
+            "FFN layers (intermediate.dense/output.dense); use --structured channels for CNNs or unstructured pruning"
+        )
     size = pairs[0][0].dense.out_features
     kept = size - round(fraction * size)
     if kept < 1:
@@ -58,7 +60,12 @@ def prune_ffn(model: Any, fraction: float) -> dict[str, Any]:
         inter.dense = _keep_rows(inter.dense, keep, 0)
         out.dense = _keep_rows(out.dense, keep, 1)
     model.hf.config.intermediate_size = kept  # every layer keeps the same count, so the config stays true
-    return {"structure": "ffn", "removed": "physically", "intermediate_size": {"before": size, "after": kept}, "layers": len(pairs)}
+    return {
+        "structure": "ffn",
+        "removed": "physically",
+        "intermediate_size": {"before": size, "after": kept},
+        "layers": len(pairs),
+    }
 
 
 @torch.no_grad()
@@ -66,8 +73,10 @@ def prune_channels(model: Any, fraction: float) -> dict[str, Any]:
     """Zero `fraction` of each convolution's output channels (smallest L2 norm), via prune.ln_structured."""
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.out_channels > 1]
     if not convs or not model.kind.supports(CHANNEL_PRUNING):
-        raise HonedError("--structured channels: the model has no convolutions; use --structured ffn for BERT-like "
-                         "transformers or unstructured pruning")
+        raise HonedError(
+            "--structured channels: the model has no convolutions; use --structured ffn for BERT-like "
+            "transformers or unstructured pruning"
+        )
     for _, conv in convs:
         prune.ln_structured(conv, "weight", amount=fraction, n=2, dim=0)
         prune.remove(conv, "weight")
@@ -76,9 +85,15 @@ def prune_channels(model: Any, fraction: float) -> dict[str, Any]:
 
 def prune_heads(model: Any, fraction: float) -> dict[str, Any]:
     if not hasattr(getattr(model, "hf", None), "prune_heads"):
-        raise HonedError("--structured heads: the installed transformers has no prune_heads for this model; "
-                         "use --structured ffn or unstructured pruning")
+        raise HonedError(
+            "--structured heads: the installed transformers has no prune_heads for this model; "
+            "use --structured ffn or unstructured pruning"
+        )
     raise HonedError("--structured heads: not implemented in honed yet; use --structured ffn")
 
 
-STRUCTURED: dict[str, Callable[[Any, float], dict[str, Any]]] = {"ffn": prune_ffn, "channels": prune_channels, "heads": prune_heads}
+STRUCTURED: dict[str, Callable[[Any, float], dict[str, Any]]] = {
+    "ffn": prune_ffn,
+    "channels": prune_channels,
+    "heads": prune_heads,
+}

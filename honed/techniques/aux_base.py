@@ -56,11 +56,16 @@ class AuxiliaryObjective(Technique):
 
     def on_fit_start(self, state: Any) -> None:
         model = freezing.unwrap(state.accelerator.unwrap_model(state.model))
-        with torch.random.fork_rng(devices=[]):  # RNG-neutral: a resumed run's random stream stays the uninterrupted one's
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # RNG-neutral: a resumed run's random stream stays the uninterrupted one's
             torch.manual_seed(state.recipe.seed)
             self.head = self.build_head(model).to(state.accelerator.device)
-        self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=state.recipe.optim.lr * self.lr_scale,
-                                           weight_decay=state.recipe.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.head.parameters(),
+            lr=state.recipe.optim.lr * self.lr_scale,
+            weight_decay=state.recipe.optim.weight_decay,
+        )
         if self._pending is not None:  # a resume restored state before the head existed
             self.head.load_state_dict(self._pending["head"])
             self.optimizer.load_state_dict(self._pending["optimizer"])

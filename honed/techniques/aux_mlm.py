@@ -1,4 +1,5 @@
-"""`aux_mlm`: masked-LM on each text batch next to the task, with a head tied to the word embeddings (see aux_base.py)."""
+"""`aux_mlm`: masked-LM on each text batch next to the task, with a head tied to the word embeddings
+(see aux_base.py)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,14 @@ class MaskedLMHead(nn.Module):
         return self.transform(hidden) @ self.embeddings[0].weight.T + self.bias
 
 
-def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: torch.Tensor, mask_id: int,
-                vocab: int, probability: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    special: torch.Tensor,
+    mask_id: int,
+    vocab: int,
+    probability: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(masked inputs, targets with -100 where nothing is predicted): of the chosen real tokens 80%
     become [MASK], 10% a random token, 10% stay."""
     candidates = attention_mask.bool() & ~torch.isin(input_ids, special)
@@ -43,7 +50,9 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, special: 
 class AuxMaskedLM(AuxiliaryObjective):
     kind, field = "text", "techniques: aux_mlm"
 
-    def __init__(self, weight: float = 0.1, decay: bool = False, lr_scale: float = 1.0, probability: float = 0.15) -> None:
+    def __init__(
+        self, weight: float = 0.1, decay: bool = False, lr_scale: float = 1.0, probability: float = 0.15
+    ) -> None:
         super().__init__(weight, decay, lr_scale)
         if not 0 < probability < 1:
             raise ValueError(f"probability must be in (0, 1) (got {probability})")
@@ -65,8 +74,14 @@ class AuxMaskedLM(AuxiliaryObjective):
     def aux_loss(self, model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         assert self.head is not None
         ids = batch["input_ids"]
-        masked, targets = mask_tokens(ids, batch["attention_mask"], self.special.to(ids.device),
-                                      self.tokenizer.mask_token_id, self.head.bias.numel(), self.probability)
+        masked, targets = mask_tokens(
+            ids,
+            batch["attention_mask"],
+            self.special.to(ids.device),
+            self.tokenizer.mask_token_id,
+            self.head.bias.numel(),
+            self.probability,
+        )
         if not (targets != -100).any():
             return torch.zeros((), device=ids.device)
         inputs = {k: v for k, v in batch.items() if k not in ("input_ids", "labels")}

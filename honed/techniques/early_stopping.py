@@ -10,18 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from honed.metrics import DIRECTION, TASKS
-from honed.train.events import Technique, StopTraining
 from honed.techniques import TECHNIQUES
+from honed.train.events import StopTraining, Technique
 
 
 class EarlyStopping(Technique):
     acts_on_head_only = True
-    def __init__(self, patience: int = 2, min_delta: float = 0.0, metric: str | None = None, mode: str | None = None) -> None:
+
+    def __init__(
+        self, patience: int = 2, min_delta: float = 0.0, metric: str | None = None, mode: str | None = None
+    ) -> None:
         if patience < 1:
             raise TypeError("patience must be >= 1")
         if metric is not None and all(metric not in task.names for task in TASKS.values()):
-            raise TypeError(f"metric must be accuracy, macro_f1 or loss (classification) or rmse, mae, r2, pearson, "
-                            f"spearman (regression) (got '{metric}')")
+            raise TypeError(
+                f"metric must be accuracy, macro_f1 or loss (classification) or rmse, mae, r2, pearson, "
+                f"spearman (regression) (got '{metric}')"
+            )
         if mode not in (None, "max", "min"):
             raise TypeError(f"mode must be max or min (got '{mode}')")
         if min_delta < 0:

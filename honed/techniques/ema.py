@@ -17,12 +17,15 @@ from honed.errors import HonedError
 from honed.techniques import TECHNIQUES, flagged
 from honed.train.events import Technique
 
+
 def check_one_average(recipe: Any) -> None:
     """Two techniques that swap other weights in for evaluation would nest (after-events fire in
     reverse), but validation would then score only the inner one's weights: only one may run."""
     names = flagged(recipe, "swaps_weights_for_eval")
     if len(names) > 1:
-        raise HonedError(f"techniques: {' and '.join(names)} each swap averaged weights in for evaluation; keep only one")
+        raise HonedError(
+            f"techniques: {' and '.join(names)} each swap averaged weights in for evaluation; keep only one"
+        )
 
 
 def ema_decay(decay: float, updates: int, warmup: bool) -> float:
@@ -40,6 +43,7 @@ def copy_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
 
 class EMA(Technique):
     """float32 copies of the weights and buffers, moved after each step and swapped in for evaluation."""
+
     swaps_weights_for_eval = True
     acts_on_head_only = True
 
@@ -58,7 +62,10 @@ class EMA(Technique):
     def start(self, model: torch.nn.Module) -> None:
         """Averages start from the current weights, or from a resumed checkpoint's."""
         saved = model.state_dict()
-        live = [*model.named_parameters(), *((n, b) for n, b in model.named_buffers() if n in saved)]  # tied weights once
+        live = [
+            *model.named_parameters(),
+            *((n, b) for n, b in model.named_buffers() if n in saved),
+        ]  # tied weights once
         self.shadow = {n: t.detach().float().clone() if t.is_floating_point() else t.detach().clone() for n, t in live}
         if self.pending is not None:
             for name, tensor in self.pending.items():

@@ -13,8 +13,8 @@ from typing import Any
 from honed.errors import HonedError
 from honed.models.base import depth_levels
 from honed.techniques import TECHNIQUES
-from honed.train.events import Technique
 from honed.train import freezing
+from honed.train.events import Technique
 
 
 class GradualUnfreezing(Technique):
@@ -33,7 +33,9 @@ class GradualUnfreezing(Technique):
         levels = depth_levels(freezing.groups_of(model))  # fusion members' blocks of one height unfreeze together
         count = self.stages or len(levels)
         if count > len(levels):
-            raise HonedError(f"techniques: gradual_unfreezing.stages={count} but the model has only {len(levels)} layer groups")
+            raise HonedError(
+                f"techniques: gradual_unfreezing.stages={count} but the model has only {len(levels)} layer groups"
+            )
         bounds = [round(i * len(levels) / count) for i in range(count + 1)]
         return [{n for level in levels[a:b] for g in level for n in g.params} for a, b in zip(bounds, bounds[1:])]
 
@@ -43,7 +45,7 @@ class GradualUnfreezing(Technique):
     def on_fit_start(self, state: Any) -> None:
         model = freezing.unwrap(state.accelerator.unwrap_model(state.model))
         chunks = self.chunks(model)
-        frozen = set().union(*chunks[self.stage + 1:]) if self.stage + 1 < len(chunks) else set()
+        frozen = set().union(*chunks[self.stage + 1 :]) if self.stage + 1 < len(chunks) else set()
         freezing.set_trainable(model, frozen, False)
 
     def on_epoch_start(self, state: Any) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
-from honed.train.events import Technique
 from honed.train import freezing
+from honed.train.events import Technique
 
 
 class HeadWarmup(Technique):
@@ -29,8 +29,10 @@ class HeadWarmup(Technique):
 
     def check(self, recipe: Any, model: Any) -> None:
         if self.epochs is not None and self.epochs >= recipe.train.epochs:
-            raise HonedError(f"techniques: head_warmup.epochs={self.epochs} leaves no epoch to train the body "
-                             f"(train.epochs={recipe.train.epochs}); lower it or train longer")
+            raise HonedError(
+                f"techniques: head_warmup.epochs={self.epochs} leaves no epoch to train the body "
+                f"(train.epochs={recipe.train.epochs}); lower it or train longer"
+            )
 
     def on_fit_start(self, state: Any) -> None:
         model = freezing.unwrap(state.accelerator.unwrap_model(state.model))

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from honed.techniques import TECHNIQUES
-from honed.train.events import Technique
 from honed.train import freezing
+from honed.train.events import Technique
 from honed.train.optim import no_decay
 
 FIELD = "techniques: l1"
@@ -29,11 +29,22 @@ def l1_penalty(params: list[torch.Tensor]) -> torch.Tensor:
 
 class L1Penalty(Technique):
     acts_on_head_only = True
-    def __init__(self, strength: float = 1e-5, groups: list[str] | None = None, patterns: list[str] | None = None,
-                 include_bias: bool = False) -> None:
+
+    def __init__(
+        self,
+        strength: float = 1e-5,
+        groups: list[str] | None = None,
+        patterns: list[str] | None = None,
+        include_bias: bool = False,
+    ) -> None:
         if strength < 0:
             raise ValueError("strength must be >= 0")
-        self.strength, self.groups, self.patterns, self.include_bias = float(strength), groups or [], patterns or [], include_bias
+        self.strength, self.groups, self.patterns, self.include_bias = (
+            float(strength),
+            groups or [],
+            patterns or [],
+            include_bias,
+        )
         self.params: list[torch.nn.Parameter] = []
 
     def names(self, model: Any) -> set[str]:

@@ -21,6 +21,7 @@ from honed.train.events import Technique
 
 class BatchMix(Technique):
     """Replaces batch["pixel_values"] and batch["labels"] with a torchvision batch transform's output."""
+
     mixes_batches = True
 
     name = "batch_mix"
@@ -37,10 +38,14 @@ class BatchMix(Technique):
     def check(self, recipe: Any, model: Any) -> None:
         """Mixing needs image batches: a text recipe fails before training starts."""
         if recipe.data.kind != "image":
-            where = next((f"techniques.{i} '{t.name}'" for i, t in enumerate(recipe.techniques) if t.name == self.name),
-                         f"techniques: {self.name}")
-            raise HonedError(f"{where}: mixup/cutmix mix images; this recipe trains {recipe.data.kind} "
-                             f"(data.kind={recipe.data.kind}); remove it from techniques")
+            where = next(
+                (f"techniques.{i} '{t.name}'" for i, t in enumerate(recipe.techniques) if t.name == self.name),
+                f"techniques: {self.name}",
+            )
+            raise HonedError(
+                f"{where}: mixup/cutmix mix images; this recipe trains {recipe.data.kind} "
+                f"(data.kind={recipe.data.kind}); remove it from techniques"
+            )
 
     def on_batch_start(self, state: Any) -> None:
         if self.p < 1.0 and float(torch.rand(())) >= self.p:

@@ -34,7 +34,10 @@ def cubic_sparsity(step: int, total: int, sparsity: float, start: float, end: fl
 
 class Prune(Technique):
     keeps_weights_sparse = True
-    def __init__(self, sparsity: float = 0.5, start: float = 0.0, end: float = 0.8, scope: str = "global", every: int = 1) -> None:
+
+    def __init__(
+        self, sparsity: float = 0.5, start: float = 0.0, end: float = 0.8, scope: str = "global", every: int = 1
+    ) -> None:
         if not 0.0 <= sparsity < 1.0:
             raise ValueError(f"sparsity {sparsity} is outside [0, 1)")
         if not 0.0 <= start <= end <= 1.0:
@@ -43,14 +46,22 @@ class Prune(Technique):
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
         if every < 1:
             raise ValueError("every must be >= 1")
-        self.sparsity, self.start, self.end, self.scope, self.every = float(sparsity), float(start), float(end), scope, int(every)
+        self.sparsity, self.start, self.end, self.scope, self.every = (
+            float(sparsity),
+            float(start),
+            float(end),
+            scope,
+            int(every),
+        )
         self.masks: dict[str, torch.Tensor] = {}
         self.current = 0.0
 
     def check(self, recipe: Any, model: Any) -> None:
         averaged = flagged(recipe, "swaps_weights_for_eval")
         if averaged:
-            raise HonedError(f"techniques: prune with {averaged[0]}: averaged weights are not sparse; use one or the other")
+            raise HonedError(
+                f"techniques: prune with {averaged[0]}: averaged weights are not sparse; use one or the other"
+            )
 
     @staticmethod
     def model(state: Any) -> torch.nn.Module:
@@ -69,7 +80,9 @@ class Prune(Technique):
             self.current = goal
 
     def on_fit_start(self, state: Any) -> None:
-        self.update(state)  # a schedule that starts at step 0 prunes before the first step; a resume re-applies its masks
+        self.update(
+            state
+        )  # a schedule that starts at step 0 prunes before the first step; a resume re-applies its masks
 
     @torch.no_grad()
     def on_after_optimizer_step(self, state: Any) -> None:

@@ -27,8 +27,10 @@ class Snapshots(Technique):
     def check(self, recipe: Any, model: Any) -> None:
         extra = recipe.schedule.model_extra or {}
         if recipe.schedule.name != "cosine" or int(extra.get("cycles", 1)) != self.cycles:
-            raise HonedError(f"techniques: snapshots with cycles={self.cycles} needs schedule.name=cosine and "
-                             f"schedule.cycles={self.cycles}, so each snapshot ends a cycle")
+            raise HonedError(
+                f"techniques: snapshots with cycles={self.cycles} needs schedule.name=cosine and "
+                f"schedule.cycles={self.cycles}, so each snapshot ends a cycle"
+            )
 
     def ends(self, total: int, warmup: int) -> list[int]:
         """Optimizer steps after which each cycle is complete (cycles span the steps after warmup,
@@ -48,7 +50,12 @@ class Snapshots(Technique):
         acc = state.accelerator
         if acc.is_main_process:
             model = acc.unwrap_model(state.model)
-            save_model(model, LabelMap(tuple(state.labels)), state.run_dir / "snapshots" / f"cycle{cycle}", state.recipe.to_yaml())
+            save_model(
+                model,
+                LabelMap(tuple(state.labels)),
+                state.run_dir / "snapshots" / f"cycle{cycle}",
+                state.recipe.to_yaml(),
+            )
         acc.wait_for_everyone()
 
 

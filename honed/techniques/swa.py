@@ -23,14 +23,18 @@ from torch.optim.swa_utils import AveragedModel
 from honed.data.batches import inputs_of
 from honed.errors import HonedError
 from honed.techniques import TECHNIQUES
-from honed.train.events import Technique
 from honed.techniques.ema import check_one_average, copy_into
 from honed.train import checkpoint
+from honed.train.events import Technique
 
 
 def trainable_batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """Batch-norm layers with running statistics that train (frozen ones keep their pretrained stats)."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and _trains(m)]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and _trains(m)
+    ]
 
 
 def _trains(module: nn.Module) -> bool:
@@ -43,7 +47,11 @@ def side_pass(loader: Any) -> Iterator[None]:
     """An extra pass over the training loader that leaves training untouched: the global RNG, the
     loader's own generator and accelerate's pass counter (which sets the sampler's epoch, hence the
     next epoch's shuffle) are restored afterwards."""
-    rng, generator, passes = checkpoint.rng_state(), getattr(loader, "generator", None), getattr(loader, "iteration", None)
+    rng, generator, passes = (
+        checkpoint.rng_state(),
+        getattr(loader, "generator", None),
+        getattr(loader, "iteration", None),
+    )
     generator_state = generator.get_state() if generator is not None else None
     try:
         yield
@@ -87,6 +95,7 @@ def recompute_batch_norm(model: nn.Module, loader: Any, accelerator: Any) -> Non
 class SWA(Technique):
     swaps_weights_for_eval = True
     acts_on_head_only = True
+
     def __init__(self, start: float = 0.75, start_epoch: int | None = None, every: str | int = "epoch") -> None:
         if not 0.0 <= start < 1.0:
             raise ValueError("start must be a fraction of training in [0, 1)")
@@ -103,8 +112,10 @@ class SWA(Technique):
     def check(self, recipe: Any, model: Any) -> None:
         check_one_average(recipe)
         if self.start_epoch is not None and self.start_epoch > recipe.train.epochs:
-            raise HonedError(f"techniques: swa.start_epoch={self.start_epoch} but train.epochs={recipe.train.epochs}; "
-                             "start averaging within the run")
+            raise HonedError(
+                f"techniques: swa.start_epoch={self.start_epoch} but train.epochs={recipe.train.epochs}; "
+                "start averaging within the run"
+            )
 
     @property
     def averaged(self) -> int:

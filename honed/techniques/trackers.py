@@ -42,7 +42,9 @@ class Trackers(Technique):
         state.accelerator.init_trackers(self.project, config=config)
 
     def on_epoch_end(self, state: Any) -> None:
-        numbers = {k: v for k, v in state.epoch_record.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        numbers = {
+            k: v for k, v in state.epoch_record.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         state.accelerator.log(numbers, step=state.step)
 
     def on_fit_end(self, state: Any) -> None:

@@ -53,8 +53,16 @@ class BatchReport:
     notes: list[str] = field(default_factory=list)
 
 
-def batch_find(recipe: Any, data: dict[str, Any] | None = None, *, max_batch: int | None = None, timed_steps: int = 3,
-               quiet: bool = False, overrides: dict[str, Any] | None = None, **kwargs: Any) -> BatchReport:
+def batch_find(
+    recipe: Any,
+    data: dict[str, Any] | None = None,
+    *,
+    max_batch: int | None = None,
+    timed_steps: int = 3,
+    quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> BatchReport:
     """Try doubling batch sizes for `recipe` (path, dict or Recipe, dotted overrides as in `fit`)."""
     if max_batch is not None and max_batch < 1:
         raise HonedError(f"--max: the largest batch to try must be >= 1, got {max_batch}")
@@ -71,8 +79,10 @@ def batch_find(recipe: Any, data: dict[str, Any] | None = None, *, max_batch: in
     batch, accum = keep_effective(per_device, best)
     report = BatchReport(str(parts.acc.device), goal, trials, best, per_device * processes, batch, accum, processes)
     if best > per_device:
-        report.notes.append(f"a batch of {best} with no accumulation would raise the effective batch from "
-                            f"{per_device * processes} to {best * processes}: retune optim.lr if you take it")
+        report.notes.append(
+            f"a batch of {best} with no accumulation would raise the effective batch from "
+            f"{per_device * processes} to {best * processes}: retune optim.lr if you take it"
+        )
     if cuda and all(t.fits for t in trials):
         report.notes.append(f"every size up to the cap fitted; pass --max {cap * 2} to try larger ones")
     return report
@@ -104,12 +114,16 @@ def measure(parts: Parts, batch_sizes: list[int], timed_steps: int, show: bool =
             if not trial.fits:
                 break
     if not trials[0].fits:
-        raise HonedError(f"batch-find: even a batch of {trials[0].batch} ran out of memory on {acc.device}; "
-                         "lower data.max_length or data.image_size, or pick a smaller model")
+        raise HonedError(
+            f"batch-find: even a batch of {trials[0].batch} ran out of memory on {acc.device}; "
+            "lower data.max_length or data.image_size, or pick a smaller model"
+        )
     return trials
 
 
-def _trial(model: Any, optimizer: Any, parts: Parts, batch: dict[str, torch.Tensor], size: int, timed_steps: int) -> Trial:
+def _trial(
+    model: Any, optimizer: Any, parts: Parts, batch: dict[str, torch.Tensor], size: int, timed_steps: int
+) -> Trial:
     cuda = parts.acc.device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(parts.acc.device)

@@ -62,8 +62,10 @@ def _disk_full(obj: Any, path: Path) -> str:
     needed = _size(obj)
     free = shutil.disk_usage(path.parent).free
     kept = f"the previous {path.name} is intact" if path.is_file() else f"no earlier {path.name} existed"
-    return (f"no space left on the device to write checkpoint '{path}' (it needs {_mb(needed)}, "
-            f"{_mb(free)} free); {kept}; free some space, then re-run with --resume")
+    return (
+        f"no space left on the device to write checkpoint '{path}' (it needs {_mb(needed)}, "
+        f"{_mb(free)} free); {kept}; free some space, then re-run with --resume"
+    )
 
 
 def _size(obj: Any) -> int:
@@ -96,8 +98,10 @@ def load(path: Path) -> Any:
         raise
     except DAMAGE as exc:
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise DamagedCheckpoint(f"checkpoint '{path}' is damaged or truncated ({reason}); "
-                                "delete it to use an earlier one, or start the run again with --overwrite") from exc
+        raise DamagedCheckpoint(
+            f"checkpoint '{path}' is damaged or truncated ({reason}); "
+            "delete it to use an earlier one, or start the run again with --overwrite"
+        ) from exc
 
 
 def load_with_fallback(path: Path) -> tuple[Any, Path]:

@@ -41,28 +41,36 @@ def head_module(model: nn.Module) -> tuple[str, nn.Module]:
     owned = {f"{best[0]}.{n}" if best[0] else n for n, _ in best[1].named_parameters()}
     if best[1] is model or owned - heads:  # e.g. a fresh pooler + classifier: their common parent holds the body too
         fresh = ", ".join(sorted({n.rsplit(".", 2)[0] for n in heads})[:3])
-        raise HonedError(f"{FIELD}: this model's fresh layers ({fresh}) are not one head module, so their input cannot be "
-                         "cached; train without the cache or use a checkpoint whose only fresh layer is the classifier")
+        raise HonedError(
+            f"{FIELD}: this model's fresh layers ({fresh}) are not one head module, so their input cannot be "
+            "cached; train without the cache or use a checkpoint whose only fresh layer is the classifier"
+        )
     return best
 
 
 def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
     """Caching must give the same training as without it: one line naming what prevents that."""
     if recipe.augment.text or recipe.augment.image:
-        raise HonedError(f"{FIELD}: augmented inputs change every epoch, so their features cannot be cached; remove augment.*")
+        raise HonedError(
+            f"{FIELD}: augmented inputs change every epoch, so their features cannot be cached; remove augment.*"
+        )
     names = [t.name for t in recipe.techniques] + [type(c).__name__ for c in hooks.callbacks]
     others = [name for name, t in zip(names, hooks.everyone, strict=True) if not capable(t, "acts_on_head_only")]
     if others:  # techniques declare `acts_on_head_only` (honed/train/events.py)
-        raise HonedError(f"{FIELD}: technique '{others[0]}' needs the full model in the loop; drop it or the cache "
-                         "(compatible: techniques that act on the head alone, e.g. freeze, ema, swa, early_stopping, l1)")
+        raise HonedError(
+            f"{FIELD}: technique '{others[0]}' needs the full model in the loop; drop it or the cache "
+            "(compatible: techniques that act on the head alone, e.g. freeze, ema, swa, early_stopping, l1)"
+        )
     frozen: set[str] = set()
     for technique in hooks.techniques:
         if hasattr(technique, "frozen_names"):
             frozen |= technique.frozen_names(model)
     body = {n for n, _ in model.named_parameters() if n not in model.head_params}
     if not body <= frozen:
-        raise HonedError(f"{FIELD}: the backbone must stay frozen for the whole run ({len(body - frozen)} backbone parameters "
-                         "would train); add techniques: [{name: freeze, all_but_head: true}]")
+        raise HonedError(
+            f"{FIELD}: the backbone must stay frozen for the whole run ({len(body - frozen)} backbone parameters "
+            "would train); add techniques: [{name: freeze, all_but_head: true}]"
+        )
     head_module(model)
 
 
@@ -113,7 +121,9 @@ def _digest(model: Classifier, dataset: Any, collate: Any) -> str:
 
 
 @torch.no_grad()
-def extract(model: Classifier, dataset: Any, collate: Any, batch_size: int, device: torch.device, show: bool, name: str) -> torch.Tensor:
+def extract(
+    model: Classifier, dataset: Any, collate: Any, batch_size: int, device: torch.device, show: bool, name: str
+) -> torch.Tensor:
     """The head's input for every row, from the on-disk cache when the same backbone saw the same rows."""
     from honed.data.text import cache_dir
 
@@ -143,12 +153,21 @@ def extract(model: Classifier, dataset: Any, collate: Any, batch_size: int, devi
     return features
 
 
-def swap_in(model: Classifier, datasets: dict[str, Any], collate: Any, hooks: Hooks, batch_size: int,
-            device: torch.device, show: bool) -> tuple[CachedHead, dict[str, FeatureDataset], Hooks]:
+def swap_in(
+    model: Classifier,
+    datasets: dict[str, Any],
+    collate: Any,
+    hooks: Hooks,
+    batch_size: int,
+    device: torch.device,
+    show: bool,
+) -> tuple[CachedHead, dict[str, FeatureDataset], Hooks]:
     """(head-only model, feature datasets, hooks without the freezing that the cache makes moot)."""
     model.to(device)
-    features = {k: FeatureDataset(extract(model, d, collate, batch_size, device, show, k), list(d.labels),
-                                  row_lengths(d)) for k, d in datasets.items()}
+    features = {
+        k: FeatureDataset(extract(model, d, collate, batch_size, device, show, k), list(d.labels), row_lengths(d))
+        for k, d in datasets.items()
+    }
     _, head = head_module(model)
     kept = Hooks([t for t in hooks.techniques if not hasattr(t, "frozen_names")], hooks.callbacks)
     return CachedHead(head), features, kept

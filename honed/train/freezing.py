@@ -28,13 +28,16 @@ def names_in_groups(model: Any, names: list[str], field: str) -> set[str]:
     chosen: set[str] = set()
     for name in names:
         if name not in groups:
-            raise HonedError(f"{field}: unknown layer group '{name}'{did_you_mean(name, groups)}; groups: {', '.join(groups)}")
+            raise HonedError(
+                f"{field}: unknown layer group '{name}'{did_you_mean(name, groups)}; groups: {', '.join(groups)}"
+            )
         chosen.update(groups[name].params)
     return chosen
 
 
 def names_matching(model: Any, patterns: list[str], field: str) -> set[str]:
-    """Parameter names matching any glob pattern (`hf.bert.encoder.layer.0.*`); a pattern matching nothing is an error."""
+    """Parameter names matching any glob pattern (`hf.bert.encoder.layer.0.*`); a pattern matching
+    nothing is an error."""
     names = [n for n, _ in unwrap(model).named_parameters()]
     chosen: set[str] = set()
     for pattern in patterns:
@@ -74,7 +77,9 @@ def unfreeze(state: Any, names: set[str]) -> None:
     set_trainable(model, new, True)
     if state.optimizer is None:
         return  # before the optimizer exists: it will be built with them
-    optimizer = getattr(state.optimizer, "optimizer", state.optimizer)  # the torch optimizer inside accelerate's wrapper
+    optimizer = getattr(
+        state.optimizer, "optimizer", state.optimizer
+    )  # the torch optimizer inside accelerate's wrapper
     for group in param_groups(model, state.recipe.optim, only=new):
         optimizer.add_param_group(group)
 

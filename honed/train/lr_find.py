@@ -62,21 +62,35 @@ def build_parts(recipe: Any, data: dict[str, Any] | None, overrides: dict[str, A
     """What a probe of the recipe (range test, batch-size search) needs, without a run folder.
     Overrides are dotted keys; `optim__lr` spells `optim.lr` as a Python keyword, as in `fit`."""
     recipe = load_recipe(recipe, {k.replace("__", "."): v for k, v in overrides.items()})
-    acc = Accelerator(cpu=recipe.train.cpu, mixed_precision=mixed_precision(recipe.train.precision),
-                      gradient_accumulation_steps=recipe.train.grad_accum_steps)
+    acc = Accelerator(
+        cpu=recipe.train.cpu,
+        mixed_precision=mixed_precision(recipe.train.precision),
+        gradient_accumulation_steps=recipe.train.grad_accum_steps,
+    )
     set_seed(recipe.seed)
     tables = load_tables(recipe, data)
     model = build_model(recipe, tables.labels)
-    counts = tuple(int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names)
-                   .fillna(0))
+    counts = tuple(
+        int(c) for c in tables.frames["train"]["label"].value_counts().reindex(tables.labels.names).fillna(0)
+    )
     dataset = make_dataset(tables.frames["train"], tables.labels, recipe, model.preprocess, train=True)
     collate = make_collate(recipe, model.preprocess, train=True)
     return Parts(recipe, acc, model, build_loss(recipe.loss, counts), dataset, collate)
 
 
-def lr_find(recipe: Any, data: dict[str, Any] | None = None, *, start: float = 1e-7, end: float = 10.0,
-            steps: int = 100, method: str = "valley", overwrite: bool = False, quiet: bool = False,
-            overrides: dict[str, Any] | None = None, **kwargs: Any) -> tuple[list[float], list[float], float]:
+def lr_find(
+    recipe: Any,
+    data: dict[str, Any] | None = None,
+    *,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    method: str = "valley",
+    overwrite: bool = False,
+    quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> tuple[list[float], list[float], float]:
     """Run the range test for `recipe` (a path, dict or Recipe, with dotted overrides as in `fit`);
     writes the curve and its plot to the run folder and returns (lrs, smoothed losses, suggestion)."""
     _check_range(start, end, steps, method)
@@ -84,8 +98,9 @@ def lr_find(recipe: Any, data: dict[str, Any] | None = None, *, start: float = 1
     folder = parts.recipe.run_dir()
     taken = [name for name in OUTPUTS if (folder / name).exists()]
     if taken and not overwrite:
-        raise HonedError(f"run folder '{folder}' already holds {taken[0]}; "
-                         "pass --overwrite to replace the range test's files")
+        raise HonedError(
+            f"run folder '{folder}' already holds {taken[0]}; pass --overwrite to replace the range test's files"
+        )
     lrs, raw, smoothed = range_test(parts, start, end, steps, show=not quiet and parts.acc.is_main_process)
     suggestion = suggest(lrs, smoothed, method)
     if parts.acc.is_main_process:
@@ -106,17 +121,24 @@ def _check_range(start: float, end: float, steps: int, method: str) -> None:
         raise HonedError(f"--method: unknown suggestion method '{method}'; valid: {', '.join(METHODS)}")
 
 
-def range_test(parts: Parts, start: float, end: float, steps: int,
-               show: bool = False) -> tuple[list[float], list[float], list[float]]:
+def range_test(
+    parts: Parts, start: float, end: float, steps: int, show: bool = False
+) -> tuple[list[float], list[float], list[float]]:
     """(LRs, raw losses, smoothed losses) of the steps the training loop runs on a copy of
     `parts.model` under an `LRRangeTest` callback; each step accumulates `train.grad_accum_steps`
     batches and clips gradients, as training does, since it is training's own loop."""
     recipe, acc = parts.recipe, parts.acc
     model = copy.deepcopy(parts.model)
     optimizer = build_optimizer(model, recipe.optim)
-    loader, sampler = train_loader(parts.dataset, recipe.train.batch_size, recipe.seed, parts.collate,
-                                   recipe.data.num_workers, group_by_length=recipe.data.group_by_length,
-                                   window=recipe.train.grad_accum_steps * acc.num_processes)
+    loader, sampler = train_loader(
+        parts.dataset,
+        recipe.train.batch_size,
+        recipe.seed,
+        parts.collate,
+        recipe.data.num_workers,
+        group_by_length=recipe.data.group_by_length,
+        window=recipe.train.grad_accum_steps * acc.num_processes,
+    )
     model, optimizer, loader = acc.prepare(model, optimizer, loader)
     per_epoch = -(-len(loader) // recipe.train.grad_accum_steps)
     finder = LRRangeTest(start, end, steps)
@@ -142,10 +164,11 @@ def suggest(lrs: list[float], losses: list[float], method: str = "valley") -> fl
     finite = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
     lrs, losses = lrs[:finite], losses[:finite]
     if len(losses) >= 10:
-        lrs, losses = lrs[len(losses) // 10: -5], losses[len(losses) // 10: -5]
+        lrs, losses = lrs[len(losses) // 10 : -5], losses[len(losses) // 10 : -5]
     if len(losses) < 2:
-        raise HonedError(f"lr-find: the loss diverged after {finite} steps, too soon to suggest a learning rate; "
-                         "lower --start")
+        raise HonedError(
+            f"lr-find: the loss diverged after {finite} steps, too soon to suggest a learning rate; lower --start"
+        )
     if method == "steep":
         slopes = [(losses[i + 1] - losses[i]) / math.log(lrs[i + 1] / lrs[i]) for i in range(len(losses) - 1)]
         return lrs[min(range(len(slopes)), key=slopes.__getitem__)]

@@ -25,10 +25,12 @@ def group_lrs(layers: list[LayerGroup], spec: OptimSpec) -> dict[str, float]:
     names = [g.name for g in layers]
     for name in spec.group_lr:
         if name not in names:
-            raise HonedError(f"optim.group_lr: unknown layer group '{name}'{did_you_mean(name, names)}; groups: {', '.join(names)}")
+            raise HonedError(
+                f"optim.group_lr: unknown layer group '{name}'{did_you_mean(name, names)}; groups: {', '.join(names)}"
+            )
     lrs = {}
     for depth, level in enumerate(depth_levels(layers)):
-        decayed = spec.lr * (spec.layer_decay ** depth if spec.layer_decay else 1.0)
+        decayed = spec.lr * (spec.layer_decay**depth if spec.layer_decay else 1.0)
         for group in level:
             lrs[group.name] = spec.group_lr.get(group.name, decayed)
     return lrs
@@ -46,14 +48,22 @@ def param_groups(model: Classifier, spec: OptimSpec, only: set[str] | None = Non
         for decays in (True, False):
             chosen = [p for n, p in params if no_decay(n, p, spec.no_decay) != decays]
             if chosen:
-                groups.append({
-                    "params": chosen, "group": layer.name, "decay": decays, "base_lr": lrs[layer.name], "lr": lrs[layer.name],
-                    "weight_decay": spec.weight_decay if decays else 0.0,
-                })
+                groups.append(
+                    {
+                        "params": chosen,
+                        "group": layer.name,
+                        "decay": decays,
+                        "base_lr": lrs[layer.name],
+                        "lr": lrs[layer.name],
+                        "weight_decay": spec.weight_decay if decays else 0.0,
+                    }
+                )
     return groups
 
 
-def build_optimizer(model: Classifier, spec: OptimSpec, order: list[tuple[str, bool]] | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: Classifier, spec: OptimSpec, order: list[tuple[str, bool]] | None = None
+) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters; `order` (group, decay) keys reproduce a saved optimizer's
     group order, which differs from layer order once gradual unfreezing has appended groups."""
     groups = param_groups(model, spec)

@@ -47,7 +47,9 @@ def build_schedule(spec: Any, total: int) -> Multiplier:
     setting or one out of range is a one-line error naming the `schedule.` key."""
     warmup = warmup_steps(total, spec.warmup_ratio, spec.warmup_steps)
     if warmup > total:
-        raise HonedError(f"schedule.warmup_steps: {warmup} warmup steps exceed the {total} training steps; lower it or train longer")
+        raise HonedError(
+            f"schedule.warmup_steps: {warmup} warmup steps exceed the {total} training steps; lower it or train longer"
+        )
     kwargs = {k: v for k, v in spec.model_dump().items() if k not in COMMON_KEYS}
     factory = SCHEDULES.get(spec.name, "schedule.name")
     _check_keys(factory, spec.name, kwargs)
@@ -73,8 +75,9 @@ def _check_keys(factory: Callable[..., Any], name: str, kwargs: dict[str, Any]) 
             raise HonedError(f"schedule.{key}: not a setting of schedule '{name}'{hint}")
 
 
-def _number(key: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False,
-            integer: bool = False) -> float:
+def _number(
+    key: str, value: Any, low: float, high: float = math.inf, *, open_low: bool = False, integer: bool = False
+) -> float:
     """`value` as a number in [low, high] ((low, high] if open_low), or a BadSetting naming `key`."""
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -145,13 +148,16 @@ def polynomial(total: int, warmup: int, power: float = 1.0, end_ratio: float = 0
 
 
 @SCHEDULES.register("step")
-def step(total: int, warmup: int, gamma: float = 0.1, step_size: int | None = None,
-         milestones: list[int] | None = None) -> Multiplier:
+def step(
+    total: int, warmup: int, gamma: float = 0.1, step_size: int | None = None, milestones: list[int] | None = None
+) -> Multiplier:
     """Multiply by `gamma` every `step_size` steps counted after warmup (torch's StepLR), or at each
     of the `milestones`, which are step numbers counted from the start of training (MultiStepLR)."""
     gamma = _number("gamma", gamma, 0.0, 1.0, open_low=True)
     if (step_size is None) == (milestones is None):
-        raise BadSetting("step_size", "give either it or schedule.milestones (exactly one), e.g. schedule.step_size=1000")
+        raise BadSetting(
+            "step_size", "give either it or schedule.milestones (exactly one), e.g. schedule.step_size=1000"
+        )
     if step_size is not None:
         size = int(_number("step_size", step_size, 1, integer=True))
         return _warmed(lambda done, span: gamma ** (done // size), total, warmup)
@@ -164,8 +170,9 @@ def step(total: int, warmup: int, gamma: float = 0.1, step_size: int | None = No
 
 
 @SCHEDULES.register("one_cycle")
-def one_cycle(total: int, warmup: int, div: float = 25.0, final_div: float = 1e4,
-              pct_start: float | None = None) -> Multiplier:
+def one_cycle(
+    total: int, warmup: int, div: float = 25.0, final_div: float = 1e4, pct_start: float | None = None
+) -> Multiplier:
     """Smith's 1cycle, step for step torch's OneCycleLR(anneal_strategy='cos', three_phase=False)
     divided by max_lr: cosine from 1/div up to 1 over the rising phase, then cosine down to
     1/(div * final_div) at the last step. The rising phase is the warmup, or `pct_start` of the
@@ -173,8 +180,11 @@ def one_cycle(total: int, warmup: int, div: float = 25.0, final_div: float = 1e4
     div = _number("div", div, 1.0)
     final_div = _number("final_div", final_div, 1.0)
     if pct_start is not None and warmup > 0:
-        raise BadSetting("pct_start", f"and the warmup ({warmup} steps) both set the rising phase; "
-                                      "set schedule.warmup_ratio=0 to use pct_start, or drop pct_start")
+        raise BadSetting(
+            "pct_start",
+            f"and the warmup ({warmup} steps) both set the rising phase; "
+            "set schedule.warmup_ratio=0 to use pct_start, or drop pct_start",
+        )
     if warmup > 0:
         peak = float(warmup - 1)  # torch: pct_start * total - 1 with pct_start = warmup / total
     else:

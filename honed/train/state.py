@@ -26,7 +26,9 @@ class TrainState:
     batch_in_epoch: int = 0
     lr: float = 0.0
     batch: dict[str, torch.Tensor] | None = None
-    batch_index: torch.Tensor | None = None  # the batch rows' positions in frames["train"] (techniques look rows up by it)
+    batch_index: torch.Tensor | None = (
+        None  # the batch rows' positions in frames["train"] (techniques look rows up by it)
+    )
     logits: torch.Tensor | None = None
     loss: torch.Tensor | None = None
     val_metrics: dict[str, float] = field(default_factory=dict)
@@ -45,8 +47,17 @@ class TrainState:
 
     def progress(self) -> dict[str, Any]:
         """The scalars a checkpoint needs to continue exactly here."""
-        keys = ("epoch", "step", "batch_in_epoch", "best_value", "best_epoch", "samples_seen", "train_seconds", "bad_steps",
-                "scaler_skips")
+        keys = (
+            "epoch",
+            "step",
+            "batch_in_epoch",
+            "best_value",
+            "best_epoch",
+            "samples_seen",
+            "train_seconds",
+            "bad_steps",
+            "scaler_skips",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def restore(self, values: dict[str, Any]) -> None:

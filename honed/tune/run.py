@@ -76,9 +76,18 @@ class Plan:
     timeout: float | None
 
 
-def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, workers: int = 1, quiet: bool = True,
-         n_trials: int | None = None, timeout: float | None = None, study_name: str | None = None,
-         overrides: dict[str, Any] | None = None, **kwargs: Any) -> TuneResult:
+def tune(
+    recipe: str | Path | dict | Recipe,
+    *,
+    storage: str | None = None,
+    workers: int = 1,
+    quiet: bool = True,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    study_name: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> TuneResult:
     """Validate everything, open/join the study, run trials (here or in `workers` processes), write outputs.
     `overrides` maps dotted recipe keys to values, as in `fit` (keyword overrides spell the dots as `__`)."""
     if workers < 1:
@@ -87,18 +96,25 @@ def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, work
     owner = plan.run_dir / "study_name.txt"  # trials/trial-N belong to one study: a second one needs its own folder
     holder = owner.read_text(encoding="utf-8").strip() if owner.is_file() else plan.study_name
     if holder != plan.study_name:
-        raise HonedError(f"run folder '{plan.run_dir}' holds the trials of study '{holder}'; "
-                         f"give study '{plan.study_name}' its own folder (--output DIR or output_dir)")
+        raise HonedError(
+            f"run folder '{plan.run_dir}' holds the trials of study '{holder}'; "
+            f"give study '{plan.study_name}' its own folder (--output DIR or output_dir)"
+        )
     study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, plan.seed, plan.epochs)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     owner.write_text(plan.study_name + "\n", encoding="utf-8")
     optuna.storages.fail_stale_trials(study)
     before = finished(study)
     if plan.budget is not None and used(study) >= plan.budget:
-        print(f"honed tune: study '{plan.study_name}' already has {before} finished trials (budget {plan.budget}); writing outputs only")
+        print(
+            f"honed tune: study '{plan.study_name}' already has {before} finished trials "
+            f"(budget {plan.budget}); writing outputs only"
+        )
     else:
         with progress_bar(not quiet) as bars:
-            bar = bars.add_task(f"trials ({spec.sampler}, {spec.pruner} pruning)", total=plan.budget, completed=before, info="")
+            bar = bars.add_task(
+                f"trials ({spec.sampler}, {spec.pruner} pruning)", total=plan.budget, completed=before, info=""
+            )
             show = _Progress(bars, bar)
             if workers == 1:
                 run_worker(plan, 0, show)
@@ -109,8 +125,14 @@ def tune(recipe: str | Path | dict | Recipe, *, storage: str | None = None, work
     return TuneResult(plan.run_dir, plan.study_name, masked(plan.storage), summary)
 
 
-def make_plan(recipe: Any, storage: str | None, n_trials: int | None, timeout: float | None, study_name: str | None,
-              overrides: dict[str, Any]) -> tuple[Plan, SearchSpec]:
+def make_plan(
+    recipe: Any,
+    storage: str | None,
+    n_trials: int | None,
+    timeout: float | None,
+    study_name: str | None,
+    overrides: dict[str, Any],
+) -> tuple[Plan, SearchSpec]:
     """Load the recipe, validate `search:` and the space against the recipe, fix budgets and paths."""
     recipe = load_recipe(recipe, normalise_overrides(overrides))
     spec = parse_search(recipe.search, source=recipe.name)
@@ -118,20 +140,33 @@ def make_plan(recipe: Any, storage: str | None, n_trials: int | None, timeout: f
     tree["search"] = None
     check_space(tree, spec)
     if spec.cv_folds is None and recipe.data.val is None and recipe.data.split.val == 0:
-        raise HonedError(f"{recipe.name}: trials are scored on the val split, but data.split.val is 0 and data.val is "
-                         "not set; give a val fraction or file, or set search.cv_folds")
+        raise HonedError(
+            f"{recipe.name}: trials are scored on the val split, but data.split.val is 0 and data.val is "
+            "not set; give a val fraction or file, or set search.cv_folds"
+        )
     budget = n_trials or spec.n_trials
     if spec.sampler == "grid":
         budget = min(budget or grid_size(spec), grid_size(spec))
     if budget is None and (timeout or spec.timeout) is None:
-        raise HonedError(f"{recipe.name}: search needs a budget; set search.n_trials and/or search.timeout (or --trials/--timeout)")
+        raise HonedError(
+            f"{recipe.name}: search needs a budget; set search.n_trials and/or search.timeout (or --trials/--timeout)"
+        )
     run_dir = Path(recipe.output_dir) if recipe.output_dir else Path("runs") / f"{recipe.name}-tune"
     if run_dir.exists() and not run_dir.is_dir():
         raise HonedError(f"run folder '{run_dir}' is a file; set output_dir or --output to a folder")
     if storage is None:
         run_dir.mkdir(parents=True, exist_ok=True)
-    plan = Plan(tree, spec.model_dump(mode="json"), run_dir, storage or default_storage(run_dir), study_name or spec.study_name or recipe.name,
-                spec.seed if spec.seed is not None else recipe.seed, recipe.train.epochs, budget, timeout or spec.timeout)
+    plan = Plan(
+        tree,
+        spec.model_dump(mode="json"),
+        run_dir,
+        storage or default_storage(run_dir),
+        study_name or spec.study_name or recipe.name,
+        spec.seed if spec.seed is not None else recipe.seed,
+        recipe.train.epochs,
+        budget,
+        timeout or spec.timeout,
+    )
     return plan, spec
 
 
@@ -139,7 +174,9 @@ def run_worker(plan: Plan, index: int, callback: Any = None) -> None:
     """One worker: optimise until the study's budget or this invocation's timeout is spent."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = SearchSpec.model_validate(plan.search)
-    seed = plan.seed if spec.sampler == "grid" else plan.seed + index  # one grid order for all workers: trial N takes point N
+    seed = (
+        plan.seed if spec.sampler == "grid" else plan.seed + index
+    )  # one grid order for all workers: trial N takes point N
     study = open_study(open_storage(plan.storage, spec), plan.study_name, spec, seed, plan.epochs)
     callbacks: list[Any] = [_report_failure]
     if plan.budget is not None:
@@ -152,8 +189,14 @@ def run_worker(plan: Plan, index: int, callback: Any = None) -> None:
     callbacks.append(lambda s, t: raise_if_pending(run_dir=plan.run_dir))  # a signal during a trial's last evaluation
     with stop_on_signals():
         try:
-            study.optimize(Objective(plan.tree, spec, plan.run_dir), n_trials=plan.budget, timeout=plan.timeout,
-                           catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+            study.optimize(
+                Objective(plan.tree, spec, plan.run_dir),
+                n_trials=plan.budget,
+                timeout=plan.timeout,
+                catch=(Exception,),
+                callbacks=callbacks,
+                gc_after_trial=True,
+            )
         except Interrupted as exc:  # the unfinished trial goes back to the queue: re-running the command redoes it
             requeue_interrupted(study)
             raise Interrupted(exc.signum, run_dir=plan.run_dir) from None
@@ -166,7 +209,10 @@ def _run_processes(plan: Plan, workers: int, study: optuna.Study, show: Any) -> 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=plan.run_dir, prefix=".plan-", delete=False) as handle:
         json.dump({**asdict(plan), "run_dir": str(plan.run_dir)}, handle)
-    processes = [subprocess.Popen([sys.executable, "-m", "honed.tune.run", handle.name, str(i), str(threads)]) for i in range(workers)]
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "honed.tune.run", handle.name, str(i), str(threads)])
+        for i in range(workers)
+    ]
     try:
         while any(p.poll() is None for p in processes):
             show(study)
@@ -177,7 +223,9 @@ def _run_processes(plan: Plan, workers: int, study: optuna.Study, show: Any) -> 
         Path(handle.name).unlink(missing_ok=True)
     bad = [p.returncode for p in processes if p.returncode]
     if bad:
-        print(f"honed tune: {len(bad)} worker process(es) exited with codes {bad}; the study keeps their finished trials")
+        print(
+            f"honed tune: {len(bad)} worker process(es) exited with codes {bad}; the study keeps their finished trials"
+        )
 
 
 def _worker_main(argv: list[str]) -> None:

@@ -61,7 +61,9 @@ def values_from_params(spec: SearchSpec, params: dict[str, Any]) -> dict[str, An
     out = {}
     for name, value in params.items():
         p = spec.params.get(name)
-        out[name] = p.labelled_choices().get(value, value) if p is not None and p.type in ("categorical", "switch") else value
+        out[name] = (
+            p.labelled_choices().get(value, value) if p is not None and p.type in ("categorical", "switch") else value
+        )
     return out
 
 
@@ -88,8 +90,10 @@ def check_space(tree: dict[str, Any], spec: SearchSpec) -> None:
         if p.type == "switch":
             technique = name.removeprefix(SWITCH_PREFIX)
             if not name.startswith(SWITCH_PREFIX) or technique not in TECHNIQUES:
-                raise HonedError(f"search.params.{name}: a switch is named techniques.<technique>; "
-                                 f"known techniques: {', '.join(TECHNIQUES.names())}")
+                raise HonedError(
+                    f"search.params.{name}: a switch is named techniques.<technique>; "
+                    f"known techniques: {', '.join(TECHNIQUES.names())}"
+                )
             samples = [True]
         elif spec.sampler == "grid":
             samples = [values_from_params(spec, {name: v})[name] for v in p.grid_points(name)]

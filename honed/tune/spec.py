@@ -18,7 +18,6 @@ registered technique on or off. Optuna does the sampling and pruning (honed/tune
 from __future__ import annotations
 
 import math
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -83,7 +82,9 @@ class ParamSpec(BaseModel):
             step = int(self.step or 1)
             return list(range(int(self.low), int(self.high) + 1, step))
         if self.step is None:
-            raise HonedError(f"search.params.{name}: the grid sampler needs `grid: [values]` or a `step` for a float parameter")
+            raise HonedError(
+                f"search.params.{name}: the grid sampler needs `grid: [values]` or a `step` for a float parameter"
+            )
         count = math.floor((self.high - self.low) / self.step + 1e-9) + 1  # never a point beyond high
         return [round(self.low + i * self.step, 12) for i in range(count)]
 
@@ -119,7 +120,9 @@ class SearchSpec(BaseModel):
         if self.direction is None:
             self.direction = natural
         elif self.direction != natural:
-            raise ValueError(f"direction {self.direction} contradicts metric {self.metric} (it is {natural}d); drop direction")
+            raise ValueError(
+                f"direction {self.direction} contradicts metric {self.metric} (it is {natural}d); drop direction"
+            )
         return self
 
     @property
@@ -131,7 +134,9 @@ class SearchSpec(BaseModel):
 def parse_search(raw: dict[str, Any] | None, source: str = "recipe") -> SearchSpec:
     """Validate `search:`; every problem is one line naming the key."""
     if not raw:
-        raise HonedError(f"{source}: no `search:` section; add one with params (see `honed tune --help` and the README)")
+        raise HonedError(
+            f"{source}: no `search:` section; add one with params (see `honed tune --help` and the README)"
+        )
     try:
         return SearchSpec.model_validate(raw)
     except ValidationError as exc:

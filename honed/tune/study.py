@@ -37,8 +37,12 @@ SAMPLERS: dict[str, Callable[[SearchSpec, int], optuna.samplers.BaseSampler]] = 
 PRUNERS: dict[str, Callable[[SearchSpec, int], optuna.pruners.BasePruner]] = {
     "none": lambda spec, epochs: optuna.pruners.NopPruner(),
     "median": lambda spec, epochs: optuna.pruners.MedianPruner(n_startup_trials=spec.startup_trials, n_warmup_steps=0),
-    "hyperband": lambda spec, epochs: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs), reduction_factor=3),
-    "successive_halving": lambda spec, epochs: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    "hyperband": lambda spec, epochs: optuna.pruners.HyperbandPruner(
+        min_resource=1, max_resource=max(1, epochs), reduction_factor=3
+    ),
+    "successive_halving": lambda spec, epochs: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=1, reduction_factor=3
+    ),
 }
 
 
@@ -53,7 +57,11 @@ def masked(url: str) -> str:
 
 def sqlalchemy_url(url: str) -> str:
     """`postgresql://` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only that is installed."""
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+    if (
+        url.startswith("postgresql://")
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2")
+    ):
         return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     return url
 
@@ -65,12 +73,19 @@ def open_storage(url: str, spec: SearchSpec) -> RDBStorage:
     if url.startswith("postgresql"):
         engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     try:
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_interval=int(spec.heartbeat), grace_period=int(2 * spec.heartbeat),
-                          **_retry(spec.max_retry))
+        return RDBStorage(
+            url,
+            engine_kwargs=engine,
+            heartbeat_interval=int(spec.heartbeat),
+            grace_period=int(2 * spec.heartbeat),
+            **_retry(spec.max_retry),
+        )
     except Exception as exc:  # sqlalchemy's OperationalError/ArgumentError, a missing driver, a bad path ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HonedError(f"--storage '{masked(given)}': cannot open the study database ({reason[:200]}); "
-                         "check the URL, that the server runs and the database exists") from exc
+        raise HonedError(
+            f"--storage '{masked(given)}': cannot open the study database ({reason[:200]}); "
+            "check the URL, that the server runs and the database exists"
+        ) from exc
 
 
 def _retry(max_retry: int) -> dict[str, Any]:
@@ -89,14 +104,26 @@ def open_study(storage: RDBStorage, name: str, spec: SearchSpec, seed: int, epoc
         old = existing[name]
         direction = old.directions[0].name.lower()
         if direction != spec.direction:
-            raise HonedError(f"study '{name}' already exists with direction {direction}, but search.direction is {spec.direction}; "
-                             "start another study with search.study_name and its own --output folder (the existing one is left as it was)")
+            raise HonedError(
+                f"study '{name}' already exists with direction {direction}, but search.direction is {spec.direction}; "
+                "start another study with search.study_name and its own --output folder "
+                "(the existing one is left as it was)"
+            )
         old_metric = old.user_attrs.get("metric")
         if old_metric not in (None, spec.metric):
-            raise HonedError(f"study '{name}' already exists optimising val {old_metric}, but search.metric is {spec.metric}; "
-                             "start another study with search.study_name and its own --output folder (the existing one is left as it was)")
-    study = optuna.create_study(storage=storage, study_name=name, direction=spec.direction, load_if_exists=True,
-                                sampler=SAMPLERS[spec.sampler](spec, seed), pruner=PRUNERS[spec.pruner](spec, epochs))
+            raise HonedError(
+                f"study '{name}' already exists optimising val {old_metric}, but search.metric is {spec.metric}; "
+                "start another study with search.study_name and its own --output folder "
+                "(the existing one is left as it was)"
+            )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=spec.direction,
+        load_if_exists=True,
+        sampler=SAMPLERS[spec.sampler](spec, seed),
+        pruner=PRUNERS[spec.pruner](spec, epochs),
+    )
     if name not in existing:
         study.set_user_attr("metric", spec.metric)
         study.set_user_attr("sampler", spec.sampler)
@@ -150,7 +177,9 @@ def requeue_interrupted(study: optuna.Study) -> None:
     command runs it with the same parameters)."""
     me = f"{socket.gethostname()}:{os.getpid()}"
     storage = study._storage
-    retry = storage.get_heartbeat_stale_trial_callback() if hasattr(storage, "get_heartbeat_stale_trial_callback") else None
+    retry = (
+        storage.get_heartbeat_stale_trial_callback() if hasattr(storage, "get_heartbeat_stale_trial_callback") else None
+    )
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("worker") != me:
             continue
