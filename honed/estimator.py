@@ -197,10 +197,12 @@ def as_targets(y: Any, n_rows: int) -> tuple[np.ndarray, list[str]]:
 def as_inputs(X: Any, kind: str, field: str) -> list[Any]:
     """X as a list of rows: texts as str (missing -> ''), images as given (path, array or PIL image)."""
     if isinstance(X, str | bytes):
-        raise HonedError(f"{field}: expected a sequence of {'texts' if kind == 'text' else 'images'}, got a single string")
+        raise HonedError(f"{field}: expected a sequence of {'texts' if kind == 'text' else 'images'}, "
+                         "got a single string")
     if isinstance(X, pd.DataFrame):
         if X.shape[1] != 1:
-            raise HonedError(f"{field}: a DataFrame must hold one column of inputs; it has {X.shape[1]}: {', '.join(map(str, X.columns))}")
+            raise HonedError(f"{field}: a DataFrame must hold one column of inputs; "
+                             f"it has {X.shape[1]}: {', '.join(map(str, X.columns))}")
         X = X.iloc[:, 0]
     if kind == "text" and isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 1:
         X = X[:, 0]
@@ -225,7 +227,8 @@ def as_classes(y: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
         raise HonedError(f"X has {n_rows} rows but y has {len(y)}; pass one label per input")
     missing = pd.isna(pd.Series(y, dtype=object))
     if missing.any():
-        raise HonedError(f"y: row {int(missing.idxmax())} has a missing (None/NaN) label ({int(missing.sum())} such rows); fill or drop them")
+        raise HonedError(f"y: row {int(missing.idxmax())} has a missing (None/NaN) label "
+                         f"({int(missing.sum())} such rows); fill or drop them")
     try:
         target = type_of_target(y)
         classes, codes = np.unique(y, return_inverse=True)
@@ -240,7 +243,8 @@ def as_classes(y: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 def label_names(classes: np.ndarray) -> list[str]:
     """honed's str name per class: its text (2.0 -> '2'), or 'class_i' when texts would collide."""
-    names = [str(int(c)) if isinstance(c, float | np.floating) and float(c).is_integer() else str(c).strip() for c in classes]
+    names = [str(int(c)) if isinstance(c, float | np.floating) and float(c).is_integer() else str(c).strip()
+             for c in classes]
     if len(set(names)) < len(names) or "" in names:
         return [f"class_{i}" for i in range(len(classes))]
     return names

@@ -14,15 +14,16 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
 from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
-from honed.data.targets import with_task
 from honed.data.loaders import eval_loader, rows_per_epoch, train_loader
 from honed.data.preprocess import finish_preprocess
+from honed.data.targets import with_task
 from honed.errors import HonedError
-from honed.metrics import task_metrics
 from honed.evaluate.run_report import REPORT_AFTER_FIT
 from honed.losses import build_loss
+from honed.metrics import task_metrics
 from honed.models.base import Classifier
 from honed.models.build import build_model, save_model
+from honed.models.forward import predict_logits
 from honed.models.python import live_recipe
 from honed.recipe import Recipe, load_recipe
 from honed.rundir import LOG, check_run_dir, close_log, open_run_dir
@@ -32,7 +33,6 @@ from honed.train import checkpoint
 from honed.train.events import Hooks
 from honed.train.feature_cache import check_cacheable, swap_in
 from honed.train.interrupt import stop_on_signals
-from honed.models.forward import predict_logits
 from honed.train.loop import train
 from honed.train.optim import build_optimizer
 from honed.train.precision import mixed_precision
@@ -61,9 +61,10 @@ def normalise_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k.replace("__", "."): v for k, v in overrides.items()}
 
 
-def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, *, overrides: dict[str, Any] | None = None,
-        callbacks: list[Any] | None = None, model: torch.nn.Module | None = None, overwrite: bool = False,
-        resume: bool = False, quiet: bool = False, **kwargs: Any) -> Run:
+def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, *,
+        overrides: dict[str, Any] | None = None, callbacks: list[Any] | None = None,
+        model: torch.nn.Module | None = None, overwrite: bool = False, resume: bool = False, quiet: bool = False,
+        **kwargs: Any) -> Run:
     """Fine-tune per `recipe`.
 
     `data` may hold in-memory splits ({'train': DataFrame | (X, y) | Dataset}); `overrides` maps dotted
@@ -81,7 +82,8 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     run_dir = recipe.run_dir()
     check_run_dir(run_dir, overwrite, resume)
     trackers = recipe.log.chosen()
-    hooks = Hooks(build_techniques(recipe.techniques), [*(callbacks or ()), *([Trackers(trackers, recipe.name)] if trackers else [])])
+    tracking = [Trackers(trackers, recipe.name)] if trackers else []
+    hooks = Hooks(build_techniques(recipe.techniques), [*(callbacks or ()), *tracking])
     hooks.provide(load_predictor=teacher_loader)
     acc = Accelerator(
         cpu=recipe.train.cpu, mixed_precision=mixed_precision(recipe.train.precision),
@@ -95,7 +97,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     recipe = with_task(recipe, tables.task)  # task: auto decided on the training labels; the saved recipe names it
     model = build_model(recipe, tables.labels, live)
     tables.notes.extend(model.notes)  # what building chose (a python model's head), logged with the run
-    tables.frames = finish_preprocess(tables.frames, recipe, model, tables.notes)  # token-length filters, training image statistics
+    tables.frames = finish_preprocess(tables.frames, recipe, model, tables.notes)  # length filters, train image stats
     counts = tables.labels.class_counts(tables.frames["train"])  # () for regression
     loss_fn = build_loss(recipe.loss, counts, recipe.task)
     if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
@@ -128,7 +130,8 @@ def teacher_loader(folder: str, field: str) -> Any:
 def plan_steps(recipe: Recipe, train_rows: int, processes: int) -> tuple[int, int]:
     """(total optimizer steps, steps per epoch): batches split over processes, then accumulated."""
     spec = recipe.train
-    batches = -(-(-(-train_rows // spec.batch_size)) // processes)
+    batches = -(-train_rows // spec.batch_size)  # ceiling divisions
+    batches = -(-batches // processes)
     per_epoch = -(-batches // spec.grad_accum_steps)
     return min(spec.max_steps or 10**12, spec.epochs * per_epoch), per_epoch
 
@@ -144,11 +147,13 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
         LOG.info(note)
     spec = recipe.train
     collate, train_collate = make_collate(recipe, model.preprocess), make_collate(recipe, model.preprocess, train=True)
-    datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train") for k, f in tables.frames.items() if len(f)}
+    datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train")
+                for k, f in tables.frames.items() if len(f)}
     rows = rows_per_epoch(len(tables.frames["train"]), spec.batch_size, model)
-    full = model
-    if spec.cache_frozen_features:  # the frozen backbone runs once; only its (shared) head trains, on the cached features
-        model, datasets, hooks = swap_in(model, datasets, collate, hooks, spec.eval_batch_size, acc.device, not quiet and acc.is_main_process)
+    full, show = model, not quiet and acc.is_main_process
+    # the frozen backbone runs once; only its (shared) head trains, on the cached features
+    if spec.cache_frozen_features:
+        model, datasets, hooks = swap_in(model, datasets, collate, hooks, spec.eval_batch_size, acc.device, show)
         collate = train_collate = None
     grouped, workers = recipe.data.group_by_length, recipe.data.num_workers  # grouped: batches of like-length text
     loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, train_collate, workers, keep=rows,
@@ -167,7 +172,6 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     state.optimizer = acc.prepare(build_optimizer(acc.unwrap_model(model), recipe.optim, order))
     if saved:
         state.optimizer.load_state_dict(saved["optimizer"])
-    show = not quiet and acc.is_main_process
     train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
     outputs: dict[str, Any] = {}
     metrics = _final_metrics(state, evals, acc, started, show, outputs)
@@ -190,7 +194,8 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
     if tuple(saved["labels"]) != tuple(state.labels):
         raise HonedError(
             f"--resume: the checkpoint in '{run_dir}' was trained on {len(saved['labels'])} classes "
-            f"({', '.join(saved['labels'])}) but the data now has {len(state.labels)}; resume with the same data or start a new run"
+            f"({', '.join(saved['labels'])}) but the data now has {len(state.labels)}; "
+            "resume with the same data or start a new run"
         )
     try:
         acc.unwrap_model(state.model).load_state_dict(saved["model"])

@@ -115,12 +115,12 @@ class ModelSpec(Section):
     name: str = "sentence-transformers/all-MiniLM-L6-v2"  # source=python: "pkg.module:factory", imported by opt-in
     source: Literal["auto", "huggingface", "torchvision", "timm", "python"] = "auto"
     weights: str | None = None
-    dropout: DropoutSpec = DropoutSpec()
-    fusion: FusionSpec | None = None
     args: dict[str, Any] = {}  # source=python: keyword arguments of the factory (mean/std also set image normalisation)
     strict: bool = True  # model.weights must fit every key and shape (source=python)
     head: str | None = None  # source=python: dotted path of the nn.Linear to replace; None = the last nn.Linear
     tokenizer: str | None = None  # source=python, text: a Hugging Face tokenizer id or folder
+    dropout: DropoutSpec = DropoutSpec()
+    fusion: FusionSpec | None = None
     keep_layers: int | list[int] | None = None  # a shallower student: N evenly spaced layers, or these indices
 
 
@@ -191,7 +191,7 @@ class TrainSpec(Section):
     metric: str = "accuracy"
     mode: Literal["max", "min"] = "max"
     checkpoint_every_steps: int | None = Field(None, ge=1)
-    max_bad_steps: int | None = Field(3, ge=0)  # optimizer steps skipped for NaN/inf gradients before the run stops; null: no limit
+    max_bad_steps: int | None = Field(3, ge=0)  # NaN/inf-gradient steps skipped before the run stops; null: no limit
     cpu: bool = False
     cache_frozen_features: bool = False  # frozen backbone: compute its features once, train the head on them
 
@@ -201,7 +201,8 @@ class TrainSpec(Section):
         valid = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.names))
         if value not in valid:
             hint = closest(value, valid)
-            raise ValueError(f"unknown metric '{value}'" + (f" (did you mean '{hint}'?)" if hint else f"; valid: {', '.join(valid)}"))
+            tip = f" (did you mean '{hint}'?)" if hint else f"; valid: {', '.join(valid)}"
+            raise ValueError(f"unknown metric '{value}'{tip}")
         return value
 
 
@@ -375,8 +376,8 @@ def explain(exc: ValidationError) -> str:
     if err["type"] == "extra_forbidden":
         valid = _fields_at(err["loc"][:-1])
         hint = closest(str(err["loc"][-1]), valid)
-        parent = ".".join(str(p) for p in err["loc"][:-1])
-        tip = f"; did you mean '{parent + '.' if parent else ''}{hint}'?" if hint else f"; valid keys: {', '.join(valid)}"
+        owner = ".".join(str(p) for p in err["loc"][:-1])  # the section holding the unknown key
+        tip = f"; did you mean '{owner + '.' if owner else ''}{hint}'?" if hint else f"; valid keys: {', '.join(valid)}"
         return f"unknown key '{path}'{tip}"
     return f"'{path}': {err['msg']} (got {err.get('input')!r})"
 

@@ -101,7 +101,9 @@ def test_huber_delta_and_classification_losses_refused() -> None:
 
     outputs, targets = torch.tensor([[3.0]]), torch.tensor([[0.0]])
     assert float(build_loss(LossSpec(name="huber", delta=2.0), (), "regression")(outputs, targets)) == 2.0 * 3.0 - 2.0
-    for spec in ({"name": "focal"}, {"name": "weighted_cross_entropy"}, {"name": "cross_entropy", "label_smoothing": 0.1}):
+    classification_only = ({"name": "focal"}, {"name": "weighted_cross_entropy"},
+                           {"name": "cross_entropy", "label_smoothing": 0.1})
+    for spec in classification_only:
         with pytest.raises(HonedError, match=r"classification-only loss .*task regression trains with huber, l1, mse"):
             build_loss(LossSpec(**spec), (), "regression")
     with pytest.raises(HonedError, match="regression-only"):
@@ -115,7 +117,8 @@ def test_metrics_match_sklearn_and_scipy() -> None:
     true = rng.normal(size=(50, 2))
     pred = true + rng.normal(scale=0.5, size=(50, 2))
     mean, std = (1.0, -2.0), (2.0, 0.5)
-    got = task_metrics("regression", torch.from_numpy(pred), torch.from_numpy(true), names=("a", "b"), mean=mean, std=std)
+    got = task_metrics("regression", torch.from_numpy(pred), torch.from_numpy(true), names=("a", "b"),
+                       mean=mean, std=std)
     t, p = true * std + np.asarray(mean), pred * std + np.asarray(mean)  # un-standardised by hand
     for j, name in enumerate("ab"):
         assert math.isclose(got[f"rmse_{name}"], math.sqrt(skm.mean_squared_error(t[:, j], p[:, j])), rel_tol=1e-9)
@@ -123,8 +126,8 @@ def test_metrics_match_sklearn_and_scipy() -> None:
         ss_res, ss_tot = ((t[:, j] - p[:, j]) ** 2).sum(), ((t[:, j] - t[:, j].mean()) ** 2).sum()
         assert math.isclose(got[f"r2_{name}"], 1 - ss_res / ss_tot, rel_tol=1e-9)
         assert math.isclose(got[f"pearson_{name}"], float(np.corrcoef(t[:, j], p[:, j])[0, 1]), rel_tol=1e-9)
-        assert math.isclose(got[f"spearman_{name}"], stats.pearsonr(stats.rankdata(t[:, j]), stats.rankdata(p[:, j]))[0],
-                            rel_tol=1e-9)
+        rank_corr = stats.pearsonr(stats.rankdata(t[:, j]), stats.rankdata(p[:, j]))[0]
+        assert math.isclose(got[f"spearman_{name}"], rank_corr, rel_tol=1e-9)
     assert math.isclose(got["rmse"], (got["rmse_a"] + got["rmse_b"]) / 2)
     assert math.isclose(got["loss"], float(((pred - true) ** 2).mean()))
     flat = task_metrics("regression", torch.zeros(5, 1), torch.arange(5.0).reshape(5, 1))
@@ -139,7 +142,8 @@ def test_recipe_defaults_follow_the_task() -> None:
     assert (recipe.loss.name, recipe.train.metric, recipe.train.mode) == ("mse", "rmse", "min")
     assert load_recipe({"task": "regression", "train": {"metric": "spearman"}}).train.mode == "max"
     plain = load_recipe({})
-    assert (plain.task, plain.loss.name, plain.train.metric, plain.train.mode) == ("auto", "cross_entropy", "accuracy", "max")
+    defaults = (plain.task, plain.loss.name, plain.train.metric, plain.train.mode)
+    assert defaults == ("auto", "cross_entropy", "accuracy", "max")
     with pytest.raises(HonedError, match="train.metric 'accuracy' is not a regression metric"):
         load_recipe({"task": "regression", "train": {"metric": "accuracy"}})
     with pytest.raises(HonedError, match="train.metric 'rmse' is not a classification metric"):
@@ -171,7 +175,8 @@ def test_fit_standardises_and_picks_best_on_rmse(tiny_bert: str, reg_csv: Path, 
     assert math.isclose(run.metrics["val_rmse"], min(rmses), rel_tol=1e-5)
     targets = LabelMap.load(run.model_dir)
     train = regression_rows(96)["y"]
-    assert targets.task == "regression" and abs(targets.mean[0] - train.mean()) < 0.5  # train split's mean, near the file's
+    # the train split's mean, near the file's
+    assert targets.task == "regression" and abs(targets.mean[0] - train.mean()) < 0.5
     saved = yaml.safe_load((run.run_dir / "recipe.yaml").read_text())
     assert saved["task"] == "regression" and saved["loss"]["name"] == "mse"
     report = json.loads((run.run_dir / "report.json").read_text())

@@ -55,7 +55,8 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
           label_threshold: float = 0.0, drop_outliers: bool = False, drop_near_duplicates: bool = False,
           drop_group_leaks: bool = False, splits: tuple[str, ...] = ("train",), overrides: dict[str, Any] | None = None,
           **options: Any) -> CleanResult:
-    """Audit `recipe`'s data and write the cleaned copy and manifest.csv to `output` (default RUN_DIR-clean, beside the run folder)."""
+    """Audit `recipe`'s data and write the cleaned copy and manifest.csv to `output` (default RUN_DIR-clean,
+    beside the run folder)."""
     if labels not in ("drop", "relabel", "keep"):
         raise HonedError(f"--labels: expected drop, relabel or keep, got '{labels}'")
     if not 0.0 <= label_threshold < 1.0:
@@ -75,7 +76,8 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     inputs = {src.path.resolve() for src in result.context.data.sources.values() if src.path is not None}
     clash = [p for p in [*paths.values(), folder / "manifest.csv"] if p.resolve() in inputs]
     if clash:
-        raise HonedError(f"output: '{clash[0]}' is an input file of this recipe; input files are never rewritten, choose another --output DIR")
+        raise HonedError(f"output: '{clash[0]}' is an input file of this recipe; "
+                         "input files are never rewritten, choose another --output DIR")
     existing = [p for p in [*paths.values(), folder / "manifest.csv"] if p.exists()]
     if existing and not overwrite:
         raise HonedError(f"output: '{existing[0]}' already exists; pass --overwrite to replace it or --output DIR")
@@ -90,7 +92,8 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     return CleanResult(folder, paths, manifest, result)
 
 
-def decide(result: AuditResult, policy: dict[str, Any], sources: set[str]) -> dict[int, tuple[str, str, str, str | None]]:
+def decide(result: AuditResult, policy: dict[str, Any],
+           sources: set[str]) -> dict[int, tuple[str, str, str, str | None]]:
     """frame index -> (action, reason, detail, new label); the first reason found for a row wins."""
     frame = result.context.data.frame
     actions: dict[int, tuple[str, str, str, str | None]] = {}
@@ -145,13 +148,15 @@ def _write(result: AuditResult, recipe: Recipe, source: Source, actions: dict[in
     spec = recipe.data
     if source.kind == "folder":
         kept = mine[~mine["row"].isin(dropped)]
-        out = pd.DataFrame({"path": kept["x"].to_numpy(), "label": [relabel.get(int(r), lab) for r, lab in zip(kept["row"], kept["label"])]})
+        labels = [relabel.get(int(r), lab) for r, lab in zip(kept["row"], kept["label"])]
+        out = pd.DataFrame({"path": kept["x"].to_numpy(), "label": labels})
         out.to_csv(path, index=False)
         return
     table = source.table.reset_index(drop=True).copy()
     if spec.kind == "image":  # paths were relative to the source file's folder
         base = source.path.parent if source.path is not None else Path(".")
-        table[spec.path_column] = table[spec.path_column].map(lambda p: str((base / str(p)).resolve()) if isinstance(p, str) else p)
+        table[spec.path_column] = table[spec.path_column].map(
+            lambda p: str((base / str(p)).resolve()) if isinstance(p, str) else p)
     if relabel:
         column = table[spec.label_column].astype(object)
         for row, new in relabel.items():
@@ -163,10 +168,11 @@ def _write(result: AuditResult, recipe: Recipe, source: Source, actions: dict[in
 
 def _manifest(result: AuditResult, actions: dict[int, tuple[str, str, str, str | None]]) -> pd.DataFrame:
     frame = result.context.data.frame
+    order = sorted(actions.items(), key=lambda kv: (frame.loc[kv[0], "source"], frame.loc[kv[0], "row"]))
     records = [{"source": frame.loc[i, "source"], "row": int(frame.loc[i, "row"]), "split": frame.loc[i, "split"],
                 "action": action, "reason": reason, "detail": detail, "label": frame.loc[i, "label"], "new_label": new,
                 "preview": preview(frame.loc[i, "x"])}
-               for i, (action, reason, detail, new) in sorted(actions.items(), key=lambda kv: (frame.loc[kv[0], "source"], frame.loc[kv[0], "row"]))]
+               for i, (action, reason, detail, new) in order]
     columns = ["source", "row", "split", "action", "reason", "detail", "label", "new_label", "preview"]
     return pd.DataFrame(records, columns=columns)
 

@@ -62,15 +62,18 @@ def outliers(ctx: AuditContext) -> Finding:
             z_class[members] = robust_z(_centroid_distance(vectors[members]))
     z_all = robust_z(_centroid_distance(vectors))
     for pos in np.flatnonzero(z_class > limit):
-        flagged.append((index[pos], "unlike its class", f"embedding distance to the '{labels[pos]}' centroid: robust z {z_class[pos]:+.1f}"))
+        flagged.append((index[pos], "unlike its class",
+                        f"embedding distance to the '{labels[pos]}' centroid: robust z {z_class[pos]:+.1f}"))
     for pos in np.flatnonzero(z_all > limit):
-        flagged.append((index[pos], "unlike the data", f"embedding distance to the centroid of all rows: robust z {z_all[pos]:+.1f}"))
+        flagged.append((index[pos], "unlike the data",
+                        f"embedding distance to the centroid of all rows: robust z {z_all[pos]:+.1f}"))
     finding = Finding("outliers", "Outliers (length/size and embedding space)")
     reasons = pd.Series([r for _, r, _ in flagged], dtype=object)
     counts = {str(k): int(v) for k, v in reasons.value_counts().items()}
+    by_class = pd.Series(sizes, index=usable.index).groupby(usable["label"]).median()
     finding.data = {"threshold_z": limit, "median_size": median, "unit": unit, "by_reason": counts,
                     "rows": len({i for i, _, _ in flagged}),
-                    "median_size_by_class": {k: float(v) for k, v in pd.Series(sizes, index=usable.index).groupby(usable["label"]).median().items()}}
+                    "median_size_by_class": {k: float(v) for k, v in by_class.items()}}
     finding.summary.append(f"median {unit} per row {median:.0f}; per class: " +
                            ", ".join(f"{k} {v:.0f}" for k, v in finding.data["median_size_by_class"].items()))
     finding.summary.append(f"{finding.data['rows']} outlier rows (robust z > {limit}): " +
@@ -78,14 +81,18 @@ def outliers(ctx: AuditContext) -> Finding:
     for name, size in finding.data["median_size_by_class"].items():
         ratio = size / max(median, 1.0)
         if ratio >= CLASS_RATIO or ratio <= 1 / CLASS_RATIO:
-            finding.summary.append(f"class '{name}': median {size:.0f} {unit}, {ratio:.1f}x the median row: a different kind of row?")
-            finding.recommendations.append(f"class '{name}' differs in {unit} from the rest ({ratio:.1f}x the median): check that its rows "
-                                           "are the same kind of input the model will see (`data.labels` can leave a class out)")
+            finding.summary.append(f"class '{name}': median {size:.0f} {unit}, {ratio:.1f}x the median row: "
+                                   "a different kind of row?")
+            finding.recommendations.append(f"class '{name}' differs in {unit} from the rest ({ratio:.1f}x the median): "
+                                           "check that its rows are the same kind of input the model will see "
+                                           "(`data.labels` can leave a class out)")
     if flagged:
-        finding.recommendations.append("read the flagged rows: a different kind of row (another source, a synopsis among reviews, "
-                                       "a blank scan) belongs in its own class or out of the data (`honed clean --drop-outliers`)")
+        finding.recommendations.append("read the flagged rows: a different kind of row (another source, a synopsis "
+                                       "among reviews, a blank scan) belongs in its own class or out of the data "
+                                       "(`honed clean --drop-outliers`)")
         index_, reason, detail = zip(*flagged)
-        finding.rows = row_table(usable.loc[list(index_)], pd.Series(reason, index=index_), pd.Series(detail, index=index_))
+        finding.rows = row_table(usable.loc[list(index_)], pd.Series(reason, index=index_),
+                                 pd.Series(detail, index=index_))
     finding.figures[f"log {unit} per row, by class"] = _plot(sizes, usable["label"].to_numpy(), ctx.data.labels, unit)
     return finding
 

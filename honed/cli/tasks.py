@@ -31,11 +31,13 @@ def _task_of(args: argparse.Namespace) -> str | None:
         recipe = load_recipe(args.recipe, getattr(args, "overrides", None))
         if recipe.task != "auto" or recipe.data.train is None:
             return recipe.task
-        return load_source(recipe.data.train, recipe.data, "data.train", task="auto").attrs.get("task", "classification")
+        frame = load_source(recipe.data.train, recipe.data, "data.train", task="auto")
+        return frame.attrs.get("task", "classification")
     model = getattr(args, "model", None) or getattr(args, "run_dir", None)  # prune/export a model, report a run
     if isinstance(model, str):
         from honed.data.labels import TARGETS_FILE
 
         folder = Path(model)
-        return "regression" if (folder / TARGETS_FILE).is_file() or (folder / "model" / TARGETS_FILE).is_file() else None
+        saved = (folder / TARGETS_FILE).is_file() or (folder / "model" / TARGETS_FILE).is_file()
+        return "regression" if saved else None
     return None

@@ -113,7 +113,8 @@ class Context:
 
 def _voting(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
     spec = ctx.spec
-    weights = greedy_selection(val, y, spec.selection.rounds, spec.selection.metric) if spec.weights == "select" else spec.weights
+    weights = (greedy_selection(val, y, spec.selection.rounds, spec.selection.metric)
+               if spec.weights == "select" else spec.weights)
     return Combined(COMBINERS.build(spec.voting, weights=weights).fit(val, y))
 
 
@@ -162,10 +163,11 @@ def _out_of_fold(ctx: Context, member: MemberSpec) -> np.ndarray:
         member = MemberSpec(name=member.name, recipe=str(model_folder(member.prefit, "prefit") / "recipe.yaml"))
     train = ctx.frames["train"]
     recipe = member_recipe(ctx.base, member, ctx.folder / "folds" / member.name)
-    result = cross_validate(recipe, ctx.spec.stacking.folds, data=as_data(train, ctx.frames["val"]), quiet=ctx.quiet, overwrite=True)
+    result = cross_validate(recipe, ctx.spec.stacking.folds, data=as_data(train, ctx.frames["val"]),
+                            quiet=ctx.quiet, overwrite=True)
     if len(result.frame) != len(train):  # e.g. a member recipe whose preprocessing drops rows
-        raise HonedError(f"ensemble member '{member.name}': cross-validation kept {len(result.frame)} of {len(train)} training rows "
-                         "(its data.preprocess drops rows); stacking needs every row")
+        raise HonedError(f"ensemble member '{member.name}': cross-validation kept {len(result.frame)} of {len(train)} "
+                         "training rows (its data.preprocess drops rows); stacking needs every row")
     return result.oof_probs[:, [result.labels.index(n) for n in ctx.labels]]
 
 
@@ -179,7 +181,7 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
     tree = base_recipe.model_dump(mode="json")
     spec = parse_spec(tree.pop("ensemble", None))
     folder = base_recipe.run_dir()
-    stopped = (folder / "members").is_dir() and not (folder / ENSEMBLE_FILE).is_file()  # re-run after Ctrl-C: continue it
+    stopped = (folder / "members").is_dir() and not (folder / ENSEMBLE_FILE).is_file()  # rerun after Ctrl-C: continue
     if folder.exists() and any(folder.iterdir()) and not overwrite and not stopped:
         raise HonedError(f"ensemble folder '{folder}' already exists; pass --overwrite to replace it")
     members = _member_specs(spec, base_recipe)
@@ -188,16 +190,18 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
         check_soup_members(members, tree, folder)  # different backbones or heads: now, not after training
     if spec.method == "stacking":
         if spec.snapshots is not None:
-            raise HonedError("ensemble.snapshots: stacking refits members on folds, which snapshots of one run cannot be; "
-                             "use method voting or selection with snapshots")
+            raise HonedError("ensemble.snapshots: stacking refits members on folds, which snapshots of one run "
+                             "cannot be; use method voting or selection with snapshots")
         check_stacking(spec.stacking.folds, len(members))
         meta_learner(spec.stacking.meta, spec.stacking.params)  # a bad name fails before any training
     tables = load_tables(base_recipe)
     frames = {k: f.reset_index(drop=True) for k, f in tables.frames.items()}
     if frames["val"].empty:
-        raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); set data.val or data.split.val > 0")
+        raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); "
+                         "set data.val or data.split.val > 0")
     if spec.method == "stacking":
-        fold_indices(frames["train"]["label"], spec.stacking.folds, base_recipe.seed)  # too many folds for a class: now, not after training
+        # too many folds for a class: now, not after training
+        fold_indices(frames["train"]["label"], spec.stacking.folds, base_recipe.seed)
     _check_prefit(members, tables.labels.names, folder if overwrite else None)
     for m in members:  # a bad member recipe or override fails here, before --overwrite removes the old ensemble
         if m.prefit is None:
@@ -232,12 +236,12 @@ def _check_prefit(members: list[MemberSpec], names: tuple[str, ...], replaced: P
             field = f"ensemble.members.{i}.prefit"
             folder = model_folder(m.prefit, field)
             if replaced is not None and folder.resolve().is_relative_to(replaced.resolve()):
-                raise HonedError(f"{field}: '{m.prefit}' lies inside the ensemble folder '{replaced}' that --overwrite would delete; "
-                                 "write the ensemble elsewhere (output_dir=...)")
+                raise HonedError(f"{field}: '{m.prefit}' lies inside the ensemble folder '{replaced}' "
+                                 "that --overwrite would delete; write the ensemble elsewhere (output_dir=...)")
             labels = read_labels(folder)
             if set(labels) != set(names):
-                raise HonedError(f"{field}: member '{m.name}' was trained on labels ({', '.join(labels)}) but the data has "
-                                 f"({', '.join(names)}); members must share one label set")
+                raise HonedError(f"{field}: member '{m.name}' was trained on labels ({', '.join(labels)}) "
+                                 f"but the data has ({', '.join(names)}); members must share one label set")
 
 
 def _base_tree(recipe: str | Path | dict[str, Any] | Recipe) -> dict[str, Any]:
@@ -253,17 +257,20 @@ def _member_specs(spec: EnsembleSpec, base: Recipe) -> list[MemberSpec]:
         return []
     members = expand_members(spec)
     if len(members) < 2:
-        raise HonedError(f"ensemble.members: an ensemble needs at least 2 members, got {len(members)}; list more or use from_tune/snapshots")
+        raise HonedError(f"ensemble.members: an ensemble needs at least 2 members, got {len(members)}; "
+                         "list more or use from_tune/snapshots")
     return members
 
 
-def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFrame], members: list[MemberSpec], folder: Path,
-           overwrite: bool, quiet: bool) -> tuple[list[Member], dict[str, Any]]:
+def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFrame], members: list[MemberSpec],
+           folder: Path, overwrite: bool, quiet: bool) -> tuple[list[Member], dict[str, Any]]:
     """Train what is not prefit (bagging on resampled rows, snapshots as one cyclic run)."""
     if spec.snapshots is not None and spec.method != "bagging":
         return _snapshots(spec, tree, frames, folder, overwrite, quiet), {"snapshots": spec.snapshots.cycles}
-    bags = bag_rows(len(frames["train"]), len(members), spec.bagging.bootstrap, spec.bagging.max_samples,
-                    int(tree.get("seed", 0)), frames["train"]["label"].astype(str).to_numpy()) if spec.method == "bagging" else None
+    bags = None
+    if spec.method == "bagging":
+        bags = bag_rows(len(frames["train"]), len(members), spec.bagging.bootstrap, spec.bagging.max_samples,
+                        int(tree.get("seed", 0)), frames["train"]["label"].astype(str).to_numpy())
     jobs, labels = [], tuple(sorted(set(frames["train"]["label"].astype(str))))
     for i, m in enumerate(members):
         if m.prefit is None and m.kind == "honed":
@@ -282,7 +289,8 @@ def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFr
         return trained, {}
     train, left = frames["train"], out_of_bag(bags, len(frames["train"]))
     order = read_labels(trained[0].model_dir)
-    oob = [(rows, member_probs(m.model_dir, train.iloc[rows].reset_index(drop=True), order)[0]) for m, rows in zip(trained, left, strict=True) if len(rows)]
+    oob = [(rows, member_probs(m.model_dir, train.iloc[rows].reset_index(drop=True), order)[0])
+           for m, rows in zip(trained, left, strict=True) if len(rows)]
     y = np.asarray([order.index(v) for v in train["label"]])
     return trained, oob_estimate(oob, y, len(order))
 
@@ -294,9 +302,11 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
     # first in the list: after-events fire in reverse order, so it saves each cycle's weights after every other
     # technique's after-step work (e.g. prune re-applying its masks)
     techniques = [{"name": "snapshots", "cycles": cycles}, *tree.get("techniques", [])]
-    member = MemberSpec(name="snapshots", overrides={"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques})
+    overrides = {"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques}
+    member = MemberSpec(name="snapshots", overrides=overrides)
     run_dir = folder / "members" / "snapshots"
-    fit_all([(member.name, member_recipe(tree, member, run_dir), as_data(frames["train"], frames["val"]))], 1, overwrite, quiet, spec.keep_checkpoints)
+    job = (member.name, member_recipe(tree, member, run_dir), as_data(frames["train"], frames["val"]))
+    fit_all([job], 1, overwrite, quiet, spec.keep_checkpoints)
     saved = [Member(f"snapshot{i}", run_dir / "snapshots" / f"cycle{i}") for i in range(1, cycles + 1)]
     missing = [m.name for m in saved if not (m.model_dir / "honed.json").is_file()]
     if missing:  # e.g. early stopping ended the run, or fewer steps than cycles
@@ -341,7 +351,8 @@ def print_ensemble(result: EnsembleResult) -> None:
 
     weights = dict(zip([m.name for m in result.members], result.combined.weights, strict=True))
     table = Table(title=f"honed ensemble: {result.method} ({result.combined.combine})")
-    columns = [c for c in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1") if c in result.metrics["ensemble"]]
+    columns = [c for c in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
+               if c in result.metrics["ensemble"]]
     for name in ("model", "weight", *columns):
         table.add_column(name, justify="right" if name != "model" else "left")
     for name, scores in result.metrics["members"].items():
@@ -351,5 +362,6 @@ def print_ensemble(result: EnsembleResult) -> None:
     console = Console()
     console.print(table)
     if "oob_accuracy" in result.metrics:
-        console.print(f"out-of-bag accuracy {result.metrics['oob_accuracy']:.4f} on {result.metrics['oob_rows']} training rows")
+        console.print(f"out-of-bag accuracy {result.metrics['oob_accuracy']:.4f} on "
+                      f"{result.metrics['oob_rows']} training rows")
     console.print(f"ensemble folder: {result.folder} (`honed predict {result.folder} DATA`)")

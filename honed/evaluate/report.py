@@ -29,17 +29,18 @@ REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 
 def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, frame: pd.DataFrame,
                  history: list[dict[str, Any]] | None = None, val_logits: np.ndarray | None = None,
-                 val_labels: np.ndarray | None = None, temperature: float | None = None, logits: np.ndarray | None = None,
-                 slices: list[str] | tuple[str, ...] = (), top_k: int = 20, split: str = "test", title: str = "honed report",
-                 run_metrics: dict[str, Any] | None = None, notes: list[str] | None = None, group_name: str | None = None,
+                 val_labels: np.ndarray | None = None, temperature: float | None = None,
+                 logits: np.ndarray | None = None, slices: list[str] | tuple[str, ...] = (), top_k: int = 20,
+                 split: str = "test", title: str = "honed report", run_metrics: dict[str, Any] | None = None,
+                 notes: list[str] | None = None, group_name: str | None = None,
                  thumbnails: bool = True) -> dict[str, Any]:
     """Every section of the report as plain data (JSON-safe, except image thumbnails kept under
     'thumbnail' keys for the HTML).
 
     `probs` (rows x classes) are the analysed split's probabilities and `frame` its rows in the same
-    order (column x, optional x2, group and meta:NAME columns; `group_name` names the group column). Temperature scaling is fitted on
-    `val_logits`/`val_labels` when given, or `temperature` is used as is; calibration is measured on
-    `logits` (default: log of `probs`, which softmax maps back to `probs`).
+    order (column x, optional x2, group and meta:NAME columns; `group_name` names the group column).
+    Temperature scaling is fitted on `val_logits`/`val_labels` when given, or `temperature` is used as is;
+    calibration is measured on `logits` (default: log of `probs`, which softmax maps back to `probs`).
     """
     started = time.perf_counter()
     y_true, probs = np.asarray(y_true, dtype=np.int64), np.asarray(probs, dtype=np.float64)
@@ -60,7 +61,8 @@ def build_report(*, labels: list[str], y_true: np.ndarray, probs: np.ndarray, fr
         "calibration": calibration_summary(logits, y_true, temperature),
         "history": history or [],
     }
-    report["calibration"]["fitted_on"] = "val" if val_logits is not None else ("given" if temperature is not None else None)
+    fitted_on = "val" if val_logits is not None else ("given" if temperature is not None else None)
+    report["calibration"]["fitted_on"] = fitted_on
     report["summary"]["ece"] = report["calibration"]["ece"]
     if group_name:
         _name_group(report, group_name)
@@ -74,7 +76,8 @@ def _check(labels: list[str], y_true: np.ndarray, probs: np.ndarray, frame: pd.D
     if probs.ndim != 2 or probs.shape[1] != len(labels):
         raise HonedError(f"report: probabilities have shape {probs.shape}, expected (rows, {len(labels)} classes)")
     if len(y_true) != len(probs) or len(frame) != len(probs):
-        raise HonedError(f"report: {len(y_true)} labels, {len(probs)} probability rows and {len(frame)} input rows must match")
+        raise HonedError(f"report: {len(y_true)} labels, {len(probs)} probability rows "
+                         f"and {len(frame)} input rows must match")
     if len(y_true) and (y_true.min() < 0 or y_true.max() >= len(labels)):
         raise HonedError("report: true classes must be indices into labels (unlabelled rows cannot be analysed)")
 
@@ -88,7 +91,8 @@ def _name_group(report: dict[str, Any], group_name: str) -> None:
     for row in _examples(report):
         meta = row.get("meta", {})
         if "group" in meta:
-            row["meta"] = {group_name: meta["group"], **{k: v for k, v in meta.items() if k not in ("group", group_name)}}
+            rest = {k: v for k, v in meta.items() if k not in ("group", group_name)}
+            row["meta"] = {group_name: meta["group"], **rest}
 
 
 def _add_thumbnails(report: dict[str, Any], frame: pd.DataFrame) -> None:
@@ -105,7 +109,8 @@ def _add_thumbnails(report: dict[str, Any], frame: pd.DataFrame) -> None:
 
 
 def _is_image_path(text: str) -> bool:
-    return os.path.splitext(text)[1].lower() in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"} and Path(text).is_file()
+    suffix = os.path.splitext(text)[1].lower()
+    return suffix in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"} and Path(text).is_file()
 
 
 def _without_thumbnails(value: Any) -> Any:

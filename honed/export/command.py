@@ -65,8 +65,8 @@ def export_model(model_dir: str | Path, format: str = "onnx", quantize: str | No
         after = exported.predict_proba(frame)
         targets = labels.encode(frame["label"])
         checks = {"split": split, **agreement(before, after), "min_agreement": min_agreement}
-        _gate(checks, accuracy(before, targets), accuracy(after, targets), f"{format}{' ' + quantize if quantize else ''}",
-              quantized=quantize is not None)
+        _gate(checks, accuracy(before, targets), accuracy(after, targets),
+              f"{format}{' ' + quantize if quantize else ''}", quantized=quantize is not None)
         _write_json(stage / MARKER, {**meta, "checks": checks})
         speed = _latencies(model, exported, frame)
         result = {"model": str(folder), "output": str(out), "format": format, "quantized": quantize, "checks": checks,
@@ -85,15 +85,15 @@ def _gate(checks: dict[str, Any], before: float, after: float, what: str, quanti
     """Refuse an export that does not do what the PyTorch model does: a float export must give the same
     label on >= min_agreement of the check rows; a quantized one is lossy by design, so it may flip labels
     but must not lose more than MAX_QUANTIZED_DROP accuracy on them (both figures are kept in checks)."""
-    checks.update(accuracy_before=before, accuracy_after=after,
-                  rule=f"accuracy drop <= {MAX_QUANTIZED_DROP}" if quantized else f"label agreement >= {checks['min_agreement']}")
+    rule = f"accuracy drop <= {MAX_QUANTIZED_DROP}" if quantized else f"label agreement >= {checks['min_agreement']}"
+    checks.update(accuracy_before=before, accuracy_after=after, rule=rule)
     failed = before - after > MAX_QUANTIZED_DROP if quantized else checks["label_agreement"] < checks["min_agreement"]
     if not failed:
         return
     need = (f"accuracy {after:.4f} vs PyTorch's {before:.4f}, a drop over {MAX_QUANTIZED_DROP:.1%}" if quantized
             else f"needs {checks['min_agreement']:.1%}")
-    raise HonedError(f"export refused: the {what} model's labels agree with PyTorch on {checks['label_agreement']:.2%} of "
-                     f"{checks['rows']} {checks['split']} rows ({need}; max |probability difference| "
+    raise HonedError(f"export refused: the {what} model's labels agree with PyTorch on {checks['label_agreement']:.2%} "
+                     f"of {checks['rows']} {checks['split']} rows ({need}; max |probability difference| "
                      f"{checks['max_abs_prob_diff']:.4f}); nothing was written")
 
 

@@ -29,20 +29,24 @@ def load_masked_lm(name: str) -> tuple[Any, Any, list[str]]:
         model, info = AutoModelForMaskedLM.from_pretrained(path, local_files_only=True, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise HonedError(f"model.name: cannot load '{name}' as a masked language model: {str(exc).splitlines()[0]}") from exc
+        raise HonedError(f"model.name: cannot load '{name}' as a masked language model: "
+                         f"{str(exc).splitlines()[0]}") from exc
     if tokenizer.mask_token is None:
-        raise HonedError(f"model.name: the tokenizer of '{name}' has no mask token, so masked-LM pretraining cannot run")
+        raise HonedError(f"model.name: the tokenizer of '{name}' has no mask token, "
+                         "so masked-LM pretraining cannot run")
     return model, tokenizer, sorted(info.get("missing_keys", []))
 
 
-def masking_collate(tokenizer: Any, mlm_probability: float, whole_word: bool, max_length: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:
+def masking_collate(tokenizer: Any, mlm_probability: float, whole_word: bool,
+                    max_length: int) -> Callable[[list[str]], dict[str, torch.Tensor]]:
     """Texts -> a masked batch (input_ids, attention_mask, labels with -100 where nothing is predicted)
     by transformers' DataCollatorForLanguageModeling; with `whole_word`, all pieces of a word are masked
     together (its whole_word_mask, which needs the fast tokenizer's offsets)."""
     from transformers import DataCollatorForLanguageModeling
 
     extra = {"whole_word_mask": True, "mask_replace_prob": 1.0, "random_replace_prob": 0.0} if whole_word else {}
-    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=mlm_probability, return_tensors="pt", **extra)
+    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=mlm_probability,
+                                               return_tensors="pt", **extra)
 
     def collate(chunk: list[str]) -> dict[str, torch.Tensor]:
         # padded per batch here: the collator's own padding leaves word offsets ragged
@@ -54,14 +58,17 @@ def masking_collate(tokenizer: Any, mlm_probability: float, whole_word: bool, ma
 
 def pretrain_mlm(recipe: Recipe, texts: list[Any], begin: Callable[[], Path], quiet: bool) -> dict[str, Any]:
     if recipe.model.source != "auto" and not kind_named(recipe.model.source).supports(MASKED_LM):
-        raise HonedError(f"model.source: masked-LM pretraining needs a Hugging Face text model (got '{recipe.model.source}')")
+        raise HonedError("model.source: masked-LM pretraining needs a Hugging Face text model "
+                         f"(got '{recipe.model.source}')")
     if recipe.model.source == "auto" and _is_vision_name(recipe.model.name):
-        raise HonedError(f"model.name: '{recipe.model.name}' is an image model; masked-LM pretraining needs a Hugging Face "
-                         "text model (for images set data.kind: image to pretrain by rotation prediction)")
+        raise HonedError(f"model.name: '{recipe.model.name}' is an image model; masked-LM pretraining needs "
+                         "a Hugging Face text model (for images set data.kind: image to pretrain by rotation "
+                         "prediction)")
     spec = recipe.pretrain
     model, tokenizer, fresh = load_masked_lm(recipe.model.name)
     if spec.whole_word and not tokenizer.is_fast:
-        raise HonedError(f"pretrain.whole_word: needs a fast tokenizer (word offsets); '{recipe.model.name}' has a slow one")
+        raise HonedError(f"pretrain.whole_word: needs a fast tokenizer (word offsets); "
+                         f"'{recipe.model.name}' has a slow one")
     run_dir = begin()
     if fresh:
         LOG.warning("'%s' has no masked-LM head; %d weights (%s ...) start freshly initialised",
@@ -82,7 +89,8 @@ def pretrain_mlm(recipe: Recipe, texts: list[Any], begin: Callable[[], Path], qu
     tokenizer.save_pretrained(out)
     LOG.info("backbone saved to %s (fine-tune with model.name: %s)", out, out)
     return {"objective": "whole_word_mlm" if spec.whole_word else "mlm", "rows": len(texts), "epochs": spec.epochs,
-            "steps": spec.epochs * n_batches, "warmup_ratio": spec.warmup_ratio, "loss_per_epoch": losses, "fresh_head_weights": fresh, "backbone": str(out)}
+            "steps": spec.epochs * n_batches, "warmup_ratio": spec.warmup_ratio, "loss_per_epoch": losses,
+            "fresh_head_weights": fresh, "backbone": str(out)}
 
 
 def _is_vision_name(name: str) -> bool:

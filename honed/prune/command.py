@@ -51,7 +51,8 @@ def _measure(model_dir: Path, pair: tuple[list[Any], list[Any]]) -> dict[str, An
 
 
 def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", structured: str | None = None,
-          recover_epochs: int = 0, output: str | Path | None = None, overwrite: bool = False, quiet: bool = False) -> dict[str, Any]:
+          recover_epochs: int = 0, output: str | Path | None = None, overwrite: bool = False,
+          quiet: bool = False) -> dict[str, Any]:
     """Prune the saved model in `model` and return (and write to OUTPUT/prune.json) the before/after report."""
     from honed.inference import saved_recipe
     from honed.models.build import load_model, save_model
@@ -71,7 +72,8 @@ def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", st
         raise HonedError(f"output '{out}' exists; pass --overwrite or choose another -o")
     here, there = model_dir.resolve(), out.resolve()
     if here == there or there in here.parents or here in there.parents:
-        raise HonedError(f"-o {out}: the output would hold or sit inside the model folder '{model_dir}'; choose another folder")
+        raise HonedError(f"-o {out}: the output would hold or sit inside the model folder '{model_dir}'; "
+                         "choose another folder")
     net, labels = load_model(model_dir)
     recipe = saved_recipe(model_dir)
     if recover_epochs and not net.kind.supports(RECOVERY_FINETUNE):
@@ -117,5 +119,6 @@ def _recover(out: Path, recipe: Any, sparsity: float, scope: str, structured: st
         techniques.append({"name": "prune", "sparsity": sparsity, "scope": scope, "start": 0.0, "end": 0.0})
     overrides["techniques"] = techniques
     run = fit(recipe.model_dump(mode="json"), quiet=quiet, **overrides)
-    return {"run_dir": str(run.run_dir), "epochs": epochs, "test_accuracy": _measure(run.model_dir, pair)["test_accuracy"],
+    test_accuracy = _measure(run.model_dir, pair)["test_accuracy"]
+    return {"run_dir": str(run.run_dir), "epochs": epochs, "test_accuracy": test_accuracy,
             **sparsity_report(run.model), **param_counts(run.model)}

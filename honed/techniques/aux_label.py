@@ -45,8 +45,10 @@ class AuxLabel(AuxiliaryObjective):
         from honed.data.tables import read_table
 
         source = recipe.data.train
-        if not isinstance(source, str) or recipe.data.kind == "image" and resolve_data_path(source, "data.train").is_dir():
-            raise HonedError(f"{self.field}: the auxiliary column is read from data.train, which must be a table file (got {source!r})")
+        if not isinstance(source, str) or (recipe.data.kind == "image"
+                                           and resolve_data_path(source, "data.train").is_dir()):
+            raise HonedError(f"{self.field}: the auxiliary column is read from data.train, "
+                             f"which must be a table file (got {source!r})")
         table = read_table(resolve_data_path(source, "data.train"), "data.train")
         if self.column not in table.columns:
             raise HonedError(f"{self.field}.column: no column '{self.column}' in data.train; columns are: "
@@ -59,8 +61,8 @@ class AuxLabel(AuxiliaryObjective):
         present = values.notna() & (values.astype(str).str.strip() != "")
         self.classes = sorted(values[present].astype(str).unique())
         if len(self.classes) < 2:
-            raise HonedError(f"{self.field}.column: '{self.column}' has {len(self.classes)} distinct value(s) in the training rows; "
-                             "an auxiliary target needs at least 2")
+            raise HonedError(f"{self.field}.column: '{self.column}' has {len(self.classes)} distinct value(s) "
+                             "in the training rows; an auxiliary target needs at least 2")
         index = {c: i for i, c in enumerate(self.classes)}
         self._by_row = torch.tensor([index[str(v)] if ok else -100 for v, ok in zip(values, present, strict=True)])
         super().on_fit_start(state)

@@ -84,8 +84,8 @@ class Distill(Technique):
 
     def _order(self, names: list[str], labels: list[str]) -> list[int]:
         if set(names) != set(labels):
-            raise HonedError(f"{FIELD}: the teacher '{self.teacher}' predicts ({', '.join(names)}) but the student trains on "
-                             f"({', '.join(labels)}); distil onto the same label set")
+            raise HonedError(f"{FIELD}: the teacher '{self.teacher}' predicts ({', '.join(names)}) "
+                             f"but the student trains on ({', '.join(labels)}); distil onto the same label set")
         return [names.index(n) for n in labels]
 
     def on_fit_start(self, state: Any) -> None:

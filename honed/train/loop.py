@@ -40,10 +40,7 @@ def train(
     try:
         with progress_bar(show) as bars:
             while state.epoch < spec.epochs and state.step < state.total_steps:
-                train_loader.set_epoch(state.epoch)  # accelerate re-seeds each pass from its own counter: set it too
-                sampler.set_epoch(state.epoch)
-                loader = acc.skip_first_batches(train_loader, state.batch_in_epoch) if state.batch_in_epoch else train_loader
-                bar = bars.add_task(f"epoch {state.epoch + 1}/{spec.epochs}", total=len(train_loader), completed=state.batch_in_epoch, info="")
+                loader, bar = _start_epoch(state, train_loader, sampler, bars)
                 model.train()
                 hooks.fire("on_epoch_start", state)  # after train(): a technique may keep parts in eval mode
                 started, meter = time.perf_counter(), LossMeter(acc.device, guard)
@@ -60,7 +57,8 @@ def train(
                         hooks.fire("on_after_forward", state)
                         state.loss = loss_fn(state.logits, labels)
                         hooks.fire("on_after_loss", state)
-                        acc.backward(state.loss * _window_scale(spec.grad_accum_steps, len(train_loader), state.batch_in_epoch))
+                        scale = _window_scale(spec.grad_accum_steps, len(train_loader), state.batch_in_epoch)
+                        acc.backward(state.loss * scale)
                         _optimizer_step(state, hooks, lr_at, guard)
                     state.batch_in_epoch += 1
                     state.samples_seen += len(labels) * acc.num_processes
@@ -73,7 +71,8 @@ def train(
                     bars.update(bar, advance=1)
                     if state.batch_in_epoch % REFRESH_EVERY == 0:  # reading the loss syncs a GPU: not every step
                         elapsed = state.train_seconds + time.perf_counter() - started
-                        bars.update(bar, info=f"loss {meter.refresh():.4f}  {state.samples_seen / max(elapsed, 1e-9):.1f} samples/s")
+                        speed = state.samples_seen / max(elapsed, 1e-9)
+                        bars.update(bar, info=f"loss {meter.refresh():.4f}  {speed:.1f} samples/s")
                     if state.step >= state.total_steps:
                         break
                 state.train_seconds += time.perf_counter() - started
@@ -82,6 +81,17 @@ def train(
         state.stop_reason = str(stop)
         acc.print(state.stop_reason)
     hooks.fire("on_fit_end", state)
+
+
+def _start_epoch(state: TrainState, train_loader: DataLoader, sampler: Any, bars: Any) -> tuple[Any, Any]:
+    """Seed this epoch's shuffling, skip the batches a resumed run already trained on and add the epoch's
+    progress bar; returns (the loader to iterate, the bar's task)."""
+    acc, epochs, done = state.accelerator, state.recipe.train.epochs, state.batch_in_epoch
+    train_loader.set_epoch(state.epoch)  # accelerate re-seeds each pass from its own counter: set it too
+    sampler.set_epoch(state.epoch)
+    loader = acc.skip_first_batches(train_loader, done) if done else train_loader
+    bar = bars.add_task(f"epoch {state.epoch + 1}/{epochs}", total=len(train_loader), completed=done, info="")
+    return loader, bar
 
 
 def _optimizer_step(state: TrainState, hooks: Hooks, lr_at: Callable[[int], float], guard: Guard) -> None:
@@ -163,7 +173,8 @@ def save_checkpoint(state: TrainState, hooks: Hooks) -> None:
     acc, folder = state.accelerator, state.run_dir / "checkpoints"
     acc.wait_for_everyone()
     # the replaced files stay as *.prev.pt: a damaged last.pt still leaves a checkpoint to resume from
-    checkpoint.atomic_save({"step": state.step, **checkpoint.rng_state()}, folder / f"rng-{acc.process_index}.pt", keep_previous=True)
+    rng_file = folder / f"rng-{acc.process_index}.pt"
+    checkpoint.atomic_save({"step": state.step, **checkpoint.rng_state()}, rng_file, keep_previous=True)
     if acc.is_main_process:
         checkpoint.atomic_save({
             "model": acc.unwrap_model(state.model).state_dict(),
@@ -177,5 +188,6 @@ def save_checkpoint(state: TrainState, hooks: Hooks) -> None:
 
 def save_best(state: TrainState) -> None:
     if state.accelerator.is_main_process:
-        checkpoint.atomic_save(state.accelerator.unwrap_model(state.model).state_dict(), state.run_dir / "checkpoints" / "best.pt")
+        checkpoint.atomic_save(state.accelerator.unwrap_model(state.model).state_dict(),
+                               state.run_dir / "checkpoints" / "best.pt")
     state.accelerator.wait_for_everyone()
