@@ -52,7 +52,8 @@ def close_log() -> None:
             handler.close()
             LOG.removeHandler(handler)
     for folder in list(_HELD):
-        _HELD.pop(folder).close()  # closing the file releases the flock
+        (folder / LOCK).unlink(missing_ok=True)  # a finished run leaves no lock file behind (a killed one does:
+        _HELD.pop(folder).close()  # the kernel drops its flock, so the next run takes it over); closing releases it
 
 
 def _try_lock(run_dir: Path) -> IO[str] | None:

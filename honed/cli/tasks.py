@@ -31,7 +31,10 @@ def _task_of(args: argparse.Namespace) -> str | None:
         recipe = load_recipe(args.recipe, getattr(args, "overrides", None))
         if recipe.task != "auto" or recipe.data.train is None:
             return recipe.task
-        frame = load_source(recipe.data.train, recipe.data, "data.train", task="auto")
+        try:
+            frame = load_source(recipe.data.train, recipe.data, "data.train", task="auto")
+        except HonedError:  # bad rows are the verb's to report (the audit even lists them rather than failing)
+            return None
         return frame.attrs.get("task", "classification")
     model = getattr(args, "model", None) or getattr(args, "run_dir", None)  # prune/export a model, report a run
     if isinstance(model, str):
