@@ -12,6 +12,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
+from honed.data.batches import inputs_of
 from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
 from honed.data.labels import LabelMap
 from honed.data.loaders import eval_loader, rows_per_epoch, train_loader
@@ -37,6 +38,7 @@ from honed.train.loop import train
 from honed.train.optim import build_optimizer
 from honed.train.precision import mixed_precision
 from honed.train.schedules import build_schedule
+from honed.train.speed import compile_model, set_threads, to_channels_last, wants_channels_last
 from honed.train.state import TrainState
 
 
@@ -73,6 +75,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     tracker): fired after the recipe's techniques, like them, but never written to the saved recipe.
     `model`: a live nn.Module to fine-tune (model.source python; honed trains a copy, see honed/models/python.py)."""
     started = time.perf_counter()
+    set_threads()  # every core this process may use, unless OMP_NUM_THREADS or torch.set_num_threads chose
     live = model if isinstance(model, torch.nn.Module) else None  # `model` is the built Classifier from here on
     if model is not None and live is None:
         kwargs["model"] = model  # a dict: the model section, like any keyword override
@@ -160,6 +163,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
                                    group_by_length=grouped, window=spec.grad_accum_steps * acc.num_processes)
     evals = {k: eval_loader(datasets[k], spec.eval_batch_size, collate, workers, grouped)
              for k in ("val", "test") if k in datasets}
+    _speed_up(recipe, model, datasets, collate, acc)
     model = acc.prepare(model)  # DDP wraps every parameter; freezing comes after
     loader = acc.prepare(loader)
     evals = {k: acc.prepare(v) for k, v in evals.items()}
@@ -176,6 +180,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     outputs: dict[str, Any] = {}
     metrics = _final_metrics(state, evals, acc, started, show, outputs)
     unwrapped = (full if spec.cache_frozen_features else acc.unwrap_model(model)).eval()  # returned ready for inference
+    to_channels_last(unwrapped, False)  # safetensors saves contiguous tensors only
     if acc.is_main_process:
         save_model(unwrapped, tables.labels, run_dir / "model", recipe.to_yaml())
         (run_dir / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
@@ -183,6 +188,31 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     LOG.info("final %s", json.dumps(metrics))
     acc.wait_for_everyone()
     return Run(recipe, run_dir, metrics, unwrapped, tables.labels, _history(run_dir))
+
+
+def _speed_up(recipe: Recipe, model: torch.nn.Module, datasets: dict[str, Any], collate: Any, acc: Accelerator) -> None:
+    """train.channels_last and train.compile, applied to the model before accelerate wraps it."""
+    if wants_channels_last(recipe.train.channels_last, model, acc.device):
+        to_channels_last(model, True)
+        LOG.info("train.channels_last: CNN weights laid out channels-last (NHWC)")
+    if not recipe.train.compile:
+        return
+    if collate is None:  # cached frozen features: the head alone trains, on precomputed features
+        LOG.info("train.compile: skipped, train.cache_frozen_features trains only the head")
+        return
+    rows = datasets.get("val") or datasets.get("test") or datasets["train"]
+    model.to(acc.device)
+
+    @torch.no_grad()
+    def probe() -> None:  # one eval forward: the graph evaluation reuses; RNG and batch-norm stats untouched
+        batch = collate([rows[i] for i in range(min(2, len(rows)))])
+        inputs = {k: v.to(acc.device) if isinstance(v, torch.Tensor) else v for k, v in inputs_of(batch).items()}
+        was = model.training
+        with torch.random.fork_rng(devices=[]):
+            model.eval()(**inputs)
+        model.train(was)
+
+    compile_model(model, probe, LOG)
 
 
 def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -> dict[str, Any]:

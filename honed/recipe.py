@@ -194,6 +194,8 @@ class TrainSpec(Section):
     max_bad_steps: int | None = Field(3, ge=0)  # NaN/inf-gradient steps skipped before the run stops; null: no limit
     cpu: bool = False
     cache_frozen_features: bool = False  # frozen backbone: compute its features once, train the head on them
+    compile: bool = False  # torch.compile first (off: slower on CPU counting compile time, bench/RESULTS.md Speed)
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC weights for CNNs; auto: on CUDA and CPU (measured)
 
     @field_validator("metric")
     @classmethod
@@ -301,7 +303,7 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node: Any = tree
     for i, part in enumerate(parts[:-1]):
         if isinstance(node, list):
-            node = _list_item(node, part, parts[: i + 1])
+            node = node[_list_index(node, part, parts[: i + 1])]
             continue
         child = node.get(part)
         if child is None:
@@ -320,10 +322,6 @@ def _list_index(node: list[Any], part: str, path: list[str]) -> int:
     if not part.isdigit() or int(part) >= len(node):
         raise HonedError(f"override '{'.'.join(path)}': '{part}' is not an index of a list of {len(node)} items")
     return int(part)
-
-
-def _list_item(node: list[Any], part: str, path: list[str]) -> Any:
-    return node[_list_index(node, part, path)]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

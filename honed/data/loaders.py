@@ -65,7 +65,8 @@ def train_loader(
     if lengths is not None:
         grouped = LengthGroupedBatchSampler(lengths, batch_size, seed, keep, window)
         loader = DataLoader(
-            dataset, batch_sampler=grouped, collate_fn=collate, num_workers=workers, generator=_private_generator(seed)
+            dataset, batch_sampler=grouped, collate_fn=collate, num_workers=workers, generator=_private_generator(seed),
+            pin_memory=pin_memory(),
         )
         return loader, grouped
     sampler = EpochSampler(len(dataset), seed, keep)
@@ -76,6 +77,7 @@ def train_loader(
         collate_fn=collate,
         num_workers=workers,
         generator=_private_generator(seed),
+        pin_memory=pin_memory(),
     )
     return loader, sampler
 
@@ -95,7 +97,13 @@ def eval_loader(
         collate_fn=collate,
         num_workers=workers,
         generator=_private_generator(0),
+        pin_memory=pin_memory(),
     )
+
+
+def pin_memory() -> bool:
+    """Page-locked batches only where they help: copies to a CUDA device (on CPU pinning is pure cost)."""
+    return torch.cuda.is_available()
 
 
 def _private_generator(seed: int) -> torch.Generator:

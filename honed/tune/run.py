@@ -25,6 +25,7 @@ from honed.fit import normalise_overrides
 from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
 from honed.train.interrupt import Interrupted, raise_if_pending, stop_on_signals
+from honed.train.speed import machine_cores
 from honed.tune.objective import Objective
 from honed.tune.outputs import write_outputs
 from honed.tune.space import check_space, grid_size
@@ -205,12 +206,15 @@ def run_worker(plan: Plan, index: int, callback: Any = None) -> None:
 def _run_processes(plan: Plan, workers: int, study: optuna.Study, show: Any) -> None:
     """N trial processes on this machine sharing the study through its storage; progress by polling.
     Each is `python -m honed.tune.run PLAN.json INDEX THREADS` (no re-import of the caller's script)."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # the machine's cores split between the workers (one each when workers >= cores), unless the user chose
+    chosen = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else max(1, machine_cores() // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # the worker's fit keeps it (honed/train/speed.py)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=plan.run_dir, prefix=".plan-", delete=False) as handle:
         json.dump({**asdict(plan), "run_dir": str(plan.run_dir)}, handle)
     processes = [
-        subprocess.Popen([sys.executable, "-m", "honed.tune.run", handle.name, str(i), str(threads)])
+        subprocess.Popen([sys.executable, "-m", "honed.tune.run", handle.name, str(i), str(threads)], env=env)
         for i in range(workers)
     ]
     try:
