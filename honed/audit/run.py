@@ -22,6 +22,7 @@ from honed.audit.base import CHECKS, ORDER, AuditContext, AuditSettings, Finding
 from honed.audit.data import load_audit_data
 from honed.audit.html import render
 from honed.errors import HonedError, did_you_mean
+from honed.fit import normalise_overrides
 from honed.recipe import Recipe, load_recipe
 from honed.rundir import write_text_atomic
 
@@ -48,9 +49,7 @@ def split_settings(options: dict[str, Any]) -> tuple[AuditSettings, dict[str, An
     """Separate audit settings (known AuditSettings fields) from dotted recipe overrides."""
     names = {f.name for f in fields(AuditSettings)}
     settings = AuditSettings(**{k: v for k, v in options.items() if k in names})
-    return settings, {
-        k.replace("__", "."): v for k, v in options.items() if k not in names
-    }  # a__b means a.b, as in fit
+    return settings, normalise_overrides({k: v for k, v in options.items() if k not in names})
 
 
 def audit(
