@@ -36,6 +36,7 @@ def train(
     """Train until the epochs or max_steps run out or a technique raises StopTraining (a signal raises
     Interrupted after a checkpoint; too many non-finite steps raise NumericalFault)."""
     acc, model, spec = state.accelerator, state.model, state.recipe.train
+    needs_index = hooks.any("needs_row_index")  # asked once, not per batch
     guard = Guard(state)
     try:
         with progress_bar(show) as bars:
@@ -46,7 +47,7 @@ def train(
                 started, meter = time.perf_counter(), LossMeter(acc.device, guard)
                 for batch in loader:
                     state.batch_index = batch.pop("index", None)  # each row's position in the training frame
-                    if state.batch_index is None and hooks.any("needs_row_index"):
+                    if state.batch_index is None and needs_index:
                         raise HonedError("techniques: a technique needs each batch row's index, which this "
                                          "dataset does not yield; use honed's datasets (they carry `index`)")
                     state.batch = batch
