@@ -263,6 +263,7 @@ class Recipe(Section):
     pretrain: PretrainSpec = PretrainSpec()
     ensemble: dict[str, Any] | None = None  # `honed ensemble` validates it (honed/ensemble/spec.py); train ignores it
     search: dict[str, Any] | None = None  # `honed tune` validates it (honed/tune/spec.py); train ignores it
+    climb: dict[str, Any] | None = None  # `honed climb` validates it (honed/climb/spec.py); train ignores it
 
     @model_validator(mode="before")
     @classmethod
