@@ -129,7 +129,7 @@ def make_dataset(
     `train` switches on the recipe's image augmentation (text is augmented in the training collate)."""
     ids = labels.encode_frame(frame)  # class ids, or standardised target vectors
     if recipe.data.kind == "text":
-        return text_dataset(frame, ids, preprocess, recipe.data.max_length)
+        return text_dataset(frame, ids, preprocess, recipe.data.max_length, recipe.data.truncation)
     mean, std = preprocess
     ops = build_image_ops(recipe.augment.image, recipe.data.image_size) if train else None
     return ImageDataset(frame["x"].tolist(), ids, image_transform(recipe.data.image_size, mean, std, ops))

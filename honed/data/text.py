@@ -1,4 +1,11 @@
-"""Text datasets: tokenised once (cached on disk by content hash), padded per batch."""
+"""Text datasets: tokenised once (cached on disk by content hash), padded per batch.
+
+A text longer than data.max_length is cut one of two ways (data.truncation): `right` keeps its
+first tokens (the tokenizer's own truncation); `head_tail` keeps its first and last tokens, a
+quarter of the room left after the special tokens for the head and three quarters for the tail
+(Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?": head 128 + tail 382 of BERT's
+510 beat the head alone on long reviews, whose verdict often comes at the end).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposes
+
 CACHE_ENV = "HONED_CACHE_DIR"
 
 
@@ -17,21 +27,63 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "honed"))
 
 
-def _cache_key(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> str:
+def _cache_key(
+    tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int, truncation: str = "right"
+) -> str:
     digest = hashlib.sha1()
     digest.update(f"{tokenizer.name_or_path}|{type(tokenizer).__name__}|{len(tokenizer)}|{max_length}".encode())
+    if truncation != "right":  # right keeps the key it always had: existing caches stay valid
+        digest.update(f"|{truncation}".encode())
     for text in texts + (pairs or []):
         digest.update(text.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return digest.hexdigest()
 
 
-def tokenize(tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int) -> dict[str, list[list[int]]]:
-    """Token ids for every row, from the cache when the same texts were tokenised before."""
-    path = cache_dir() / "tokens" / f"{_cache_key(tokenizer, texts, pairs, max_length)}.pt"
+def head_tail_split(room: int) -> tuple[int, int]:
+    """(head, tail) token counts for `room` content tokens: a quarter (rounded) and the rest;
+    510 -> (128, 382), the split of Sun et al. 2019."""
+    head = max(room + 2, 0) // 4
+    return head, max(room - head, 0)
+
+
+def head_tail_encode(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, list[list[int]]]:
+    """Each text encoded in full, then, where longer than `max_length`, cut to its special tokens
+    plus the first and last content tokens (`head_tail_split` of the room the special tokens leave);
+    every column (ids, attention mask, token types) is cut at the same positions. A fusion model's
+    members are each encoded with their own tokenizer, keyed `f{i}.<column>` as FusionTokenizer does."""
+    members = getattr(tokenizer, "tokenizers", None)
+    if members:
+        encoded = [head_tail_encode(member, texts, max_length) for member in members]
+        return {f"f{i}.{k}": v for i, columns in enumerate(encoded) for k, v in columns.items()}
+    encoded = tokenizer(texts, truncation=False, return_special_tokens_mask=True, verbose=False)
+    special = encoded.pop("special_tokens_mask")
+    columns = {k: list(v) for k, v in encoded.items()}
+    for row, mask in enumerate(special):
+        if len(mask) <= max_length:
+            continue
+        content = [j for j, m in enumerate(mask) if not m]
+        head, tail = head_tail_split(max_length - (len(mask) - len(content)))
+        keep = sorted([j for j, m in enumerate(mask) if m] + content[:head] + content[len(content) - tail :])
+        for values in columns.values():
+            values[row] = [values[row][j] for j in keep]
+    return columns
+
+
+def tokenize(
+    tokenizer: Any, texts: list[str], pairs: list[str] | None, max_length: int, truncation: str = "right"
+) -> dict[str, list[list[int]]]:
+    """Token ids for every row, from the cache when the same texts were tokenised before; texts longer
+    than `max_length` are cut by `truncation` (right | head_tail, see the module's docstring)."""
+    if truncation == "head_tail" and pairs is not None:
+        raise HonedError("data.truncation=head_tail: text pairs (data.text_pair_column) are not supported; use right")
+    path = cache_dir() / "tokens" / f"{_cache_key(tokenizer, texts, pairs, max_length, truncation)}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+    if truncation == "head_tail":
+        encoded = head_tail_encode(tokenizer, texts, max_length)
+    else:
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     columns = {
         k: v for k, v in encoded.items() if k.rpartition(".")[2] in ("input_ids", "attention_mask", "token_type_ids")
     }
@@ -87,6 +139,26 @@ class PadCollator:
         return batch
 
 
-def text_dataset(frame: Any, labels: list[Any], tokenizer: Any, max_length: int) -> TextDataset:
+def text_dataset(
+    frame: Any, labels: list[Any], tokenizer: Any, max_length: int, truncation: str = "right"
+) -> TextDataset:
     pairs = frame["x2"].tolist() if "x2" in frame else None
-    return TextDataset(tokenize(tokenizer, frame["x"].tolist(), pairs, max_length), labels)
+    return TextDataset(tokenize(tokenizer, frame["x"].tolist(), pairs, max_length, truncation), labels)
+
+
+@proposes("data")
+def propose_length(s: Situation) -> list[Change]:
+    """When at least a tenth of the training texts are cut, try seeing more of them (twice the tokens,
+    at most 512) or cutting them differently (head + tail); alternatives of one group."""
+    if s.kind != "text" or s.long_share < 0.1:
+        return []
+    data, seen = s.recipe.data, f"{s.long_share:.0%} of training texts are longer than data.max_length"
+    longer = min(2 * data.max_length, 512)
+    changes = []
+    if longer > data.max_length:
+        changes.append(Change("max_length x2", overrides={"data.max_length": longer}, group="length", cost=2.0,
+                              why=f"{seen}={data.max_length}: read up to {longer} tokens of each (about 2x compute)"))
+    if data.truncation != "head_tail" and data.text_pair_column is None:
+        changes.append(Change("head+tail truncation", overrides={"data.truncation": "head_tail"}, group="length",
+                              why=f"{seen}: keep their first quarter and last three quarters (Sun et al. 2019)"))
+    return changes
