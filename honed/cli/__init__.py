@@ -15,6 +15,7 @@ from honed.cli import (
     audit,
     batch_find,
     clean,
+    climb,
     common,
     cv,
     ensemble,
@@ -35,7 +36,7 @@ from honed.errors import HonedError
 from honed.train.interrupt import Interrupted
 
 VERBS: tuple[ModuleType, ...] = (train, evaluate, predict, report, lr_find, batch_find, audit, clean, ensemble, tune,
-                                 cv, prune, export, pretrain, info, recipes)
+                                 climb, cv, prune, export, pretrain, info, recipes)
 
 # How each verb continues after Ctrl-C/SIGTERM; the others (tune, ensemble, cv) continue when re-run as they were.
 RESUME_HINTS = {"train": "continue it with the same command plus --resume",
@@ -61,6 +62,7 @@ EPILOG = """examples:
   honed predict runs/ensemble reviews.csv                          # an ensemble folder works like a model
   honed tune recipes/tune-quickstart.yaml --workers 2             # Optuna search over the recipe's search: section
   honed tune recipes/tune-quickstart.yaml --storage postgresql://user:pw@db/honed   # same command on every machine
+  honed climb recipes/climb-quickstart.yaml --budget 3h          # paired experiments -> runs/NAME-climb/climb.html
   honed cv recipes/quickstart.yaml --folds 5                         # mean ± std, out-of-fold probabilities
   honed prune runs/quickstart/model --sparsity 0.5 --recover-epochs 1   # magnitude pruning + report (prune.json)
   honed export runs/quickstart/model --format onnx --quantize int8   # checked against PyTorch -> export-onnx-int8/

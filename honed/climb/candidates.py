@@ -1,0 +1,98 @@
+"""Where each stage's candidates come from: the proposals registry (honed/proposals.py), filled by the
+files that own the techniques, losses, schedules and models, plus what only the climb can make (the
+cleaned training copy of the data stage, the LR finder's suggestion for the optimisation stage) and the
+user's own `climb.candidates`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from honed.climb.state import Climb
+from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposals
+from honed.recipe import load_recipe
+
+
+def load_proposers() -> None:
+    """Import the modules that register proposers (each registers on import)."""
+    import honed.data.augment_image  # noqa: F401
+    import honed.data.augment_text  # noqa: F401
+    import honed.data.text  # noqa: F401
+    import honed.losses  # noqa: F401
+    import honed.models.candidates  # noqa: F401
+    import honed.models.dropout  # noqa: F401
+    import honed.train.optim  # noqa: F401
+    import honed.train.schedules  # noqa: F401
+    from honed.techniques import load_all
+
+    load_all()
+
+
+def stage_changes(c: Climb, stage: str, situation: Situation) -> list[Change]:
+    """The user's candidates, the climb's own for this stage, and the registered ones, in that order."""
+    own = clean_changes(c) if stage == "data" else []
+    user = [Change(u.name, dict(u.overrides), [dict(t) for t in u.techniques], u.group)
+            for u in c.spec.candidates if u.stage == stage]
+    return [*user, *own, *proposals(stage, situation)]
+
+
+def found_lr(c: Climb) -> float | None:
+    """The LR finder's suggestion for the current best recipe (kept in CLIMB_DIR/lr_find/ for a re-run)."""
+    if not c.spec.lr_find or c.best.runner != "fit":
+        return None
+    folder = c.folder / "lr_find"
+    cached = folder / "suggestion.json"
+    if cached.is_file():
+        return float(json.loads(cached.read_text(encoding="utf-8"))["lr"])
+    from honed.train.lr_find import lr_find
+
+    c.show("optimisation: LR range test")
+    tree = {**c.best.resolved(), "output_dir": str(folder)}
+    try:
+        _, _, suggestion = lr_find(tree, steps=100, overwrite=True, quiet=True)
+    except HonedError as exc:
+        c.notes.append(f"LR finder did not run: {exc}")
+        return None
+    cached.write_text(json.dumps({"lr": suggestion}), encoding="utf-8")
+    return float(suggestion)
+
+
+def clean_changes(c: Climb) -> list[Change]:
+    """`honed clean` on the training split, as two alternatives: the sure things (empty rows, exact copies,
+    leaks into val/test), and those plus likely label errors; none when the audit finds nothing."""
+    if c.best.runner != "fit":
+        return []
+    from honed.audit.cleaning import clean
+
+    out = []
+    for name, labels in (("clean: empty rows, exact copies, leaks", "keep"), ("clean + likely label errors", "drop")):
+        folder = c.folder / "data" / f"clean-{labels}"
+        path = _cleaned(folder)
+        if path is None:
+            c.show(f"data: auditing the training split ({name})")
+            try:
+                result = clean(load_recipe(c.best.resolved()), output=folder, overwrite=True, quiet=True,
+                               labels=labels, label_threshold=0.5, splits=("train",))
+            except HonedError as exc:
+                c.notes.append(f"{name}: the audit did not run ({exc})")
+                continue
+            path = result.files["train"]
+        dropped = _dropped(folder)
+        if dropped:
+            out.append(Change(f"{name} ({dropped} train rows)", overrides={"data.train": str(path.resolve())},
+                              group="clean", why="the audit's findings acted on as honed clean would"))
+    return out
+
+
+def _cleaned(folder: Path) -> Path | None:
+    files = [p for p in folder.glob("train*") if p.is_file()] if (folder / "manifest.csv").is_file() else []
+    return files[0] if files else None
+
+
+def _dropped(folder: Path) -> int:
+    import pandas as pd
+
+    path = folder / "manifest.csv"
+    return int(len(pd.read_csv(path))) if path.is_file() else 0

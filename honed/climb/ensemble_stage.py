@@ -1,0 +1,93 @@
+"""The ensemble stage: the top-k distinct configurations found so far, combined per pair, against the best
+single model on the same pairs; then, with `single_model`, the winning ensemble distilled back into the
+best single configuration (so a user can keep one model's cost).
+
+Pair i's ensemble combines the members' pair-i models (the same seed), so the comparison with the best
+single model stays paired. Members that share an init (one backbone, fine-tuned) may also be averaged
+into one model (a greedy weight soup).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from honed.climb.configs import Config
+from honed.climb.stages import combine, screen
+from honed.climb.state import Climb
+from honed.proposals import Change
+
+METHODS = ("selection", "voting", "soup")
+
+
+def ensemble_stage(c: Climb) -> None:
+    why_not = _why_not(c)
+    if why_not:
+        c.notes.append(f"ensemble stage skipped: {why_not}")
+        return
+    members = top_configs(c)
+    if len(members) < 2:
+        c.notes.append("ensemble stage skipped: fewer than 2 distinct configurations finished every pair")
+        return
+    for config in members:
+        dirs = [c.store.result(f"{config.id}/{i}")["model_dir"] for i in range(c.pairs)]
+        c.substitutes[f"{{member:{config.id}}}"] = dirs
+    single = c.best_single = c.best
+    changes = [_ensemble_change(method, members) for method in METHODS
+               if method != "soup" or _share_init(members)]
+    combine(c, "ensemble", screen(c, "ensemble", changes))
+    if c.best is not single and c.spec.single_model:
+        _distil(c, single)
+
+
+def _why_not(c: Climb) -> str | None:
+    if c.pairing != "seeds":
+        return "fold pairing (members of one fold share no validation rows with the ensemble's val split)"
+    if c.metric not in ("accuracy", "macro_f1"):
+        return f"ensembles are scored on accuracy and macro_f1, not {c.metric}"
+    return None
+
+
+def top_configs(c: Climb) -> list[Config]:
+    """Up to top_k configurations with every pair finished, best mean val first (the current best included)."""
+    scored = []
+    for config in {**c.known, c.best.id: c.best}.values():
+        values = c.scores(config)
+        if config.runner in ("fit", "classical") and all(v is not None for v in values):
+            scored.append((c.sign * float(np.mean(values)), config))
+    scored.sort(key=lambda item: -item[0])
+    return [config for _, config in scored[: c.spec.top_k]]
+
+
+def _ensemble_change(method: str, members: list[Config]) -> Change:
+    listed = [{"name": f"m{i}", "prefit": f"{{member:{m.id}}}"} for i, m in enumerate(members)]
+    section = {"method": method, "members": listed, **({"soup": "greedy"} if method == "soup" else {})}
+    label = {"selection": "ensemble (greedy selection)", "voting": "ensemble (soft vote)",
+             "soup": "greedy weight soup"}[method]
+    return Change(f"{label} of the top {len(members)}", overrides={"ensemble": section}, group="ensemble",
+                  runner="ensemble", why="members that err differently", cost=0.1)
+
+
+def _share_init(members: list[Config]) -> bool:
+    """A soup needs one backbone and head: every member a fit of the same model settings."""
+    models = {str(m.resolved().get("model")) for m in members}
+    return len(models) == 1 and all(m.runner == "fit" for m in members)
+
+
+def _distil(c: Climb, single: Config) -> None:
+    """The ensemble as teacher of the best single configuration, pair by pair."""
+    ensemble = c.best
+    c.substitutes["{ensemble}"] = [c.store.result(f"{ensemble.id}/{i}")["model_dir"] for i in range(c.pairs)]
+    change = Change("distilled from the ensemble", techniques=[{"name": "distill", "teacher": "{ensemble}",
+                                                                "temperature": 2.0, "alpha": 0.5}],
+                    group="distill", why="one model's cost, the ensemble's knowledge")
+    best_ensemble = c.best
+    c.best = single
+    combine(c, "ensemble", [(change, _placeholder())])
+    c.distilled = c.best if c.best is not single else None
+    c.best = best_ensemble
+
+
+def _placeholder():  # forward selection only reads the order of passing candidates
+    from honed.climb.acceptance import Paired
+
+    return Paired(0.0, 0.0, 0.0, 0.0, 0.0, 0)

@@ -1,0 +1,108 @@
+"""Running a batch of the climb's runs: here, in worker processes, or shared with other machines.
+
+`execute(jobs, ...)` returns when every job has a result or a recorded failure in the study. With one
+worker the runs happen in this process; with N, N processes (`python -m honed.climb.executor PLAN`)
+each claim the next free run until none is left; another machine running the same climb with the
+same storage claims runs too, and this process waits for the ones it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from honed.climb.runners import RUNNERS, Job
+from honed.climb.store import Heartbeat, Store
+from honed.train.interrupt import Interrupted, raise_if_pending, stop_on_signals
+from honed.train.speed import machine_cores
+
+POLL = 3.0
+
+
+def run_one(job: Job, store: Store, metric: str) -> bool:
+    """Claim and run `job`; False when it is finished, failed or taken by another process."""
+    trial = store.claim(job.key, {"config": job.config, "pair": job.pair})
+    if trial is None:
+        return False
+    try:
+        with Heartbeat(trial):
+            result = RUNNERS[job.runner](job)
+    except (Interrupted, KeyboardInterrupt):
+        store.release_mine()
+        raise
+    except Exception as exc:  # a run that raises is recorded with its reason and the climb goes on
+        store.fail(trial, f"{type(exc).__name__}: {exc}")
+        return True
+    value = result["val"].get(metric, math.nan)
+    store.finish(trial, result, value if math.isfinite(value) else 0.0)
+    return True
+
+
+def execute(jobs: list[Job], store: Store, plan: dict[str, Any], workers: int, show: Callable[[str], None]) -> None:
+    """Every job run (here or elsewhere) or failed; `show(text)` is told what runs now."""
+    open_jobs = [j for j in jobs if store.result(j.key) is None and store.failure(j.key) is None]
+    if not open_jobs:
+        return
+    if workers == 1:
+        with stop_on_signals():
+            for job in open_jobs:
+                raise_if_pending()
+                show(f"{job.config} pair {job.pair + 1}")
+                run_one(job, store, plan["metric"])
+    else:
+        _processes(open_jobs, plan, workers, store, show)
+    while any(store.result(j.key) is None and store.failure(j.key) is None for j in open_jobs):
+        show("waiting for runs held by other workers")
+        if not any(store.taken(j.key) for j in open_jobs if store.result(j.key) is None):
+            for job in open_jobs:  # released or dead elsewhere: run what is left here
+                run_one(job, store, plan["metric"])
+        time.sleep(POLL)
+
+
+def _processes(jobs: list[Job], plan: dict[str, Any], workers: int, store: Store, show: Callable[[str], None]) -> None:
+    chosen = os.environ.get("OMP_NUM_THREADS", "")
+    threads = int(chosen) if chosen.isdigit() and int(chosen) > 0 else max(1, machine_cores() // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    folder = Path(plan["folder"])
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=folder, prefix=".jobs-", delete=False) as handle:
+        json.dump({**plan, "jobs": [j.as_dict() for j in jobs]}, handle)
+    processes = []
+    for _ in range(workers):
+        processes.append(subprocess.Popen([sys.executable, "-m", "honed.climb.executor", handle.name, str(threads)],
+                                          env=env))
+        time.sleep(2.0)  # staggered, so two workers rarely claim the same run at the same moment
+    try:
+        while any(p.poll() is None for p in processes):
+            done = sum(store.result(j.key) is not None for j in jobs)
+            show(f"{done}/{len(jobs)} runs of this round done ({workers} workers)")
+            time.sleep(POLL)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+            process.wait()
+        Path(handle.name).unlink(missing_ok=True)
+
+
+def _worker_main(argv: list[str]) -> None:
+    import torch
+
+    plan = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    torch.set_num_threads(int(argv[1]))
+    store = Store(plan["storage"], plan["study"], plan["fingerprint"], plan["metric"])
+    with stop_on_signals():
+        for raw in plan["jobs"]:
+            raise_if_pending()
+            run_one(Job(**raw), store, plan["metric"])
+
+
+if __name__ == "__main__":
+    _worker_main(sys.argv[1:])

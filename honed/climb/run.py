@@ -1,0 +1,171 @@
+"""`honed.climb(recipe)`: from the user's recipe (the baseline) to a better model, stage by stage.
+
+Set-up validates everything before anything trains (the `climb:` section, the budget, the user's
+candidates, the storage, a study made for another recipe or metric) and fixes the splits (data.py).
+Then: the baseline on every pair, each enabled stage in order (data, optimisation, techniques, model,
+ensemble; stages.py), and the outputs (outputs.py). The runs live in an Optuna study (store.py), so the
+same command resumes a climb after Ctrl-C, a crash or kill -9, and several machines with one
+`--storage` URL share one climb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed.climb.acceptance import rule_text
+from honed.climb.candidates import found_lr, load_proposers, stage_changes
+from honed.climb.configs import Config, check_change
+from honed.climb.data import materialize, situation
+from honed.climb.ensemble_stage import ensemble_stage
+from honed.climb.outputs import write_outputs
+from honed.climb.spec import ClimbSpec, parse_budget, parse_climb
+from honed.climb.stages import climb_stage
+from honed.climb.state import BudgetSpent, Climb
+from honed.climb.store import Store
+from honed.errors import HonedError
+from honed.fit import normalise_overrides
+from honed.metrics import DIRECTION, TASKS
+from honed.progress import progress_bar
+from honed.proposals import Change
+from honed.recipe import Recipe, load_recipe
+from honed.train.interrupt import Interrupted
+
+
+@dataclass
+class ClimbResult:
+    folder: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best_recipe(self) -> Path:
+        return self.folder / "best_recipe.yaml"
+
+
+def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | None = None,
+          budget: str | float | None = None, trials: int | None = None, storage: str | None = None,
+          workers: int | None = None, output: str | Path | None = None, single_model: bool | None = None,
+          quiet: bool = True, **kwargs: Any) -> ClimbResult:
+    """Climb from `recipe`; `budget` ('3h', '90m', seconds) and `trials` (runs) bound the whole climb.
+    Returns the folder with leaderboard.csv, climb.json, climb.html, best_recipe.yaml, best_model/."""
+    user, spec = _settings(recipe, {**(overrides or {}), **normalise_overrides(kwargs)}, budget, trials, workers,
+                           single_model)
+    folder = Path(output or user.output_dir or Path("runs") / f"{user.name}-climb")
+    if folder.exists() and not folder.is_dir():
+        raise HonedError(f"--output: '{folder}' is a file; give a folder for the climb")
+    metric = spec.metric or user.train.metric
+    tree = {k: v for k, v in user.model_dump(mode="json").items() if k not in ("climb", "output_dir")}
+    fingerprint = hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    name = f"climb-{user.name}"
+    if storage is not None:  # an unreachable database or another climb's study: before the folder is made
+        store = Store(storage, name, fingerprint, metric)
+    folder.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(folder / 'climb.db').resolve()}"
+    if storage is None:
+        store = Store(url, name, fingerprint, metric)
+    base, frames, task = _baseline(user, folder)
+    c = _state(spec, store, folder, base, metric, len(frames["train"]), user.seed,
+               {"storage": url, "study": name, "fingerprint": fingerprint, "metric": metric, "folder": str(folder)})
+    load_proposers()
+    stopped = _climb(c, spec, frames, task, quiet)
+    summary = write_outputs(c, stopped, rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below),
+                            user.name)
+    return ClimbResult(folder, summary)
+
+
+def _settings(recipe: Any, overrides: dict[str, Any], budget: Any, trials: int | None, workers: int | None,
+              single_model: bool | None) -> tuple[Recipe, ClimbSpec]:
+    user = load_recipe(recipe, overrides)
+    spec = parse_climb(user.climb, source=user.name)
+    if budget is not None:
+        spec.budget = parse_budget(budget, "--budget")
+    if trials is not None:
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise HonedError(f"--trials: expected a number of runs of 1 or more, got {trials}")
+        spec.trials = trials
+    if workers is not None:
+        if workers < 1:
+            raise HonedError(f"--workers: expected 1 or more, got {workers}")
+        spec.workers = workers
+    if single_model is not None:
+        spec.single_model = bool(single_model)
+    valid = {name for task in TASKS.values() for name in task.names}
+    if spec.metric is not None and spec.metric not in valid:
+        raise HonedError(f"{user.name}: climb.metric: unknown val metric '{spec.metric}'; "
+                         f"valid: {', '.join(sorted(valid))}")
+    base = Config(user.model_dump(mode="json"))
+    for i, candidate in enumerate(spec.candidates):  # a bad key or technique: one line, before any training
+        change = Change(candidate.name, dict(candidate.overrides), list(candidate.techniques), candidate.group)
+        check_change(base, change, f"climb.candidates.{i}")
+    return user, spec
+
+
+def _baseline(user: Recipe, folder: Path) -> tuple[Config, dict[str, Any], str]:
+    overrides, frames, task = materialize(user, folder / "data")
+    tree = load_recipe(user, {**overrides, "climb": None, "output_dir": None}).model_dump(mode="json")
+    return Config(tree), frames, task
+
+
+def _state(spec: ClimbSpec, store: Store, folder: Path, base: Config, metric: str, train_rows: int, seed: int,
+           plan: dict[str, Any]) -> Climb:
+    pairing = spec.pairing if spec.pairing != "auto" else ("folds" if train_rows < spec.small_data_rows else "seeds")
+    pairs = spec.seeds if pairing == "seeds" else spec.folds
+    if pairing == "seeds" and not base.tree["data"].get("val"):
+        raise HonedError("climb: seed pairing scores candidates on the val split, but the recipe has no val rows; "
+                         "set data.split.val > 0 or climb.pairing: folds")
+    sign = -1.0 if DIRECTION.get(metric) == "min" or metric == "loss" else 1.0
+    done = store.results()
+    return Climb(spec, store, plan, folder, base, metric, sign, pairing, pairs, [seed + i for i in range(pairs)],
+                 workers=spec.workers, spent_before=float(sum(r.get("seconds", 0.0) for r in done.values())))
+
+
+def _climb(c: Climb, spec: ClimbSpec, frames: dict[str, Any], task: str, quiet: bool) -> str:
+    """Baseline, then each stage; returns why the climb stopped (done, budget, interrupted)."""
+    stages = spec.enabled()
+    with progress_bar(not quiet) as bars:
+        bar = bars.add_task("climb", total=spec.trials, info="")
+        c.show = _Display(c, bars, bar)
+        reached = -1
+        try:
+            c.run([c.best], range(c.pairs))
+            c.rung("baseline", c.best, None)
+            for index, stage in enumerate(stages):
+                reached = index
+                _stage(c, stage, frames, task)
+            return "done"
+        except BudgetSpent as exc:
+            c.notes.append(f"stopped: {exc}")
+            if reached >= 0:
+                c.pending.insert(0, f"the rest of stage {stages[reached]}")
+            c.pending.extend(f"stage {s}" for s in stages[reached + 1:])
+            return "budget"
+        except (Interrupted, KeyboardInterrupt):
+            c.notes.append("stopped by Ctrl-C/SIGTERM; run the same command again to resume")
+            write_outputs(c, "interrupted", "", c.best.tree.get("name", "run"))
+            raise
+
+
+def _stage(c: Climb, stage: str, frames: dict[str, Any], task: str) -> None:
+    if stage == "ensemble":
+        ensemble_stage(c)
+        return
+    recipe = load_recipe(c.best.resolved())
+    lr = found_lr(c) if stage == "optimisation" else None
+    here = situation(recipe, frames, task, c.spec.backbones, lr_found=lr)
+    climb_stage(c, stage, stage_changes(c, stage, here))
+
+
+class _Display:
+    """The live line: stage and candidate, runs done, best so far, budget left."""
+
+    def __init__(self, c: Climb, bars: Any, bar: Any) -> None:
+        self.c, self.bars, self.bar = c, bars, bar
+
+    def __call__(self, text: str) -> None:
+        best = [v for v in self.c.scores(self.c.best) if v is not None]
+        mean = f"best val {self.c.metric} {sum(best) / len(best):.4f}" if best else "best: baseline running"
+        done = len(self.c.store.results())
+        self.bars.update(self.bar, completed=done, info=f"{text} | {mean} | {done} runs | {self.c.budget_text()}")

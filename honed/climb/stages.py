@@ -1,0 +1,111 @@
+"""One stage of the climb: screen each candidate against the current best, then keep the ones that pass
+by forward selection, each re-verified on top of what was kept before it (effects do not add up by
+themselves).
+
+Screening runs the first pair of every candidate, stops those clearly losing, then runs the other
+pairs of the rest; a candidate passes when the acceptance rule holds against the stage's starting
+point. Forward selection takes the passing ones best first: the first is the screened configuration
+itself (its runs are reused), each later one runs as best + it and is kept only if the rule holds
+against the best so far. Alternatives (one `group`, e.g. two learning rates) exclude each other.
+"""
+
+from __future__ import annotations
+
+from honed.climb.acceptance import Paired, accepts, clearly_losing
+from honed.climb.configs import Config, check_change
+from honed.climb.state import Climb
+from honed.errors import HonedError
+from honed.proposals import Change
+
+
+def climb_stage(c: Climb, stage: str, changes: list[Change]) -> None:
+    changes = usable(c, stage, changes)
+    if not changes:
+        return
+    passed = screen(c, stage, changes)
+    combine(c, stage, passed)
+
+
+def usable(c: Climb, stage: str, changes: list[Change]) -> list[Change]:
+    """The stage's candidates that are not skipped, not an alternative of something kept, and valid; the
+    stage's max_candidates first ones (cheapest first); the rest goes to `pending`."""
+    kept, seen = c.best.groups(), {c.best.id}
+    out = []
+    for change in changes:
+        if change.name in c.spec.skip or change.group in kept or c.best.with_change(change).id in seen:
+            continue  # skipped, an alternative of a kept change, or the same recipe as another candidate
+        seen.add(c.best.with_change(change).id)
+        try:
+            check_change(c.best, change, f"climb stage {stage}")
+        except HonedError as exc:
+            c.rows.append(_invalid(stage, change, c.best, str(exc)))
+            continue
+        out.append(change)
+    out.sort(key=lambda ch: ch.cost)
+    limit = c.spec.stages[stage].max_candidates
+    if limit is not None and len(out) > limit:
+        c.pending.extend(f"{stage}: {ch.name}" for ch in out[limit:])
+        out = out[:limit]
+    return out
+
+
+def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Paired]]:
+    base = c.best
+    c.run([base], range(c.pairs))
+    configs = [(ch, base.with_change(ch)) for ch in changes]
+    c.show(f"{stage}: screening {len(configs)} candidates, first pair")
+    c.run([cfg for _, cfg in configs], range(1))
+    alive = []
+    for change, config in configs:
+        first = c.diff(config, base)
+        failed = c.failure(config)
+        if failed or first is None:
+            c.record(stage, config, base, "screen", False, f"run failed: {failed or 'no result'}")
+        elif clearly_losing(first.mean, c.spec.drop_below):
+            c.record(stage, config, base, "screen", False,
+                     f"stopped after 1 pair: {first.mean:+.4f} below -{c.spec.drop_below:g}")
+        else:
+            alive.append((change, config))
+    c.show(f"{stage}: screening {len(alive)} candidates, other pairs")
+    c.run([cfg for _, cfg in alive], range(1, c.pairs))
+    passed = []
+    for change, config in alive:
+        diff = c.diff(config, base)
+        ok, why = accepts(diff, c.spec.alpha, c.pairs)
+        failed = c.failure(config)
+        if failed:
+            ok, why = False, f"run failed: {failed}"
+        c.record(stage, config, base, "screen", False, ("passed screening: " if ok else "") + why)
+        if ok and diff is not None:
+            passed.append((change, diff))
+    return passed
+
+
+def combine(c: Climb, stage: str, passed: list[tuple[Change, Paired]]) -> None:
+    for change, _ in sorted(passed, key=lambda item: -item[1].mean):
+        if change.group in c.best.groups():
+            continue  # an alternative of a change kept just before (e.g. another learning rate)
+        previous, config = c.best, c.best.with_change(change)
+        c.show(f"{stage}: verifying {config.label}")
+        c.run([config], range(1))
+        first = c.diff(config, previous)
+        if first is not None and clearly_losing(first.mean, c.spec.drop_below) and not c.failure(config):
+            c.record(stage, config, previous, "combine", False,
+                     f"with the changes kept before it: stopped after 1 pair, {first.mean:+.4f}")
+            continue
+        c.run([config], range(1, c.pairs))
+        ok, why = accepts(c.diff(config, previous), c.spec.alpha, c.pairs)
+        failed = c.failure(config)
+        if failed:
+            ok, why = False, f"run failed: {failed}"
+        c.record(stage, config, previous, "combine", ok, why)
+        if ok:
+            c.best = config
+            c.rung(stage, config, previous)
+
+
+def _invalid(stage: str, change: Change, base: Config, reason: str) -> dict:
+    return {"stage": stage, "change": change.name, "config": None, "base": base.id, "phase": "screen",
+            "runner": change.runner, "val": [], "test": [], "delta_val": None, "delta_test": None,
+            "accepted": False, "reason": f"not valid here: {reason}", "seconds": 0.0,
+            "recipe_changes": [change.as_dict()]}

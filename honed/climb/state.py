@@ -1,0 +1,168 @@
+"""The climb's running state: the current best, the ladder so far, every candidate's record, the budget.
+
+`Climb.scores(config)` gives a configuration's per-pair results (running what is missing through the
+executor); `Climb.record(...)` writes one leaderboard row. The stage logic lives in stages.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from honed.climb.acceptance import Paired, paired
+from honed.climb.configs import Config
+from honed.climb.executor import execute
+from honed.climb.runners import Job
+from honed.climb.spec import ClimbSpec
+from honed.climb.store import Store
+
+
+class BudgetSpent(Exception):
+    """The climb's wall-clock or run budget is used up: stop where it is and write the outputs."""
+
+
+@dataclass
+class Climb:
+    spec: ClimbSpec
+    store: Store
+    plan: dict[str, Any]  # plain data the worker processes need (storage, study, metric, folder)
+    folder: Path
+    best: Config
+    metric: str
+    sign: float  # +1 when larger is better, -1 for a metric to minimise
+    pairing: str
+    pairs: int
+    seeds: list[int]
+    workers: int = 1
+    show: Callable[[str], None] = lambda text: None
+    started: float = field(default_factory=time.monotonic)
+    spent_before: float = 0.0  # seconds of runs finished before this invocation (a resumed climb)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ladder: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # candidates not tried for lack of budget
+    substitutes: dict[str, list[str]] = field(default_factory=dict)  # "{ensemble}" -> folder per pair
+    known: dict[str, Config] = field(default_factory=dict)  # every configuration scored, by id
+    notes: list[str] = field(default_factory=list)  # stages skipped and why
+    best_single: Config | None = None  # set by the ensemble stage: the best one-model configuration
+    distilled: Config | None = None  # the ensemble distilled into the best single configuration, if kept
+
+    # -- budget -------------------------------------------------------------------------------------
+    def spent(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    def check_budget(self, runs_needed: int = 1) -> None:
+        if self.spec.budget is not None and self.spent() >= self.spec.budget:
+            raise BudgetSpent(f"the time budget ({self.spec.budget:.0f} s) is spent")
+        if self.spec.trials is not None and len(self.store.results()) + runs_needed > self.spec.trials:
+            raise BudgetSpent(f"the run budget ({self.spec.trials} runs) is spent")
+
+    def budget_text(self) -> str:
+        parts = []
+        if self.spec.budget is not None:
+            parts.append(f"{max(0.0, self.spec.budget - self.spent()) / 60:.0f} min left")
+        if self.spec.trials is not None:
+            parts.append(f"{max(0, self.spec.trials - len(self.store.results()))} runs left")
+        return ", ".join(parts) or "no budget limit"
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def jobs(self, config: Config, pairs: range) -> list[Job]:
+        tree = config.resolved()
+        out = []
+        for i in pairs:
+            job_tree = _substitute(tree, {k: v[i] for k, v in self.substitutes.items()})
+            out.append(Job(config.id, job_tree, config.runner, i, self.seeds[i] if self.pairing == "seeds"
+                           else self.seeds[0], str(self.folder / "runs" / config.id / f"pair-{i}"), self.pairing,
+                           self.pairs, self.seeds[0]))
+        return out
+
+    def run(self, configs: list[Config], pairs: range) -> None:
+        """Run what is missing of `pairs` for each configuration (one round, in parallel with workers)."""
+        jobs = [j for c in configs for j in self.jobs(c, pairs) if self.store.result(j.key) is None]
+        if jobs:
+            self.check_budget(len([j for j in jobs if self.store.failure(j.key) is None]))
+            execute(jobs, self.store, self.plan, self.workers, self.show)
+
+    def scores(self, config: Config, split: str = "val") -> list[float | None]:
+        """The metric per pair (None where the run is missing or failed)."""
+        out: list[float | None] = []
+        for i in range(self.pairs):
+            result = self.store.result(f"{config.id}/{i}")
+            out.append(None if result is None else result[split].get(self.metric))
+        return out
+
+    def failure(self, config: Config) -> str | None:
+        reasons = [self.store.failure(f"{config.id}/{i}") for i in range(self.pairs)]
+        return next((r for r in reasons if r), None)
+
+    def diff(self, config: Config, base: Config, split: str = "val") -> Paired | None:
+        a, b = self.scores(config, split), self.scores(base, split)
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+        return paired([x for x, _ in pairs], [y for _, y in pairs], self.spec.alpha, self.sign)
+
+    def seconds(self, config: Config) -> float:
+        results = [self.store.result(f"{config.id}/{i}") for i in range(self.pairs)]
+        return float(sum(r["seconds"] for r in results if r))
+
+    # -- records ------------------------------------------------------------------------------------
+    def record(self, stage: str, config: Config, base: Config, phase: str, accepted: bool, reason: str) -> None:
+        val_diff, test_diff = self.diff(config, base), self.diff(config, base, "test")
+        self.known[config.id] = config
+        self.rows.append({
+            "stage": stage, "change": config.changes[-1].name if config.changes else "baseline",
+            "config": config.id, "base": base.id, "phase": phase, "runner": config.runner,
+            "val": self.scores(config), "test": self.scores(config, "test"),
+            "delta_val": _raw(val_diff, self.sign), "delta_test": _raw(test_diff, self.sign),
+            "accepted": accepted, "reason": reason, "seconds": self.seconds(config),
+            "recipe_changes": [c.as_dict() for c in config.changes],
+        })
+
+    def rung(self, stage: str, config: Config, previous: Config | None) -> None:
+        """One step of the ladder (the baseline, or an accepted change)."""
+        val, test = self.scores(config), self.scores(config, "test")
+        self.known[config.id] = config
+        val_diff = self.diff(config, previous) if previous else None
+        test_diff = self.diff(config, previous, "test") if previous else None
+        cumulative = (self.ladder[-1]["cum_seconds"] if self.ladder else 0.0) + self.seconds(config)
+        self.ladder.append({
+            "step": len(self.ladder), "stage": stage, "change": config.label if previous is None and not
+            config.changes else config.changes[-1].name, "config": config.id, "val": val, "test": test,
+            **_mean_std("val", val), **_mean_std("test", test),
+            "delta_val": _raw(val_diff, self.sign), "delta_test": _raw(test_diff, self.sign),
+            "cum_seconds": cumulative,
+            "changes": [c.as_dict() for c in config.changes],
+        })
+
+
+def _raw(diff: Paired | None, sign: float) -> dict[str, float] | None:
+    """The difference in the metric's own direction (candidate - base: negative is better for rmse); p as tested."""
+    if diff is None:
+        return None
+    out = diff.as_dict()
+    if sign < 0:
+        out.update(mean=-diff.mean, low=-diff.high, high=-diff.low)
+    return out
+
+
+def _mean_std(split: str, values: list[float | None]) -> dict[str, float | None]:
+    import numpy as np
+
+    got = [v for v in values if v is not None]
+    if not got:
+        return {f"{split}_mean": None, f"{split}_std": None}
+    return {f"{split}_mean": float(np.mean(got)), f"{split}_std": float(np.std(got, ddof=1)) if len(got) > 1 else 0.0}
+
+
+def _substitute(tree: Any, values: dict[str, str]) -> Any:
+    """`{ensemble}`-style placeholders in string values replaced by this pair's folder."""
+    if not values:
+        return tree
+    if isinstance(tree, dict):
+        return {k: _substitute(v, values) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_substitute(v, values) for v in tree]
+    if isinstance(tree, str) and tree in values:
+        return values[tree]
+    return tree

@@ -1,0 +1,154 @@
+"""The climb's runs kept in an Optuna study: one trial per run (one configuration on one seed or fold).
+
+A finished trial holds the run's scores as user attributes, so re-running the climb (after Ctrl-C, a
+crash or kill -9) reads them back instead of training again, and several processes or machines that
+share the storage URL split the runs between them: a process claims a run by creating its RUNNING
+trial, and keeps it alive with a heartbeat attribute. A RUNNING trial whose process is gone (same
+machine: the pid no longer exists; any machine: no heartbeat for STALE seconds) is failed and the run
+is claimed again, so a killed run is retried, not lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from honed.errors import HonedError
+from honed.tune.study import masked, sqlalchemy_url
+
+BEAT = 30.0  # seconds between heartbeats of a running run
+STALE = 300.0  # a running run silent this long on another machine is taken to be dead
+
+
+def me() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Store:
+    """The study of one climb: results by run key, claims, and the climb's identity (recipe, metric)."""
+
+    def __init__(self, url: str, name: str, fingerprint: str, metric: str) -> None:
+        storage = _open(url)
+        existing = {s.study_name: s for s in storage.get_all_studies()}
+        if name in existing:
+            attrs = existing[name].user_attrs
+            if attrs.get("metric") not in (None, metric):
+                raise HonedError(f"climb study '{name}' was made for val {attrs['metric']}, not {metric}; give this "
+                                 "climb its own --output folder or study (the existing one is left as it was)")
+            if attrs.get("fingerprint") not in (None, fingerprint):
+                raise HonedError(f"climb study '{name}' was made for another recipe (its data, model or settings "
+                                 "differ); give this climb its own --output folder "
+                                 "(the existing one is left as it was)")
+        self.study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
+        if name not in existing:
+            self.study.set_user_attr("metric", metric)
+            self.study.set_user_attr("fingerprint", fingerprint)
+
+    def trials(self, key: str | None = None) -> list[optuna.trial.FrozenTrial]:
+        found = self.study.get_trials(deepcopy=False)
+        return [t for t in found if key is None or t.user_attrs.get("key") == key]
+
+    def result(self, key: str) -> dict[str, Any] | None:
+        for trial in self.trials(key):
+            if trial.state == TrialState.COMPLETE:
+                return dict(trial.user_attrs["result"])
+        return None
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        return {t.user_attrs["key"]: dict(t.user_attrs["result"]) for t in self.trials()
+                if t.state == TrialState.COMPLETE and "key" in t.user_attrs}
+
+    def failure(self, key: str) -> str | None:
+        """Why `key`'s run raised, when it did (a run that was killed has no reason and is run again)."""
+        reasons = [t.user_attrs["fail_reason"] for t in self.trials(key)
+                   if t.state == TrialState.FAIL and "fail_reason" in t.user_attrs]
+        return reasons[-1] if reasons else None
+
+    def taken(self, key: str) -> bool:
+        """Whether a live process is running `key` now (a dead one's trial is failed here)."""
+        for trial in self.trials(key):
+            if trial.state == TrialState.RUNNING:
+                if _alive(trial):
+                    return True
+                self.study.tell(trial.number, state=TrialState.FAIL)
+        return False
+
+    def claim(self, key: str, info: dict[str, Any]) -> optuna.Trial | None:
+        """A RUNNING trial for `key` owned by this process, or None when it is finished or taken."""
+        if self.result(key) is not None or self.failure(key) is not None or self.taken(key):
+            return None
+        trial = self.study.ask()
+        for name, value in {**info, "key": key, "owner": me(), "beat": time.time()}.items():
+            trial.set_user_attr(name, value)
+        return trial
+
+    def finish(self, trial: optuna.Trial, result: dict[str, Any], value: float) -> None:
+        trial.set_user_attr("result", result)
+        self.study.tell(trial, value)
+
+    def fail(self, trial: optuna.Trial, reason: str) -> None:
+        trial.set_user_attr("fail_reason", reason[:500])
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def release_mine(self) -> None:
+        """This process's running trials, after Ctrl-C/SIGTERM: failed, so a re-run claims them again."""
+        for trial in self.trials():
+            if trial.state == TrialState.RUNNING and trial.user_attrs.get("owner") == me():
+                self.study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _open(url: str) -> optuna.storages.RDBStorage:
+    """Connect (creating Optuna's tables on first use); an unreachable URL is one clear line. No Optuna
+    heartbeat: runs are claimed by ask/tell, and their liveness is the `beat` attribute below."""
+    engine: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(sqlalchemy_url(url), engine_kwargs=engine)
+    except Exception as exc:  # sqlalchemy's OperationalError/ArgumentError, a missing driver, a bad path ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HonedError(f"--storage '{masked(url)}': cannot open the climb's database ({reason[:200]}); "
+                         "check the URL, that the server runs and the database exists") from exc
+
+
+def _alive(trial: optuna.trial.FrozenTrial) -> bool:
+    host, _, pid = str(trial.user_attrs.get("owner", "")).rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return time.time() - float(trial.user_attrs.get("beat", 0.0)) < STALE
+
+
+class Heartbeat:
+    """Refreshes a running trial's `beat` attribute every BEAT seconds from a daemon thread."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial, self._stop = trial, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(BEAT):
+            with contextlib.suppress(Exception):  # a storage hiccup must not kill the run; the next beat tries
+                self.trial.set_user_attr("beat", time.time())
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
