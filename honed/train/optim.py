@@ -7,10 +7,13 @@ LR = base x factor^depth, depth 0 for the head and growing towards the embedding
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from honed.errors import HonedError, did_you_mean
 from honed.models.base import Classifier, LayerGroup, depth_levels
+from honed.proposals import Change, Situation, proposes
 from honed.recipe import OptimSpec
 
 
@@ -80,3 +83,46 @@ def set_lr(optimizer: torch.optim.Optimizer, multiplier: float) -> float:
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * multiplier
     return max(group["lr"] for group in optimizer.param_groups)
+
+
+def short(value: float) -> str:
+    """A number as a candidate's name shows it: 2e-4, 2.5e-5, 0.1."""
+    if value == 0 or abs(value) >= 0.01:
+        return f"{value:.2g}"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _lr_changes(s: Situation) -> list[Change]:
+    """The LR finder's suggestion (when it ran) and the current LR halved and doubled (or tripled)."""
+    current = s.recipe.optim.lr
+    picks: list[tuple[float, str]] = []
+    if s.lr_found:
+        picks.append((s.lr_found, "the LR range test's suggestion"))
+    picks += [(current * 0.5, "half the current LR: steadier updates of the pretrained weights"),
+              (current * 2, "twice the current LR: short fine-tunes often under-train")]
+    if not s.lr_found:
+        picks.append((current * 3, "three times the current LR: short fine-tunes often under-train"))
+    out: dict[float, Change] = {}
+    for value, why in picks:
+        lr = float(f"{value:.2g}")
+        if lr <= 10.0 and not math.isclose(lr, current, rel_tol=1e-6) and lr not in out:
+            out[lr] = Change(f"optim.lr {short(lr)}", {"optim.lr": lr}, group="lr", why=why)
+    return list(out.values())
+
+
+@proposes("optimisation")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Learning rate, batch size, layer-wise LR decay and weight decay."""
+    spec, out = s.recipe.optim, _lr_changes(s)
+    batch = s.recipe.train.batch_size
+    if batch >= 16:
+        out.append(Change(f"train.batch_size {batch // 2}", {"train.batch_size": batch // 2}, group="batch",
+                          why="smaller batches: twice the updates per epoch, with more gradient noise", cost=1.3))
+    if s.kind == "text" and spec.layer_decay is None:
+        out.append(Change("optim.layer_decay 0.8", {"optim.layer_decay": 0.8}, group="layer_decay",
+                          why="layer-wise LR decay: lower layers hold general features and move less"))
+    if spec.weight_decay < 0.1:
+        out.append(Change("optim.weight_decay 0.1", {"optim.weight_decay": 0.1}, group="weight_decay",
+                          why="stronger decoupled weight decay keeps the fine-tune closer to small weights"))
+    return out

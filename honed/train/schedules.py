@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from honed.errors import HonedError, did_you_mean
+from honed.proposals import Change, Situation, proposes
 from honed.registry import Registry
 
 Multiplier = Callable[[int], float]
@@ -203,3 +204,51 @@ def one_cycle(
 def _anneal(first: float, last: float, p: float) -> float:
     """Cosine annealing from `first` (p=0) to `last` (p=1), as torch's OneCycleLR `_annealing_cos`."""
     return last + (first - last) / 2.0 * (math.cos(math.pi * p) + 1.0)
+
+
+def planned_steps(s: Situation) -> int:
+    """Optimizer steps of one run: the climb's count, or an estimate from the recipe when it gave none."""
+    if s.steps:
+        return s.steps
+    train = s.recipe.train
+    per_epoch = -(-max(1, s.train_rows) // (train.batch_size * train.grad_accum_steps))
+    return max(1, min(train.max_steps or 10**12, train.epochs * per_epoch))
+
+
+def _switch_schedule(spec: Any, name: str) -> dict[str, Any]:
+    """Overrides that switch to schedule `name` keeping the warmup: the name alone (composes with other
+    kept changes), or the whole section when the current one has settings the new one may not take."""
+    if not any(k not in COMMON_KEYS for k in spec.model_dump()):
+        return {"schedule.name": name}
+    return {"schedule": {"name": name, "warmup_ratio": spec.warmup_ratio, "warmup_steps": spec.warmup_steps}}
+
+
+def _epoch_changes(s: Situation) -> list[Change]:
+    """One epoch more and twice the epochs (or twice train.max_steps when that caps the run)."""
+    train = s.recipe.train
+    if train.max_steps is not None:  # max_steps caps the run, so more epochs would change nothing
+        return [Change(f"train.max_steps {2 * train.max_steps}", {"train.max_steps": 2 * train.max_steps},
+                       group="epochs", why="twice the steps: the run may stop before it has converged", cost=2.0)]
+    out = []
+    for epochs in dict.fromkeys((train.epochs + 1, 2 * train.epochs)):
+        out.append(Change(f"train.epochs {epochs}", {"train.epochs": epochs}, group="epochs",
+                          why="a longer run: short fine-tunes often stop before the model has converged",
+                          cost=round(epochs / train.epochs, 2)))
+    return out
+
+
+@proposes("optimisation")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Training length, the LR schedule's shape and a warmup when there is none."""
+    spec = s.recipe.schedule
+    out = _epoch_changes(s)
+    why = {"cosine": "cosine decay keeps the LR high longer, then anneals it smoothly to zero",
+           "one_cycle": "1cycle: a rise then a long anneal, often faster to a good optimum on short runs"}
+    out += [Change(f"schedule {name}", _switch_schedule(spec, name), group="schedule", why=why[name])
+            for name in ("cosine", "one_cycle") if spec.name != name]
+    no_warmup = spec.warmup_steps == 0 or (spec.warmup_steps is None and spec.warmup_ratio == 0)
+    if no_warmup and getattr(spec, "pct_start", None) is None:  # one_cycle's pct_start and a warmup exclude each other
+        out.append(Change("schedule.warmup_ratio 0.1", {"schedule.warmup_ratio": 0.1, "schedule.warmup_steps": None},
+                          group="warmup", why="a linear warmup over the first 10% of steps protects the pretrained "
+                          "weights from the fresh head's large early gradients"))
+    return out
