@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from honed.errors import HonedError, did_you_mean
+from honed.proposals import Change, Situation, proposes
 from honed.registry import Registry
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -300,3 +301,41 @@ def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classifica
             "name a class or a factory returning a callable loss(logits, target)"
         )
     return loss
+
+
+def _switch_loss(spec: Any, name: str, **settings: Any) -> dict[str, Any]:
+    """Overrides that switch the loss to `name` with `settings`: dotted keys when the current loss's other
+    settings are ones the new loss takes too (so they compose with a kept label smoothing), else the
+    whole section (keeping label smoothing where both take it)."""
+    current = {k: v for k, v in spec.model_dump().items() if k != "name"}
+    takes = set(inspect.signature(LOSSES.get(name)).parameters)
+    if set(current) <= takes:
+        return {"loss.name": name, **{f"loss.{k}": v for k, v in settings.items()}}
+    kept = {k: v for k, v in current.items() if k == "label_smoothing" and k in takes}
+    return {"loss": {"name": name, **kept, **settings}}
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Label smoothing, focal loss and class weights for classification; Huber in place of MSE for regression."""
+    spec = s.recipe.loss
+    if spec.name not in LOSSES:  # a user's own loss: its settings are its own business
+        return []
+    if s.task == "regression":
+        if spec.name != "mse":
+            return []
+        return [Change("loss huber", _switch_loss(spec, "huber", delta=1.0), group="loss",
+                       why="Huber loss: squared for small errors, linear for large ones, so outliers pull less")]
+    out = []
+    smooths = "label_smoothing" in inspect.signature(LOSSES.get(spec.name)).parameters
+    if smooths and not getattr(spec, "label_smoothing", 0.0):
+        out.append(Change("loss label_smoothing 0.1", {"loss.label_smoothing": 0.1}, group="label_smoothing",
+                          why="softened targets keep the head from over-confident logits on a small training set"))
+    if spec.name != "focal":
+        out.append(Change("loss focal gamma 2", _switch_loss(spec, "focal", gamma=2.0), group="loss",
+                          why="focal loss down-weights the rows the model already gets right"))
+    if s.class_skew >= 1.5 and spec.name != "weighted_cross_entropy":
+        out.append(Change("loss class-weighted cross entropy", _switch_loss(spec, "weighted_cross_entropy",
+                          weights="balanced"), group="loss",
+                          why=f"the largest class is {s.class_skew:.1f}x the smallest: balanced class weights"))
+    return out

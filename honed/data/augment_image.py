@@ -17,6 +17,7 @@ from typing import Any
 from torchvision.transforms import v2
 
 from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposes
 from honed.recipe import TransformSpec
 from honed.registry import Registry
 
@@ -114,3 +115,18 @@ def build_image_ops(specs: list[TransformSpec], image_size: int) -> list[v2.Tran
             raise HonedError(f"augment.image.{i} '{spec.name}': built a {type(op).__name__}, not a transform")
         ops.append(op)
     return ops
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """The usual light training augmentation (a mirror flip, alone or with a random resized crop), for an
+    image recipe that has none; alternatives of each other."""
+    if s.kind != "image" or s.recipe.augment.image:
+        return []
+    flip_op = {"name": "flip", "p": 0.5}
+    crop = {"name": "resized_crop", "scale": 0.5}
+    return [Change("augment.image flip", {"augment.image": [flip_op]}, group="augment_image",
+                   why="a left-right mirror: the same object, a new picture, for classes without a handedness"),
+            Change("augment.image flip + resized_crop 0.5", {"augment.image": [crop, flip_op]}, group="augment_image",
+                   why="random crops of half the image or more, resized back, plus a mirror: torchvision's "
+                   "standard training views, mild enough for short fine-tunes")]

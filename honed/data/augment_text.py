@@ -19,6 +19,7 @@ import torch
 
 from honed.data.augment_image import probability
 from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposes
 from honed.recipe import TransformSpec
 from honed.registry import Registry
 
@@ -174,3 +175,14 @@ def text_augment(specs: list[TransformSpec], tokenizer: Any) -> TextAugment | No
     if not specs:
         return None
     return TextAugment(build_text_ops(specs, tokenizer), set(tokenizer.all_special_ids))
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Word dropout on the token ids, added to any text augmentation the recipe has."""
+    current = [t.model_dump() for t in s.recipe.augment.text]
+    if s.kind != "text" or any(t["name"] == "word_dropout" for t in current):
+        return []
+    return [Change("augment.text word_dropout p 0.1", {"augment.text": [*current, {"name": "word_dropout", "p": 0.1}]},
+                   group="augment_text", why="one token in ten replaced by [UNK] each epoch: the model cannot "
+                   "lean on single words")]

@@ -24,6 +24,8 @@ from typing import Any
 from torch import nn
 
 from honed.errors import HonedError
+from honed.models.kinds import spec_source
+from honed.proposals import Change, Situation, proposes
 from honed.recipe import DropoutSpec
 
 KINDS = ("hidden", "attention", "classifier")
@@ -138,3 +140,13 @@ def _pin_classifier(config: Any, present: set[str], spec: DropoutSpec, sites: li
     rates = {s.rate for s in sites if s.kind == "classifier"}
     if "classifier_dropout" in present and config.classifier_dropout is None and len(rates) == 1:
         config.classifier_dropout = rates.pop()
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """More dropout in a Hugging Face text transformer's body (their default is usually 0.1)."""
+    spec = s.recipe.model
+    if s.kind != "text" or spec.dropout.hidden == 0.2 or spec_source(spec) != "huggingface":
+        return []
+    return [Change("model.dropout.hidden 0.2", {"model.dropout.hidden": 0.2}, group="dropout",
+                   why="stronger dropout in the transformer's layers regularises a fine-tune on little data")]

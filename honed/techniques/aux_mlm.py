@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from honed.errors import HonedError
-from honed.models.kinds import MASKED_LM
+from honed.models.kinds import MASKED_LM, spec_kind
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES
 from honed.techniques.aux_base import AuxiliaryObjective
 
@@ -91,3 +92,16 @@ class AuxMaskedLM(AuxiliaryObjective):
 
 
 TECHNIQUES.register("aux_mlm")(AuxMaskedLM)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Masked-LM next to the task on a Hugging Face text model, its weight decayed to zero over the run."""
+    spec = s.recipe.model
+    if s.kind != "text" or s.has_technique("aux_mlm") or spec.fusion is not None:
+        return []
+    if not spec_kind(spec).supports(MASKED_LM):
+        return []
+    return [Change("aux mlm weight 0.1", techniques=[{"name": "aux_mlm", "weight": 0.1, "decay": True}],
+                   group="auxiliary", cost=2.0,
+                   why="keeping the language-model objective alive limits forgetting of the pretrained features")]

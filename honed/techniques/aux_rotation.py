@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES
 from honed.techniques.aux_base import AuxiliaryObjective, head_linear
 
@@ -39,3 +40,13 @@ class AuxRotation(AuxiliaryObjective):
 
 
 TECHNIQUES.register("aux_rotation")(AuxRotation)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Rotation prediction next to the task, its weight decayed to zero over the run."""
+    if s.kind != "image" or s.has_technique("aux_rotation"):
+        return []
+    return [Change("aux rotation weight 0.1", techniques=[{"name": "aux_rotation", "weight": 0.1, "decay": True}],
+                   group="auxiliary", cost=2.0,
+                   why="predicting each image's rotation keeps the features about shape, not shortcuts")]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from torchvision.transforms import v2
 
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES
-from honed.techniques.mixup import BatchMix
+from honed.techniques.mixup import BatchMix, mixing_applies
 
 
 class CutMix(BatchMix):
@@ -24,3 +25,11 @@ class CutMix(BatchMix):
 
 
 TECHNIQUES.register("cutmix")(CutMix)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    if not mixing_applies(s):
+        return []
+    return [Change("cutmix alpha 1 p 0.5", techniques=[{"name": "cutmix", "alpha": 1.0, "p": 0.5}], group="batch_mix",
+                   why="a box pasted from another image, labels mixed by its area: the model must use the whole image")]

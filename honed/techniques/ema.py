@@ -14,8 +14,10 @@ from typing import Any
 import torch
 
 from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES, flagged
 from honed.train.events import Technique
+from honed.train.schedules import planned_steps
 
 
 def check_one_average(recipe: Any) -> None:
@@ -122,3 +124,17 @@ class EMA(Technique):
 
 
 TECHNIQUES.register("ema")(EMA)
+
+
+def short_run_decay(steps: int) -> float:
+    """An EMA decay whose averaging window is about a tenth of the run: 1 - 1/(0.1 * steps) in [0.9, 0.9999]."""
+    return round(min(0.9999, max(0.9, 1.0 - 1.0 / (0.1 * steps))), 4)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    if flagged(s.recipe, "swaps_weights_for_eval"):  # EMA itself, or SWA: only one average per run
+        return []
+    decay = short_run_decay(planned_steps(s))
+    return [Change(f"ema decay {decay:g}", techniques=[{"name": "ema", "decay": decay}], group="weight_average",
+                   why="an average of the weights over about the last tenth of training: smoother, often better")]

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from honed.errors import HonedError
-from honed.techniques import TECHNIQUES
+from honed.models.candidates import block_count
+from honed.proposals import Change, Situation, proposes
+from honed.techniques import TECHNIQUES, technique_classes
 from honed.train import freezing
-from honed.train.events import Technique
+from honed.train.events import Technique, capable
 
 
 class Freeze(Technique):
@@ -67,3 +69,35 @@ class Freeze(Technique):
 
 
 TECHNIQUES.register("freeze")(Freeze)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """The lower half of the blocks (and the embeddings) frozen for the whole run."""
+    if any(s.has_technique(t) for t in ("freeze", "gradual_unfreezing", "head_warmup")):
+        return []
+    blocks = block_count(s.recipe)
+    if not blocks or blocks < 2:
+        return []
+    frozen = blocks // 2
+    return [Change(f"freeze lower {frozen} of {blocks} blocks",
+                   techniques=[{"name": "freeze", "all_but_last": blocks - frozen}], group="freezing", cost=0.8,
+                   why="the lower layers keep their general pretrained features; fewer weights fit the little data")]
+
+
+@proposes("model")
+def _linear_probe(s: Situation) -> list[Change]:
+    """A linear probe: the backbone frozen, its features computed once (train.cache_frozen_features) and only
+    the head trained, at a head-sized LR for more (now cheap) epochs. Refused while a technique that needs
+    the full model in the loop is in the recipe; augmentation is switched off (cached inputs are fixed)."""
+    recipe = s.recipe
+    if recipe.train.cache_frozen_features:
+        return []
+    if any(name != "freeze" and not capable(cls, "acts_on_head_only") for name, cls in technique_classes(recipe)):
+        return []
+    overrides: dict[str, Any] = {"train.cache_frozen_features": True, "train.epochs": max(recipe.train.epochs, 10),
+                       "optim.lr": max(recipe.optim.lr, 1e-3)}
+    overrides.update({f"augment.{k}": [] for k in ("text", "image") if getattr(recipe.augment, k)})
+    return [Change("linear probe (frozen features)", overrides, [{"name": "freeze", "all_but_head": True}],
+                   group="probe", cost=0.3,
+                   why="only a new head on the frozen pretrained features: the cheap baseline a fine-tune must beat")]

@@ -12,6 +12,7 @@ from typing import Any
 
 from honed.errors import HonedError
 from honed.models.base import depth_levels
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES
 from honed.train import freezing
 from honed.train.events import Technique
@@ -66,3 +67,16 @@ class GradualUnfreezing(Technique):
 
 
 TECHNIQUES.register("gradual_unfreezing")(GradualUnfreezing)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Up to three stages spread over the run's epochs, so the whole model trains in the last ones."""
+    epochs = s.recipe.train.epochs
+    if epochs < 2 or any(s.has_technique(t) for t in ("gradual_unfreezing", "freeze", "head_warmup")):
+        return []
+    stages = min(epochs, 3)
+    every = max(1, epochs // stages)
+    return [Change(f"gradual unfreezing {stages} stages every {every} epochs",
+                   techniques=[{"name": "gradual_unfreezing", "stages": stages, "every": every}], group="freezing",
+                   cost=0.85, why="the top layers adapt before the lower ones move (ULMFiT): less forgetting")]

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from honed.errors import HonedError
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES
 from honed.train import freezing
 from honed.train.events import Technique
+from honed.train.schedules import planned_steps
 
 
 class HeadWarmup(Technique):
@@ -69,3 +71,14 @@ class HeadWarmup(Technique):
 
 
 TECHNIQUES.register("head_warmup")(HeadWarmup)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """The head alone for the first tenth of the steps (steps, not epochs: short runs have one or two)."""
+    if any(s.has_technique(t) for t in ("head_warmup", "gradual_unfreezing", "freeze")):
+        return []
+    steps = max(1, round(0.1 * planned_steps(s)))
+    return [Change(f"head warmup {steps} steps", techniques=[{"name": "head_warmup", "steps": steps}],
+                   group="freezing", cost=0.95,
+                   why="the fresh head learns first, so its random early gradients do not disturb the pretrained body")]

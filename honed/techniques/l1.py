@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
+from honed.proposals import Change, Situation, proposes
 from honed.techniques import TECHNIQUES
 from honed.train import freezing
 from honed.train.events import Technique
-from honed.train.optim import no_decay
+from honed.train.optim import no_decay, short
 
 FIELD = "techniques: l1"
 
@@ -74,3 +75,13 @@ class L1Penalty(Technique):
 
 
 TECHNIQUES.register("l1")(L1Penalty)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """A mild L1 term on the head's weights (on every weight it would swamp the task loss's gradients)."""
+    if s.has_technique("l1"):
+        return []
+    strength = 1e-4
+    return [Change(f"l1 head {short(strength)}", techniques=[{"name": "l1", "strength": strength, "groups": ["head"]}],
+                   group="l1", why="pushes the head's small weights to zero: a sparser head leaning on fewer features")]

@@ -15,7 +15,8 @@ import torch
 from torchvision.transforms import v2
 
 from honed.errors import HonedError
-from honed.techniques import TECHNIQUES
+from honed.proposals import Change, Situation, proposes
+from honed.techniques import TECHNIQUES, flagged
 from honed.train.events import Technique
 
 
@@ -67,3 +68,17 @@ class MixUp(BatchMix):
 
 
 TECHNIQUES.register("mixup")(MixUp)
+
+
+def mixing_applies(s: Situation) -> bool:
+    """Batch mixing blends images and class labels, one mixer per run."""
+    return s.kind == "image" and s.task == "classification" and not flagged(s.recipe, "mixes_batches")
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """Half the batches mixed: full-strength mixup needs longer runs than a short fine-tune."""
+    if not mixing_applies(s):
+        return []
+    return [Change("mixup alpha 0.2 p 0.5", techniques=[{"name": "mixup", "alpha": 0.2, "p": 0.5}], group="batch_mix",
+                   why="blended image pairs with blended labels: a smoother decision boundary")]

@@ -22,10 +22,12 @@ from torch.optim.swa_utils import AveragedModel
 
 from honed.data.batches import inputs_of
 from honed.errors import HonedError
-from honed.techniques import TECHNIQUES
+from honed.proposals import Change, Situation, proposes
+from honed.techniques import TECHNIQUES, flagged
 from honed.techniques.ema import check_one_average, copy_into
 from honed.train import checkpoint
 from honed.train.events import Technique
+from honed.train.schedules import planned_steps
 
 
 def trainable_batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -182,3 +184,15 @@ class SWA(Technique):
 
 
 TECHNIQUES.register("swa")(SWA)
+
+
+@proposes("techniques")
+def _climb_candidates(s: Situation) -> list[Change]:
+    """An equal average of about 8 snapshots over the last quarter of the run (every epoch end would give
+    only one or two on a short fine-tune)."""
+    if flagged(s.recipe, "swaps_weights_for_eval"):
+        return []
+    every = max(1, round(0.25 * planned_steps(s) / 8))
+    return [Change(f"swa last 25% every {every} steps", techniques=[{"name": "swa", "start": 0.75, "every": every}],
+                   group="weight_average", cost=1.1 if s.kind == "image" else 1.0,
+                   why="an equal average of the weights along the end of training lands in a flatter optimum")]
