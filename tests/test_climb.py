@@ -190,3 +190,28 @@ def test_a_study_made_for_another_recipe_or_metric_is_refused(attr: str, value: 
     with pytest.raises(HonedError, match=message):
         climb(climb_tree(tiny_bert, data), output=out)
     assert sorted(p.name for p in out.iterdir()) == ["climb.db"]
+
+
+def _shared(tiny_bert: str, data: Path, out: Path, storage: str | None) -> None:
+    from honed.climb.run import climb
+
+    tree = climb_tree(tiny_bert, data, study_name=f"climb-{out.name}-{os.getpid()}-{time.time_ns()}")
+    result = climb(tree, output=out, workers=2, storage=storage)
+    assert [r["change"] for r in result.summary["ladder"]] == ["baseline", "lr 3e-3"]
+    url = storage or f"sqlite:///{out / 'climb.db'}"
+    complete = [t for t in optuna.load_study(study_name=tree["climb"]["study_name"], storage=url).trials
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    overlapping = [(a, b) for a in complete for b in complete if a.user_attrs["owner"] != b.user_attrs["owner"]
+                   and a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete]
+    assert len(complete) == 6 and overlapping  # two processes ran runs at the same time
+
+
+def test_two_worker_processes_share_the_runs(tiny_bert: str, data: Path, tmp_path: Path) -> None:
+    _shared(tiny_bert, data, tmp_path / "sqlite", None)
+
+
+def test_two_worker_processes_share_one_postgres_climb(tiny_bert: str, data: Path, tmp_path: Path) -> None:
+    url = os.environ.get("HONED_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no PostgreSQL server: run .ci/run (it starts one), or set HONED_TEST_POSTGRES_URL")
+    _shared(tiny_bert, data, tmp_path / "pg", url)

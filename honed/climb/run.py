@@ -59,7 +59,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     metric = spec.metric or user.train.metric
     tree = {k: v for k, v in user.model_dump(mode="json").items() if k not in ("climb", "output_dir")}
     fingerprint = hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    name = f"climb-{user.name}"
+    name = spec.study_name or f"climb-{user.name}"
     if storage is not None:  # an unreachable database or another climb's study: before the folder is made
         store = Store(storage, name, fingerprint, metric)
     folder.mkdir(parents=True, exist_ok=True)

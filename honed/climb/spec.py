@@ -18,6 +18,7 @@
       candidates:                # the user's own, tried in their stage
         - {stage: optimisation, name: lr 2e-4, overrides: {optim.lr: 2.0e-4}, group: lr}
       skip: [swa]                # candidate names never to try
+      study_name: climb-rt       # the Optuna study (default climb-<recipe name>); one per --storage climb
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ClimbSpec(_Spec):
     single_model: bool = False
     lr_find: bool = True
     workers: int = Field(1, ge=1)
+    study_name: str | None = None  # default climb-<recipe name>; machines sharing --storage use one name
 
     @field_validator("stages", mode="before")
     @classmethod

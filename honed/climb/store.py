@@ -41,10 +41,11 @@ class Store:
             attrs = existing[name].user_attrs
             if attrs.get("metric") not in (None, metric):
                 raise HonedError(f"climb study '{name}' was made for val {attrs['metric']}, not {metric}; give this "
-                                 "climb its own --output folder or study (the existing one is left as it was)")
+                                 "climb its own --output folder or climb.study_name "
+                                 "(the existing one is left as it was)")
             if attrs.get("fingerprint") not in (None, fingerprint):
                 raise HonedError(f"climb study '{name}' was made for another recipe (its data, model or settings "
-                                 "differ); give this climb its own --output folder "
+                                 "differ); give this climb its own --output folder or climb.study_name "
                                  "(the existing one is left as it was)")
         self.study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
         if name not in existing:
