@@ -30,7 +30,7 @@ GOALS = {"rt": (0.03, 0.05), "fmnist": (0.03, 0.03)}
 
 
 def folder(name: str) -> Path:
-    return ROOT / "bench" / "results" / f"climb-{name}"
+    return ROOT / "bench" / "results" / f"climb-{name}"  # runs/ and data/ are not committed (.gitignore there)
 
 
 def same_size(row: dict[str, Any]) -> bool:

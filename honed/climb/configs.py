@@ -24,13 +24,15 @@ NOT_IDENTITY = ("output_dir", "climb", "search", "name", "description")
 
 @dataclass
 class Config:
-    """`tree`: the baseline recipe tree (plain data); `changes`: what was added to it, in order."""
+    """`tree`: the baseline recipe tree (plain data); `changes`: what was added to it, in order; `root`: the
+    climb folder, written as {climb} in the identity so a moved or resumed climb keeps its configurations."""
 
     tree: dict[str, Any]
     changes: list[Change] = field(default_factory=list)
+    root: str = ""
 
     def with_change(self, change: Change) -> Config:
-        return Config(self.tree, [*self.changes, change])
+        return Config(self.tree, [*self.changes, change], self.root)
 
     @property
     def runner(self) -> str:
@@ -46,6 +48,8 @@ class Config:
     def id(self) -> str:
         tree = {k: v for k, v in self.resolved().items() if k not in NOT_IDENTITY}
         text = json.dumps({"tree": tree, "runner": self.runner}, sort_keys=True, default=str)
+        if self.root:
+            text = text.replace(self.root, "{climb}")
         return "c-" + hashlib.sha256(text.encode()).hexdigest()[:10]
 
     @property

@@ -62,7 +62,7 @@ def _table(frame: pd.DataFrame, images: Path) -> pd.DataFrame:
         for i, pixels in enumerate(out["x"]):
             path = images / f"{i}.png"
             Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
-            paths.append(str(path.resolve()))
+            paths.append(str(path.relative_to(images.parent)))  # read relative to the CSV's folder
         out["x"] = paths
     return out
 

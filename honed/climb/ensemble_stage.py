@@ -29,7 +29,7 @@ def ensemble_stage(c: Climb) -> None:
         c.notes.append("ensemble stage skipped: fewer than 2 distinct configurations finished every pair")
         return
     for config in members:
-        dirs = [c.store.result(f"{config.id}/{i}")["model_dir"] for i in range(c.pairs)]
+        dirs = [c.model_dir(config, i) for i in range(c.pairs)]
         c.substitutes[f"{{member:{config.id}}}"] = dirs
     single = c.best_single = c.best
     changes = [_ensemble_change(method, members) for method in METHODS
@@ -76,7 +76,7 @@ def _share_init(members: list[Config]) -> bool:
 def _distil(c: Climb, single: Config) -> None:
     """The ensemble as teacher of the best single configuration, pair by pair."""
     ensemble = c.best
-    c.substitutes["{ensemble}"] = [c.store.result(f"{ensemble.id}/{i}")["model_dir"] for i in range(c.pairs)]
+    c.substitutes["{ensemble}"] = [c.model_dir(ensemble, i) for i in range(c.pairs)]
     change = Change("distilled from the ensemble", techniques=[{"name": "distill", "teacher": "{ensemble}",
                                                                 "temperature": 2.0, "alpha": 0.5}],
                     group="distill", why="one model's cost, the ensemble's knowledge")

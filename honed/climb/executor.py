@@ -27,7 +27,15 @@ from honed.train.speed import machine_cores
 POLL = 3.0
 
 
-def run_one(job: Job, store: Store, metric: str) -> bool:
+def _relative(path: str, root: str) -> str:
+    """A model folder inside the climb folder is stored relative to it (the climb folder may move)."""
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return path
+
+
+def run_one(job: Job, store: Store, metric: str, root: str) -> bool:
     """Claim and run `job`; False when it is finished, failed or taken by another process."""
     trial = store.claim(job.key, {"config": job.config, "pair": job.pair})
     if trial is None:
@@ -42,6 +50,7 @@ def run_one(job: Job, store: Store, metric: str) -> bool:
         store.fail(trial, f"{type(exc).__name__}: {exc}")
         return True
     value = result["val"].get(metric, math.nan)
+    result["model_dir"] = _relative(result["model_dir"], root)
     store.finish(trial, result, value if math.isfinite(value) else 0.0)
     return True
 
@@ -56,14 +65,14 @@ def execute(jobs: list[Job], store: Store, plan: dict[str, Any], workers: int, s
             for job in open_jobs:
                 raise_if_pending()
                 show(f"{job.config} pair {job.pair + 1}")
-                run_one(job, store, plan["metric"])
+                run_one(job, store, plan["metric"], plan["folder"])
     else:
         _processes(open_jobs, plan, workers, store, show)
     while any(store.result(j.key) is None and store.failure(j.key) is None for j in open_jobs):
         show("waiting for runs held by other workers")
         if not any(store.taken(j.key) for j in open_jobs if store.result(j.key) is None):
             for job in open_jobs:  # released or dead elsewhere: run what is left here
-                run_one(job, store, plan["metric"])
+                run_one(job, store, plan["metric"], plan["folder"])
         time.sleep(POLL)
 
 
@@ -101,7 +110,7 @@ def _worker_main(argv: list[str]) -> None:
     with stop_on_signals():
         for raw in plan["jobs"]:
             raise_if_pending()
-            run_one(Job(**raw), store, plan["metric"])
+            run_one(Job(**raw), store, plan["metric"], plan["folder"])
 
 
 if __name__ == "__main__":

@@ -88,10 +88,10 @@ def _best_recipe(path: Path, config: Config) -> None:
 
 def _copy(c: Climb, config: Config, name: str) -> str | None:
     """The configuration's first-pair model folder copied to CLIMB_DIR/name (replacing an older copy)."""
-    result = c.store.result(f"{config.id}/0")
-    if result is None or not Path(result["model_dir"]).is_dir():
+    source = c.model_dir(config, 0)
+    if source is None or not Path(source).is_dir():
         return None
     target = c.folder / name
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(result["model_dir"], target)
+    shutil.copytree(source, target)
     return str(target)

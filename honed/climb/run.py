@@ -68,7 +68,8 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
         store = Store(url, name, fingerprint, metric)
     base, frames, task = _baseline(user, folder)
     c = _state(spec, store, folder, base, metric, len(frames["train"]), user.seed,
-               {"storage": url, "study": name, "fingerprint": fingerprint, "metric": metric, "folder": str(folder)})
+               {"storage": url, "study": name, "fingerprint": fingerprint, "metric": metric,
+                "folder": str(folder.resolve())})
     load_proposers()
     stopped = _climb(c, spec, frames, task, quiet)
     summary = write_outputs(c, stopped, rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below),
@@ -106,7 +107,7 @@ def _settings(recipe: Any, overrides: dict[str, Any], budget: Any, trials: int |
 def _baseline(user: Recipe, folder: Path) -> tuple[Config, dict[str, Any], str]:
     overrides, frames, task = materialize(user, folder / "data")
     tree = load_recipe(user, {**overrides, "climb": None, "output_dir": None}).model_dump(mode="json")
-    return Config(tree), frames, task
+    return Config(tree, root=str(folder.resolve())), frames, task
 
 
 def _state(spec: ClimbSpec, store: Store, folder: Path, base: Config, metric: str, train_rows: int, seed: int,

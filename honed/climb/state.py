@@ -93,6 +93,11 @@ class Climb:
             out.append(None if result is None else result[split].get(self.metric))
         return out
 
+    def model_dir(self, config: Config, pair: int) -> str | None:
+        """The folder of the model `config` trained on `pair` (stored relative to the climb folder)."""
+        result = self.store.result(f"{config.id}/{pair}")
+        return None if result is None else str(self.folder.resolve() / result["model_dir"])
+
     def failure(self, config: Config) -> str | None:
         reasons = [self.store.failure(f"{config.id}/{i}") for i in range(self.pairs)]
         return next((r for r in reasons if r), None)
