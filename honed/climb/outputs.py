@@ -31,10 +31,11 @@ def write_outputs(c: Climb, stopped: str, rule: str, recipe_name: str) -> dict[s
     c.folder.mkdir(parents=True, exist_ok=True)
     (c.folder / "climb.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     leaderboard(c.rows).to_csv(c.folder / "leaderboard.csv", index=False)
-    _best_recipe(c.folder / "best_recipe.yaml", single)
     summary["best"]["model_dir"] = _copy(c, single, "best_model")
     if c.best is not single and c.best.runner == "ensemble":
         summary["best"]["ensemble_dir"] = _copy(c, c.best, "best_ensemble")
+    teacher = summary["best"]["ensemble_dir"] or str(c.folder.resolve() / "best_ensemble")
+    _best_recipe(c.folder / "best_recipe.yaml", single, {"{ensemble}": teacher})
     (c.folder / "climb.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     write_html(summary, c.folder / "climb.html")
     return summary
@@ -79,8 +80,14 @@ def _improved_test(step: dict[str, Any]) -> bool:
     return test is not None and val is not None and test != 0 and (test > 0) == (val > 0)
 
 
-def _best_recipe(path: Path, config: Config) -> None:
-    tree = {k: v for k, v in config.resolved().items() if k not in ("output_dir", "climb")}
+def _best_recipe(path: Path, config: Config, placeholders: dict[str, str]) -> None:
+    """The recipe of `config`; a distilled one names the saved best ensemble as its teacher."""
+    resolved = json.loads(json.dumps(config.resolved()))
+    for technique in resolved.get("techniques") or []:
+        for key, value in technique.items():
+            if isinstance(value, str) and value in placeholders:
+                technique[key] = placeholders[value]
+    tree = {k: v for k, v in resolved.items() if k not in ("output_dir", "climb")}
     header = ("# The climb's best single-model recipe: the baseline plus the accepted changes, reading the\n"
               "# climb's fixed splits (data/*.csv beside this file). Train it with `honed train best_recipe.yaml`.\n")
     path.write_text(header + yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")

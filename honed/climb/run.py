@@ -18,7 +18,7 @@ from typing import Any
 
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
-from honed.climb.configs import Config, check_change
+from honed.climb.configs import NOT_IDENTITY, Config, check_change
 from honed.climb.data import materialize, situation
 from honed.climb.ensemble_stage import ensemble_stage
 from honed.climb.outputs import write_outputs
@@ -57,7 +57,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     if folder.exists() and not folder.is_dir():
         raise HonedError(f"--output: '{folder}' is a file; give a folder for the climb")
     metric = spec.metric or user.train.metric
-    tree = {k: v for k, v in user.model_dump(mode="json").items() if k not in ("climb", "output_dir")}
+    tree = {k: v for k, v in user.model_dump(mode="json").items() if k not in NOT_IDENTITY}
     fingerprint = hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = spec.study_name or f"climb-{user.name}"
     if storage is not None:  # an unreachable database or another climb's study: before the folder is made

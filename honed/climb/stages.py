@@ -28,7 +28,7 @@ def climb_stage(c: Climb, stage: str, changes: list[Change]) -> None:
 
 def usable(c: Climb, stage: str, changes: list[Change]) -> list[Change]:
     """The stage's candidates that are not skipped, not an alternative of something kept, and valid; the
-    stage's max_candidates first ones (cheapest first); the rest goes to `pending`."""
+    stage's max_candidates first ones in `spread` order; the rest goes to `pending`."""
     kept, seen = c.best.groups(), {c.best.id}
     out = []
     for change in changes:
@@ -41,12 +41,23 @@ def usable(c: Climb, stage: str, changes: list[Change]) -> list[Change]:
             c.rows.append(_invalid(stage, change, c.best, str(exc)))
             continue
         out.append(change)
-    out.sort(key=lambda ch: ch.cost)
+    out = spread(out)
     limit = c.spec.stages[stage].max_candidates
     if limit is not None and len(out) > limit:
         c.pending.extend(f"{stage}: {ch.name}" for ch in out[limit:])
         out = out[:limit]
     return out
+
+
+def spread(changes: list[Change]) -> list[Change]:
+    """One candidate of each group before a second of any (the user's and the cheapest first within a round),
+    so a limit of five tries five different ideas rather than three learning rates and two freezings."""
+    rank: dict[str, int] = {}
+    keyed = []
+    for i, change in enumerate(changes):
+        rank[change.group] = rank.get(change.group, -1) + 1
+        keyed.append((rank[change.group], i, change))
+    return [change for _, _, change in sorted(keyed, key=lambda item: (item[0], item[1]))]
 
 
 def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Paired]]:
