@@ -114,7 +114,7 @@ class FusionSpec(Section):
 
 class ModelSpec(Section):
     name: str = "sentence-transformers/all-MiniLM-L6-v2"  # source=python: "pkg.module:factory", imported by opt-in
-    source: Literal["auto", "huggingface", "torchvision", "timm", "python"] = "auto"
+    source: Literal["auto", "huggingface", "torchvision", "timm", "python", "textrnn"] = "auto"
     weights: str | None = None
     args: dict[str, Any] = {}  # source=python: keyword arguments of the factory (mean/std also set image normalisation)
     strict: bool = True  # model.weights must fit every key and shape (source=python)

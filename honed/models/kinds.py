@@ -24,7 +24,7 @@ from honed.recipe import Recipe
 from honed.registry import Registry
 
 # honed.models.<module> for each module that registers kinds; imported before any lookup
-KIND_MODULES = ("huggingface", "vision", "fusion", "python")
+KIND_MODULES = ("huggingface", "vision", "fusion", "python", "textrnn")
 
 # Capabilities a kind may declare (`ModelKind.capabilities`); the code that needs one asks `supports`.
 # One more lives where it is used, since data may not import models: honed.data.preprocess.TRAIN_IMAGE_STATS.
