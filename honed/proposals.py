@@ -87,10 +87,18 @@ def proposes(stage: str) -> Callable[[Proposer], Proposer]:
     return add
 
 
-def proposals(stage: str, situation: Situation) -> list[Change]:
-    """Every registered candidate for `stage` in this situation, each name once (first wins)."""
+def proposals(stage: str, situation: Situation, errors: list[str] | None = None) -> list[Change]:
+    """Every registered candidate for `stage` in this situation, each name once (first wins). A proposer that
+    raises is left out and named in `errors` (when given), so one broken file does not stop a climb."""
     seen: dict[str, Change] = {}
     for proposer in PROPOSERS[stage]:
-        for change in proposer(situation) or []:
+        try:
+            changes = proposer(situation) or []
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"{proposer.__module__}.{proposer.__name__}: {type(exc).__name__}: {exc}")
+            continue
+        for change in changes:
             seen.setdefault(change.name, change)
     return list(seen.values())

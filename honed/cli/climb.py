@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                    storage=args.storage, workers=args.workers, output=args.output, single_model=args.single_model,
                    quiet=args.quiet)
     s, console = result.summary, Console()
+    console.print(f"rule: {s['rule']}")
     for rung in s["ladder"]:
         delta = rung.get("delta_val") or {}
         gain = f"  Δval {delta['mean']:+.4f} (p {delta['p']:.3f})" if delta else ""

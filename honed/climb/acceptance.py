@@ -56,10 +56,10 @@ def accepts(diff: Paired | None, alpha: float, pairs: int) -> tuple[bool, str]:
     if diff is None or diff.n < pairs:
         return False, f"only {0 if diff is None else diff.n} of {pairs} pairs finished"
     if diff.mean <= 0:
-        return False, f"mean {diff.mean:+.4f} is not an improvement"
+        return False, f"mean improvement {diff.mean:+.4f} is not an improvement"
     if diff.p >= alpha:
-        return False, f"mean {diff.mean:+.4f} but p {diff.p:.3f} >= {alpha:g} (could be seed noise)"
-    return True, f"mean {diff.mean:+.4f}, p {diff.p:.3f} < {alpha:g}"
+        return False, f"mean improvement {diff.mean:+.4f} but p {diff.p:.3f} >= {alpha:g} (could be seed noise)"
+    return True, f"mean improvement {diff.mean:+.4f}, p {diff.p:.3f} < {alpha:g}"
 
 
 def clearly_losing(first: float, drop_below: float | None) -> bool:
@@ -69,8 +69,10 @@ def clearly_losing(first: float, drop_below: float | None) -> bool:
 
 def rule_text(metric: str, alpha: float, pairs: int, pairing: str, drop_below: float | None) -> str:
     unit = "seeds" if pairing == "seeds" else "folds"
-    text = (f"accepted when the mean paired difference of val {metric} is above zero and a one-sided paired "
-            f"t-test over the {pairs} {unit} gives p < {alpha:g}")
+    text = (f"a candidate passes screening when the mean paired difference of val {metric} over {pairs} {unit} "
+            f"is an improvement and a one-sided paired t-test gives p < {alpha:g}; it is kept only if {pairs} fresh "
+            f"{unit}, never used to screen it, confirm it the same way against the best so far (ensembles of "
+            f"members already trained are kept on the screening {unit})")
     if drop_below is not None:
         text += f"; a candidate whose first pair is worse by more than {drop_below:g} is stopped there"
     return text

@@ -6,7 +6,6 @@ user's own `climb.candidates`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from honed.climb.state import Climb
@@ -35,17 +34,20 @@ def stage_changes(c: Climb, stage: str, situation: Situation) -> list[Change]:
     own = clean_changes(c) if stage == "data" else []
     user = [Change(u.name, dict(u.overrides), [dict(t) for t in u.techniques], u.group)
             for u in c.spec.candidates if u.stage == stage]
-    return [*user, *own, *proposals(stage, situation)]
+    errors: list[str] = []
+    found = proposals(stage, situation, errors)
+    c.notes.extend(f"{stage}: a proposer failed and was left out ({e})" for e in errors)
+    return [*user, *own, *found]
 
 
 def found_lr(c: Climb) -> float | None:
     """The LR finder's suggestion for the current best recipe (kept in CLIMB_DIR/lr_find/ for a re-run)."""
     if not c.spec.lr_find or c.best.runner != "fit":
         return None
+    key = f"lr_found:{c.best.id}"  # kept in the study: every machine of a shared climb proposes the same LRs
+    if c.store.attr(key) is not None:
+        return float(c.store.attr(key))
     folder = c.folder / "lr_find"
-    cached = folder / "suggestion.json"
-    if cached.is_file():
-        return float(json.loads(cached.read_text(encoding="utf-8"))["lr"])
     from honed.train.lr_find import lr_find
 
     c.show("optimisation: LR range test")
@@ -55,7 +57,7 @@ def found_lr(c: Climb) -> float | None:
     except HonedError as exc:
         c.notes.append(f"LR finder did not run: {exc}")
         return None
-    cached.write_text(json.dumps({"lr": suggestion}), encoding="utf-8")
+    c.store.set_attr(key, float(suggestion))
     return float(suggestion)
 
 
@@ -64,6 +66,9 @@ def clean_changes(c: Climb) -> list[Change]:
     leaks into val/test), and those plus likely label errors; none when the audit finds nothing."""
     if c.best.runner != "fit":
         return []
+    if c.pairing == "folds":  # folds of another pool would not pair with the best's, and would score the
+        c.notes.append("data cleaning not tried: fold pairing (the cleaned rows would change every fold)")
+        return []  # dropped rows out of its own val folds
     from honed.audit.cleaning import clean
 
     out = []

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from honed.data.build import load_tables
+from honed.data.labels import TARGET
+from honed.data.sources import META
 from honed.errors import HonedError
 from honed.proposals import Situation
 from honed.recipe import Recipe
@@ -24,36 +26,48 @@ from honed.recipe import Recipe
 SPLITS = ("train", "val", "test")
 
 
-def materialize(recipe: Recipe, folder: Path) -> tuple[dict[str, Any], dict[str, pd.DataFrame], str]:
-    """Write the recipe's splits under `folder` (kept when already there: a resumed climb reads the same
-    rows); returns the overrides that read them, the frames and the task."""
+def load_splits(recipe: Recipe) -> tuple[dict[str, pd.DataFrame], str, list[str]]:
+    """The recipe's splits as standard frames, its task and (classification) label names: read and checked
+    before anything is written."""
     if isinstance(recipe.data.label_column, list) and len(recipe.data.label_column) > 1:
         raise HonedError("climb: data.label_column lists several targets; the climb compares one target, "
                          "choose one column")
     tables = load_tables(recipe)
     frames = {s: tables.frames[s].reset_index(drop=True) for s in SPLITS}
+    names = list(tables.labels.names) if tables.task == "classification" else []
+    return frames, tables.task, names
+
+
+def write_splits(recipe: Recipe, frames: dict[str, pd.DataFrame], task: str, labels: list[str],
+                 folder: Path) -> dict[str, Any]:
+    """Write the splits under `folder` (kept when already there: a resumed climb reads the same rows); the
+    overrides that read them. Regression targets and the report's slice columns keep their names."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, frame in frames.items():
         path = folder / f"{split}.csv"
         if len(frame) and not path.is_file():
             _table(frame, folder / split).to_csv(path.with_suffix(".tmp"), index=False)
             path.with_suffix(".tmp").replace(path)
+    targets = [c.removeprefix(TARGET) for c in frames["train"] if c.startswith(TARGET)]
     column = "data.text_column" if recipe.data.kind == "text" else "data.path_column"
     overrides: dict[str, Any] = {
         **{f"data.{s}": (str((folder / f"{s}.csv").resolve()) if len(frames[s]) else None) for s in SPLITS},
-        column: "x", "data.label_column": "label", "data.split": {"val": 0.0, "test": 0.0},
-        "data.max_rows": {}, "data.group_column": "group" if "group" in frames["train"] else None,
+        column: "x", "data.label_column": (targets[0] if len(targets) == 1 else targets) if targets else "label",
+        "data.split": {"val": 0.0, "test": 0.0}, "data.max_rows": {},
+        "data.group_column": "group" if "group" in frames["train"] else None,
     }
     if recipe.data.text_pair_column:
         overrides["data.text_pair_column"] = "x2"
-    if tables.task == "classification":
-        overrides["data.labels"] = list(tables.labels.names)
-    return overrides, frames, tables.task
+    if task == "classification":
+        overrides["data.labels"] = labels
+    return overrides
 
 
 def _table(frame: pd.DataFrame, images: Path) -> pd.DataFrame:
-    """The standard columns; image arrays written as PNGs (their paths in x)."""
-    out = frame[[c for c in ("x", "x2", "label", "group") if c in frame]].copy()
+    """The standard columns under names a recipe can read (targets and slice columns without their prefix);
+    image arrays written as PNGs (their paths in x, relative to the CSV)."""
+    keep = [c for c in frame if c in ("x", "x2", "label", "group") or c.startswith((TARGET, META))]
+    out = frame[keep].rename(columns=lambda c: c.removeprefix(TARGET).removeprefix(META)).copy()
     if len(out) and isinstance(out["x"].iloc[0], np.ndarray):
         from PIL import Image
 

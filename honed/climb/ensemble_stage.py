@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from honed.climb.configs import Config
-from honed.climb.stages import combine, screen
+from honed.climb.stages import keep_screened, screen
 from honed.climb.state import Climb
 from honed.proposals import Change
 
-METHODS = ("selection", "voting", "soup")
+METHODS = ("voting", "soup")  # nothing fitted on val: selection weights and greedy soups would be judged on the rows
+# they were fitted to; stacking would refit every member on folds
 
 
 def ensemble_stage(c: Climb) -> None:
@@ -29,14 +30,14 @@ def ensemble_stage(c: Climb) -> None:
         c.notes.append("ensemble stage skipped: fewer than 2 distinct configurations finished every pair")
         return
     for config in members:
-        dirs = [c.model_dir(config, i) for i in range(c.pairs)]
+        dirs = [c.model_dir(config, i) for i in c.screening]
         c.substitutes[f"{{member:{config.id}}}"] = dirs
     single = c.best_single = c.best
     changes = [_ensemble_change(method, members) for method in METHODS
                if method != "soup" or _share_init(members)]
-    combine(c, "ensemble", screen(c, "ensemble", changes))
+    keep_screened(c, "ensemble", screen(c, "ensemble", changes))
     if c.best is not single and c.spec.single_model:
-        _distil(c, single)
+        _distil(c)
 
 
 def _why_not(c: Climb) -> str | None:
@@ -47,22 +48,23 @@ def _why_not(c: Climb) -> str | None:
     return None
 
 
-def top_configs(c: Climb) -> list[Config]:
-    """Up to top_k configurations with every pair finished, best mean val first (the current best included)."""
-    scored = []
-    for config in {**c.known, c.best.id: c.best}.values():
+def top_configs(c: Climb, k: int | None = None) -> list[Config]:
+    """Up to top_k (or k) configurations with every pair finished, best mean val first (the current best included)."""
+    scored, seen = [], set()
+    for config in {c.best.id: c.best, **c.known}.values():
         values = c.scores(config)
-        if config.runner in ("fit", "classical") and all(v is not None for v in values):
+        twin = tuple(values + c.scores(config, "test"))  # the same scores everywhere: the same predictions,
+        if config.runner in ("fit", "classical") and all(v is not None for v in values) and twin not in seen:
+            seen.add(twin)  # e.g. a change that changed nothing: not a second member
             scored.append((c.sign * float(np.mean(values)), config))
     scored.sort(key=lambda item: -item[0])
-    return [config for _, config in scored[: c.spec.top_k]]
+    return [config for _, config in scored[: k or c.spec.top_k]]
 
 
 def _ensemble_change(method: str, members: list[Config]) -> Change:
     listed = [{"name": f"m{i}", "prefit": f"{{member:{m.id}}}"} for i, m in enumerate(members)]
-    section = {"method": method, "members": listed, **({"soup": "greedy"} if method == "soup" else {})}
-    label = {"selection": "ensemble (greedy selection)", "voting": "ensemble (soft vote)",
-             "soup": "greedy weight soup"}[method]
+    section = {"method": method, "members": listed, **({"soup": "uniform"} if method == "soup" else {})}
+    label = {"voting": "ensemble (soft vote)", "soup": "uniform weight soup"}[method]
     return Change(f"{label} of the top {len(members)}", overrides={"ensemble": section}, group="ensemble",
                   runner="ensemble", why="members that err differently", cost=0.1)
 
@@ -73,21 +75,28 @@ def _share_init(members: list[Config]) -> bool:
     return len(models) == 1 and all(m.runner == "fit" for m in members)
 
 
-def _distil(c: Climb, single: Config) -> None:
-    """The ensemble as teacher of the best single configuration, pair by pair."""
+def _distil(c: Climb) -> None:
+    """The kept ensemble as teacher of the best configuration of the baseline's size, pair by pair."""
     ensemble = c.best
-    c.substitutes["{ensemble}"] = [c.model_dir(ensemble, i) for i in range(c.pairs)]
-    change = Change("distilled from the ensemble", techniques=[{"name": "distill", "teacher": "{ensemble}",
+    student = _baseline_size(c)
+    if student is None:
+        c.notes.append("distillation skipped: no configuration of the baseline's size finished every pair")
+        return
+    placeholder = f"{{ensemble:{ensemble.id}}}"  # the teacher is part of the student's identity
+    c.substitutes[placeholder] = [c.model_dir(ensemble, i) for i in c.screening]
+    change = Change("distilled from the ensemble", techniques=[{"name": "distill", "teacher": placeholder,
                                                                 "temperature": 2.0, "alpha": 0.5}],
                     group="distill", why="one model's cost, the ensemble's knowledge")
-    best_ensemble = c.best
-    c.best = single
-    combine(c, "ensemble", [(change, _placeholder())])
-    c.distilled = c.best if c.best is not single else None
-    c.best = best_ensemble
+    c.best = student
+    try:
+        keep_screened(c, "ensemble", screen(c, "ensemble", [change]))
+        c.distilled = c.best if c.best is not student else None
+    finally:
+        c.best = ensemble
 
 
-def _placeholder():  # forward selection only reads the order of passing candidates
-    from honed.climb.acceptance import Paired
-
-    return Paired(0.0, 0.0, 0.0, 0.0, 0.0, 0)
+def _baseline_size(c: Climb) -> Config | None:
+    """The best fit configuration with no change to model.* (the baseline's backbone and depth)."""
+    same = [m for m in top_configs(c, len(c.known) + 1) if m.runner == "fit"
+            and not any(k == "model" or k.startswith("model.") for ch in m.changes for k in ch.overrides)]
+    return same[0] if same else None

@@ -27,6 +27,19 @@ from honed.train.speed import machine_cores
 POLL = 3.0
 
 
+class BudgetSpent(Exception):
+    """The climb's wall-clock or run budget is used up: stop where it is and write the outputs."""
+
+
+def check_budget(plan: dict[str, Any], store: Store) -> None:
+    """Before each run: the deadline (plan["deadline"], seconds since the epoch) and the run budget
+    (plan["max_runs"]: finished and failed runs of the whole climb)."""
+    if plan.get("deadline") is not None and time.time() >= plan["deadline"]:
+        raise BudgetSpent("the time budget is spent")
+    if plan.get("max_runs") is not None and store.runs_used() >= plan["max_runs"]:
+        raise BudgetSpent(f"the run budget ({plan['max_runs']} runs) is spent")
+
+
 def _relative(path: str, root: str) -> str:
     """A model folder inside the climb folder is stored relative to it (the climb folder may move)."""
     try:
@@ -64,6 +77,8 @@ def execute(jobs: list[Job], store: Store, plan: dict[str, Any], workers: int, s
         with stop_on_signals():
             for job in open_jobs:
                 raise_if_pending()
+                if store.result(job.key) is None:
+                    check_budget(plan, store)
                 show(f"{job.config} pair {job.pair + 1}")
                 run_one(job, store, plan["metric"], plan["folder"])
     else:
@@ -72,7 +87,9 @@ def execute(jobs: list[Job], store: Store, plan: dict[str, Any], workers: int, s
         show("waiting for runs held by other workers")
         if not any(store.taken(j.key) for j in open_jobs if store.result(j.key) is None):
             for job in open_jobs:  # released or dead elsewhere: run what is left here
-                run_one(job, store, plan["metric"], plan["folder"])
+                if store.result(job.key) is None and store.failure(job.key) is None:
+                    check_budget(plan, store)
+                    run_one(job, store, plan["metric"], plan["folder"])
         time.sleep(POLL)
 
 
@@ -110,6 +127,10 @@ def _worker_main(argv: list[str]) -> None:
     with stop_on_signals():
         for raw in plan["jobs"]:
             raise_if_pending()
+            try:
+                check_budget(plan, store)
+            except BudgetSpent:
+                return
             run_one(Job(**raw), store, plan["metric"], plan["folder"])
 
 

@@ -135,6 +135,12 @@ def _figure(png: str | None, alt: str) -> str:
     return f'<img class="fig" alt="{escape(alt)}" src="data:image/png;base64,{png}">' if png else ""
 
 
+def level(summary: dict[str, Any]) -> str:
+    """The confidence level of the intervals: two-sided (1 - 2 alpha)."""
+    alpha = number(summary.get("alpha"))
+    return f"{100 * (1 - 2 * alpha):g}%" if alpha is not None else "90%"
+
+
 def _maximize(summary: dict[str, Any]) -> bool:
     return str(summary.get("direction") or "maximize").lower().startswith("max")
 
@@ -227,9 +233,9 @@ def _ladder(summary: dict[str, Any]) -> str:
     headers = ["rung", "stage", "change (config)", "val mean ± std", "test mean ± std", "Δval [interval]", "p",
                "Δtest [interval]", "cumulative compute"]
     note = (
-        '<p class="muted">Δ: mean paired difference against the rung above (same seeds or folds), '
-        "with its 90% interval; p: the one-sided paired t-test. Highlighted: an accepted step that did not "
-        "improve test.</p>"
+        '<p class="muted">Δ: mean paired difference against the best before it (same seeds or folds; a kept '
+        f"change on the fresh verification pairs), with its {level(summary)} interval; p: the one-sided paired "
+        "t-test. Highlighted: an accepted step that did not improve test.</p>"
     )
     chart = _figure(ladder_png(summary), "the ladder: val and test per rung")
     return chart + _table(headers, rows, {0, 3, 4, 5, 6, 7, 8}, classes) + note

@@ -113,7 +113,7 @@ def deltas_png(candidates: list[dict[str, Any]], maximize: bool) -> str | None:
     ax.axvline(0.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_yticks(range(len(rows)), [label(c.get("change", "")) for c, _ in rows])
     ax.invert_yaxis()
-    ax.set_xlabel("Δval vs the rung it was tried on (mean of paired differences, 90% interval)")
+    ax.set_xlabel("Δval vs the rung it was tried on (mean of paired differences and its interval)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("every candidate: green accepted, grey rejected")
     return _encode(fig)

@@ -20,6 +20,10 @@ from honed.climb.state import Climb
 
 def write_outputs(c: Climb, stopped: str, rule: str, recipe_name: str) -> dict[str, Any]:
     single = c.distilled or c.best_single or c.best
+    total = 0.0
+    for rung in c.ladder:  # every run of each rung's configuration so far (a re-run reports the same)
+        total += c.seconds(c.known[rung["config"]])
+        rung["cum_seconds"] = total
     summary = {
         "recipe": recipe_name, "metric": c.metric, "direction": "maximize" if c.sign > 0 else "minimize",
         "pairing": c.pairing, "pairs": c.pairs, "seeds": c.seeds, "rule": rule, "alpha": c.spec.alpha,
@@ -35,7 +39,7 @@ def write_outputs(c: Climb, stopped: str, rule: str, recipe_name: str) -> dict[s
     if c.best is not single and c.best.runner == "ensemble":
         summary["best"]["ensemble_dir"] = _copy(c, c.best, "best_ensemble")
     teacher = summary["best"]["ensemble_dir"] or str(c.folder.resolve() / "best_ensemble")
-    _best_recipe(c.folder / "best_recipe.yaml", single, {"{ensemble}": teacher})
+    _best_recipe(c.folder / "best_recipe.yaml", single, teacher)
     (c.folder / "climb.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     write_html(summary, c.folder / "climb.html")
     return summary
@@ -80,16 +84,19 @@ def _improved_test(step: dict[str, Any]) -> bool:
     return test is not None and val is not None and test != 0 and (test > 0) == (val > 0)
 
 
-def _best_recipe(path: Path, config: Config, placeholders: dict[str, str]) -> None:
+def _best_recipe(path: Path, config: Config, teacher: str) -> None:
     """The recipe of `config`; a distilled one names the saved best ensemble as its teacher."""
     resolved = json.loads(json.dumps(config.resolved()))
     for technique in resolved.get("techniques") or []:
         for key, value in technique.items():
-            if isinstance(value, str) and value in placeholders:
-                technique[key] = placeholders[value]
+            if isinstance(value, str) and value.startswith("{ensemble:"):
+                technique[key] = teacher
     tree = {k: v for k, v in resolved.items() if k not in ("output_dir", "climb")}
     header = ("# The climb's best single-model recipe: the baseline plus the accepted changes, reading the\n"
               "# climb's fixed splits (data/*.csv beside this file). Train it with `honed train best_recipe.yaml`.\n")
+    if config.runner != "fit":
+        header += (f"# Note: the best single model is not a fine-tune but the {config.label} model in best_model/;\n"
+                   "# this recipe holds its data and the fine-tune settings it was compared with.\n")
     path.write_text(header + yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
 
 

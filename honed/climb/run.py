@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,13 @@ from typing import Any
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
 from honed.climb.configs import NOT_IDENTITY, Config, check_change
-from honed.climb.data import materialize, situation
+from honed.climb.data import load_splits, situation, write_splits
 from honed.climb.ensemble_stage import ensemble_stage
+from honed.climb.executor import BudgetSpent
 from honed.climb.outputs import write_outputs
 from honed.climb.spec import ClimbSpec, parse_budget, parse_climb
 from honed.climb.stages import climb_stage
-from honed.climb.state import BudgetSpent, Climb
+from honed.climb.state import Climb
 from honed.climb.store import Store
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
@@ -56,9 +58,11 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     folder = Path(output or user.output_dir or Path("runs") / f"{user.name}-climb")
     if folder.exists() and not folder.is_dir():
         raise HonedError(f"--output: '{folder}' is a file; give a folder for the climb")
-    metric = spec.metric or user.train.metric
+    frames, task, labels = load_splits(user)  # bad data, and every check below: before the folder is touched
+    pairing, pairs, metric = _pairing(user, spec, frames, task)
     tree = {k: v for k, v in user.model_dump(mode="json").items() if k not in NOT_IDENTITY}
-    fingerprint = hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    identity = {"tree": tree, "pairing": pairing, "pairs": pairs}
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = spec.study_name or f"climb-{user.name}"
     if storage is not None:  # an unreachable database or another climb's study: before the folder is made
         store = Store(storage, name, fingerprint, metric)
@@ -66,15 +70,38 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     url = storage or f"sqlite:///{(folder / 'climb.db').resolve()}"
     if storage is None:
         store = Store(url, name, fingerprint, metric)
-    base, frames, task = _baseline(user, folder)
-    c = _state(spec, store, folder, base, metric, len(frames["train"]), user.seed,
-               {"storage": url, "study": name, "fingerprint": fingerprint, "metric": metric,
-                "folder": str(folder.resolve())})
+    data = write_splits(user, frames, task, labels, folder / "data")
+    base = Config(load_recipe(user, {**data, "climb": None, "output_dir": None}).model_dump(mode="json"),
+                  root=str(folder.resolve()))
+    spent = float(store.attr("wall_seconds", 0.0))
+    plan = {"storage": url, "study": name, "fingerprint": fingerprint, "metric": metric,
+            "folder": str(folder.resolve()), "max_runs": spec.trials,
+            "deadline": None if spec.budget is None else time.time() + spec.budget - spent}
+    c = Climb(spec, store, plan, folder, base, metric, -1.0 if DIRECTION.get(metric) == "min" or metric == "loss"
+              else 1.0, pairing, pairs, [user.seed + i for i in range(2 * pairs)], workers=spec.workers,
+              spent_before=spent)
     load_proposers()
     stopped = _climb(c, spec, frames, task, quiet)
-    summary = write_outputs(c, stopped, rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below),
-                            user.name)
-    return ClimbResult(folder, summary)
+    rule = rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below)
+    return ClimbResult(folder, write_outputs(c, stopped, rule, user.name))
+
+
+def _pairing(user: Recipe, spec: ClimbSpec, frames: dict[str, Any], task: str) -> tuple[str, int, str]:
+    """Seeds or folds, how many, and the val metric, checked against the data and the task."""
+    rows = len(frames["train"])
+    pairing = spec.pairing if spec.pairing != "auto" else ("folds" if rows < spec.small_data_rows else "seeds")
+    pairs = spec.seeds if pairing == "seeds" else spec.folds
+    if pairing == "seeds" and not len(frames["val"]):
+        raise HonedError("climb: seed pairing scores candidates on the val split, but the recipe has no val rows; "
+                         "set data.split.val > 0 or climb.pairing: folds")
+    metric = spec.metric or user.train.metric
+    if metric not in TASKS[task].names:
+        raise HonedError(f"{user.name}: climb.metric: '{metric}' is not a val metric of task {task} "
+                         f"({', '.join(TASKS[task].names)})")
+    if spec.trials is not None and spec.trials < pairs:
+        raise HonedError(f"--trials: {spec.trials} runs cannot even score the baseline ({pairs} {pairing}); "
+                         f"give at least {pairs}")
+    return pairing, pairs, metric
 
 
 def _settings(recipe: Any, overrides: dict[str, Any], budget: Any, trials: int | None, workers: int | None,
@@ -93,34 +120,11 @@ def _settings(recipe: Any, overrides: dict[str, Any], budget: Any, trials: int |
         spec.workers = workers
     if single_model is not None:
         spec.single_model = bool(single_model)
-    valid = {name for task in TASKS.values() for name in task.names}
-    if spec.metric is not None and spec.metric not in valid:
-        raise HonedError(f"{user.name}: climb.metric: unknown val metric '{spec.metric}'; "
-                         f"valid: {', '.join(sorted(valid))}")
     base = Config(user.model_dump(mode="json"))
     for i, candidate in enumerate(spec.candidates):  # a bad key or technique: one line, before any training
         change = Change(candidate.name, dict(candidate.overrides), list(candidate.techniques), candidate.group)
         check_change(base, change, f"climb.candidates.{i}")
     return user, spec
-
-
-def _baseline(user: Recipe, folder: Path) -> tuple[Config, dict[str, Any], str]:
-    overrides, frames, task = materialize(user, folder / "data")
-    tree = load_recipe(user, {**overrides, "climb": None, "output_dir": None}).model_dump(mode="json")
-    return Config(tree, root=str(folder.resolve())), frames, task
-
-
-def _state(spec: ClimbSpec, store: Store, folder: Path, base: Config, metric: str, train_rows: int, seed: int,
-           plan: dict[str, Any]) -> Climb:
-    pairing = spec.pairing if spec.pairing != "auto" else ("folds" if train_rows < spec.small_data_rows else "seeds")
-    pairs = spec.seeds if pairing == "seeds" else spec.folds
-    if pairing == "seeds" and not base.tree["data"].get("val"):
-        raise HonedError("climb: seed pairing scores candidates on the val split, but the recipe has no val rows; "
-                         "set data.split.val > 0 or climb.pairing: folds")
-    sign = -1.0 if DIRECTION.get(metric) == "min" or metric == "loss" else 1.0
-    done = store.results()
-    return Climb(spec, store, plan, folder, base, metric, sign, pairing, pairs, [seed + i for i in range(pairs)],
-                 workers=spec.workers, spent_before=float(sum(r.get("seconds", 0.0) for r in done.values())))
 
 
 def _climb(c: Climb, spec: ClimbSpec, frames: dict[str, Any], task: str, quiet: bool) -> str:
@@ -131,7 +135,10 @@ def _climb(c: Climb, spec: ClimbSpec, frames: dict[str, Any], task: str, quiet: 
         c.show = _Display(c, bars, bar)
         reached = -1
         try:
-            c.run([c.best], range(c.pairs))
+            c.run([c.best], c.screening)
+            if all(v is None for v in c.scores(c.best)):
+                raise HonedError(f"climb: the baseline recipe failed on every pair ({c.failure(c.best)}); "
+                                 "fix the recipe, then run the same command again")
             c.rung("baseline", c.best, None)
             for index, stage in enumerate(stages):
                 reached = index

@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 
 from honed.data.build import load_tables
+from honed.data.labels import TARGET
 from honed.recipe import Recipe, load_recipe
 
 
 @dataclass
 class Job:
-    """One run: `tree` is the configuration's resolved recipe; `pair` the seed or fold index."""
+    """One run: `tree` is the configuration's resolved recipe; `pair` the seed or fold index (pairs from
+    `folds` on are the verification pairs: folds of another shuffle, `fold_seed`)."""
 
     config: str
     tree: dict[str, Any]
@@ -60,9 +62,22 @@ def job_data(recipe: Recipe, job: Job) -> dict[str, Any] | None:
 
     tables = load_tables(recipe)
     pool = pd.concat([tables.frames["train"], tables.frames["val"]]).reset_index(drop=True)
-    train_idx, val_idx = fold_indices(pool, job.folds, job.fold_seed)[job.pair]
+    if tables.task == "classification":
+        folds = fold_indices(pool, job.folds, job.fold_seed)
+    else:  # numeric targets: plain (group) k-fold, and the target columns under the names the recipe reads
+        folds = _numeric_folds(pool, job.folds, job.fold_seed)
+        pool = pool.rename(columns=lambda c: c.removeprefix(TARGET))
+    train_idx, val_idx = folds[job.pair % job.folds]
     kind = recipe.data.kind
     return {"train": _source(pool.iloc[train_idx], kind), "val": _source(pool.iloc[val_idx], kind)}
+
+
+def _numeric_folds(pool: pd.DataFrame, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import GroupKFold, KFold
+
+    if "group" in pool:
+        return list(GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(pool, groups=pool["group"]))
+    return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(pool))
 
 
 def fit_runner(job: Job) -> dict[str, Any]:

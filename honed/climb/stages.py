@@ -29,6 +29,9 @@ def climb_stage(c: Climb, stage: str, changes: list[Change]) -> None:
 def usable(c: Climb, stage: str, changes: list[Change]) -> list[Change]:
     """The stage's candidates that are not skipped, not an alternative of something kept, and valid; the
     stage's max_candidates first ones in `spread` order; the rest goes to `pending`."""
+    if c.best.runner != "fit":  # e.g. TF-IDF won: recipe changes would not change it
+        c.notes.append(f"stage {stage} skipped: the best so far is not a fine-tune ({c.best.label})")
+        return []
     kept, seen = c.best.groups(), {c.best.id}
     out = []
     for change in changes:
@@ -50,7 +53,7 @@ def usable(c: Climb, stage: str, changes: list[Change]) -> list[Change]:
 
 
 def spread(changes: list[Change]) -> list[Change]:
-    """One candidate of each group before a second of any (the user's and the cheapest first within a round),
+    """One candidate of each group before a second of any (in the order given: the user's first),
     so a limit of five tries five different ideas rather than three learning rates and two freezings."""
     rank: dict[str, int] = {}
     keyed = []
@@ -68,8 +71,8 @@ def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Pa
     c.run([cfg for _, cfg in configs], range(1))
     alive = []
     for change, config in configs:
-        first = c.diff(config, base)
-        failed = c.failure(config)
+        first = c.diff(config, base, pairs=range(1))
+        failed = c.failure(config, range(1))
         if failed or first is None:
             c.record(stage, config, base, "screen", False, f"run failed: {failed or 'no result'}")
         elif clearly_losing(first.mean, c.spec.drop_below):
@@ -93,26 +96,41 @@ def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Pa
 
 
 def combine(c: Climb, stage: str, passed: list[tuple[Change, Paired]]) -> None:
+    """Forward selection, best first, each verified on fresh pairs (seeds or folds never used to screen it)
+    against the best so far: the screening winner's luck does not carry it in."""
     for change, _ in sorted(passed, key=lambda item: -item[1].mean):
         if change.group in c.best.groups():
             continue  # an alternative of a change kept just before (e.g. another learning rate)
         previous, config = c.best, c.best.with_change(change)
-        c.show(f"{stage}: verifying {config.label}")
-        c.run([config], range(1))
-        first = c.diff(config, previous)
-        if first is not None and clearly_losing(first.mean, c.spec.drop_below) and not c.failure(config):
+        c.show(f"{stage}: verifying {config.label} on fresh pairs")
+        c.run([previous, config], range(c.pairs, c.pairs + 1))
+        first = c.diff(config, previous, pairs=range(c.pairs, c.pairs + 1))
+        if first is not None and clearly_losing(first.mean, c.spec.drop_below) and not c.failure(config, c.verifying):
             c.record(stage, config, previous, "combine", False,
-                     f"with the changes kept before it: stopped after 1 pair, {first.mean:+.4f}")
+                     f"on fresh pairs: stopped after 1 pair, {first.mean:+.4f}", c.verifying)
             continue
-        c.run([config], range(1, c.pairs))
-        ok, why = accepts(c.diff(config, previous), c.spec.alpha, c.pairs)
-        failed = c.failure(config)
+        c.run([previous, config], c.verifying)
+        ok, why = accepts(c.diff(config, previous, pairs=c.verifying), c.spec.alpha, c.pairs)
+        failed = c.failure(config, c.verifying)
         if failed:
             ok, why = False, f"run failed: {failed}"
-        c.record(stage, config, previous, "combine", ok, why)
+        c.record(stage, config, previous, "combine", ok, ("on fresh pairs: " if not failed else "") + why, c.verifying)
         if ok:
             c.best = config
-            c.rung(stage, config, previous)
+            c.rung(stage, config, previous, c.verifying)
+
+
+def keep_screened(c: Climb, stage: str, passed: list[tuple[Change, Paired]]) -> None:
+    """The best passing candidate kept on its screening pairs (ensembles of members already trained: there are
+    no fresh pairs of the members to verify on, and soft votes and uniform soups fit nothing to val)."""
+    if not passed:
+        return
+    change, diff = max(passed, key=lambda item: item[1].mean)
+    previous, config = c.best, c.best.with_change(change)
+    c.record(stage, config, previous, "combine", True, f"kept on the screening pairs: mean {diff.mean:+.4f}, "
+             f"p {diff.p:.3f} < {c.spec.alpha:g}")
+    c.best = config
+    c.rung(stage, config, previous)
 
 
 def _invalid(stage: str, change: Change, base: Config, reason: str) -> dict:

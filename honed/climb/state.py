@@ -14,14 +14,10 @@ from typing import Any
 
 from honed.climb.acceptance import Paired, paired
 from honed.climb.configs import Config
-from honed.climb.executor import execute
+from honed.climb.executor import check_budget, execute
 from honed.climb.runners import Job
 from honed.climb.spec import ClimbSpec
 from honed.climb.store import Store
-
-
-class BudgetSpent(Exception):
-    """The climb's wall-clock or run budget is used up: stop where it is and write the outputs."""
 
 
 @dataclass
@@ -39,7 +35,7 @@ class Climb:
     workers: int = 1
     show: Callable[[str], None] = lambda text: None
     started: float = field(default_factory=time.monotonic)
-    spent_before: float = 0.0  # seconds of runs finished before this invocation (a resumed climb)
+    spent_before: float = 0.0  # wall-clock seconds of earlier invocations (a resumed climb), kept in the study
     rows: list[dict[str, Any]] = field(default_factory=list)
     ladder: list[dict[str, Any]] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)  # candidates not tried for lack of budget
@@ -53,18 +49,21 @@ class Climb:
     def spent(self) -> float:
         return self.spent_before + time.monotonic() - self.started
 
-    def check_budget(self, runs_needed: int = 1) -> None:
-        if self.spec.budget is not None and self.spent() >= self.spec.budget:
-            raise BudgetSpent(f"the time budget ({self.spec.budget:.0f} s) is spent")
-        if self.spec.trials is not None and len(self.store.results()) + runs_needed > self.spec.trials:
-            raise BudgetSpent(f"the run budget ({self.spec.trials} runs) is spent")
+    @property
+    def screening(self) -> range:
+        """The pairs candidates are screened on; the next `pairs` verify a kept change on fresh seeds or folds."""
+        return range(self.pairs)
+
+    @property
+    def verifying(self) -> range:
+        return range(self.pairs, 2 * self.pairs)
 
     def budget_text(self) -> str:
         parts = []
         if self.spec.budget is not None:
             parts.append(f"{max(0.0, self.spec.budget - self.spent()) / 60:.0f} min left")
         if self.spec.trials is not None:
-            parts.append(f"{max(0, self.spec.trials - len(self.store.results()))} runs left")
+            parts.append(f"{max(0, self.spec.trials - self.store.runs_used())} runs left")
         return ", ".join(parts) or "no budget limit"
 
     # -- runs ---------------------------------------------------------------------------------------
@@ -72,23 +71,29 @@ class Climb:
         tree = config.resolved()
         out = []
         for i in pairs:
-            job_tree = _substitute(tree, {k: v[i] for k, v in self.substitutes.items()})
-            out.append(Job(config.id, job_tree, config.runner, i, self.seeds[i] if self.pairing == "seeds"
-                           else self.seeds[0], str(self.folder / "runs" / config.id / f"pair-{i}"), self.pairing,
-                           self.pairs, self.seeds[0]))
+            job_tree = _substitute(tree, {k: v[i] for k, v in self.substitutes.items() if i < len(v)})
+            seed = self.seeds[i] if self.pairing == "seeds" else self.seeds[0]
+            fold_seed = self.seeds[0] + (1 if i >= self.pairs else 0)  # verification folds: another shuffle
+            out.append(Job(config.id, job_tree, config.runner, i, seed, str(self.folder / "runs" / config.id /
+                                                                             f"pair-{i}"), self.pairing,
+                           self.pairs, fold_seed))
         return out
 
     def run(self, configs: list[Config], pairs: range) -> None:
-        """Run what is missing of `pairs` for each configuration (one round, in parallel with workers)."""
+        """Run what is missing of `pairs` for each configuration (one round, in parallel with workers); the
+        budget is checked before each run."""
         jobs = [j for c in configs for j in self.jobs(c, pairs) if self.store.result(j.key) is None]
         if jobs:
-            self.check_budget(len([j for j in jobs if self.store.failure(j.key) is None]))
-            execute(jobs, self.store, self.plan, self.workers, self.show)
+            check_budget(self.plan, self.store)
+            try:
+                execute(jobs, self.store, self.plan, self.workers, self.show)
+            finally:
+                self.store.set_attr("wall_seconds", self.spent())
 
-    def scores(self, config: Config, split: str = "val") -> list[float | None]:
-        """The metric per pair (None where the run is missing or failed)."""
+    def scores(self, config: Config, split: str = "val", pairs: range | None = None) -> list[float | None]:
+        """The metric per pair (None where the run is missing or failed); the screening pairs by default."""
         out: list[float | None] = []
-        for i in range(self.pairs):
+        for i in pairs if pairs is not None else self.screening:
             result = self.store.result(f"{config.id}/{i}")
             out.append(None if result is None else result[split].get(self.metric))
         return out
@@ -98,38 +103,41 @@ class Climb:
         result = self.store.result(f"{config.id}/{pair}")
         return None if result is None else str(self.folder.resolve() / result["model_dir"])
 
-    def failure(self, config: Config) -> str | None:
-        reasons = [self.store.failure(f"{config.id}/{i}") for i in range(self.pairs)]
+    def failure(self, config: Config, pairs: range | None = None) -> str | None:
+        reasons = [self.store.failure(f"{config.id}/{i}") for i in (pairs if pairs is not None else self.screening)]
         return next((r for r in reasons if r), None)
 
-    def diff(self, config: Config, base: Config, split: str = "val") -> Paired | None:
-        a, b = self.scores(config, split), self.scores(base, split)
-        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-        return paired([x for x, _ in pairs], [y for _, y in pairs], self.spec.alpha, self.sign)
+    def diff(self, config: Config, base: Config, split: str = "val", pairs: range | None = None) -> Paired | None:
+        a, b = self.scores(config, split, pairs), self.scores(base, split, pairs)
+        both = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+        return paired([x for x, _ in both], [y for _, y in both], self.spec.alpha, self.sign)
 
     def seconds(self, config: Config) -> float:
-        results = [self.store.result(f"{config.id}/{i}") for i in range(self.pairs)]
+        results = [self.store.result(f"{config.id}/{i}") for i in range(2 * self.pairs)]
         return float(sum(r["seconds"] for r in results if r))
 
     # -- records ------------------------------------------------------------------------------------
-    def record(self, stage: str, config: Config, base: Config, phase: str, accepted: bool, reason: str) -> None:
-        val_diff, test_diff = self.diff(config, base), self.diff(config, base, "test")
+    def record(self, stage: str, config: Config, base: Config, phase: str, accepted: bool, reason: str,
+               pairs: range | None = None) -> None:
+        """One leaderboard row: the candidate's scores and its paired difference on `pairs` (screening by default,
+        the verification pairs for a kept change)."""
+        val_diff, test_diff = self.diff(config, base, pairs=pairs), self.diff(config, base, "test", pairs)
         self.known[config.id] = config
         self.rows.append({
             "stage": stage, "change": config.changes[-1].name if config.changes else "baseline",
             "config": config.id, "base": base.id, "phase": phase, "runner": config.runner,
-            "val": self.scores(config), "test": self.scores(config, "test"),
+            "val": self.scores(config, pairs=pairs), "test": self.scores(config, "test", pairs),
             "delta_val": _raw(val_diff, self.sign), "delta_test": _raw(test_diff, self.sign),
             "accepted": accepted, "reason": reason, "seconds": self.seconds(config),
             "recipe_changes": [c.as_dict() for c in config.changes],
         })
 
-    def rung(self, stage: str, config: Config, previous: Config | None) -> None:
-        """One step of the ladder (the baseline, or an accepted change)."""
-        val, test = self.scores(config), self.scores(config, "test")
+    def rung(self, stage: str, config: Config, previous: Config | None, pairs: range | None = None) -> None:
+        """One step of the ladder (the baseline, or an accepted change with its difference on `pairs`)."""
+        val, test = self.scores(config, pairs=pairs), self.scores(config, "test", pairs)
         self.known[config.id] = config
-        val_diff = self.diff(config, previous) if previous else None
-        test_diff = self.diff(config, previous, "test") if previous else None
+        val_diff = self.diff(config, previous, pairs=pairs) if previous else None
+        test_diff = self.diff(config, previous, "test", pairs) if previous else None
         cumulative = (self.ladder[-1]["cum_seconds"] if self.ladder else 0.0) + self.seconds(config)
         self.ladder.append({
             "step": len(self.ladder), "stage": stage, "change": config.label if previous is None and not

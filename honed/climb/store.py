@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import optuna
@@ -27,8 +28,12 @@ BEAT = 30.0  # seconds between heartbeats of a running run
 STALE = 300.0  # a running run silent this long on another machine is taken to be dead
 
 
+TOKEN = uuid.uuid4().hex[:8]  # this process: a restarted container may reuse the host name and the pid
+MINE: set[int] = set()  # trial numbers this process claimed
+
+
 def me() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}:{TOKEN}"
 
 
 class Store:
@@ -43,14 +48,14 @@ class Store:
                 raise HonedError(f"climb study '{name}' was made for val {attrs['metric']}, not {metric}; give this "
                                  "climb its own --output folder or climb.study_name "
                                  "(the existing one is left as it was)")
-            if attrs.get("fingerprint") not in (None, fingerprint):
+            started = any(t.state == TrialState.COMPLETE for t in storage.get_all_trials(existing[name]._study_id))
+            if attrs.get("fingerprint") not in (None, fingerprint) and started:
                 raise HonedError(f"climb study '{name}' was made for another recipe (its data, model or settings "
                                  "differ); give this climb its own --output folder or climb.study_name "
                                  "(the existing one is left as it was)")
         self.study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
-        if name not in existing:
-            self.study.set_user_attr("metric", metric)
-            self.study.set_user_attr("fingerprint", fingerprint)
+        self.study.set_user_attr("metric", metric)  # new, or a study with no finished run: this climb's now
+        self.study.set_user_attr("fingerprint", fingerprint)
 
     def trials(self, key: str | None = None) -> list[optuna.trial.FrozenTrial]:
         found = self.study.get_trials(deepcopy=False)
@@ -66,8 +71,16 @@ class Store:
         return {t.user_attrs["key"]: dict(t.user_attrs["result"]) for t in self.trials()
                 if t.state == TrialState.COMPLETE and "key" in t.user_attrs}
 
+    def runs_used(self) -> int:
+        """Runs that count against the run budget: finished, and failed with a reason (not killed, not duplicates)."""
+        return sum(1 for t in self.trials() if t.state == TrialState.COMPLETE
+                   or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs))
+
     def failure(self, key: str) -> str | None:
-        """Why `key`'s run raised, when it did (a run that was killed has no reason and is run again)."""
+        """Why `key`'s run raised, when it did and no copy finished (a run that was killed has no reason and is
+        run again)."""
+        if self.result(key) is not None:
+            return None
         reasons = [t.user_attrs["fail_reason"] for t in self.trials(key)
                    if t.state == TrialState.FAIL and "fail_reason" in t.user_attrs]
         return reasons[-1] if reasons else None
@@ -78,7 +91,7 @@ class Store:
             if trial.state == TrialState.RUNNING:
                 if _alive(trial):
                     return True
-                self.study.tell(trial.number, state=TrialState.FAIL)
+                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         return False
 
     def claim(self, key: str, info: dict[str, Any]) -> optuna.Trial | None:
@@ -88,21 +101,36 @@ class Store:
         trial = self.study.ask()
         for name, value in {**info, "key": key, "owner": me(), "beat": time.time()}.items():
             trial.set_user_attr(name, value)
+        MINE.add(trial.number)
+        rivals = [t for t in self.trials(key) if t.number < trial.number
+                  and (t.state == TrialState.COMPLETE or (t.state == TrialState.RUNNING and _alive(t)))]
+        if rivals:  # another process claimed it a moment before: leave it to that one
+            trial.set_user_attr("duplicate", True)
+            self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            return None
         return trial
 
     def finish(self, trial: optuna.Trial, result: dict[str, Any], value: float) -> None:
         trial.set_user_attr("result", result)
-        self.study.tell(trial, value)
+        self.study.tell(trial, value, skip_if_finished=True)
 
     def fail(self, trial: optuna.Trial, reason: str) -> None:
         trial.set_user_attr("fail_reason", reason[:500])
-        self.study.tell(trial, state=TrialState.FAIL)
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
     def release_mine(self) -> None:
         """This process's running trials, after Ctrl-C/SIGTERM: failed, so a re-run claims them again."""
         for trial in self.trials():
             if trial.state == TrialState.RUNNING and trial.user_attrs.get("owner") == me():
-                self.study.tell(trial.number, state=TrialState.FAIL)
+                self.study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        """A value the climb keeps in the study for every process and machine (the LR finder's suggestion,
+        the wall clock spent)."""
+        return self.study.user_attrs.get(name, default)
+
+    def set_attr(self, name: str, value: Any) -> None:
+        self.study.set_user_attr(name, value)
 
 
 def _open(url: str) -> optuna.storages.RDBStorage:
@@ -120,18 +148,25 @@ def _open(url: str) -> optuna.storages.RDBStorage:
 
 
 def _alive(trial: optuna.trial.FrozenTrial) -> bool:
-    host, _, pid = str(trial.user_attrs.get("owner", "")).rpartition(":")
+    """A running run's process lives: this process's own claim; on this machine, its pid exists (and it is
+    not this pid under another token, i.e. before a restart); anywhere, a heartbeat in the last STALE s."""
+    owner = str(trial.user_attrs.get("owner", ""))
+    if owner == me():
+        return trial.number in MINE
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    fresh = time.time() - float(trial.user_attrs.get("beat", 0.0)) < STALE
     if host == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():
-            return True
+            return False  # our pid, another token: the process that claimed it is gone
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except PermissionError:
-            return True
-        return True
-    return time.time() - float(trial.user_attrs.get("beat", 0.0)) < STALE
+            return fresh
+        return fresh
+    return fresh
 
 
 class Heartbeat:
