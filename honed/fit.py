@@ -102,7 +102,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     tables.notes.extend(model.notes)  # what building chose (a python model's head), logged with the run
     tables.frames = finish_preprocess(tables.frames, recipe, model, tables.notes)  # length filters, train image stats
     counts = tables.labels.class_counts(tables.frames["train"])  # () for regression
-    loss_fn = build_loss(recipe.loss, counts, recipe.task)
+    loss_fn = build_loss(recipe.loss, counts, recipe.task, len(tables.frames["train"]))
     if isinstance(loss_fn, torch.nn.Module):  # a user's loss may hold buffers (class weights)
         loss_fn = loss_fn.to(acc.device)
     rows = rows_per_epoch(len(tables.frames["train"]), recipe.train.batch_size, model)
@@ -178,7 +178,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
         state.optimizer.load_state_dict(saved["optimizer"])
     train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
     outputs: dict[str, Any] = {}
-    metrics = _final_metrics(state, evals, acc, started, show, outputs)
+    metrics = _final_metrics(state, evals, acc, started, show, outputs, tables)
     unwrapped = (full if spec.cache_frozen_features else acc.unwrap_model(model)).eval()  # returned ready for inference
     to_channels_last(unwrapped, False)  # safetensors saves contiguous tensors only
     if acc.is_main_process:
@@ -249,16 +249,21 @@ def _restore(state: TrainState, hooks: Hooks, run_dir: Path, acc: Accelerator) -
 
 
 def _final_metrics(state: TrainState, evals: dict[str, Any], acc: Accelerator, started: float, show: bool,
-                   outputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Test and val metrics with the best weights (chosen on val), plus speed figures."""
+                   outputs: dict[str, Any] | None = None, tables: Tables | None = None) -> dict[str, Any]:
+    """Test and val metrics with the best weights (chosen on val), plus speed figures. With `tables`, its
+    label map first learns what it needs from the val outputs (multi-label: the decision thresholds, which
+    the metrics then use) and is replaced by the tuned one."""
     best = state.run_dir / "checkpoints" / "best.pt"
     if best.is_file():
         acc.unwrap_model(state.model).load_state_dict(checkpoint.load(best))
     metrics: dict[str, Any] = {}
+    outputs = {} if outputs is None else outputs
     for split, loader in evals.items():
-        logits, labels = predict_logits(state.model, loader, acc)
-        if outputs is not None:
-            outputs[split] = (logits, labels)  # reused by the report: no second pass
+        outputs[split] = predict_logits(state.model, loader, acc)  # reused by the report: no second pass
+    if tables is not None:
+        tables.labels = tables.labels.tuned_on_val(outputs)
+        state.scale = tables.labels.scale()
+    for split, (logits, labels) in outputs.items():
         scores = task_metrics(state.recipe.task, logits, labels, **state.scale)
         metrics.update({f"{split}_{k}": v for k, v in scores.items()})
     metrics.update({

@@ -15,7 +15,8 @@ the other keys are its keyword arguments, and it receives `class_counts` if it h
 Each built-in loss declares the tasks it serves (`@for_tasks`, read by `build_loss`): the classification
 losses above (and with them class weights, focal and label smoothing) are refused for a regression
 recipe in one line. Regression losses (mse, huber, l1) take (rows, targets) outputs and standardised
-float targets. A user's loss declares nothing and is trusted with any task.
+float targets; multi-label losses (bce, focal_bce: honed/multilabel_losses.py) take (rows, labels) logits
+and multi-hot targets. A user's loss declares nothing and is trusted with any task.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from honed.errors import HonedError, did_you_mean
+from honed.multilabel_losses import MULTILABEL_LOSSES
 from honed.proposals import Change, Situation, proposes
 from honed.registry import Registry
 
@@ -274,9 +276,15 @@ def l1() -> Loss:
     return lambda output, target: F.l1_loss(*_targets(output, target))
 
 
-def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classification") -> Loss:
-    """The recipe's loss; a factory (or class) that takes `class_counts` gets the training-label counts.
-    A built-in loss that does not serve `task` (its `for_tasks` declaration) is refused in one line."""
+for _name, _factory in MULTILABEL_LOSSES.items():  # bce, focal_bce: honed/multilabel_losses.py
+    LOSSES.register(_name)(for_tasks("multilabel")(_factory))
+
+
+def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classification",
+               train_rows: int | None = None) -> Loss:
+    """The recipe's loss; a factory (or class) that takes `class_counts` gets the training-label counts
+    (and one that takes `train_rows`, the number of training rows). A built-in loss that does not serve
+    `task` (its `for_tasks` declaration) is refused in one line."""
     kwargs = {k: v for k, v in spec.model_dump().items() if k != "name"}
     factory = LOSSES.get(spec.name, "loss.name")
     if not callable(factory):
@@ -289,11 +297,13 @@ def build_loss(spec: Any, class_counts: tuple[int, ...], task: str = "classifica
             f"focal and label smoothing); task {task} trains with {', '.join(fitting)}"
         )
     try:
-        takes_counts = "class_counts" in inspect.signature(factory).parameters
+        takes = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature
-        takes_counts = False
-    if takes_counts:
+        takes = {}
+    if "class_counts" in takes:
         kwargs["class_counts"] = class_counts
+    if "train_rows" in takes and train_rows is not None:
+        kwargs["train_rows"] = train_rows
     loss = LOSSES.build(spec.name, "loss.name", **kwargs)
     if not callable(loss):
         raise HonedError(

@@ -73,6 +73,7 @@ class DataSpec(Section):
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str | list[str] = "label"  # regression: one numeric column, or a list of them (several targets)
+    label_delimiter: str = "|"  # multilabel: a cell's labels split on this, or a JSON list ["a", "b"]; empty: none
     path_column: str = "path"
     group_column: str | None = None
     labels: list[str] | None = None
@@ -231,8 +232,7 @@ class ReportSpec(Section):
 
 
 class PretrainSpec(Section):
-    """`honed pretrain`: continued self-supervised pretraining of the backbone on unlabelled in-domain data
-    (masked-LM for text, rotation prediction for images); see honed/pretrain/."""
+    """`honed pretrain`: continued self-supervised pretraining (masked-LM text, rotated images) on in-domain data."""
 
     data: str | None = None  # an unlabelled table/folder; None = the recipe's training split (labels unused)
     epochs: int = Field(1, ge=1)
@@ -247,7 +247,7 @@ class PretrainSpec(Section):
 class Recipe(Section):
     name: str = "run"
     description: str = ""
-    task: Literal["auto", "classification", "regression"] = "auto"  # auto: float labels, many values -> regression
+    task: Literal["auto", "classification", "regression", "multilabel"] = "auto"  # auto: float labels -> regression
     seed: int = 42
     output_dir: str | None = None
     data: DataSpec = DataSpec()
@@ -354,9 +354,9 @@ def build_recipe(tree: dict[str, Any], overrides: dict[str, Any] | None = None, 
     if recipe.task in TASKS and metric not in TASKS[recipe.task].names:
         raise HonedError(f"{source}: train.metric '{metric}' is not a {recipe.task} metric; use one of "
                          f"{', '.join(TASKS[recipe.task].names)}")
-    if isinstance(columns, list) and (not columns or (recipe.task == "classification" and len(columns) > 1)):
+    if isinstance(columns, list) and (not columns or (recipe.task not in ("auto", "regression") and len(columns) > 1)):
         raise HonedError(f"{source}: data.label_column lists {len(columns)} columns; a list names regression "
-                         "targets (task: regression), classification reads one label column")
+                         "targets (task: regression); classification and multilabel read one label column")
     return recipe
 
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "honed"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "registry", "progress", "rundir", "assets", "presets", "metrics", "proposals"),
     ("recipe",),
-    ("data", "models", "losses"),
+    ("data", "models", "losses", "multilabel_losses"),
     ("train", "techniques"),
     ("inference",),
     ("evaluate",),

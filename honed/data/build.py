@@ -12,6 +12,7 @@ from honed.data.augment_image import build_image_ops
 from honed.data.augment_text import TEXT_AUGMENTATIONS, AugmentCollator, text_augment
 from honed.data.images import ImageDataset, check_images, image_transform
 from honed.data.labels import TARGET, LabelMap
+from honed.data.multilabel import label_set_map
 from honed.data.preprocess import preprocess_rows
 from honed.data.sources import load_source, slice_columns
 from honed.data.splits import carve, limit
@@ -115,10 +116,12 @@ def _regression_targets(frames: dict[str, pd.DataFrame], spec: Any) -> LabelMap:
     return target_map(frames, [c[len(TARGET) :] for c in frames["train"].columns if c.startswith(TARGET)])
 
 
-# The label map each task learns from the splits (classes checked across splits; targets standardised on train).
+# The label map each task learns from the splits (classes checked across splits; targets standardised on train;
+# label sets: the union seen in train, checked across splits).
 LABEL_MAKERS = {
     "classification": lambda frames, spec: _check(frames, spec.labels, spec.normalise_labels),
     "regression": _regression_targets,
+    "multilabel": label_set_map,
 }
 
 

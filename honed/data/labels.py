@@ -1,10 +1,12 @@
 """The label map: what a model's outputs mean, saved with every model.
 
 `LabelMap` is classification's (class names <-> integer ids); `TargetMap` is regression's (target names,
-standardised with the training mean/std). Both answer the same contract, so callers never ask the task:
-`len()` is the number of model outputs (the head's size), `has_labels`/`encode_frame` turn a standard
-frame's labels into what the loss takes, `scale()` is what the task's metrics need, `class_counts` feeds
-class-weighted losses.
+standardised with the training mean/std); `MultiLabelMap` is multi-label's (label names, one sigmoid output
+and one decision threshold each). All answer the same contract, so callers never ask the task: `len()` is
+the number of model outputs (the head's size), `has_labels`/`encode_frame` turn a standard frame's labels
+into what the loss takes, `scale()` is what the task's metrics need, `class_counts` feeds class-weighted
+losses, `probabilities` turns logits into what a Predictor returns, and `tuned_on_val` is what the map
+learns from the trained model's val outputs (multi-label: its thresholds).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,9 +23,12 @@ import pandas as pd
 import torch
 
 from honed.errors import HonedError
+from honed.rundir import LOG
 
 TARGET = "target:"  # standard-frame prefix of a regression target column
 TARGETS_FILE = "targets.json"
+LABELS = "labels"  # standard-frame column of a multi-label row's label set (a tuple of names, maybe empty)
+THRESHOLDS_FILE = "thresholds.json"
 
 
 @dataclass(frozen=True)
@@ -67,14 +72,32 @@ class LabelMap:
         """Training rows per class in label order (class-weighted losses)."""
         return tuple(int(c) for c in frame["label"].value_counts().reindex(self.names).fillna(0))
 
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """What a Predictor returns for these logits: class probabilities (softmax)."""
+        return torch.softmax(logits, dim=-1)
+
+    def logits_of(self, probs: torch.Tensor) -> torch.Tensor:
+        """Logits whose `probabilities` are `probs` (test-time augmentation averages probabilities)."""
+        return torch.log(probs.clamp_min(torch.finfo(torch.float32).tiny))
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        """Each row's prediction from its probabilities: the most probable class."""
+        return [self.names[i] for i in np.asarray(probs).argmax(axis=1)]
+
+    def tuned_on_val(self, outputs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> LabelMap:
+        """The map after training, given the final (logits, labels) per split: a class map learns nothing."""
+        return self
+
     def save(self, folder: Path) -> None:
         (folder / "labels.json").write_text(json.dumps(list(self.names), indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> LabelMap:
-        """The saved map: a TargetMap when targets.json is there (a regression model), else the classes."""
-        if (folder / TARGETS_FILE).is_file():
-            return TargetMap.read(folder)
+        """The saved map: a TargetMap when targets.json is there (a regression model), a MultiLabelMap when
+        thresholds.json is (a multi-label model), else the classes."""
+        for name, kind in SAVED_MAPS.items():
+            if (folder / name).is_file():
+                return kind.read(folder)
         path = folder / "labels.json"
         if not path.is_file():
             raise HonedError(f"'{folder}' holds no labels.json; is it a model saved by honed?")
@@ -145,3 +168,91 @@ class TargetMap(LabelMap):
             raise HonedError(f"model '{folder}': {TARGETS_FILE} does not hold one mean and std per target; "
                              "retrain or restore it")
         return mapped
+
+
+@dataclass(frozen=True)
+class MultiLabelMap(LabelMap):
+    """The label map of a multi-label model: label names (one sigmoid output each), each label's decision
+    threshold (0.5 until tuned on val after training) and the delimiter a predicted set is joined with."""
+
+    thresholds: tuple[float, ...] = ()
+    delimiter: str = "|"
+    tuned_on: str = ""  # where the thresholds came from ("val, N rows"); empty: the default 0.5
+    task: ClassVar[str] = "multilabel"
+    noun: ClassVar[str] = "labels"
+
+    def __post_init__(self) -> None:
+        if not self.thresholds:
+            object.__setattr__(self, "thresholds", (0.5,) * len(self.names))
+
+    def has_labels(self, frame: pd.DataFrame) -> bool:
+        return LABELS in frame
+
+    def multi_hot(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, labels) float32: 1 where the row's set holds the label."""
+        index, out = self.index, np.zeros((len(frame), len(self.names)), dtype=np.float32)
+        for i, labels in enumerate(frame[LABELS]):
+            out[i, [index[label] for label in labels]] = 1.0
+        return out
+
+    def encode_frame(self, frame: pd.DataFrame) -> list[Any]:
+        """Each row's multi-hot float32 vector (NaN when the frame is unlabelled)."""
+        if not self.has_labels(frame):
+            return [torch.full((len(self.names),), float("nan"))] * len(frame)
+        return list(torch.from_numpy(self.multi_hot(frame)))
+
+    def scale(self) -> dict[str, Any]:
+        return {"names": self.names, "thresholds": self.thresholds}
+
+    def class_counts(self, frame: pd.DataFrame) -> tuple[int, ...]:
+        """Training rows holding each label (positives per label), in label order."""
+        return tuple(int(c) for c in self.multi_hot(frame).sum(axis=0))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
+
+    def logits_of(self, probs: torch.Tensor) -> torch.Tensor:
+        eps = torch.finfo(torch.float32).eps
+        return torch.logit(probs.clamp(eps, 1 - eps))
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        """Each row's labels at or above their thresholds, joined with the delimiter ('' for none)."""
+        chosen = np.asarray(probs) >= np.asarray(self.thresholds)
+        return [self.delimiter.join(n for n, on in zip(self.names, row) if on) for row in chosen]
+
+    def tuned_on_val(self, outputs: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> MultiLabelMap:
+        """Each label's threshold maximising its F1 on the val outputs (0.5 where val has no positive)."""
+        from honed.metrics import best_thresholds
+
+        if "val" not in outputs or not len(outputs["val"][1]):
+            return self
+        logits, targets = outputs["val"]
+        tuned = best_thresholds(torch.sigmoid(logits.double()).numpy(), targets.numpy())
+        LOG.info("decision thresholds tuned on val (%d rows): %s", len(targets),
+                 ", ".join(f"{name} {t:.2f}" for name, t in zip(self.names, tuned)))
+        return replace(self, thresholds=tuned, tuned_on=f"val, {len(targets)} rows")
+
+    def save(self, folder: Path) -> None:
+        super().save(folder)
+        meta = {"task": self.task, "names": list(self.names), "thresholds": list(self.thresholds),
+                "delimiter": self.delimiter, "tuned_on": self.tuned_on or None}  # None: the default 0.5
+        (folder / THRESHOLDS_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+    @classmethod
+    def read(cls, folder: Path) -> MultiLabelMap:
+        path = folder / THRESHOLDS_FILE
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            mapped = cls(tuple(map(str, meta["names"])), tuple(map(float, meta["thresholds"])),
+                         str(meta.get("delimiter", "|")), str(meta.get("tuned_on") or ""))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise HonedError(f"model '{folder}': {THRESHOLDS_FILE} is damaged ({type(exc).__name__}); "
+                             "retrain or restore it") from exc
+        if len(mapped.thresholds) != len(mapped.names) or not all(0.0 < t < 1.0 for t in mapped.thresholds):
+            raise HonedError(f"model '{folder}': {THRESHOLDS_FILE} must hold one threshold in (0, 1) per label; "
+                             "fix or restore it")
+        return mapped
+
+
+# The label map a saved model folder holds, by the file that marks it (else the classes of labels.json).
+SAVED_MAPS: dict[str, Any] = {TARGETS_FILE: TargetMap, THRESHOLDS_FILE: MultiLabelMap}

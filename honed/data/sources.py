@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from honed.assets import FASHION_MNIST_CLASSES, resolve_data_path
+from honed.data.multilabel import read_label_sets
 from honed.data.tables import clean_labels, read_table, require_columns
 from honed.data.targets import looks_like_regression, target_columns
 from honed.errors import HonedError
@@ -119,6 +120,7 @@ def _class_labels(frame: pd.DataFrame, names: list[str], spec: DataSpec, source:
 LABEL_READERS = {
     "classification": _class_labels,
     "regression": lambda frame, names, spec, source: target_columns(frame, names, source),
+    "multilabel": read_label_sets,
 }
 
 
@@ -235,6 +237,7 @@ def from_memory(
         raise HonedError(f"{field}: X has {len(xs)} rows but y has {len(ys)}")
     if task == "classification":  # unchanged: numbers become class names
         ys = [int(y.item()) if hasattr(y, "item") else y for y in ys]
+    if task in ("classification", "multilabel"):  # multi-label: each y a list of labels, or a cell such as "a|b"
         frame = pd.DataFrame({"x": pd.Series(xs, dtype=object), "y": pd.Series(ys, dtype=object)})
     else:  # y may be (rows, targets): one target column each, named by data.label_column when it lists them
         frame = _target_frame(xs, ys, label_columns(spec))

@@ -25,7 +25,7 @@ class EarlyStopping(Technique):
         if metric is not None and all(metric not in task.names for task in TASKS.values()):
             raise TypeError(
                 f"metric must be accuracy, macro_f1 or loss (classification) or rmse, mae, r2, pearson, "
-                f"spearman (regression) (got '{metric}')"
+                f"spearman (regression) or micro_f1, map (multilabel) (got '{metric}')"
             )
         if mode not in (None, "max", "min"):
             raise TypeError(f"mode must be max or min (got '{mode}')")

@@ -24,6 +24,7 @@ class BatchMix(Technique):
     """Replaces batch["pixel_values"] and batch["labels"] with a torchvision batch transform's output."""
 
     mixes_batches = True
+    tasks = ("classification", "regression")  # torchvision's mixers take class indices, not multi-hot label sets
 
     name = "batch_mix"
     transform: type[v2.Transform] = v2.MixUp

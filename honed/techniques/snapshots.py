@@ -19,6 +19,8 @@ from honed.train.schedules import warmup_steps
 class Snapshots(Technique):
     """Saves RUN_DIR/snapshots/cycle{i} after the last optimizer step of cycle i."""
 
+    tasks = ("classification", "regression")  # a snapshot saves class names: a multi-label map's thresholds are lost
+
     def __init__(self, cycles: int = 3) -> None:
         if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
             raise ValueError(f"cycles must be an integer >= 1, got {cycles!r}")
