@@ -72,6 +72,9 @@ class _FineTune(BaseEstimator):
         folder = Path(self.output_dir) if self.output_dir is not None else Path(tempfile.mkdtemp(prefix="honed-fit-"))
         try:
             recipe = self._recipe(folder, task)
+            if recipe.task == "multilabel":  # an estimator's y is one label (or value) per row
+                raise HonedError(f"{type(self).__name__}: task multilabel is not supported by the estimators yet; "
+                                 "use honed.fit with task: multilabel (train, evaluate and predict run it)")
             live = self.model if isinstance(self.model, nn.Module) else None
             return honed_fit(recipe, data={"train": (xs, ys)}, model=live, overwrite=True, quiet=self.quiet)
         finally:
@@ -222,7 +225,8 @@ def as_inputs(X: Any, kind: str, field: str) -> list[Any]:
 def as_classes(y: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The sorted distinct labels of y and each row's index into them, after checking y."""
     if y.ndim != 1:
-        raise HonedError(f"y: expected a 1-D sequence of labels, got shape {y.shape}")
+        raise HonedError(f"y: expected a 1-D sequence of labels, got shape {y.shape} (a multi-label indicator "
+                         "matrix is not supported by the estimators yet: use honed.fit with task: multilabel)")
     if len(y) != n_rows:
         raise HonedError(f"X has {n_rows} rows but y has {len(y)}; pass one label per input")
     missing = pd.isna(pd.Series(y, dtype=object))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-TASKS = ("classification", "regression")  # honed/cli/tasks.py: the tasks this verb runs
+TASKS = ("classification", "regression", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

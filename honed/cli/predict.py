@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from honed.cli import common
 from honed.errors import HonedError
 
-TASKS = ("classification", "regression")  # honed/cli/tasks.py: the tasks this verb runs
+TASKS = ("classification", "regression", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-TASKS = ("classification", "regression")  # honed/cli/tasks.py: the tasks this verb runs
+TASKS = ("classification", "regression", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
 

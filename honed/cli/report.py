@@ -7,6 +7,8 @@ from typing import Any
 
 from honed.cli import common
 
+TASKS = ("classification", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("report", help="rebuild a run's error-analysis report (report.html + report.json)")

@@ -1,4 +1,4 @@
-"""Which tasks each verb runs, declared by the verb module (`TASKS = ("classification", "regression")`);
+"""Which tasks each verb runs, declared by the verb module (`TASKS = ("classification", "regression", ...)`);
 a verb that declares nothing runs classification only. A recipe (or saved model) of a task the verb cannot
 do yet is refused in one line (exit 2) before any work, instead of failing somewhere inside it."""
 
@@ -9,21 +9,26 @@ from pathlib import Path
 from types import ModuleType
 
 from honed.errors import HonedError
+from honed.metrics import TASKS
 
 DEFAULT_TASKS = ("classification",)
+AUTO_TASKS = {"classification", "regression"}  # what `task: auto` can resolve to (multi-label is never guessed)
 
 
 def check_task(verb: ModuleType, args: argparse.Namespace) -> None:
-    """Refuse a regression recipe or model for a verb whose module does not declare the task."""
+    """Refuse a regression or multi-label recipe or model for a verb whose module does not declare the task
+    (a verb that declares every task is not asked: its recipe is not read twice)."""
     tasks = getattr(verb, "TASKS", DEFAULT_TASKS)
-    task = _task_of(args) if "regression" not in tasks else None
+    undeclared = set(TASKS) - set(tasks)
+    task = _task_of(args, read_data=bool(undeclared & AUTO_TASKS)) if undeclared else None
     if task is not None and task not in tasks:
         raise HonedError(f"honed {args.verb} does not support task {task} yet (it runs {', '.join(tasks)}); "
-                         "train, evaluate and predict do, and train writes the regression report")
+                         f"train, evaluate and predict do, and train writes the {task} report")
 
 
-def _task_of(args: argparse.Namespace) -> str | None:
-    """The task of the verb's recipe (`auto` read off the training labels) or of its saved model folder."""
+def _task_of(args: argparse.Namespace, read_data: bool = True) -> str | None:
+    """The task of the verb's recipe (`auto` read off the training labels, unless not `read_data`: then
+    None) or of its saved model folder."""
     if isinstance(getattr(args, "recipe", None), str) and Path(args.recipe).is_file():
         from honed.data.sources import load_source
         from honed.recipe import load_recipe
@@ -31,6 +36,8 @@ def _task_of(args: argparse.Namespace) -> str | None:
         recipe = load_recipe(args.recipe, getattr(args, "overrides", None))
         if recipe.task != "auto" or recipe.data.train is None:
             return recipe.task
+        if not read_data:
+            return None
         try:
             frame = load_source(recipe.data.train, recipe.data, "data.train", task="auto")
         except HonedError:  # bad rows are the verb's to report (the audit even lists them rather than failing)
@@ -38,9 +45,10 @@ def _task_of(args: argparse.Namespace) -> str | None:
         return frame.attrs.get("task", "classification")
     model = getattr(args, "model", None) or getattr(args, "run_dir", None)  # prune/export a model, report a run
     if isinstance(model, str):
-        from honed.data.labels import TARGETS_FILE
+        from honed.data.labels import SAVED_MAPS
 
         folder = Path(model)
-        saved = (folder / TARGETS_FILE).is_file() or (folder / "model" / TARGETS_FILE).is_file()
-        return "regression" if saved else None
+        for name, kind in SAVED_MAPS.items():  # the file that marks a regression or multi-label model
+            if (folder / name).is_file() or (folder / "model" / name).is_file():
+                return kind.task
     return None

@@ -18,6 +18,7 @@ from honed.data.build import Tables
 from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.evaluate.calibration import fit_temperature, save_calibration
+from honed.evaluate.multilabel import multilabel_after_fit, multilabel_run_report
 from honed.evaluate.regression import regression_after_fit
 from honed.evaluate.report import build_report, write_report
 from honed.inference.calibration import saved_temperature
@@ -106,7 +107,12 @@ def report_after_fit(
 
 
 # The report each task writes after `train` (recipe, run_dir, tables, outputs, metrics, history).
-REPORT_AFTER_FIT = {"classification": report_after_fit, "regression": regression_after_fit}
+REPORT_AFTER_FIT = {"classification": report_after_fit, "regression": regression_after_fit,
+                    "multilabel": multilabel_after_fit}
+
+
+# `honed report RUN_DIR` for a task with its own page (classification's is report_run's own).
+RUN_REPORTS = {"multilabel": multilabel_run_report}
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -154,6 +160,8 @@ def report_run(run_dir: str | Path, overrides: dict[str, Any] | None = None, out
             f"{labels.names}; report with the run's own data"
         )
     frames = filter_tokens(tables.frames, recipe, model.preprocess, tables.notes)
+    if labels.task in RUN_REPORTS:  # another task's page, from the same rebuilt splits
+        return RUN_REPORTS[labels.task](recipe, run_dir, model, labels, frames, tables.notes, out_dir)
     outputs = {
         split: (logits_for(model, labels, recipe, frame), torch.tensor(labels.encode(frame["label"])))
         for split, frame in frames.items()

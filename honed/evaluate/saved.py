@@ -12,6 +12,7 @@ import torch
 
 from honed.data.labels import TARGET
 from honed.data.sources import META
+from honed.evaluate.multilabel import evaluate_label_sets
 from honed.evaluate.regression import build_regression_report, write_regression_report
 from honed.evaluate.report import build_report, write_report
 from honed.inference import Predictor, load_predictor
@@ -23,8 +24,9 @@ from honed.metrics import classification_metrics, regression_metrics
 def evaluate_saved(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None,
                    calibrated: bool = False, report_dir: str | Path | None = None) -> dict[str, float]:
     """Loss, accuracy and macro-F1 of a saved model or ensemble on labelled data (RMSE, MAE, R², Pearson and
-    Spearman for a regression model); `calibrated` applies the saved temperature (the loss changes, the
-    predictions do not); `report_dir` also writes report.json/.html there."""
+    Spearman for a regression model; micro/macro-F1, mAP and per-label scores for a multi-label one);
+    `calibrated` applies the saved temperature (the loss changes, the predictions do not); `report_dir`
+    also writes report.json/.html there."""
     predictor = load_predictor(model_dir, overrides)
     return EVALUATORS[predictor.task](predictor, source, calibrated, report_dir)
 
@@ -64,7 +66,7 @@ def evaluate_values(predictor: Predictor, source: Any, calibrated: bool = False,
 
 
 # How `honed evaluate` scores each task's predictor.
-EVALUATORS = {"classification": evaluate_predictor, "regression": evaluate_values}
+EVALUATORS = {"classification": evaluate_predictor, "regression": evaluate_values, "multilabel": evaluate_label_sets}
 
 
 def report_labelled(predictor: Predictor, frame: pd.DataFrame, probs: np.ndarray, y: np.ndarray,

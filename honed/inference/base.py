@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.recipe import Recipe
 from honed.registry import Registry
@@ -50,8 +51,14 @@ class Predictor(ABC):
         raise HonedError(f"'{self.describe()}' is a {self.task} model: it predicts classes, not values")
 
     def predict(self, frame: pd.DataFrame) -> list[str]:
-        """The most probable label per row."""
-        return [self.labels[i] for i in self.predict_proba(frame).argmax(axis=1)]
+        """The most probable label per row (multi-label: each row's predicted set, joined)."""
+        return self.decision_map().decide(self.predict_proba(frame))
+
+    def decision_map(self) -> LabelMap:
+        """The label map that turns this predictor's probabilities into predictions (a multi-label model's
+        holds its tuned thresholds); a predictor without one decides by its class names."""
+        saved = getattr(self, "label_map", None)
+        return saved if isinstance(saved, LabelMap) else LabelMap(tuple(self.labels))
 
     def proba_in(self, frame: pd.DataFrame, order: tuple[str, ...]) -> np.ndarray:
         """predict_proba with its columns in `order` (another predictor's label order)."""

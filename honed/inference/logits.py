@@ -21,7 +21,8 @@ def logits_for(model: Classifier, labels: LabelMap, recipe: Recipe, frame: pd.Da
     """Logits for every row of a standard frame (labels, when present, are checked by the caller).
 
     With `augment.tta` = K > 0 the result is the log of the mean softmax probabilities of the plain
-    view and K augmented views, so softmax(logits) is that mean (test-time augmentation)."""
+    view and K augmented views, so softmax(logits) is that mean (test-time augmentation); a multi-label
+    map averages its sigmoid probabilities instead (`labels.probabilities` / `labels.logits_of`)."""
     acc = Accelerator(cpu=recipe.train.cpu)
     if recipe.data.kind == "image":
         check_images(frame["x"], "input")
@@ -32,12 +33,12 @@ def logits_for(model: Classifier, labels: LabelMap, recipe: Recipe, frame: pd.Da
         return plain
     check_augment(recipe, acc.unwrap_model(model).preprocess)
     augmented = tta_recipe(recipe)
-    probs = torch.softmax(plain.float(), dim=-1)
+    probs = labels.probabilities(plain.float())
     with torch.random.fork_rng(devices=[]):  # the same views every call; the caller's RNG is left as it was
         torch.manual_seed(0)
         for _ in range(views):
-            probs += torch.softmax(_view_logits(model, labels, augmented, frame, acc, train=True).float(), dim=-1)
-    return torch.log((probs / (views + 1)).clamp_min(torch.finfo(torch.float32).tiny))
+            probs += labels.probabilities(_view_logits(model, labels, augmented, frame, acc, train=True).float())
+    return labels.logits_of(probs / (views + 1))
 
 
 def tta_recipe(recipe: Recipe) -> Recipe:

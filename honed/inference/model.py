@@ -72,10 +72,10 @@ class ModelPredictor(Predictor):
         return logits_for(self.model, self.label_map, self.recipe, model_inputs(frame, self.recipe))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        if self.task != "classification":
+        if self.task == "regression":
             raise HonedError(f"'{self.describe()}' is a {self.task} model: it predicts values (predict_values), "
                              "not class probabilities")
-        return torch.softmax(self.logits(frame).double(), dim=-1).numpy()
+        return self.label_map.probabilities(self.logits(frame).double()).numpy()  # multi-label: one sigmoid each
 
     def predict_values(self, frame: pd.DataFrame) -> np.ndarray:
         if not hasattr(self.label_map, "decode"):
@@ -92,7 +92,7 @@ class ModelPredictor(Predictor):
         modes = {m: m.training for m in model.modules()}
         model.eval()
         try:
-            return torch.softmax(model(**inputs).double(), dim=-1)
+            return self.label_map.probabilities(model(**inputs).double())
         finally:
             for module, training in modes.items():
                 module.train(training)
@@ -106,4 +106,7 @@ class ModelPredictor(Predictor):
         return saved_temperature(self.folder) if self.folder is not None else None
 
     def require_temperature(self) -> float:
+        if self.task == "multilabel":  # report.calibrate fits a softmax temperature: nothing a sigmoid per label uses
+            raise HonedError(f"--calibrated: '{self.describe()}' is a multi-label model, which has no temperature "
+                             "(its per-label thresholds, tuned on val, always apply); drop --calibrated")
         return load_temperature(self.folder) if self.folder is not None else super().require_temperature()

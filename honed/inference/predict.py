@@ -1,4 +1,5 @@
-"""`honed predict`: a saved model's or ensemble's predicted label and class probabilities."""
+"""`honed predict`: a saved model's or ensemble's predicted label and class probabilities (a regression
+model's values; a multi-label model's label set and per-label probabilities)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,17 @@ def _value_rows(predictor: Predictor, frame: pd.DataFrame, temperature: float | 
     return values_frame(frame, predictor.labels, predictor.predict_values(frame))
 
 
+def _label_set_rows(predictor: Predictor, frame: pd.DataFrame, temperature: float | None) -> pd.DataFrame:
+    """The predicted label set (labels at or above their saved thresholds, joined by data.label_delimiter)
+    and one probability column per label (multi-label saves no temperature: `--calibrated` fails before)."""
+    probs = predictor.predict_proba(frame)
+    out = output_frame(frame, predictor.labels, probs)
+    out["predicted"] = predictor.decision_map().decide(probs)
+    return out
+
+
 # What `honed predict` writes for each task's predictor.
-PREDICTED_ROWS = {"classification": _class_rows, "regression": _value_rows}
+PREDICTED_ROWS = {"classification": _class_rows, "regression": _value_rows, "multilabel": _label_set_rows}
 
 
 def predict_frame(model_dir: str | Path, source: Any, overrides: dict[str, Any] | None = None,
