@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from honed.errors import HonedError
@@ -44,9 +45,11 @@ class Config:
         """The recipe tree with every change applied."""
         return apply(self.tree, self.changes)
 
-    @property
+    @cached_property
     def id(self) -> str:
-        tree = {k: v for k, v in self.resolved().items() if k not in NOT_IDENTITY}
+        """Computed once (a configuration is not changed after it is made). Settings left at their defaults are left out, so a new recipe field (with its default) keeps a
+        resumed climb's configurations."""
+        tree = {k: v for k, v in identity_tree(self.resolved()).items() if k not in NOT_IDENTITY}
         text = json.dumps({"tree": tree, "runner": self.runner}, sort_keys=True, default=str)
         if self.root:
             text = text.replace(self.root, "{climb}")
@@ -58,6 +61,11 @@ class Config:
 
     def groups(self) -> set[str]:
         return {c.group for c in self.changes}
+
+
+def identity_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    """The recipe tree without the settings left at their defaults."""
+    return load_recipe(tree).model_dump(mode="json", exclude_defaults=True)
 
 
 def apply(tree: dict[str, Any], changes: list[Change]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
-from honed.climb.configs import NOT_IDENTITY, Config, check_change
+from honed.climb.configs import NOT_IDENTITY, Config, check_change, identity_tree
 from honed.climb.data import load_splits, situation, write_splits
 from honed.climb.ensemble_stage import ensemble_stage
 from honed.climb.executor import BudgetSpent
@@ -60,7 +60,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
         raise HonedError(f"--output: '{folder}' is a file; give a folder for the climb")
     frames, task, labels = load_splits(user)  # bad data, and every check below: before the folder is touched
     pairing, pairs, metric = _pairing(user, spec, frames, task)
-    tree = {k: v for k, v in user.model_dump(mode="json").items() if k not in NOT_IDENTITY}
+    tree = {k: v for k, v in identity_tree(user.model_dump(mode="json")).items() if k not in NOT_IDENTITY}
     identity = {"tree": tree, "pairing": pairing, "pairs": pairs}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
     name = spec.study_name or f"climb-{user.name}"
