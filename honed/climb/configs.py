@@ -47,8 +47,8 @@ class Config:
 
     @cached_property
     def id(self) -> str:
-        """Computed once (a configuration is not changed after it is made). Settings left at their defaults are left out, so a new recipe field (with its default) keeps a
-        resumed climb's configurations."""
+        """Computed once (a configuration is not changed after it is made). Settings left at their defaults
+        are left out, so a new recipe field (with its default) keeps a resumed climb's configurations."""
         tree = {k: v for k, v in identity_tree(self.resolved()).items() if k not in NOT_IDENTITY}
         text = json.dumps({"tree": tree, "runner": self.runner}, sort_keys=True, default=str)
         if self.root:
