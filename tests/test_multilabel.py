@@ -103,6 +103,8 @@ def test_cells_parse_in_both_formats() -> None:
         parse_cell("[a, b", "|", "row 3")
     with pytest.raises(HonedError, match="label 'a|b' holds data.label_delimiter"):
         parse_cell('["a|b"]', "|", "row")
+    with pytest.raises(HonedError, match="row 2: holds an array .* not a multi-hot or id vector"):
+        parse_cell(np.array([1, 0, 1]), "|", "row 2")
 
 
 def test_label_sets_load_as_multi_hot_targets(ml_csv: Path, tmp_path: Path) -> None:

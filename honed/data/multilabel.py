@@ -21,7 +21,7 @@ from honed.data.labels import LABELS, MultiLabelMap
 from honed.data.tables import label_text, match_known, unify_variants
 from honed.errors import HonedError
 
-CONTAINERS = (list, tuple, set, frozenset, np.ndarray)  # in-memory cells already holding several labels
+CONTAINERS = (list, tuple, set, frozenset)  # in-memory cells already holding several labels
 
 
 def parse_cell(value: Any, delimiter: str, where: str) -> tuple[str, ...]:
@@ -29,6 +29,9 @@ def parse_cell(value: Any, delimiter: str, where: str) -> tuple[str, ...]:
     missing is no label. Numbers read as their text (1 and 1.0 are "1"); duplicates count once."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ()
+    if isinstance(value, np.ndarray) or hasattr(value, "detach"):  # a numpy or torch row: multi-hot or ids?
+        raise HonedError(f"{where}: holds an array ({type(value).__name__}); give each row its label names "
+                         '(a list such as ["a", "b"], or a|b), not a multi-hot or id vector')
     if isinstance(value, CONTAINERS):
         items = list(value)
     else:
