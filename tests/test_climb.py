@@ -217,3 +217,26 @@ def test_two_worker_processes_share_one_postgres_climb(tiny_bert: str, data: Pat
     if not url:
         pytest.skip("no PostgreSQL server: run .ci/run (it starts one), or set HONED_TEST_POSTGRES_URL")
     _shared(tiny_bert, data, tmp_path / "pg", url)
+
+
+def test_a_stage_limit_spreads_over_groups_and_a_broken_proposer_is_left_out() -> None:
+    from honed.climb.stages import spread
+    from honed.proposals import PROPOSERS, Change, Situation, proposals
+
+    changes = [Change("lr a", group="lr"), Change("lr b", group="lr"), Change("lr c", group="lr"),
+               Change("cosine", group="schedule"), Change("ema")]
+    assert [c.name for c in spread(changes)] == ["lr a", "cosine", "ema", "lr b", "lr c"]
+
+    def broken(s: Situation) -> list[Change]:
+        raise RuntimeError("boom")
+
+    PROPOSERS["model"].insert(0, broken)
+    try:
+        errors: list[str] = []
+        s = Situation(recipe=load_recipe({}), kind="text", task="classification", train_rows=10)
+        proposals("model", s, errors)  # the other model proposers still answer
+        assert errors == [f"{__name__}.broken: RuntimeError: boom"]
+        with pytest.raises(RuntimeError):
+            proposals("model", s)  # without an error list, a broken proposer is the caller's to see
+    finally:
+        PROPOSERS["model"].remove(broken)
