@@ -5,7 +5,7 @@ so each seed or fold gives one paired difference d_i = candidate_i - best_i of t
 so that larger is better). The candidate is accepted when mean(d) > 0 and the one-sided paired
 t-test (H0: mean(d) <= 0) gives p < alpha. With identical differences (zero spread) the test is
 decided by the sign alone. The interval reported is the two-sided (1 - 2*alpha) t interval of the
-mean difference, so with alpha 0.1 a 90% interval whose lower end is above zero means "accepted".
+mean difference, so with alpha 0.1 an 80% interval whose lower end is above zero means "accepted".
 """
 
 from __future__ import annotations

@@ -67,7 +67,9 @@ def _join(values: list[float | None]) -> str:
 
 
 def _best(c: Climb, single: Config) -> dict[str, Any]:
-    val, test = c.scores(c.best), c.scores(c.best, "test")
+    """The best configuration, scored on the pairs its ladder rung shows (a kept change: its fresh pairs)."""
+    rung = next((r for r in reversed(c.ladder) if r["config"] == c.best.id), None)
+    val, test = (rung["val"], rung["test"]) if rung else (c.scores(c.best), c.scores(c.best, "test"))
     mean = lambda xs: (sum(x for x in xs if x is not None) / max(1, sum(x is not None for x in xs)))  # noqa: E731
     return {"config": c.best.id, "change_list": [ch.name for ch in c.best.changes], "val_mean": mean(val),
             "test_mean": mean(test), "single_config": single.id, "model_dir": None, "ensemble_dir": None}
