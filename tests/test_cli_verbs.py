@@ -29,6 +29,7 @@ SHARED: dict[str, tuple[list[str], set[str]]] = {
     "clean": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
     "ensemble": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
     "tune": (["r.yaml"], {"key=value", "--output", "--quiet"}),
+    "climb": (["r.yaml"], {"key=value", "--output", "--quiet"}),
     "cv": (["r.yaml"], {"key=value", "--output", "--overwrite", "--quiet"}),
     "prune": (["model"], {"--output", "--overwrite", "--quiet"}),
     "export": (["model"], {"--output", "--overwrite", "--quiet"}),

@@ -23,6 +23,7 @@ from honed.climb.acceptance import accepts, clearly_losing, paired
 from honed.climb.spec import parse_budget
 from honed.errors import HonedError
 from honed.recipe import load_recipe
+from honed.tune.study import sqlalchemy_url
 from tests.conftest import REPO, text_rows, tiny_recipe
 
 ALPHA = 0.1
@@ -200,7 +201,7 @@ def _shared(tiny_bert: str, data: Path, out: Path, storage: str | None) -> None:
     tree = climb_tree(tiny_bert, data, study_name=f"climb-{out.name}-{os.getpid()}-{time.time_ns()}")
     result = climb(tree, output=out, workers=2, storage=storage)
     assert [r["change"] for r in result.summary["ladder"]] == ["baseline", "lr 3e-3"]
-    url = storage or f"sqlite:///{out / 'climb.db'}"
+    url = sqlalchemy_url(storage or f"sqlite:///{out / 'climb.db'}")  # psycopg2 where psycopg 3 is absent
     complete = [t for t in optuna.load_study(study_name=tree["climb"]["study_name"], storage=url).trials
                 if t.state == optuna.trial.TrialState.COMPLETE]
     overlapping = [(a, b) for a in complete for b in complete if a.user_attrs["owner"] != b.user_attrs["owner"]
