@@ -3,9 +3,11 @@ resume after kill -9, and the bad inputs (one line, exit 2, the climb folder lef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -129,12 +131,7 @@ def test_kill_9_mid_climb_then_the_same_command_resumes_without_redoing_runs(tin
     deadline = time.time() + 240
     while first is None and time.time() < deadline and process.poll() is None:
         time.sleep(0.5)
-        try:
-            done = optuna.load_study(study_name="climb-tiny", storage=storage).get_trials(
-                states=(optuna.trial.TrialState.COMPLETE,))
-        except Exception:  # the study is not created yet
-            continue
-        first = done[0].user_attrs["key"] if done else None
+        first = _first_finished(out / "climb.db")
     assert first is not None, "no run finished before the deadline"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
@@ -143,6 +140,57 @@ def test_kill_9_mid_climb_then_the_same_command_resumes_without_redoing_runs(tin
     complete = [t.user_attrs["key"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete.count(first) == 1 and len(complete) == len(set(complete)) == 10
     assert json.loads((out / "climb.json").read_text())["ladder"][1]["change"] == "lr 3e-3"
+
+
+def _first_finished(db: Path) -> str | None:
+    """The run key of the first finished trial, read-only (opening the study here could race the climb's own
+    creation of the database's tables)."""
+    if not db.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            row = con.execute("SELECT a.value_json FROM trials t JOIN trial_user_attributes a ON a.trial_id = "
+                              "t.trial_id WHERE t.state = 'COMPLETE' AND a.key = 'key' ORDER BY t.number").fetchone()
+    except sqlite3.OperationalError:  # no tables yet, or locked for a moment
+        return None
+    return None if row is None else json.loads(row[0])
+
+
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid` (read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_to_a_climb_with_workers_stops_them_and_gives_their_runs_back(tiny_bert: str, data: Path,
+                                                                               tmp_path: Path) -> None:
+    out = tmp_path / "climb"
+    recipe = tmp_path / "climb.yaml"
+    recipe.write_text(yaml.safe_dump(climb_tree(tiny_bert, data)))
+    command = [sys.executable, "-c", "from honed.cli import main; raise SystemExit(main())", "climb", str(recipe),
+               "--output", str(out), "--quiet", "--workers", "2"]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    deadline = time.time() + 240
+    while len(workers) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+        workers = _children(process.pid)
+    assert len(workers) == 2, "the climb never ran two workers"
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=180) == 143, process.stderr.read()
+    time.sleep(1.0)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no orphan left running
+    trials = optuna.load_study(study_name="climb-tiny", storage=f"sqlite:///{out / 'climb.db'}").trials
+    assert not [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]  # given back: retried
+    assert json.loads((out / "climb.json").read_text())["stopped"] == "interrupted"
 
 
 BAD = [

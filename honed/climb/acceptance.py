@@ -76,3 +76,13 @@ def rule_text(metric: str, alpha: float, pairs: int, pairing: str, drop_below: f
     if drop_below is not None:
         text += f"; a candidate whose first pair is worse by more than {drop_below:g} is stopped there"
     return text
+
+
+def spread(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, sample std) of per-pair scores; std 0 for one score, (None, None) for none."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))

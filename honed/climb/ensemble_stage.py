@@ -29,6 +29,7 @@ def ensemble_stage(c: Climb) -> None:
     if len(members) < 2:
         c.notes.append("ensemble stage skipped: fewer than 2 distinct configurations finished every pair")
         return
+    c.rebuild(members, c.screening)  # members (and ensembles that name them) need their model folders on disk
     for config in members:
         dirs = [c.model_dir(config, i) for i in c.screening]
         c.substitutes[f"{{member:{config.id}}}"] = dirs
@@ -83,6 +84,7 @@ def _distil(c: Climb) -> None:
         c.notes.append("distillation skipped: no configuration of the baseline's size finished every pair")
         return
     placeholder = f"{{ensemble:{ensemble.id}}}"  # the teacher is part of the student's identity
+    c.rebuild([ensemble], c.screening)
     c.substitutes[placeholder] = [c.model_dir(ensemble, i) for i in c.screening]
     change = Change("distilled from the ensemble", techniques=[{"name": "distill", "teacher": placeholder,
                                                                 "temperature": 2.0, "alpha": 0.5}],

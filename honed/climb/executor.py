@@ -84,6 +84,7 @@ def execute(jobs: list[Job], store: Store, plan: dict[str, Any], workers: int, s
     else:
         _processes(open_jobs, plan, workers, store, show)
     while any(store.result(j.key) is None and store.failure(j.key) is None for j in open_jobs):
+        raise_if_pending()
         show("waiting for runs held by other workers")
         if not any(store.taken(j.key) for j in open_jobs if store.result(j.key) is None):
             for job in open_jobs:  # released or dead elsewhere: run what is left here
@@ -100,20 +101,22 @@ def _processes(jobs: list[Job], plan: dict[str, Any], workers: int, store: Store
     folder = Path(plan["folder"])
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=folder, prefix=".jobs-", delete=False) as handle:
         json.dump({**plan, "jobs": [j.as_dict() for j in jobs]}, handle)
-    processes = []
-    for _ in range(workers):
-        processes.append(subprocess.Popen([sys.executable, "-m", "honed.climb.executor", handle.name, str(threads)],
-                                          env=env))
-        time.sleep(2.0)  # staggered, so two workers rarely claim the same run at the same moment
+    processes: list[subprocess.Popen] = []
     try:
-        while any(p.poll() is None for p in processes):
-            done = sum(store.result(j.key) is not None for j in jobs)
-            show(f"{done}/{len(jobs)} runs of this round done ({workers} workers)")
-            time.sleep(POLL)
+        with stop_on_signals():  # Ctrl-C or SIGTERM here: the workers are told (terminate), waited for, then raised
+            for _ in range(workers):
+                command = [sys.executable, "-m", "honed.climb.executor", handle.name, str(threads)]
+                processes.append(subprocess.Popen(command, env=env))
+                time.sleep(2.0)  # staggered, so two workers rarely claim the same run at the same moment
+            while any(p.poll() is None for p in processes):
+                raise_if_pending()
+                done = sum(store.result(j.key) is not None for j in jobs)
+                show(f"{done}/{len(jobs)} runs of this round done ({workers} workers)")
+                time.sleep(POLL)
     finally:
         for process in processes:
             if process.poll() is None:
-                process.terminate()
+                process.terminate()  # each stops at its next safe point and gives its run back
             process.wait()
         Path(handle.name).unlink(missing_ok=True)
 
@@ -135,4 +138,7 @@ def _worker_main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    _worker_main(sys.argv[1:])
+    try:
+        _worker_main(sys.argv[1:])
+    except Interrupted as stopped:  # its run was given back; the parent reports the stop
+        sys.exit(stopped.exit_code)

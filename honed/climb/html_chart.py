@@ -16,6 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless; must precede pyplot
 import matplotlib.pyplot as plt
 
+from honed.climb.acceptance import spread
+
 DPI = 90
 LABEL_CHARS = 30
 MAX_FOREST = 40  # candidates drawn in the Δval chart (the table lists them all)
@@ -32,11 +34,8 @@ def mean_std(entry: dict[str, Any], split: str) -> tuple[float | None, float | N
     """(mean, std) of one split's per-seed scores: the stored `<split>_mean/_std`, else computed from the list."""
     values = [v for v in (number(x) for x in entry.get(split) or []) if v is not None]
     mean, std = number(entry.get(f"{split}_mean")), number(entry.get(f"{split}_std"))
-    if mean is None and values:
-        mean = sum(values) / len(values)
-    if std is None and len(values) > 1 and mean is not None:
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return mean, std
+    computed = spread(values)
+    return (computed[0] if mean is None else mean), (computed[1] if std is None and len(values) > 1 else std)
 
 
 def label(text: Any) -> str:

@@ -110,4 +110,21 @@ def _copy(c: Climb, config: Config, name: str) -> str | None:
     target = c.folder / name
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(source, target)
+    _own_members(target)
     return str(target)
+
+
+def _own_members(folder: Path) -> None:
+    """An ensemble names its prefit members by path (the climb's runs/): copied into members/ and named
+    relative to the folder, so the copy works alone (moved, or with runs/ deleted)."""
+    doc_file = folder / "ensemble.json"
+    if not doc_file.is_file():
+        return
+    doc = json.loads(doc_file.read_text(encoding="utf-8"))
+    for entry in doc["members"]:
+        path = Path(entry["path"])
+        if path.is_absolute():
+            inside = Path("members") / entry["name"]
+            shutil.copytree(path, folder / inside, dirs_exist_ok=True)
+            entry["path"] = str(inside)
+    doc_file.write_text(json.dumps(doc, indent=1), encoding="utf-8")

@@ -34,7 +34,7 @@ from honed.metrics import DIRECTION, TASKS
 from honed.progress import progress_bar
 from honed.proposals import Change
 from honed.recipe import Recipe, load_recipe
-from honed.train.interrupt import Interrupted
+from honed.train.interrupt import Interrupted, stop_on_signals
 
 
 @dataclass
@@ -81,7 +81,8 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
               else 1.0, pairing, pairs, [user.seed + i for i in range(2 * pairs)], workers=spec.workers,
               spent_before=spent)
     load_proposers()
-    stopped = _climb(c, spec, frames, task, quiet)
+    with stop_on_signals():  # SIGTERM between runs too: the outputs are written, then exit 143
+        stopped = _climb(c, spec, frames, task, quiet)
     rule = rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below)
     return ClimbResult(folder, write_outputs(c, stopped, rule, user.name))
 
@@ -143,10 +144,12 @@ def _climb(c: Climb, spec: ClimbSpec, frames: dict[str, Any], task: str, quiet: 
             for index, stage in enumerate(stages):
                 reached = index
                 _stage(c, stage, frames, task)
+            reached = len(stages)
+            c.rebuild([c.best_single or c.best, c.best] if c.best_single else [c.best], range(1))  # best_model/
             return "done"
         except BudgetSpent as exc:
             c.notes.append(f"stopped: {exc}")
-            if reached >= 0:
+            if 0 <= reached < len(stages):
                 c.pending.insert(0, f"the rest of stage {stages[reached]}")
             c.pending.extend(f"stage {s}" for s in stages[reached + 1:])
             return "budget"

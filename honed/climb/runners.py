@@ -37,10 +37,11 @@ class Job:
     pairing: str = "seeds"
     folds: int = 5
     fold_seed: int = 42
+    rebuild: int = 0  # > 0: the run again, for its model folder only (gone from disk: a fresh checkout)
 
     @property
     def key(self) -> str:
-        return f"{self.config}/{self.pair}"
+        return f"{self.config}/{self.pair}" + (f"/rebuild-{self.rebuild}" if self.rebuild else "")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from honed.climb.acceptance import Paired, paired
+from honed.climb.acceptance import Paired, paired, spread
 from honed.climb.configs import Config
 from honed.climb.executor import check_budget, execute
 from honed.climb.runners import Job
 from honed.climb.spec import ClimbSpec
 from honed.climb.store import Store
+from honed.train.interrupt import raise_if_pending
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Climb:
         budget is checked before each run."""
         jobs = [j for c in configs for j in self.jobs(c, pairs) if self.store.result(j.key) is None]
         if jobs:
+            raise_if_pending()
             check_budget(self.plan, self.store)
             try:
                 execute(jobs, self.store, self.plan, self.workers, self.show)
@@ -99,9 +101,38 @@ class Climb:
         return out
 
     def model_dir(self, config: Config, pair: int) -> str | None:
-        """The folder of the model `config` trained on `pair` (stored relative to the climb folder)."""
-        result = self.store.result(f"{config.id}/{pair}")
-        return None if result is None else str(self.folder.resolve() / result["model_dir"])
+        """The folder of the model `config` trained on `pair` (stored relative to the climb folder); the newest
+        rebuilt copy's when the first one is gone from disk."""
+        folders = self._folders(config, pair)
+        return next((f for f in reversed(folders) if Path(f).is_dir()), folders[0] if folders else None)
+
+    def _folders(self, config: Config, pair: int) -> list[str]:
+        out: list[str] = []
+        while (result := self.store.result(f"{config.id}/{pair}" + (f"/rebuild-{len(out)}" if out else ""))):
+            out.append(str(self.folder.resolve() / result["model_dir"]))
+        return out
+
+    def rebuild(self, configs: list[Config], pairs: range) -> None:
+        """Run again the finished runs whose model folder is gone (a fresh checkout keeps the study, not the
+        models), for the folders only: the stored scores stay the ones every decision was made on."""
+        jobs = []
+        for config in configs:
+            for job in self.jobs(config, pairs):
+                folders = self._folders(config, job.pair)
+                if folders and not any(Path(f).is_dir() for f in folders):
+                    jobs.append(replace(job, rebuild=len(folders)))
+        if not jobs:
+            return
+        check_budget(self.plan, self.store)
+        try:
+            execute(jobs, self.store, self.plan, self.workers, self.show)
+        finally:
+            self.store.set_attr("wall_seconds", self.spent())
+        gaps = [abs(r["val"].get(self.metric, 0.0) - self.store.result(f"{j.config}/{j.pair}")["val"]
+                    .get(self.metric, 0.0)) for j in jobs if (r := self.store.result(j.key)) is not None]
+        self.notes.append(f"rebuilt {len(gaps)} of {len(jobs)} model folder(s) missing on disk; their val "
+                          f"{self.metric} differs from the stored run's by at most {max(gaps, default=0.0):.4f} "
+                          "(the decisions use the stored scores)")
 
     def failure(self, config: Config, pairs: range | None = None) -> str | None:
         reasons = [self.store.failure(f"{config.id}/{i}") for i in (pairs if pairs is not None else self.screening)]
@@ -160,12 +191,8 @@ def _raw(diff: Paired | None, sign: float) -> dict[str, float] | None:
 
 
 def _mean_std(split: str, values: list[float | None]) -> dict[str, float | None]:
-    import numpy as np
-
-    got = [v for v in values if v is not None]
-    if not got:
-        return {f"{split}_mean": None, f"{split}_std": None}
-    return {f"{split}_mean": float(np.mean(got)), f"{split}_std": float(np.std(got, ddof=1)) if len(got) > 1 else 0.0}
+    mean, std = spread([v for v in values if v is not None])
+    return {f"{split}_mean": mean, f"{split}_std": std}
 
 
 def _substitute(tree: Any, values: dict[str, str]) -> Any:

@@ -53,23 +53,26 @@ class Store:
                 raise HonedError(f"climb study '{name}' was made for another recipe (its data, model or settings "
                                  "differ); give this climb its own --output folder or climb.study_name "
                                  "(the existing one is left as it was)")
+        self._done: dict[str, dict[str, Any]] = {}  # run key -> result of its finished run
         self.study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
         self.study.set_user_attr("metric", metric)  # new, or a study with no finished run: this climb's now
         self.study.set_user_attr("fingerprint", fingerprint)
 
     def trials(self, key: str | None = None) -> list[optuna.trial.FrozenTrial]:
         found = self.study.get_trials(deepcopy=False)
+        for t in found:  # a finished run never changes: kept, so the hot paths (scores, diffs) read no database
+            if t.state == TrialState.COMPLETE and "key" in t.user_attrs:
+                self._done.setdefault(t.user_attrs["key"], t.user_attrs["result"])
         return [t for t in found if key is None or t.user_attrs.get("key") == key]
 
     def result(self, key: str) -> dict[str, Any] | None:
-        for trial in self.trials(key):
-            if trial.state == TrialState.COMPLETE:
-                return dict(trial.user_attrs["result"])
-        return None
+        if key not in self._done:
+            self.trials()
+        return dict(self._done[key]) if key in self._done else None
 
     def results(self) -> dict[str, dict[str, Any]]:
-        return {t.user_attrs["key"]: dict(t.user_attrs["result"]) for t in self.trials()
-                if t.state == TrialState.COMPLETE and "key" in t.user_attrs}
+        self.trials()
+        return {k: dict(v) for k, v in self._done.items()}
 
     def runs_used(self) -> int:
         """Runs that count against the run budget: finished, and failed with a reason (not killed, not duplicates)."""
