@@ -28,7 +28,7 @@ from honed.models.forward import predict_logits
 from honed.models.python import live_recipe
 from honed.recipe import Recipe, load_recipe
 from honed.rundir import LOG, check_run_dir, close_log, open_run_dir
-from honed.techniques import build_techniques
+from honed.techniques import build_techniques, flagged
 from honed.techniques.trackers import Trackers
 from honed.train import checkpoint
 from honed.train.events import Hooks
@@ -109,6 +109,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
     lr_at = build_schedule(recipe.schedule, total)
     hooks.check(recipe, model)  # impossible settings fail here, before the run folder exists
+    _check_windows(recipe)
     check_augment(recipe, model.preprocess)
     if recipe.train.cache_frozen_features:
         check_cacheable(recipe, model, hooks)
@@ -120,6 +121,13 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
         if trackers:  # a pruned, failed or interrupted fit must not leave an MLflow/W&B run open (twice is harmless)
             acc.end_training()
         close_log()
+
+
+def _check_windows(recipe: Recipe) -> None:
+    by_index = flagged(recipe, "needs_row_index")
+    if by_index and recipe.data.truncation == "sliding":
+        raise HonedError(f"techniques: {', '.join(by_index)} reads training rows by index, and data.truncation="
+                         "sliding makes several rows of one text; use data.truncation right or head_tail")
 
 
 def teacher_loader(folder: str, field: str) -> Any:
@@ -152,7 +160,7 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     collate, train_collate = make_collate(recipe, model.preprocess), make_collate(recipe, model.preprocess, train=True)
     datasets = {k: make_dataset(f, tables.labels, recipe, model.preprocess, train=k == "train")
                 for k, f in tables.frames.items() if len(f)}
-    rows = rows_per_epoch(len(tables.frames["train"]), spec.batch_size, model)
+    rows = rows_per_epoch(len(datasets["train"]), spec.batch_size, model)  # sliding windows: more rows than texts
     full, show = model, not quiet and acc.is_main_process
     # the frozen backbone runs once; only its (shared) head trains, on the cached features
     if spec.cache_frozen_features:
@@ -168,6 +176,8 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     loader = acc.prepare(loader)
     evals = {k: acc.prepare(v) for k, v in evals.items()}
     total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
+    if len(datasets["train"]) != len(tables.frames["train"]):  # planned on the texts; it runs over the windows
+        lr_at = build_schedule(recipe.schedule, total)
     state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
                        train_loader=loader, class_counts=counts, frames=tables.frames, scale=tables.labels.scale())
     saved = _restore(state, hooks, run_dir, acc) if resume else None

@@ -80,7 +80,7 @@ class DataSpec(Section):
     split: SplitSpec = SplitSpec()
     max_rows: RowLimits = RowLimits()
     max_length: int = Field(128, ge=2, le=8192)
-    truncation: Literal["right", "head_tail"] = "right"  # text over max_length: keep its start, or head + tail
+    truncation: Literal["right", "head_tail", "sliding"] = "right"  # over max_length: start, head + tail, windows
     image_size: int = Field(224, ge=8, le=4096)
     num_workers: int = Field(0, ge=0)
     group_by_length: bool = True  # text: batch rows of like token count (less padding); eval/predict sort by length

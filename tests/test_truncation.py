@@ -1,22 +1,26 @@
-"""data.truncation: right (the tokenizer's own, unchanged) and head_tail (first quarter + last three
-quarters of the room), in tokenisation, length grouping, a fit + predict, and its climb candidate."""
+"""data.truncation: right (the tokenizer's own, unchanged), head_tail (first quarter + last three quarters of the
+room) and sliding (overlapping windows, logits averaged), in tokenisation, length grouping, a fit + predict, and
+their climb candidates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import honed
 from honed import HonedError, load_recipe
 from honed.data.text import _cache_key, head_tail_split, propose_length, text_dataset, tokenize
+from honed.data.windows import merge_windows, window_starts
 from honed.inference import predict_frame
 from honed.models.fusion import FusionTokenizer
 from honed.proposals import PROPOSERS, Situation, proposals
-from tests.conftest import text_rows, tiny_recipe
+from tests.conftest import recomputed_accuracy, text_rows, tiny_recipe
 
 MAX = 16  # the tiny BERT adds [CLS] and [SEP]: 14 tokens of room, 4 head + 10 tail
 LONG = " ".join(f"word{i} apple{i}" for i in range(40))  # far over 16 tokens
@@ -112,6 +116,7 @@ def test_proposer_offers_longer_or_head_tail_when_texts_are_cut() -> None:
     assert [(c.name, c.overrides, c.group, c.cost) for c in changes] == [
         ("max_length x2", {"data.max_length": 256}, "length", 2.0),
         ("head+tail truncation", {"data.truncation": "head_tail"}, "length", 1.0),
+        ("sliding windows", {"data.truncation": "sliding"}, "length", 1.5),
     ]
     assert {c.name for c in changes} <= {c.name for c in proposals("data", _situation(0.25))}
     assert propose_length(_situation(0.1, max_length=300))[0].overrides == {"data.max_length": 512}
@@ -121,6 +126,78 @@ def test_proposer_stays_quiet_otherwise() -> None:
     assert propose_length(_situation(0.05)) == []
     assert propose_length(_situation(0.5, kind="image")) == []
     # nothing to gain: already 512 tokens / already head_tail / text pairs refuse head_tail
-    assert [c.name for c in propose_length(_situation(0.5, max_length=512))] == ["head+tail truncation"]
-    assert [c.name for c in propose_length(_situation(0.5, truncation="head_tail"))] == ["max_length x2"]
+    assert [c.name for c in propose_length(_situation(0.5, max_length=512))] == ["head+tail truncation",
+                                                                                 "sliding windows"]
+    assert [c.name for c in propose_length(_situation(0.5, truncation="head_tail"))] == ["max_length x2",
+                                                                                       "sliding windows"]
+    assert [c.name for c in propose_length(_situation(0.5, truncation="sliding"))] == ["max_length x2",
+                                                                                     "head+tail truncation"]
     assert [c.name for c in propose_length(_situation(0.5, text_pair_column="b"))] == ["max_length x2"]
+
+
+def test_window_starts_cover_every_token_half_a_window_apart() -> None:
+    assert window_starts(10, 4) == [0, 2, 4, 6]
+    assert window_starts(4, 4) == window_starts(1, 4) == [0]
+    assert window_starts(5, 4) == [0, 1]
+    for content, room in [(37, 14), (100, 7), (15, 14)]:
+        starts = window_starts(content, room)
+        covered = {j for start in starts for j in range(start, start + room)}
+        assert covered == set(range(content)) and starts[-1] + room == content
+
+
+def test_sliding_windows_read_the_whole_text_and_short_texts_stay_whole(tokenizer: Any) -> None:
+    texts = [SHORT[0], LONG]
+    encoded = tokenize(tokenizer, texts, None, MAX, "sliding")
+    dataset = text_dataset(pd.DataFrame({"x": texts}), [1, 0], tokenizer, MAX, "sliding")
+    full = tokenizer(LONG, add_special_tokens=False)["input_ids"]
+    starts = window_starts(len(full), MAX - 2)
+    assert [r[0] for r in encoded["window_row"]] == [0] + [1] * len(starts)
+    assert encoded["input_ids"][0] == tokenizer(SHORT[0], truncation=True, max_length=MAX)["input_ids"]
+    for window, start in zip(encoded["input_ids"][1:], starts, strict=True):
+        assert window == [tokenizer.cls_token_id, *full[start : start + MAX - 2], tokenizer.sep_token_id]
+    assert len(dataset) == 1 + len(starts) and [dataset[i]["labels"] for i in range(len(dataset))] == [1] + [0] * len(
+        starts)
+    assert dataset.lengths() == [len(ids) for ids in encoded["input_ids"]]
+
+
+def test_merge_windows_averages_each_texts_logits() -> None:
+    logits = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 5.0], [0.0, 2.0], [0.0, 4.0], [0.0, 6.0]])
+    labels = torch.tensor([1, 1, 0, 1, 1, 1])
+    merged, first = merge_windows(logits, labels, [0, 0, 1, 2, 2, 2])
+    assert merged.tolist() == [[2.0, 0.0], [5.0, 5.0], [0.0, 4.0]] and first.tolist() == [1, 0, 1]
+
+
+def test_fit_and_predict_with_sliding_windows(tiny_bert: str, tokenizer: Any, tmp_path: Path) -> None:
+    frame = text_rows(40)
+    frame["text"] = frame["text"] + " " + LONG
+    path = tmp_path / "long.csv"
+    frame.to_csv(path, index=False)
+    recipe = tiny_recipe(tiny_bert, path, tmp_path / "run", train__epochs=3, optim__lr=3e-3)
+    recipe["data"]["truncation"] = "sliding"
+    run = honed.fit(recipe, quiet=True)
+    texts = [LONG + " brilliant and funny", SHORT[1]]
+    model_dir = run.run_dir / "model"
+    got = predict_frame(model_dir, texts)[["prob_neg", "prob_pos"]].to_numpy()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    expected, first_only = [], []
+    with torch.no_grad():  # each window scored alone by the saved model, then its text's logits averaged
+        for row, text in enumerate(texts):
+            windows = tokenize(AutoTokenizer.from_pretrained(model_dir), [text], None, MAX, "sliding")["input_ids"]
+            logits = torch.cat([model(input_ids=torch.tensor([w])).logits for w in windows])
+            expected.append(torch.softmax(logits.mean(0), -1).tolist())
+            first_only.append(torch.softmax(logits[0], -1).tolist())
+            assert len(windows) == (1 if row else len(window_starts(len(tokenizer(text)["input_ids"]) - 2, MAX - 2)))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    assert abs(got[0, 0] - first_only[0][0]) > 1e-5  # the long text's windows do not all score alike
+    assert run.metrics["test_accuracy"] == pytest.approx(recomputed_accuracy(model_dir, recipe))
+
+
+def test_techniques_that_look_rows_up_refuse_sliding_windows(tiny_bert: str, tmp_path: Path) -> None:
+    path = tmp_path / "rows.csv"
+    text_rows(20).assign(topic="a").to_csv(path, index=False)
+    recipe = tiny_recipe(tiny_bert, path, tmp_path / "run")
+    recipe["data"]["truncation"] = "sliding"
+    recipe["techniques"] = [{"name": "aux_label", "column": "topic"}]
+    with pytest.raises(HonedError, match="techniques: aux_label reads training rows by index"):
+        honed.fit(recipe, quiet=True)
+    assert not (tmp_path / "run").exists()

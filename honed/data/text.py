@@ -1,10 +1,11 @@
 """Text datasets: tokenised once (cached on disk by content hash), padded per batch.
 
-A text longer than data.max_length is cut one of two ways (data.truncation): `right` keeps its
+A text longer than data.max_length is cut one of three ways (data.truncation): `right` keeps its
 first tokens (the tokenizer's own truncation); `head_tail` keeps its first and last tokens, a
 quarter of the room left after the special tokens for the head and three quarters for the tail
 (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?": head 128 + tail 382 of BERT's
-510 beat the head alone on long reviews, whose verdict often comes at the end).
+510 beat the head alone on long reviews, whose verdict often comes at the end); `sliding` reads all of
+it in overlapping windows whose logits are averaged (honed/data/windows.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from honed.data.windows import merge_windows, window_encode
 from honed.errors import HonedError
 from honed.proposals import Change, Situation, proposes
 
@@ -75,18 +77,20 @@ def tokenize(
 ) -> dict[str, list[list[int]]]:
     """Token ids for every row, from the cache when the same texts were tokenised before; texts longer
     than `max_length` are cut by `truncation` (right | head_tail, see the module's docstring)."""
-    if truncation == "head_tail" and pairs is not None:
-        raise HonedError("data.truncation=head_tail: text pairs (data.text_pair_column) are not supported; use right")
+    if truncation != "right" and pairs is not None:
+        raise HonedError(f"data.truncation={truncation}: text pairs (data.text_pair_column) are not supported; "
+                         "use right")
     path = cache_dir() / "tokens" / f"{_cache_key(tokenizer, texts, pairs, max_length, truncation)}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
     if truncation == "head_tail":
         encoded = head_tail_encode(tokenizer, texts, max_length)
+    elif truncation == "sliding":
+        encoded = window_encode(tokenizer, texts, max_length)
     else:
         encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
-    columns = {
-        k: v for k, v in encoded.items() if k.rpartition(".")[2] in ("input_ids", "attention_mask", "token_type_ids")
-    }
+    kept = ("input_ids", "attention_mask", "token_type_ids", "window_row")
+    columns = {k: v for k, v in encoded.items() if k.rpartition(".")[2] in kept}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(columns, tmp)
@@ -96,25 +100,31 @@ def tokenize(
 
 class TextDataset(Dataset):
     """Rows of token ids plus an integer label (-1 when unlabelled; a float target vector for regression)
-    and the row's index."""
+    and the row's index. With sliding windows (a `window_row` column) a row is one window of a text, with
+    that text's label, and `merge` turns the windows' logits back into one row per text."""
 
     def __init__(self, columns: dict[str, list[list[int]]], labels: list[Any]) -> None:
-        self.columns = columns
+        self.columns = dict(columns)
+        self.windows = [r[0] for r in self.columns.pop("window_row")] if "window_row" in columns else None
         self.labels = labels
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.labels) if self.windows is None else len(self.windows)
 
     def lengths(self) -> list[int]:
         """Each row's token count (summed over a fusion's members), for batching rows of like length."""
         ids = [v for k, v in self.columns.items() if k.rpartition(".")[2] == "input_ids"]
-        return [sum(len(column[i]) for column in ids) for i in range(len(self.labels))]
+        return [sum(len(column[i]) for column in ids) for i in range(len(self))]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = {k: v[i] for k, v in self.columns.items()}
-        row["labels"] = self.labels[i]
+        row["labels"] = self.labels[i if self.windows is None else self.windows[i]]
         row["index"] = i
         return row
+
+    def merge(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row logits in text order: as they are, or each text's windows averaged."""
+        return (logits, labels) if self.windows is None else merge_windows(logits, labels, self.windows)
 
 
 class PadCollator:
@@ -161,4 +171,8 @@ def propose_length(s: Situation) -> list[Change]:
     if data.truncation != "head_tail" and data.text_pair_column is None:
         changes.append(Change("head+tail truncation", overrides={"data.truncation": "head_tail"}, group="length",
                               why=f"{seen}: keep their first quarter and last three quarters (Sun et al. 2019)"))
+    if data.truncation != "sliding" and data.text_pair_column is None:
+        changes.append(Change("sliding windows", overrides={"data.truncation": "sliding"}, group="length",
+                              cost=1.0 + 2 * s.long_share, why=f"{seen}: read all of each in overlapping windows, "
+                              "their logits averaged"))
     return changes

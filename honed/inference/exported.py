@@ -121,11 +121,15 @@ def input_batches(
     frame: pd.DataFrame, recipe: Recipe, labels: LabelMap, preprocess: Any, batch_size: int
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Collated batches (with each row's `index`) of a standard frame, prepared as in training."""
+    yield from eval_loader(input_dataset(frame, recipe, labels, preprocess), batch_size,
+                           make_collate(recipe, preprocess), 0)
+
+
+def input_dataset(frame: pd.DataFrame, recipe: Recipe, labels: LabelMap, preprocess: Any) -> Any:
     frame = model_inputs(frame[[c for c in ("x", "x2") if c in frame]], recipe)
     if recipe.data.kind == "image":
         check_images(frame["x"], "input")
-    dataset = make_dataset(frame, labels, recipe, preprocess)
-    yield from eval_loader(dataset, batch_size, make_collate(recipe, preprocess), 0)
+    return make_dataset(frame, labels, recipe, preprocess)
 
 
 def batch_logits(run: Runtime, batches: Iterator[dict[str, torch.Tensor]], rows: int, classes: int) -> np.ndarray:
@@ -183,8 +187,11 @@ class ExportedPredictor(Predictor):
         return cls(run, load_preprocess(folder, meta), LabelMap.load(folder), recipe, meta, folder)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        batches = input_batches(frame, self.recipe, self.label_map, self.preprocess, self.recipe.train.eval_batch_size)
-        return softmax(batch_logits(self.run, batches, len(frame), len(self.labels)))
+        dataset = input_dataset(frame, self.recipe, self.label_map, self.preprocess)
+        batches = eval_loader(dataset, self.recipe.train.eval_batch_size, make_collate(self.recipe, self.preprocess), 0)
+        logits = torch.from_numpy(batch_logits(self.run, batches, len(dataset), len(self.labels)))
+        merge = getattr(dataset, "merge", None)  # sliding windows: each text's windows averaged, as in PyTorch
+        return softmax((merge(logits, torch.zeros(len(logits)))[0] if callable(merge) else logits).numpy())
 
     def saved_temperature(self) -> float | None:
         return saved_temperature(self.folder) if self.folder is not None else None

@@ -37,7 +37,10 @@ def predict_logits(
         module.training = mode
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     order = _row_order(torch.cat(all_index)) if len(all_index) == len(all_logits) and all_index else None
-    return (logits, labels) if order is None else (logits[order], labels[order])
+    if order is not None:
+        logits, labels = logits[order], labels[order]
+    merge = getattr(loader.dataset, "merge", None)  # sliding windows: each text's windows averaged into one row
+    return merge(logits, labels) if callable(merge) and order is not None else (logits, labels)
 
 
 def _row_order(index: torch.Tensor) -> torch.Tensor | None:
