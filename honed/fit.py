@@ -124,8 +124,13 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
 
 
 def _check_windows(recipe: Recipe) -> None:
+    if recipe.data.truncation != "sliding":
+        return
+    if recipe.train.cache_frozen_features:
+        raise HonedError("train.cache_frozen_features: the feature cache keeps one row per text, and "
+                         "data.truncation=sliding makes several; use one or the other")
     by_index = flagged(recipe, "needs_row_index")
-    if by_index and recipe.data.truncation == "sliding":
+    if by_index:
         raise HonedError(f"techniques: {', '.join(by_index)} reads training rows by index, and data.truncation="
                          "sliding makes several rows of one text; use data.truncation right or head_tail")
 

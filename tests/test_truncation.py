@@ -200,4 +200,7 @@ def test_techniques_that_look_rows_up_refuse_sliding_windows(tiny_bert: str, tmp
     recipe["techniques"] = [{"name": "aux_label", "column": "topic"}]
     with pytest.raises(HonedError, match="techniques: aux_label reads training rows by index"):
         honed.fit(recipe, quiet=True)
+    recipe["techniques"], recipe["train"]["cache_frozen_features"] = [], True
+    with pytest.raises(HonedError, match="train.cache_frozen_features: the feature cache keeps one row per text"):
+        honed.fit(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
