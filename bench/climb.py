@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from honed.climb.runners import COMBINING
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {name: ROOT / "bench" / "recipes" / f"climb-{name}.yaml" for name in ("rt", "fmnist")}
 GOALS = {"rt": (0.03, 0.05), "fmnist": (0.03, 0.03)}
@@ -58,12 +60,13 @@ def summarise(summary: dict[str, Any]) -> dict[str, Any]:
     base = summary["ladder"][0]
     rows = [r for r in summary["candidates"] if complete(r, pairs)]
     rows.append({**base, "recipe_changes": [], "runner": "fit"})
-    singles = [r for r in rows if r.get("runner") != "ensemble"]
+    singles = [r for r in rows if r.get("runner") not in COMBINING]
     found = {
         "naive": base,
         "best at the baseline's size": pick([r for r in singles if same_size(r)], sign),
         "best single model": pick(singles, sign),
-        "best ensemble": pick([r for r in rows if r.get("runner") == "ensemble"], sign),
+        "best ensemble": pick([r for r in rows if r.get("runner") in COMBINING], sign),
+        "best overall (by val)": pick(rows, sign),
     }
     out = {}
     for label, row in found.items():
@@ -97,7 +100,7 @@ def report(name: str) -> None:
           f"of which test also improved: {honesty.get('test_improved', 0)}")
     same, overall = GOALS[name]
     at_size = figures.get("best at the baseline's size", figures["naive"])["test_mean"] - naive
-    best = max(f["test_mean"] for f in figures.values()) - naive
+    best = figures["best overall (by val)"]["test_mean"] - naive  # chosen on val, like everything else
     print(f"  goal at baseline size +{same:.2f}: {'met' if at_size >= same else 'NOT met'} ({at_size:+.4f}); "
           f"goal overall +{overall:.2f}: {'met' if best >= overall else 'NOT met'} ({best:+.4f})")
 

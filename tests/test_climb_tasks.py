@@ -219,7 +219,9 @@ def test_image_climb_keeps_the_learning_rate_that_learns(images: Path, tmp_path:
     noop = board[board["change"] == "eval batch 4"].iloc[0]
     assert not noop["accepted"] and noop["delta_val"] == 0.0 and "not an improvement" in noop["reason"]
     ensembles = board[board["stage"] == "ensemble"]
-    assert len(ensembles) == 2 and not summary["notes"]  # a soft vote and a uniform soup (one model setting)
+    assert sorted(c.split(" of the top")[0] for c in ensembles["change"]) == [  # uniform soup: one model setting
+        "ensemble (soft vote)", "greedy selection (cross-fitted on val)",
+        "stacking, logistic regression (cross-fitted on val)", "uniform weight soup"] and not summary["notes"]
     assert not ensembles["accepted"].any() and (ensembles["delta_val"] <= 0).all()  # the best is 1.0 already
     assert not board["reason"].str.startswith("run failed").any()
     assert run_seeds(out, ladder[1]["config"], range(4)) == [0, 1, 2, 3]  # seeds 2 and 3 verify: fresh ones

@@ -16,8 +16,8 @@ from honed.climb.stages import keep_screened, screen
 from honed.climb.state import Climb
 from honed.proposals import Change
 
-METHODS = ("voting", "soup")  # nothing fitted on val: selection weights and greedy soups would be judged on the rows
-# they were fitted to; stacking would refit every member on folds
+METHODS = ("voting", "soup", "selection", "stacking")  # selection and stacking learn from val: their val score is
+# cross-fitted (honed/climb/crossfit.py); a greedy soup would be judged on the rows it was chosen on: uniform only
 
 
 def ensemble_stage(c: Climb) -> None:
@@ -62,12 +62,17 @@ def top_configs(c: Climb, k: int | None = None) -> list[Config]:
     return [config for _, config in scored[: k or c.spec.top_k]]
 
 
+LABELS = {"voting": "ensemble (soft vote)", "soup": "uniform weight soup",
+          "selection": "greedy selection (cross-fitted on val)", "stacking": "stacking, logistic regression "
+          "(cross-fitted on val)"}
+
+
 def _ensemble_change(method: str, members: list[Config]) -> Change:
     listed = [{"name": f"m{i}", "prefit": f"{{member:{m.id}}}"} for i, m in enumerate(members)]
     section = {"method": method, "members": listed, **({"soup": "uniform"} if method == "soup" else {})}
-    label = {"voting": "ensemble (soft vote)", "soup": "uniform weight soup"}[method]
-    return Change(f"{label} of the top {len(members)}", overrides={"ensemble": section}, group="ensemble",
-                  runner="ensemble", why="members that err differently", cost=0.1)
+    runner = "crossfit" if method in ("selection", "stacking") else "ensemble"
+    return Change(f"{LABELS[method]} of the top {len(members)}", overrides={"ensemble": section}, group="ensemble",
+                  runner=runner, why="members that err differently", cost=0.1)
 
 
 def _share_init(members: list[Config]) -> bool:

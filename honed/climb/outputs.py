@@ -15,6 +15,7 @@ import yaml
 
 from honed.climb.configs import Config
 from honed.climb.html import write_html
+from honed.climb.runners import COMBINING
 from honed.climb.state import Climb
 
 
@@ -36,7 +37,7 @@ def write_outputs(c: Climb, stopped: str, rule: str, recipe_name: str) -> dict[s
     (c.folder / "climb.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     leaderboard(c.rows).to_csv(c.folder / "leaderboard.csv", index=False)
     summary["best"]["model_dir"] = _copy(c, single, "best_model")
-    if c.best is not single and c.best.runner == "ensemble":
+    if c.best is not single and c.best.runner in COMBINING:
         summary["best"]["ensemble_dir"] = _copy(c, c.best, "best_ensemble")
     teacher = summary["best"]["ensemble_dir"] or str(c.folder.resolve() / "best_ensemble")
     _best_recipe(c.folder / "best_recipe.yaml", single, teacher)

@@ -2,8 +2,9 @@
 
 `RUNNERS` maps a runner name (a `Change.runner`) to a function `run(job) -> result`; `fit` fine-tunes
 the recipe with honed.fit, `classical` trains the TF-IDF + logistic-regression pipeline of the
-ensemble's sklearn member kind on the same rows. A result is plain data stored in the climb's study:
-{"val": {metric: value}, "test": {...}, "seconds": s, "model_dir": folder}.
+ensemble's sklearn member kind on the same rows, `ensemble` combines other runs' models with honed ensemble,
+`crossfit` by selection or stacking fitted on val (honed/climb/crossfit.py). A result is plain data stored in
+the climb's study: {"val": {metric: value}, "test": {...}, "seconds": s, "model_dir": folder}.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from honed.climb.crossfit import crossfit
 from honed.data.build import load_tables
 from honed.data.labels import TARGET
 from honed.recipe import Recipe, load_recipe
@@ -135,5 +137,14 @@ def _split_scores(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def crossfit_runner(job: Job) -> dict[str, Any]:
+    """Selection or stacking over this pair's members, its val score cross-fitted (honed/climb/crossfit.py)."""
+    started = time.perf_counter()
+    tables = load_tables(run_recipe(job))
+    scores = crossfit(job.tree["ensemble"], tables.frames, Path(job.folder), job.seed)
+    return {**scores, "seconds": time.perf_counter() - started, "model_dir": job.folder}
+
+
 RUNNERS: dict[str, Callable[[Job], dict[str, Any]]] = {
-    "fit": fit_runner, "classical": classical_runner, "ensemble": ensemble_runner}
+    "fit": fit_runner, "classical": classical_runner, "ensemble": ensemble_runner, "crossfit": crossfit_runner}
+COMBINING = frozenset({"ensemble", "crossfit"})  # runners whose result is an ensemble folder over other runs' models
