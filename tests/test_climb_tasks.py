@@ -345,3 +345,21 @@ def test_a_baseline_that_fails_on_every_pair_ends_the_climb_with_its_reason(imag
     tree = image_tree(images, model="tests.test_climb_tasks:BrokenCNN", stages={"optimisation": {"max_candidates": 1}})
     with pytest.raises(HonedError, match="baseline.*broken on purpose"):
         climb(tree, output=tmp_path / "climb")
+
+
+def test_task_auto_on_numeric_targets_climbs_on_the_regression_metric(tiny_bert: str, scores_csv: Path) -> None:
+    from honed.climb.data import load_splits
+    from honed.climb.run import _pairing
+    from honed.climb.spec import parse_climb
+    from honed.recipe import load_recipe
+
+    tree = regression_tree(tiny_bert, scores_csv)
+    tree["task"] = "auto"
+    user = load_recipe(tree)
+    frames, task, _ = load_splits(user)
+    assert task == "regression" and user.train.metric == "accuracy"  # the recipe's silent default
+    assert _pairing(user, parse_climb(user.climb), frames, task) == ("seeds", 2, "rmse")
+    tree["train"]["metric"] = "mae"
+    user = load_recipe(tree)
+    assert _pairing(user, parse_climb(user.climb), frames, task)[2] == "mae"
+

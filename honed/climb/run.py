@@ -95,7 +95,8 @@ def _pairing(user: Recipe, spec: ClimbSpec, frames: dict[str, Any], task: str) -
     if pairing == "seeds" and not len(frames["val"]):
         raise HonedError("climb: seed pairing scores candidates on the val split, but the recipe has no val rows; "
                          "set data.split.val > 0 or climb.pairing: folds")
-    metric = spec.metric or user.train.metric
+    chosen = user.task != "auto" or "metric" in user.train.model_fields_set  # task auto: its metric unless set
+    metric = spec.metric or (user.train.metric if chosen else TASKS[task].default_metric)
     if metric not in TASKS[task].names:
         raise HonedError(f"{user.name}: climb.metric: '{metric}' is not a val metric of task {task} "
                          f"({', '.join(TASKS[task].names)})")
