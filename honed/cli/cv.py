@@ -7,11 +7,14 @@ from typing import Any
 
 from honed.cli import common
 
+TASKS = ("classification", "regression", "multilabel")  # folds and metrics per task: honed/cv.py FOLD_TASKS
+
 DESCRIPTION = (
-    "Fits one model per fold (stratified; group-aware with data.group_column) on the recipe's "
-    "training rows and writes RUN_DIR/cv.json, RUN_DIR/oof.csv (row, label, p_<class>...: "
-    "out-of-fold probabilities for `honed audit --oof`, stacking) and RUN_DIR/folds/fold-i/. "
-    "RUN_DIR: --output, else output_dir, else runs/NAME-cv."
+    "Fits one model per fold on the recipe's training rows (classification: stratified; regression and "
+    "multi-label: plain k-fold; group-aware with data.group_column) and writes RUN_DIR/cv.json (the task's "
+    "metrics per fold, mean and std), RUN_DIR/oof.csv (row, label, p_<class>...: out-of-fold probabilities "
+    "for `honed audit --oof`, stacking; regression: the targets and pred_<target>...), RUN_DIR/fold_rows.csv "
+    "(row, fold) and RUN_DIR/folds/fold-i/. RUN_DIR: --output, else output_dir, else runs/NAME-cv."
 )
 
 
@@ -19,7 +22,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "cv",
         description=DESCRIPTION,
-        help="k-fold cross-validation: mean ± std per metric and out-of-fold probabilities",
+        help="k-fold cross-validation: mean ± std per metric and out-of-fold outputs",
     )
     common.add_run_verb(
         parser,
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from honed.cv import cross_validate
+    from honed.cv import FOLD_TASKS, cross_validate
 
     if not common.is_main_process():
         return 0
@@ -50,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(name, f"{mean:.4f} ± {result.metrics_std[name]:.4f}")
     console = Console()
     console.print(table)
-    console.print(f"out-of-fold probabilities: {result.run_dir / 'oof.csv'}; summary: {result.run_dir / 'cv.json'}")
+    noun = FOLD_TASKS[result.task].noun
+    console.print(f"{noun}: {result.run_dir / 'oof.csv'}; summary: {result.run_dir / 'cv.json'}")
     return 0

@@ -8,6 +8,8 @@ from typing import Any
 from honed.cli import common
 from honed.errors import HonedError
 
+TASKS = ("classification", "regression", "multilabel")  # the searched metric is a val metric of the recipe's task
+
 DESCRIPTION = (
     "Runs the study described by the recipe's `search:` section (params over any recipe key, "
     "sampler grid|random|tpe, n_trials/timeout, metric, pruner median|hyperband|successive_halving). "

@@ -20,7 +20,7 @@ import optuna
 from honed.recipe import load_recipe
 from honed.techniques.optuna_pruning import OptunaPruning
 from honed.tune.space import apply, suggest
-from honed.tune.spec import SearchSpec
+from honed.tune.spec import METRICS, SearchSpec
 
 
 class TrialFailed(Exception):
@@ -73,8 +73,8 @@ class Objective:
         run = fit(load_recipe(tree), callbacks=callbacks, overwrite=True, quiet=True)
         trial.set_user_attr("epochs", int(run.metrics["epochs_run"]))
         trial.set_user_attr("model_dir", str(run.model_dir))
-        for key in (f"{split}_{name}" for split in ("val", "test") for name in ("accuracy", "macro_f1", "loss")):
-            if key in run.metrics:  # every score in trials.csv, whichever one the study optimises
+        for key in (f"{split}_{name}" for split in ("val", "test") for name in METRICS):
+            if key in run.metrics:  # every score of the task in trials.csv, whichever one the study optimises
                 trial.set_user_attr(key, float(run.metrics[key]))
         trial.set_user_attr("train_seconds", float(run.metrics["train_seconds"]))
         return float(run.metrics[f"val_{self.spec.metric}"])

@@ -22,6 +22,7 @@ import optuna
 
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
+from honed.metrics import TASKS
 from honed.progress import progress_bar
 from honed.recipe import Recipe, load_recipe
 from honed.train.interrupt import Interrupted, raise_if_pending, stop_on_signals
@@ -29,7 +30,7 @@ from honed.train.speed import machine_cores
 from honed.tune.objective import Objective
 from honed.tune.outputs import write_outputs
 from honed.tune.space import check_space, grid_size
-from honed.tune.spec import SearchSpec, parse_search
+from honed.tune.spec import SearchSpec, check_task_metric, parse_search
 from honed.tune.study import (
     StopAtBudget,
     best_value,
@@ -135,8 +136,9 @@ def make_plan(
     overrides: dict[str, Any],
 ) -> tuple[Plan, SearchSpec]:
     """Load the recipe, validate `search:` and the space against the recipe, fix budgets and paths."""
-    recipe = load_recipe(recipe, normalise_overrides(overrides))
-    spec = parse_search(recipe.search, source=recipe.name)
+    recipe = resolved_task(load_recipe(recipe, normalise_overrides(overrides)))
+    spec = parse_search(recipe.search, source=recipe.name, default_metric=recipe.train.metric)
+    check_task_metric(spec, recipe.task, source=recipe.name)
     tree = recipe.model_dump(mode="json")
     tree["search"] = None
     check_space(tree, spec)
@@ -169,6 +171,21 @@ def make_plan(
         timeout or spec.timeout,
     )
     return plan, spec
+
+
+def resolved_task(recipe: Recipe) -> Recipe:
+    """The recipe with `task: auto` decided on its training labels (as `fit` decides it) and the task's defaults
+    filled in, so every trial, the metric check and best_recipe.yaml name one task (the tree every trial starts
+    from spells out every field, so a trial could not fill in its task's defaults itself)."""
+    if recipe.task in TASKS:
+        return recipe
+    if recipe.data.train is None:
+        raise HonedError("data.train: no training data given; set data.train to a file, folder or asset")
+    from honed.data.sources import load_source
+    from honed.data.targets import with_task
+
+    frame = load_source(recipe.data.train, recipe.data, "data.train", task="auto")
+    return with_task(recipe, frame.attrs.get("task", "classification"))
 
 
 def run_worker(plan: Plan, index: int, callback: Any = None) -> None:

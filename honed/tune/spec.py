@@ -4,7 +4,7 @@
       sampler: tpe            # grid | random | tpe
       n_trials: 20            # trial budget of the whole study (all workers, all machines)
       timeout: 3600           # seconds for this invocation (optional)
-      metric: accuracy        # a validation metric: accuracy | macro_f1 | loss
+      metric: accuracy        # a val metric of the recipe's task (honed.metrics.TASKS); default train.metric
       pruner: median          # none | median | hyperband | successive_halving
       params:
         optim.lr: {type: float, low: 1.0e-5, high: 3.0e-4, log: true}
@@ -20,11 +20,13 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from honed.errors import HonedError, did_you_mean
+from honed.metrics import DIRECTION, TASKS
 
 PRIMITIVE = (str, int, float, bool, type(None))
+METRICS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.names))  # every task's val metrics
 
 
 class ParamSpec(BaseModel):
@@ -103,7 +105,7 @@ class SearchSpec(BaseModel):
     sampler: Literal["grid", "random", "tpe"] = "tpe"
     n_trials: int | None = Field(None, ge=1)
     timeout: float | None = Field(None, gt=0)
-    metric: Literal["accuracy", "macro_f1", "loss"] = "accuracy"
+    metric: str = "accuracy"  # `honed tune` fills in the recipe's train.metric when the section names none
     direction: Literal["maximize", "minimize"] | None = None
     pruner: Literal["none", "median", "hyperband", "successive_halving"] = "none"
     startup_trials: int = Field(2, ge=0)  # trials before the pruner (median) or TPE start acting
@@ -114,9 +116,16 @@ class SearchSpec(BaseModel):
     heartbeat: float = Field(30.0, ge=1.0)  # seconds; a trial silent for 2x this is failed and retried
     max_retry: int = Field(1, ge=0)
 
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric '{value}'{did_you_mean(value, METRICS)}")
+        return value
+
     @model_validator(mode="after")
     def _defaults(self) -> SearchSpec:
-        natural = "minimize" if self.metric == "loss" else "maximize"
+        natural = natural_direction(self.metric)
         if self.direction is None:
             self.direction = natural
         elif self.direction != natural:
@@ -131,12 +140,33 @@ class SearchSpec(BaseModel):
         return "max" if self.direction == "maximize" else "min"
 
 
-def parse_search(raw: dict[str, Any] | None, source: str = "recipe") -> SearchSpec:
-    """Validate `search:`; every problem is one line naming the key."""
+def natural_direction(metric: str) -> str:
+    """Optuna's direction for a val metric: its fixed one in honed.metrics.DIRECTION (rmse and mae lower,
+    r2, pearson, spearman, micro_f1 and map higher is better), else classification's rule (loss lower,
+    accuracy and macro_f1 higher)."""
+    fixed = DIRECTION.get(metric, "min" if metric == "loss" else "max")
+    return "minimize" if fixed == "min" else "maximize"
+
+
+def check_task_metric(spec: SearchSpec, task: str, source: str = "recipe") -> None:
+    """The searched metric must be a val metric of the recipe's task (checked before any trial)."""
+    names = TASKS[task].names
+    if spec.metric not in names:
+        raise HonedError(f"{source}: search.metric: '{spec.metric}' is not a {task} metric; "
+                         f"use one of {', '.join(names)}")
+
+
+def parse_search(
+    raw: dict[str, Any] | None, source: str = "recipe", default_metric: str | None = None
+) -> SearchSpec:
+    """Validate `search:`; every problem is one line naming the key. `default_metric` (the recipe's
+    train.metric) is the metric when the section names none."""
     if not raw:
         raise HonedError(
             f"{source}: no `search:` section; add one with params (see `honed tune --help` and the README)"
         )
+    if default_metric is not None:
+        raw = {"metric": default_metric, **raw}
     try:
         return SearchSpec.model_validate(raw)
     except ValidationError as exc:
