@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from honed import mosaics
 from honed.errors import HonedError, did_you_mean
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -262,6 +263,12 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
+
+# `fashion-mnist-mosaic/train` and `/test`: constructed multi-label images, 2x2 mosaics of real Fashion-MNIST
+# images drawn from the same split (labels: the classes present); see honed/mosaics.py
+DATA_ASSETS.update({f"fashion-mnist-mosaic/{split}": (derived(DATA_ASSETS[f"fashion-mnist/{split}"][0], mosaics.builder(
+    split, FASHION_MNIST_CLASSES), assets_dir, mosaics.file_name(split)), DATA_ASSETS[f"fashion-mnist/{split}"][1])
+    for split in mosaics.SPLITS})
 
 
 def _resolve(table: dict[str, tuple[Callable[[], Path | None], str]], name: str, field: str) -> Path:
