@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if hasattr(args, "overrides"):
             args.overrides = common.parse_overrides(args.overrides)
-        check_task(args.verb_module, args)  # a task the verb cannot do yet: one line, before any work
+        check_task(args.verb_module, args, VERBS)  # a task the verb cannot do yet: one line, before any work
         return int(args.run(args) or 0)
     except HonedError as exc:
         if args.debug:

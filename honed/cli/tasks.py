@@ -15,15 +15,18 @@ DEFAULT_TASKS = ("classification",)
 AUTO_TASKS = {"classification", "regression"}  # what `task: auto` can resolve to (multi-label is never guessed)
 
 
-def check_task(verb: ModuleType, args: argparse.Namespace) -> None:
+def check_task(verb: ModuleType, args: argparse.Namespace, verbs: tuple[ModuleType, ...] = ()) -> None:
     """Refuse a regression or multi-label recipe or model for a verb whose module does not declare the task
-    (a verb that declares every task is not asked: its recipe is not read twice)."""
+    (a verb that declares every task is not asked: its recipe is not read twice); the message names the
+    verbs of `verbs` that do run it."""
     tasks = getattr(verb, "TASKS", DEFAULT_TASKS)
     undeclared = set(TASKS) - set(tasks)
     task = _task_of(args, read_data=bool(undeclared & AUTO_TASKS)) if undeclared else None
     if task is not None and task not in tasks:
+        able = [m.__name__.rpartition(".")[2].replace("_", "-") for m in verbs
+                if task in getattr(m, "TASKS", DEFAULT_TASKS)]
         raise HonedError(f"honed {args.verb} does not support task {task} yet (it runs {', '.join(tasks)}); "
-                         f"train, evaluate and predict do, and train writes the {task} report")
+                         f"{', '.join(able) or 'train'} do, and train writes the {task} report")
 
 
 def _task_of(args: argparse.Namespace, read_data: bool = True) -> str | None:
