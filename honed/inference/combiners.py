@@ -1,15 +1,21 @@
-"""Ensemble combiners: how members' probabilities (members, rows, classes) become the ensemble's
-(rows, classes). One registry, named by rule, used by `honed ensemble`, `EnsembleClassifier` and
-the saved ensemble folder alike:
+"""Ensemble combiners: how members' outputs (members, rows, columns) become the ensemble's (rows, columns).
+One registry, named by rule, used by `honed ensemble`, `EnsembleClassifier` and the saved ensemble folder
+alike:
 
-    soft       weighted mean of the probabilities
-    hard       weighted share of the members' votes
-    selection  a soft vote whose weights are fitted by greedy ensemble selection on held-out rows
-    stacking   a scikit-learn meta-learner applied to the members' probabilities side by side
+    soft            weighted mean of class or per-label probabilities
+    hard            weighted share of the members' class votes
+    mean            weighted mean of predicted values (regression)
+    median          median of predicted values (regression)
+    selection       a weighted mean whose weights are fitted by greedy ensemble selection on held-out rows
+    stacking        a scikit-learn classifier applied to the members' class probabilities side by side
+    value_stacking  a scikit-learn regressor applied to the members' predicted values side by side
 
-`fit(probs, y)` learns from held-out member probabilities what the rule needs (selection's
-weights, stacking's meta-learner); `rule` is the name the saved folder records (selection saves as
-soft), so `COMBINERS.build(rule, weights=..., meta=...)` rebuilds it.
+Each combiner declares what it can combine: `tasks` (the tasks whose outputs it reads: class or label
+probabilities, or values) and `family` (the `ensemble.method` that picks it: voting by `ensemble.voting`,
+selection, stacking), so `honed ensemble` chooses and refuses combiners by these, never by task name.
+`fit(outputs, y)` learns from held-out member outputs what the rule needs (selection's weights,
+stacking's meta-learner); `rule` is the name the saved folder records (selection saves as its weighted
+mean), so `COMBINERS.build(rule, weights=..., meta=...)` rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,13 +25,16 @@ from typing import Any
 
 import numpy as np
 
+from honed.errors import HonedError
 from honed.inference.selection import greedy_selection
-from honed.inference.voting import hard_vote, normalised_weights, soft_vote
+from honed.inference.voting import hard_vote, median_vote, normalised_weights, soft_vote
 from honed.registry import Registry
+
+ALL_TASKS = ("classification", "regression", "multilabel")
 
 
 def features(probs: np.ndarray) -> np.ndarray:
-    """Meta-learner inputs from (members, rows, classes): each member's probabilities side by side."""
+    """Meta-learner inputs from (members, rows, columns): each member's outputs side by side."""
     return np.concatenate(list(probs), axis=1)
 
 
@@ -40,13 +49,17 @@ class Combiner:
     """A rule with member weights (None: equal) and, for stacking, a meta-learner."""
 
     rule = "soft"
+    family = "voting"  # the ensemble.method that picks it (voting and bagging pick by ensemble.voting)
+    tasks: tuple[str, ...] = ("classification", "multilabel")  # a weighted mean of probabilities stays one
+    needs_meta = False  # stacking: the saved folder must hold its meta-learner
+    weighted = True  # whether ensemble.weights mean anything to it
 
     def __init__(self, weights: Sequence[float] | None = None, meta: Any = None) -> None:
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         self.meta = meta
 
     def fit(self, probs: np.ndarray, y: np.ndarray) -> Combiner:
-        """Learn from held-out member probabilities; a fixed rule only settles its weights."""
+        """Learn from held-out member outputs; a fixed rule only settles its weights."""
         self.weights = normalised_weights(self.weights, probs.shape[0])
         return self
 
@@ -65,20 +78,44 @@ COMBINERS.register("soft")(Combiner)
 @COMBINERS.register("hard")
 class HardVote(Combiner):
     rule = "hard"
+    tasks = ("classification",)  # a majority of class votes: values and label sets have no single vote
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         return hard_vote(probs, self.weights)
 
 
+@COMBINERS.register("mean")
+class MeanVote(Combiner):
+    """The weighted mean of the members' predicted values (soft voting's arithmetic, on values)."""
+
+    rule = "mean"
+    tasks = ("regression",)
+
+
+@COMBINERS.register("median")
+class MedianVote(Combiner):
+    """The median of the members' predicted values; it takes no weights."""
+
+    rule = "median"
+    tasks = ("regression",)
+    weighted = False
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        return median_vote(probs)
+
+
 @COMBINERS.register("selection")
 class Selection(Combiner):
-    """Soft voting with weights from greedy forward selection (Caruana et al. 2004)."""
+    """A weighted mean with weights from greedy forward selection (Caruana et al. 2004); it is saved as
+    `rule`, the task's weighted mean (soft for probabilities, mean for values)."""
 
-    def __init__(
-        self, weights: Sequence[float] | None = None, meta: Any = None, rounds: int = 20, metric: str = "accuracy"
-    ) -> None:
+    family = "selection"
+    tasks = ALL_TASKS
+
+    def __init__(self, weights: Sequence[float] | None = None, meta: Any = None, rounds: int = 20,
+                 metric: str = "accuracy", rule: str = "soft") -> None:
         super().__init__(weights, meta)
-        self.rounds, self.metric = rounds, metric
+        self.rounds, self.metric, self.rule = rounds, metric, rule
 
     def fit(self, probs: np.ndarray, y: np.ndarray) -> Combiner:
         self.weights = greedy_selection(probs, y, self.rounds, self.metric)
@@ -90,6 +127,9 @@ class Stacking(Combiner):
     """A meta-learner on the members' probabilities; `fit` takes out-of-fold probabilities."""
 
     rule = "stacking"
+    family = "stacking"
+    tasks = ("classification",)
+    needs_meta = True
 
     def fit(self, probs: np.ndarray, y: np.ndarray) -> Combiner:
         self.meta = self.meta.fit(features(probs), y)
@@ -98,3 +138,24 @@ class Stacking(Combiner):
 
     def __call__(self, probs: np.ndarray) -> np.ndarray:
         return meta_probs(self.meta, probs, probs.shape[2])
+
+
+@COMBINERS.register("value_stacking")
+class ValueStacking(Stacking):
+    """A regressor on the members' predicted values side by side; `fit` takes out-of-fold values and the
+    (rows, targets) truth (one target: fitted on a vector, as scikit-learn's single-output regressors need)."""
+
+    rule = "value_stacking"
+    tasks = ("regression",)
+
+    def fit(self, probs: np.ndarray, y: np.ndarray) -> Combiner:
+        y = np.asarray(y, dtype=np.float64)
+        try:
+            self.meta = self.meta.fit(features(probs), y[:, 0] if y.shape[1] == 1 else y)
+        except ValueError as exc:  # e.g. a single-output regressor given several targets
+            raise HonedError(f"ensemble.stacking.meta: {type(self.meta).__name__} could not be fitted ({exc})") from exc
+        self.weights = normalised_weights(None, probs.shape[0])
+        return self
+
+    def __call__(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray(self.meta.predict(features(probs)), dtype=np.float64).reshape(probs.shape[1], -1)

@@ -1,4 +1,5 @@
-"""Voting: average the members' class probabilities (soft) or count their predicted classes (hard).
+"""Voting: average the members' class probabilities (soft) or count their predicted classes (hard); for
+regression, the weighted mean (mean) or the median (median) of their predicted values.
 
 Inputs are stacked member probabilities of shape (members, rows, classes), every member's columns
 in the same class order. Both return probabilities, so hard voting still has a predict_proba: the
@@ -46,3 +47,9 @@ def hard_vote(probs: np.ndarray, weights: Sequence[float] | None = None) -> np.n
     shares = votes.copy()
     shares[np.arange(rows), winner] += 1e-9  # keep argmax(shares) == winner
     return shares / shares.sum(axis=1, keepdims=True)
+
+
+def median_vote(values: np.ndarray) -> np.ndarray:
+    """The members' median per row and target, (rows, targets): regression's vote, robust to one member
+    far off (unweighted: a weighted median has no single accepted definition)."""
+    return np.median(values, axis=0)
