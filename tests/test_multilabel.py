@@ -358,8 +358,8 @@ def test_bad_multilabel_input_is_one_line(tiny_bert: str, tmp_path: Path, change
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("verb", ["ensemble", "audit", "clean", "pretrain", "climb", "lr-find",
-                                  "batch-find"])  # tune and cv run it: tests/test_tune_cv_tasks.py
+@pytest.mark.parametrize("verb", ["audit", "clean", "pretrain", "climb", "lr-find",
+                                  "batch-find"])  # tune, cv (test_tune_cv_tasks.py) and ensemble run it
 def test_verbs_without_multilabel_refuse_it(tiny_bert: str, ml_csv: Path, tmp_path: Path, verb: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     recipe = ml_recipe(tiny_bert, ml_csv, tmp_path / "run")

@@ -7,13 +7,17 @@ from typing import Any
 
 from honed.cli import common
 
+TASKS = ("classification", "regression", "multilabel")
+
 DESCRIPTION = (
     "Train the members named by the recipe's `ensemble:` section on shared splits and combine them: "
     "voting (soft/hard, weights given or selected on val), selection (greedy forward selection with "
     "replacement on val, the default), stacking (a scikit-learn meta-learner on out-of-fold member "
     "probabilities) or bagging (bootstrap samples, out-of-bag estimate). Writes RUN_DIR/ensemble.json, "
     "the member runs under RUN_DIR/members/ and the ensemble's report; `honed predict/evaluate RUN_DIR` "
-    "use it like one model."
+    "use it like one model. Regression combines predicted values (voting mean or median, selection on val "
+    "RMSE, stacking with ridge); multilabel averages per-label probabilities and tunes the ensemble's own "
+    "thresholds on val."
 )
 
 

@@ -1,5 +1,7 @@
 """Bagging (Breiman 1996): members trained on bootstrap samples (or random subsets) of the
-training rows, combined by voting; rows a member never saw give the out-of-bag estimate for free."""
+training rows, combined by voting; rows a member never saw give the out-of-bag estimate for free
+(accuracy for classes; a regression or multi-label ensemble scores its averaged out-of-bag outputs
+with its own metrics, honed/ensemble/tasks.py)."""
 
 from __future__ import annotations
 
@@ -29,15 +31,25 @@ def out_of_bag(bags: list[np.ndarray], rows: int) -> list[np.ndarray]:
     return [np.setdiff1d(np.arange(rows), bag) for bag in bags]
 
 
+def oob_average(
+    oob_outputs: list[tuple[np.ndarray, np.ndarray]], rows: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The out-of-bag outputs averaged per row, (rows, width), from (positions, outputs) per member, and
+    which rows some member left out (the others stay 0 and are not to be scored)."""
+    total, counts = np.zeros((rows, width)), np.zeros(rows)
+    for positions, outputs in oob_outputs:
+        total[positions] += outputs
+        counts[positions] += 1
+    seen = counts > 0
+    total[seen] /= counts[seen, None]
+    return total, seen
+
+
 def oob_estimate(oob_probs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, classes: int) -> dict[str, float]:
     """Accuracy of the averaged out-of-bag probabilities: (positions, probs) per member; rows left
     out by no member are not counted."""
-    total, counts = np.zeros((len(y), classes)), np.zeros(len(y))
-    for positions, probs in oob_probs:
-        total[positions] += probs
-        counts[positions] += 1
-    seen = counts > 0
+    mean, seen = oob_average(oob_probs, len(y), classes)
     if not seen.any():
         return {"oob_accuracy": float("nan"), "oob_rows": 0}
-    accuracy = float(np.mean(total[seen].argmax(axis=1) == y[seen]))
+    accuracy = float(np.mean(mean[seen].argmax(axis=1) == y[seen]))
     return {"oob_accuracy": accuracy, "oob_rows": int(seen.sum())}

@@ -1,17 +1,18 @@
 """`honed ensemble RECIPE`: train the members on shared splits, combine them, save one folder.
 
 Every member sees the same train/val/test rows (loaded once from the base recipe), so their
-probabilities line up row by row. Methods are looked up in METHODS (name -> how to fit); each
-gets the members' validation probabilities and returns a fitted combiner from the one combiner
+outputs line up row by row. Methods are looked up in METHODS (honed/ensemble/methods.py); each
+gets the members' validation outputs and returns a fitted combiner from the one combiner
 registry (honed/inference/combiners.py) that the saved folder and EnsembleClassifier use too.
+What differs by task (classification, regression, multilabel: what members output, how it is
+scored, what the folder saves beside ensemble.json) is the task's EnsembleTask (honed/ensemble/tasks.py).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,165 +20,99 @@ import numpy as np
 import pandas as pd
 
 from honed.data.build import load_tables
-from honed.ensemble.bagging import bag_rows, oob_estimate, out_of_bag
-from honed.ensemble.classical import check_members, fit_sklearn_member, sklearn_out_of_fold
+from honed.data.targets import with_task
+from honed.ensemble import classical
+from honed.ensemble.bagging import bag_rows, out_of_bag
+from honed.ensemble.classical import check_members, fit_sklearn_member
 from honed.ensemble.members import (
     Member,
-    as_data,
     check_labels,
     expand_members,
     fit_all,
-    member_probs,
+    member_outputs,
     member_recipe,
+    member_task,
     read_labels,
 )
+from honed.ensemble.methods import METHODS, Combined, Context, Plan, pin_task, plan
 from honed.ensemble.saved import ENSEMBLE_FILE, save_ensemble
-from honed.ensemble.soup import check_soup_members, make_soup
+from honed.ensemble.soup import check_soup_members
 from honed.ensemble.spec import EnsembleSpec, MemberSpec, parse_spec
-from honed.ensemble.stacking import check_stacking, fold_indices, meta_learner
+from honed.ensemble.stacking import check_stacking
+from honed.ensemble.tasks import ENSEMBLE_TASKS, EnsembleTask
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
 from honed.inference import model_folder
-from honed.inference.combiners import COMBINERS, Combiner, Selection, Stacking
-from honed.inference.selection import greedy_selection
-from honed.metrics import probability_metrics
 from honed.recipe import Recipe, build_recipe, read_yaml
 from honed.train.interrupt import stop_on_signals
-
-
-@dataclass
-class Combined:
-    """A fitted combiner (its rule, weights and meta-learner) and what the method reports."""
-
-    combiner: Combiner
-    info: dict[str, Any] = field(default_factory=dict)
-    saved: list[Member] | None = None  # what the folder lists instead of the trained members (a soup's one model)
-
-    @property
-    def combine(self) -> str:
-        return self.combiner.rule
-
-    @property
-    def weights(self) -> np.ndarray:
-        return np.asarray(self.combiner.weights)
-
-    @property
-    def meta(self) -> Any:
-        return self.combiner.meta
-
-    def probs(self, member_probs: np.ndarray) -> np.ndarray:
-        return self.combiner(member_probs)
-
-    def ensemble_probs(self, probs: np.ndarray, frame: pd.DataFrame, labels: tuple[str, ...]) -> np.ndarray:
-        """What the saved folder predicts on a split: the combined member probabilities, or (a soup) the
-        saved models' own."""
-        if self.saved is None:
-            return self.probs(probs)
-        return COMBINERS.build("soft")(np.stack([member_probs(m.model_dir, frame, labels)[0] for m in self.saved]))
-
-    def listed(self, trained: list[Member]) -> list[tuple[str, Path, float]]:
-        """(name, folder, weight) of each model the ensemble folder lists."""
-        if self.saved is not None:
-            return [(m.name, m.model_dir, 1.0 / len(self.saved)) for m in self.saved]
-        return [(m.name, m.model_dir, float(w)) for m, w in zip(trained, self.weights, strict=True)]
 
 
 @dataclass
 class EnsembleResult:
     folder: Path
     method: str
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # classes, labels or target names: the columns of every output
     members: list[Member]
     combined: Combined
-    probs: dict[str, np.ndarray]  # split -> (members, rows, classes)
+    probs: dict[str, np.ndarray]  # split -> (members, rows, columns): probabilities, or regression's values
     frames: dict[str, pd.DataFrame]
     metrics: dict[str, Any]
+    task: str = "classification"
 
 
 @dataclass
-class Context:
-    """What a combiner may use: the spec, base tree, shared frames and member settings."""
+class Prepared:
+    """A build checked before anything trains: the resolved recipe, spec, members, shared frames and plan."""
 
+    recipe: Recipe
+    tree: dict[str, Any]
     spec: EnsembleSpec
-    base: dict[str, Any]
-    frames: dict[str, pd.DataFrame]
-    labels: tuple[str, ...]
     members: list[MemberSpec]
-    trained: list[Member]
+    frames: dict[str, pd.DataFrame]
+    task: EnsembleTask
+    plan: Plan
     folder: Path
-    seed: int
-    overwrite: bool
-    quiet: bool
-    info: dict[str, Any] = field(default_factory=dict)  # what training reported (bagging's out-of-bag estimate)
-
-
-def _voting(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    spec = ctx.spec
-    weights = (greedy_selection(val, y, spec.selection.rounds, spec.selection.metric)
-               if spec.weights == "select" else spec.weights)
-    return Combined(COMBINERS.build(spec.voting, weights=weights).fit(val, y))
-
-
-def _selection(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    return Combined(Selection(rounds=ctx.spec.selection.rounds, metric=ctx.spec.selection.metric).fit(val, y))
-
-
-def _stacking(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    spec, train = ctx.spec.stacking, ctx.frames["train"]
-    oof = np.stack([_out_of_fold(ctx, m) for m in ctx.members])
-    y_train = np.asarray([ctx.labels.index(v) for v in train["label"]])
-    combiner = Stacking(meta=meta_learner(spec.meta, spec.params)).fit(oof, y_train)
-    shutil.rmtree(ctx.folder / "folds", ignore_errors=True)
-    return Combined(combiner, {"folds": spec.folds, "meta": spec.meta})
-
-
-def _bagging(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    return Combined(COMBINERS.build(ctx.spec.voting).fit(val, y), info=ctx.info)
-
-
-def _soup(ctx: Context, val: np.ndarray, y: np.ndarray) -> Combined:
-    """One weight-averaged model (honed/ensemble/soup.py) saved as FOLDER/model; the shown weights are
-    each member's share of the average."""
-    member_val = np.asarray([probability_metrics(p, y)["accuracy"] for p in val])
-    soup = make_soup(ctx.trained, ctx.frames, member_val, ctx.spec.soup, ctx.folder / "model")
-    shares = [1.0 / len(soup.ingredients) if m.name in soup.ingredients else 0.0 for m in ctx.trained]
-    info = {"soup": ctx.spec.soup, "ingredients": soup.ingredients, "soup_val_accuracy": soup.val_accuracy}
-    return Combined(COMBINERS.build("soft", weights=shares).fit(val, y), info, saved=[Member("soup", soup.folder)])
-
-
-METHODS: dict[str, Callable[[Context, np.ndarray, np.ndarray], Combined]] = {
-    "voting": _voting, "selection": _selection, "stacking": _stacking, "bagging": _bagging, "soup": _soup,
-}
-
-
-def _out_of_fold(ctx: Context, member: MemberSpec) -> np.ndarray:
-    """(train rows, classes) probabilities of `member` from honed.cv.cross_validate: k fits of the
-    member's recipe, each predicting the fold it did not train on (a prefit member's saved recipe is
-    the one refitted)."""
-    from honed.cv import cross_validate
-
-    if member.kind == "sklearn":  # seconds per fold: cross-fitted here, on the same stratified folds as stacking checks
-        recipe = member_recipe(ctx.base, member, ctx.folder / "members" / member.name)
-        return sklearn_out_of_fold(member, ctx.frames["train"], ctx.labels, recipe, ctx.spec.stacking.folds, ctx.seed)
-    if member.prefit is not None:
-        member = MemberSpec(name=member.name, recipe=str(model_folder(member.prefit, "prefit") / "recipe.yaml"))
-    train = ctx.frames["train"]
-    recipe = member_recipe(ctx.base, member, ctx.folder / "folds" / member.name)
-    result = cross_validate(recipe, ctx.spec.stacking.folds, data=as_data(train, ctx.frames["val"]),
-                            quiet=ctx.quiet, overwrite=True)
-    if len(result.frame) != len(train):  # e.g. a member recipe whose preprocessing drops rows
-        raise HonedError(f"ensemble member '{member.name}': cross-validation kept {len(result.frame)} of {len(train)} "
-                         "training rows (its data.preprocess drops rows); stacking needs every row")
-    return result.oof_probs[:, [result.labels.index(n) for n in ctx.labels]]
 
 
 def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: bool = False, quiet: bool = False,
                    overrides: dict[str, Any] | None = None, **kwargs: Any) -> EnsembleResult:
     """Train and combine the members named by the recipe's `ensemble:` section; save the folder. `overrides`
     maps dotted recipe keys to values, as in `fit` (keyword overrides spell the dots as `__`)."""
-    base = _base_tree(recipe)
-    changes = {**(overrides or {}), **normalise_overrides(kwargs)}
-    base_recipe = build_recipe(base, changes, source=str(recipe) if isinstance(recipe, (str, Path)) else "recipe")
+    ready = _prepare(recipe, {**(overrides or {}), **normalise_overrides(kwargs)}, overwrite)
+    spec, frames, folder, task = ready.spec, ready.frames, ready.folder, ready.task
+    if overwrite and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with stop_on_signals():  # a signal stops the member in training at its next step; finished members stay
+        trained, spec_info = _train(ready, overwrite, quiet)
+    labels = check_labels({m.name: read_labels(m.model_dir) for m in trained})
+    splits = {k: f for k, f in frames.items() if k in ("val", "test") and len(f)}
+    probs = {k: np.stack([member_outputs(m.model_dir, f, labels, task.name) for m in trained])
+             for k, f in splits.items()}
+    truth = {k: task.truth(f, labels) for k, f in splits.items()}
+    ctx = Context(spec, ready.tree, frames, labels, ready.members, trained, folder, ready.recipe.seed, overwrite,
+                  quiet, spec_info, task, ready.plan)
+    combined = METHODS[spec.method].fit(ctx, probs["val"], truth["val"])
+    ensemble = {k: combined.ensemble_probs(probs[k], f, labels) for k, f in splits.items()}
+    decision = task.decision(labels, frames, ready.recipe, ensemble["val"], truth["val"])
+    metrics = _metrics(task, trained, labels, ensemble, probs, truth, decision)
+    metrics.update(spec_info)  # bagging: the out-of-bag estimate
+    info = {"method": spec.method, "task": task.name, "kind": ready.recipe.data.kind, "metrics": metrics,
+            **combined.info}
+    save_ensemble(folder, labels, combined.listed(trained), combined.combine, combined.meta, info, decision)
+    (folder / "recipe.yaml").write_text(ready.recipe.to_yaml(), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    if ready.recipe.report.enabled:  # the error-analysis report of the ensemble on test (val when there is none)
+        split = "test" if "test" in ensemble else "val"
+        task.report(folder, ready.recipe, labels, decision, ensemble[split], truth[split], splits[split], split)
+    return EnsembleResult(folder, spec.method, labels, trained, combined, probs, frames, metrics, task.name)
+
+
+def _prepare(recipe: str | Path | dict[str, Any] | Recipe, changes: dict[str, Any], overwrite: bool) -> Prepared:
+    """Everything checked that can be before the folder is touched: the spec, the members (their task,
+    recipes and labels), the data and what the method can do with the data's task."""
+    base_recipe = build_recipe(_base_tree(recipe), changes,
+                               source=str(recipe) if isinstance(recipe, (str, Path)) else "recipe")
     tree = base_recipe.model_dump(mode="json")
     spec = parse_spec(tree.pop("ensemble", None))
     folder = base_recipe.run_dir()
@@ -193,39 +128,39 @@ def build_ensemble(recipe: str | Path | dict[str, Any] | Recipe, *, overwrite: b
             raise HonedError("ensemble.snapshots: stacking refits members on folds, which snapshots of one run "
                              "cannot be; use method voting or selection with snapshots")
         check_stacking(spec.stacking.folds, len(members))
-        meta_learner(spec.stacking.meta, spec.stacking.params)  # a bad name fails before any training
     tables = load_tables(base_recipe)
     frames = {k: f.reset_index(drop=True) for k, f in tables.frames.items()}
     if frames["val"].empty:
         raise HonedError("data.split.val: an ensemble needs validation rows (for weights and best checkpoints); "
                          "set data.val or data.split.val > 0")
+    task = ENSEMBLE_TASKS[tables.task]
+    if task.pin_task and base_recipe.task == "auto":  # as fit resolves it: the task's defaults where it was silent
+        base_recipe = with_task(base_recipe, task.name)
+        tree = {k: v for k, v in base_recipe.model_dump(mode="json").items() if k != "ensemble"}
+    chosen = plan(spec, task)  # a combiner, metric or meta-learner the task cannot use: now
+    if spec.snapshots is not None and spec.method != "bagging" and not task.snapshots:
+        raise HonedError(f"ensemble.snapshots: snapshot models of a {task.name} run are saved without their "
+                         f"{task.name} label map, so they cannot be combined yet; list members or use bagging")
     if spec.method == "stacking":
-        # too many folds for a class: now, not after training
-        fold_indices(frames["train"]["label"], spec.stacking.folds, base_recipe.seed)
+        task.check_folds(frames["train"], spec.stacking.folds, base_recipe.seed)  # too many folds for a class: now
+    _check_member_tasks(members, tree, folder, task)  # a bad member recipe fails here, before --overwrite removes
     _check_prefit(members, tables.labels.names, folder if overwrite else None)
-    for m in members:  # a bad member recipe or override fails here, before --overwrite removes the old ensemble
-        if m.prefit is None:
-            member_recipe(tree, m, folder / "members" / m.name)
-    if overwrite and folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with stop_on_signals():  # a signal stops the member in training at its next step; finished members stay
-        trained, spec_info = _train(spec, tree, frames, members, folder, overwrite, quiet)
-    labels = check_labels({m.name: read_labels(m.model_dir) for m in trained})
-    splits = {k: f for k, f in frames.items() if k in ("val", "test") and len(f)}
-    probs = {k: np.stack([member_probs(m.model_dir, f, labels)[0] for m in trained]) for k, f in splits.items()}
-    y = {k: np.asarray([labels.index(v) for v in f["label"]]) for k, f in splits.items()}
-    ctx = Context(spec, tree, frames, labels, members, trained, folder, base_recipe.seed, overwrite, quiet, spec_info)
-    combined = METHODS[spec.method](ctx, probs["val"], y["val"])
-    ensemble_probs = {k: combined.ensemble_probs(probs[k], f, labels) for k, f in splits.items()}
-    metrics = _metrics(trained, ensemble_probs, probs, y)
-    metrics.update(spec_info)  # bagging: the out-of-bag estimate
-    info = {"method": spec.method, "kind": base_recipe.data.kind, "metrics": metrics, **combined.info}
-    save_ensemble(folder, labels, combined.listed(trained), combined.combine, combined.meta, info)
-    (folder / "recipe.yaml").write_text(base_recipe.to_yaml(), encoding="utf-8")
-    (folder / "results.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
-    _report(folder, base_recipe, labels, ensemble_probs, y, splits)
-    return EnsembleResult(folder, spec.method, labels, trained, combined, probs, frames, metrics)
+    return Prepared(base_recipe, tree, spec, members, frames, task, chosen, folder)
+
+
+def _check_member_tasks(members: list[MemberSpec], tree: dict[str, Any], folder: Path, task: EnsembleTask) -> None:
+    """Every member must be of the ensemble's task (a prefit folder's by its label map, a recipe's by its
+    `task`, auto given the ensemble's); building each member's recipe also finds a bad recipe or override."""
+    for i, m in enumerate(members):
+        if m.prefit is not None:
+            found = member_task(model_folder(m.prefit, f"ensemble.members.{i}.prefit"))
+        elif m.kind == "sklearn":
+            found = classical.TASK
+        else:
+            found = member_recipe(tree, m, folder / "members" / m.name, pin_task(task)).task
+        if found not in ("auto", task.name):
+            raise HonedError(f"ensemble.members.{i}: member '{m.name}' is a {found} model but the ensemble's data "
+                             f"is task {task.name}; members must all be of the ensemble's task")
 
 
 def _check_prefit(members: list[MemberSpec], names: tuple[str, ...], replaced: Path | None) -> None:
@@ -262,51 +197,52 @@ def _member_specs(spec: EnsembleSpec, base: Recipe) -> list[MemberSpec]:
     return members
 
 
-def _train(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFrame], members: list[MemberSpec],
-           folder: Path, overwrite: bool, quiet: bool) -> tuple[list[Member], dict[str, Any]]:
+def _train(ready: Prepared, overwrite: bool, quiet: bool) -> tuple[list[Member], dict[str, Any]]:
     """Train what is not prefit (bagging on resampled rows, snapshots as one cyclic run)."""
+    spec, tree, frames, members, folder, task = (ready.spec, ready.tree, ready.frames, ready.members, ready.folder,
+                                                 ready.task)
     if spec.snapshots is not None and spec.method != "bagging":
-        return _snapshots(spec, tree, frames, folder, overwrite, quiet), {"snapshots": spec.snapshots.cycles}
+        return _snapshots(ready, overwrite, quiet), {"snapshots": spec.snapshots.cycles}
     bags = None
     if spec.method == "bagging":
         bags = bag_rows(len(frames["train"]), len(members), spec.bagging.bootstrap, spec.bagging.max_samples,
-                        int(tree.get("seed", 0)), frames["train"]["label"].astype(str).to_numpy())
-    jobs, labels = [], tuple(sorted(set(frames["train"]["label"].astype(str))))
+                        int(tree.get("seed", 0)), task.strata(frames["train"]))
+    jobs = []
     for i, m in enumerate(members):
         if m.prefit is None and m.kind == "honed":
             train = frames["train"].iloc[bags[i]] if bags is not None else frames["train"]
-            data = as_data(train, frames["val"])
-            jobs.append((m.name, member_recipe(tree, m, folder / "members" / m.name), data))
-    classical = {}  # sklearn members: seconds each, so in this process, on the same train rows
+            recipe = member_recipe(tree, m, folder / "members" / m.name, pin_task(task))
+            jobs.append((m.name, recipe, task.data(train, frames["val"])))
+    classical_dirs = {}  # sklearn members (classification only): seconds each, so in this process, on the same rows
     for m in (m for m in members if m.kind == "sklearn"):
-        run_dir = folder / "members" / m.name
+        run_dir, labels = folder / "members" / m.name, tuple(sorted(set(frames["train"]["label"].astype(str))))
         recipe = member_recipe(tree, m, run_dir)
-        classical[m.name] = fit_sklearn_member(m, frames["train"], labels, recipe, run_dir, overwrite)
-    dirs = {**fit_all(jobs, spec.workers, overwrite, quiet, spec.keep_checkpoints), **classical}
+        classical_dirs[m.name] = fit_sklearn_member(m, frames["train"], labels, recipe, run_dir, overwrite)
+    dirs = {**fit_all(jobs, spec.workers, overwrite, quiet, spec.keep_checkpoints), **classical_dirs}
     trained = [Member(m.name, model_folder(m.prefit, f"ensemble.members.{i}.prefit") if m.prefit else dirs[m.name])
                for i, m in enumerate(members)]
     if bags is None:
         return trained, {}
     train, left = frames["train"], out_of_bag(bags, len(frames["train"]))
     order = read_labels(trained[0].model_dir)
-    oob = [(rows, member_probs(m.model_dir, train.iloc[rows].reset_index(drop=True), order)[0])
+    oob = [(rows, member_outputs(m.model_dir, train.iloc[rows].reset_index(drop=True), order, task.name))
            for m, rows in zip(trained, left, strict=True) if len(rows)]
-    y = np.asarray([order.index(v) for v in train["label"]])
-    return trained, oob_estimate(oob, y, len(order))
+    return trained, task.oob(oob, train, order)
 
 
-def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.DataFrame], folder: Path, overwrite: bool,
-               quiet: bool) -> list[Member]:
+def _snapshots(ready: Prepared, overwrite: bool, quiet: bool) -> list[Member]:
     """One run with cosine restarts that saves a model at each cycle end (technique `snapshots`)."""
+    spec, tree, frames = ready.spec, ready.tree, ready.frames
     cycles = spec.snapshots.cycles  # type: ignore[union-attr]
     # first in the list: after-events fire in reverse order, so it saves each cycle's weights after every other
     # technique's after-step work (e.g. prune re-applying its masks)
     techniques = [{"name": "snapshots", "cycles": cycles}, *tree.get("techniques", [])]
     overrides = {"schedule.name": "cosine", "schedule.cycles": cycles, "techniques": techniques}
     member = MemberSpec(name="snapshots", overrides=overrides)
-    run_dir = folder / "members" / "snapshots"
-    job = (member.name, member_recipe(tree, member, run_dir), as_data(frames["train"], frames["val"]))
-    fit_all([job], 1, overwrite, quiet, spec.keep_checkpoints)
+    run_dir = ready.folder / "members" / "snapshots"
+    recipe = member_recipe(tree, member, run_dir, pin_task(ready.task))
+    fit_all([(member.name, recipe, ready.task.data(frames["train"], frames["val"]))], 1, overwrite, quiet,
+            spec.keep_checkpoints)
     saved = [Member(f"snapshot{i}", run_dir / "snapshots" / f"cycle{i}") for i in range(1, cycles + 1)]
     missing = [m.name for m in saved if not (m.model_dir / "honed.json").is_file()]
     if missing:  # e.g. early stopping ended the run, or fewer steps than cycles
@@ -315,30 +251,20 @@ def _snapshots(spec: EnsembleSpec, tree: dict[str, Any], frames: dict[str, pd.Da
     return saved
 
 
-def _metrics(members: list[Member], ensemble: dict[str, np.ndarray], probs: dict[str, np.ndarray],
-             y: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Accuracy and macro-F1 of each member and of the ensemble (its probabilities per split) on val and test."""
+def _metrics(task: EnsembleTask, members: list[Member], labels: tuple[str, ...], ensemble: dict[str, np.ndarray],
+             probs: dict[str, np.ndarray], truth: dict[str, np.ndarray], decision: Any) -> dict[str, Any]:
+    """The task's scores (honed.metrics, as for one model: accuracy and macro-F1; RMSE, MAE, R², Pearson and
+    Spearman per target and averaged; micro/macro-F1 and mAP) of each member, by its own decision map, and of
+    the ensemble, by its own, on val and test."""
     out: dict[str, Any] = {"members": {}, "ensemble": {}}
+    decisions = [task.member_decision(m.model_dir) for m in members]
     for split, p in probs.items():
         for i, m in enumerate(members):
-            scores = probability_metrics(p[i], y[split])
+            scores = task.scores(p[i], truth[split], labels, decisions[i])
             out["members"].setdefault(m.name, {}).update({f"{split}_{k}": v for k, v in scores.items()})
-        out["ensemble"].update({f"{split}_{k}": v for k, v in probability_metrics(ensemble[split], y[split]).items()})
+        scores = task.scores(ensemble[split], truth[split], labels, decision)
+        out["ensemble"].update({f"{split}_{k}": v for k, v in scores.items()})
     return out
-
-
-def _report(folder: Path, recipe: Recipe, labels: tuple[str, ...], probs: dict[str, np.ndarray],
-            y: dict[str, np.ndarray], frames: dict[str, pd.DataFrame]) -> None:
-    """The error-analysis report of the ensemble on test (val when there is no test)."""
-    split = "test" if "test" in probs else "val"
-    if not recipe.report.enabled:
-        return
-    from honed.evaluate.report import build_report, write_report
-
-    report = build_report(labels=list(labels), y_true=y[split], probs=probs[split], frame=frames[split],
-                          top_k=recipe.report.top_k, split=split, title=f"honed report: ensemble {recipe.name}",
-                          group_name=recipe.data.group_column)
-    write_report(folder, report)
 
 
 __all__ = ["ENSEMBLE_FILE", "METHODS", "EnsembleResult", "build_ensemble"]
@@ -349,19 +275,21 @@ def print_ensemble(result: EnsembleResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    summary = ENSEMBLE_TASKS[result.task].summary
     weights = dict(zip([m.name for m in result.members], result.combined.weights, strict=True))
     table = Table(title=f"honed ensemble: {result.method} ({result.combined.combine})")
-    columns = [c for c in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
+    columns = [c for c in (f"{split}_{name}" for split in ("val", "test") for name in summary)
                if c in result.metrics["ensemble"]]
     for name in ("model", "weight", *columns):
         table.add_column(name, justify="right" if name != "model" else "left")
     for name, scores in result.metrics["members"].items():
-        weight = "-" if result.combined.combine == "stacking" else f"{weights[name]:.2f}"
+        weight = "-" if result.combined.combiner.needs_meta else f"{weights[name]:.2f}"
         table.add_row(name, weight, *(f"{scores[c]:.4f}" for c in columns))
     table.add_row("ensemble", "", *(f"{result.metrics['ensemble'][c]:.4f}" for c in columns))
     console = Console()
     console.print(table)
-    if "oob_accuracy" in result.metrics:
-        console.print(f"out-of-bag accuracy {result.metrics['oob_accuracy']:.4f} on "
-                      f"{result.metrics['oob_rows']} training rows")
+    if "oob_rows" in result.metrics:
+        shown = ", ".join(f"{name} {result.metrics[f'oob_{name}']:.4f}" for name in summary
+                          if f"oob_{name}" in result.metrics)
+        console.print(f"out-of-bag {shown} on {result.metrics['oob_rows']} training rows")
     console.print(f"ensemble folder: {result.folder} (`honed predict {result.folder} DATA`)")

@@ -35,6 +35,7 @@ from honed.registry import Registry
 from honed.rundir import write_text_atomic
 
 PIPELINES: Registry[Any] = Registry("sklearn pipeline")
+TASK = "classification"  # what a pipeline member is: a classifier with predict_proba (build_pipeline checks)
 
 
 @PIPELINES.register("tfidf_logreg")

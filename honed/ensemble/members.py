@@ -1,6 +1,7 @@
 """Ensemble members: each one is its own honed recipe (base recipe + overrides), a prefit model
 folder, or a trial of a `honed tune` study; trained by `honed.fit` on splits shared by all members,
-then asked for class probabilities as a Predictor (honed.inference), through its own tokenizer/transforms."""
+then asked for class probabilities (or a regression member's predicted values) as a Predictor
+(honed.inference), through its own tokenizer/transforms."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from honed.data.labels import LabelMap
 from honed.ensemble.spec import EnsembleSpec, MemberSpec
 from honed.errors import HonedError
 from honed.inference import load_predictor, model_folder
+from honed.inference.outputs import outputs_in
 from honed.progress import console
 from honed.recipe import Recipe, build_recipe, parse_override, read_yaml
 from honed.train.interrupt import raise_if_pending
@@ -71,13 +74,18 @@ def tune_members(run_dir: Path, top_k: int) -> list[MemberSpec]:
     return members
 
 
-def member_recipe(base: dict[str, Any], member: MemberSpec, run_dir: Path) -> Recipe:
-    """The member's recipe: its own file or the base, with its overrides; splits come from the
-    ensemble (in memory), so row limits and report slices are switched off."""
+def member_recipe(base: dict[str, Any], member: MemberSpec, run_dir: Path, pin: str | None = None,
+                  extra: dict[str, Any] | None = None) -> Recipe:
+    """The member's recipe: its own file or the base, with its overrides (and `extra` ones); splits come
+    from the ensemble (in memory), so row limits and report slices are switched off. `pin` is the task a
+    recipe of task auto is given (in-memory regression targets or label lists are not guessed again)."""
     tree = read_yaml(member.recipe) if member.recipe else dict(base)
     tree.pop("ensemble", None)
-    forced = {"output_dir": str(run_dir), "data.max_rows": {}, "report.slices": []}
-    return build_recipe(tree, {**member.overrides, **forced}, source=f"ensemble member '{member.name}'")
+    forced = {"output_dir": str(run_dir), "data.max_rows": {}, "report.slices": [], **(extra or {})}
+    changes = {**member.overrides, **forced}
+    if pin and changes.get("task", tree.get("task", "auto")) == "auto":
+        changes["task"] = pin
+    return build_recipe(tree, changes, source=f"ensemble member '{member.name}'")
 
 
 def as_data(train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
@@ -156,6 +164,17 @@ def member_probs(
     predictor = load_predictor(model_dir)
     order = predictor.labels if order is None else tuple(order)
     return predictor.proba_in(frame, order), order
+
+
+def member_outputs(model_dir: Path, frame: pd.DataFrame, order: tuple[str, ...], task: str) -> np.ndarray:
+    """What an ensemble of `task` combines from a saved member: probabilities, or predicted values, columns
+    in `order` (honed/inference/outputs.py)."""
+    return outputs_in(load_predictor(model_dir), frame, order, task)
+
+
+def member_task(model_dir: Path) -> str:
+    """The task a saved model (or sklearn member) folder was trained for, read off its label map."""
+    return LabelMap.load(model_dir).task
 
 
 def check_labels(names: dict[str, tuple[str, ...]]) -> tuple[str, ...]:

@@ -8,6 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from honed.data.labels import LabelMap
 from honed.inference.ensemble import ENSEMBLE_FILE, FORMAT, META_JSON
 from honed.rundir import write_text_atomic
 
@@ -21,9 +24,13 @@ def save_ensemble(
     combine: str,
     meta: Any = None,
     info: dict[str, Any] | None = None,
+    label_map: LabelMap | None = None,
 ) -> Path:
-    """Write ensemble.json (+ the meta-learner); returns the file."""
+    """Write ensemble.json (+ the meta-learner, + `label_map`: a regression ensemble's targets, a multi-label
+    one's thresholds tuned for it); returns the file."""
     folder.mkdir(parents=True, exist_ok=True)
+    if label_map is not None:
+        label_map.save(folder)
     entries = []
     for name, path, weight in members:
         path = Path(path).resolve()
@@ -49,20 +56,22 @@ def save_ensemble(
 
 
 def _save_meta(folder: Path, meta: Any) -> dict[str, Any]:
-    """Logistic regression as plain JSON (no pickle needed to load it back); any other meta-learner by joblib."""
-    from sklearn.linear_model import LogisticRegression
+    """Logistic regression and ridge as plain JSON (no pickle needed to load them back); any other
+    meta-learner by joblib."""
+    from sklearn.linear_model import LogisticRegression, Ridge
 
-    if type(meta) is LogisticRegression:
+    linear = {LogisticRegression: "logistic_regression", Ridge: "ridge"}.get(type(meta))
+    if linear is not None:
         state = {
             "coef": meta.coef_.tolist(),
-            "intercept": meta.intercept_.tolist(),
-            "classes": meta.classes_.tolist(),
+            "intercept": np.asarray(meta.intercept_).tolist(),
+            **({"classes": meta.classes_.tolist()} if hasattr(meta, "classes_") else {}),
             "params": {
                 k: v for k, v in meta.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))
             },
         }
         (folder / META_JSON).write_text(json.dumps(state, indent=1), encoding="utf-8")
-        return {"kind": "logistic_regression", "file": META_JSON}
+        return {"kind": linear, "file": META_JSON}
     import joblib
 
     joblib.dump(meta, folder / "meta.joblib")

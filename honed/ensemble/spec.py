@@ -11,6 +11,10 @@ ensemble:
   top_k: 3
   snapshots: {cycles: 3}       # or: one cyclic-cosine run, a member saved at each cycle end
   soup: greedy                 # method soup: uniform | greedy weight average of members sharing one init
+
+Each setting left unset takes the task's default (honed/ensemble/tasks.py): voting soft (regression: mean),
+selection.metric accuracy (regression: rmse; multilabel: map), stacking.meta logistic_regression
+(regression: ridge).
 """
 
 from __future__ import annotations
@@ -48,9 +52,10 @@ class BaggingSpec(_Spec):
 
 
 class StackingSpec(_Spec):
-    """A scikit-learn classifier trained on out-of-fold member probabilities (k-fold cross-fitting)."""
+    """A scikit-learn classifier trained on out-of-fold member probabilities (k-fold cross-fitting); for
+    regression a regressor on out-of-fold predicted values."""
 
-    meta: str = "logistic_regression"
+    meta: str | None = None  # None: the task's (logistic_regression; regression: ridge)
     params: dict[str, Any] = {}
     folds: int = 5
 
@@ -59,7 +64,8 @@ class SelectionSpec(_Spec):
     """Greedy forward selection with replacement (Caruana et al. 2004) on validation data."""
 
     rounds: int = Field(20, ge=1)
-    metric: Literal["accuracy", "log_loss"] = "accuracy"
+    # None: the task's (accuracy; regression: rmse, minimised; multilabel: map); each metric serves one task
+    metric: Literal["accuracy", "log_loss", "rmse", "mae", "map", "bce"] | None = None
 
 
 class SnapshotSpec(_Spec):
@@ -68,7 +74,7 @@ class SnapshotSpec(_Spec):
 
 class EnsembleSpec(_Spec):
     method: Literal["voting", "selection", "stacking", "bagging", "soup"] = "selection"
-    voting: Literal["soft", "hard"] = "soft"
+    voting: Literal["soft", "hard", "mean", "median"] | None = None  # None: the task's (soft; regression: mean)
     weights: list[float] | Literal["select"] | None = None  # given, fitted by selection on val, or equal
     members: list[MemberSpec] = []
     from_tune: str | None = None

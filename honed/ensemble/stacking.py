@@ -1,11 +1,12 @@
-"""Stacking: a scikit-learn classifier trained on the members' out-of-fold probabilities.
+"""Stacking: a scikit-learn classifier trained on the members' out-of-fold probabilities (a regressor, Ridge by
+default, on their out-of-fold predicted values for regression).
 
 Cross-fitting (Wolpert 1992; scikit-learn's StackingClassifier): every training row's member
 probabilities come from a copy of the member trained on the other k-1 folds, never from the member
 that saw the row, so the meta-learner learns how far to trust each member on unseen data. At
 predict time it is applied to the probabilities of the members trained on all training rows.
 The meta-learner is named by a short name or an import path (`sklearn.ensemble:RandomForestClassifier`);
-the `stacking` combiner (honed/inference/combiners.py) fits and applies it.
+the `stacking` and `value_stacking` combiners (honed/inference/combiners.py) fit and apply it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import is_classifier
+from sklearn.base import is_classifier, is_regressor
 from sklearn.model_selection import StratifiedKFold
 
 from honed.errors import HonedError, did_you_mean
@@ -28,16 +29,46 @@ META_LEARNERS = {
     "knn": "sklearn.neighbors:KNeighborsClassifier",
     "naive_bayes": "sklearn.naive_bayes:GaussianNB",
 }
+META_REGRESSORS = {
+    "ridge": "sklearn.linear_model:Ridge",
+    "linear_regression": "sklearn.linear_model:LinearRegression",
+    "random_forest": "sklearn.ensemble:RandomForestRegressor",
+    "gradient_boosting": "sklearn.ensemble:HistGradientBoostingRegressor",
+    "knn": "sklearn.neighbors:KNeighborsRegressor",
+}
 
 
 def meta_learner(name: str, params: dict[str, Any] | None = None) -> Any:
     """An unfitted scikit-learn classifier with predict_proba; anything else is refused."""
-    path = META_LEARNERS.get(name, name)
+    estimator = _build(name, params, META_LEARNERS, "sklearn.ensemble:RandomForestClassifier")
+    if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
+        raise HonedError(
+            f"ensemble.stacking.meta: '{name}' is not a scikit-learn classifier with predict_proba; "
+            f"use one such as {', '.join(META_LEARNERS)}"
+        )
+    return estimator
+
+
+def meta_regressor(name: str, params: dict[str, Any] | None = None) -> Any:
+    """An unfitted scikit-learn regressor (regression stacking); anything else is refused."""
+    classifier = name in META_LEARNERS and name not in META_REGRESSORS  # a classification short name
+    estimator = None if classifier else _build(name, params, META_REGRESSORS, "sklearn.svm:SVR")
+    if classifier or not is_regressor(estimator):
+        raise HonedError(
+            f"ensemble.stacking.meta: '{name}' is not a scikit-learn regressor; regression stacks with one "
+            f"such as {', '.join(META_REGRESSORS)}"
+        )
+    return estimator
+
+
+def _build(name: str, params: dict[str, Any] | None, short: dict[str, str], example: str) -> Any:
+    """The estimator a short name (from `short`) or an import path names, built with `params`."""
+    path = short.get(name, name)
     module_name, sep, attr = path.partition(":") if ":" in path else path.rpartition(".")
     if not sep or not module_name or not attr:
         raise HonedError(
-            f"ensemble.stacking.meta: '{name}' is neither a short name{did_you_mean(name, META_LEARNERS)} "
-            "nor an import path such as sklearn.ensemble:RandomForestClassifier"
+            f"ensemble.stacking.meta: '{name}' is neither a short name{did_you_mean(name, short)} "
+            f"nor an import path such as {example}"
         )
     try:
         factory = getattr(importlib.import_module(module_name), attr)
@@ -46,11 +77,6 @@ def meta_learner(name: str, params: dict[str, Any] | None = None) -> Any:
         raise HonedError(f"ensemble.stacking.meta: cannot import '{path}' ({exc})") from exc
     except (TypeError, ValueError) as exc:
         raise HonedError(f"ensemble.stacking.params: {exc}") from exc
-    if not is_classifier(estimator) or not hasattr(estimator, "predict_proba"):
-        raise HonedError(
-            f"ensemble.stacking.meta: '{name}' is not a scikit-learn classifier with predict_proba; "
-            f"use one such as {', '.join(META_LEARNERS)}"
-        )
     return estimator
 
 
@@ -71,6 +97,15 @@ def fold_indices(labels: pd.Series, folds: int, seed: int) -> list[tuple[np.ndar
         )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(labels)), labels))
+
+
+def check_fold_rows(train: pd.DataFrame, folds: int) -> None:
+    """Stacking on rows with nothing to stratify on (regression targets): honed.cv folds them with KFold,
+    or GroupKFold with a group column, so each fold needs a row (a group) of its own."""
+    units = train["group"].nunique() if "group" in train else len(train)
+    if units < folds:
+        what = "groups (data.group_column)" if "group" in train else "training rows"
+        raise HonedError(f"ensemble.stacking.folds: {units} {what}, fewer than {folds} folds; lower the folds")
 
 
 def out_of_fold(
