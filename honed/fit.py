@@ -184,7 +184,8 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     if len(datasets["train"]) != len(tables.frames["train"]):  # planned on the texts; it runs over the windows
         lr_at = build_schedule(recipe.schedule, total)
     state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
-                       train_loader=loader, class_counts=counts, frames=tables.frames, scale=tables.labels.scale())
+                       train_loader=loader, class_counts=counts, frames=tables.frames, scale=tables.labels.scale(),
+                       label_map=tables.labels)
     saved = _restore(state, hooks, run_dir, acc) if resume else None
     hooks.fire("on_fit_start", state)  # freezing techniques choose what trains before the optimizer exists
     order = [(g["group"], g["decay"]) for g in saved["optimizer"]["param_groups"]] if saved else None

@@ -273,7 +273,6 @@ def _write(path: Path, recipe: dict) -> str:
      "ensemble.members.3: member 'clf' is a classification model but the ensemble's data is task regression"),
     ("regression", {"extra": "multilabel"},
      "ensemble.members.3: member 'ml' is a multilabel model but the ensemble's data is task regression"),
-    ("regression", {"snapshots": {"cycles": 2}}, "ensemble.snapshots: snapshot models of a regression run are saved"),
     ("multilabel", {"method": "stacking"}, "ensemble.method: stacking does not serve task multilabel yet"),
     ("multilabel", {"voting": "mean"}, "ensemble.voting: 'mean' combines regression outputs, not task multilabel"),
 ])
@@ -298,3 +297,22 @@ def test_bad_task_settings_are_one_line_before_any_folder(tiny_bert: str, reg, m
     done = _main(capsys, "ensemble", _write(out.parent / "bad.yaml", recipe), "--quiet")
     assert done.returncode == 2 and expected in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_regression_snapshots_keep_their_targets_and_average_in_target_units(tiny_bert: str, reg) -> None:
+    """Snapshot models of one cyclic run are saved with the run's target map (mean/std), so each predicts in
+    the targets' units and the mean ensemble of them is their mean."""
+    from honed.ensemble import build_ensemble
+
+    root, csv, _ = reg
+    recipe = _reg_recipe(tiny_bert, csv, root / "snap", train__epochs=4)
+    recipe["ensemble"] = {"method": "voting", "snapshots": {"cycles": 2}}
+    result = build_ensemble(recipe, quiet=True)
+    dirs = [m.model_dir for m in result.members]
+    assert len(dirs) == 2 and all(json.loads((d / "targets.json").read_text())["names"] == list(TARGETS) for d in dirs)
+    frames = _frames(recipe)
+    val = _values(dirs, frames["val"])
+    assert abs(val.mean() - _truth(frames["val"]).mean()) < 3 * _truth(frames["val"]).std()  # units, not z-scores
+    assert math.isclose(result.metrics["ensemble"]["val_rmse"], _rmse(val.mean(axis=0), _truth(frames["val"])),
+                        rel_tol=1e-9)
+

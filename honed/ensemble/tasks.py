@@ -96,7 +96,6 @@ class RegressionEnsemble(EnsembleTask):
     meta = "ridge"
     summary = ("rmse", "r2")
     pin_task = True
-    snapshots = False  # the snapshots technique saves class names only: a cycle model loses its targets.json
 
     def data(self, train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
         targets = [c for c in train.columns if c.startswith(TARGET)]

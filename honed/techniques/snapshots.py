@@ -19,7 +19,8 @@ from honed.train.schedules import warmup_steps
 class Snapshots(Technique):
     """Saves RUN_DIR/snapshots/cycle{i} after the last optimizer step of cycle i."""
 
-    tasks = ("classification", "regression")  # a snapshot saves class names: a multi-label map's thresholds are lost
+    tasks = ("classification", "regression")  # saved with the run's label map (a regression one: its targets'
+    # mean/std); a multi-label map's thresholds are only tuned after training, so a snapshot would have none
 
     def __init__(self, cycles: int = 3) -> None:
         if isinstance(cycles, bool) or not isinstance(cycles, int) or cycles < 1:
@@ -54,7 +55,7 @@ class Snapshots(Technique):
             model = acc.unwrap_model(state.model)
             save_model(
                 model,
-                LabelMap(tuple(state.labels)),
+                state.label_map if state.label_map is not None else LabelMap(tuple(state.labels)),
                 state.run_dir / "snapshots" / f"cycle{cycle}",
                 state.recipe.to_yaml(),
             )

@@ -44,6 +44,7 @@ class TrainState:
     class_counts: tuple[int, ...] = ()
     frames: dict[str, Any] | None = None  # the standard frames per split (distillation looks up its teacher's rows)
     scale: dict[str, Any] = field(default_factory=dict)  # the task's metrics' extra arguments (regression: mean/std)
+    label_map: Any = None  # the run's LabelMap (a regression one holds the targets' mean/std), for models saved mid-run
 
     def progress(self) -> dict[str, Any]:
         """The scalars a checkpoint needs to continue exactly here."""
