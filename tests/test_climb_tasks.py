@@ -347,19 +347,16 @@ def test_a_baseline_that_fails_on_every_pair_ends_the_climb_with_its_reason(imag
         climb(tree, output=tmp_path / "climb")
 
 
-def test_task_auto_on_numeric_targets_climbs_on_the_regression_metric(tiny_bert: str, scores_csv: Path) -> None:
-    from honed.climb.data import load_splits
-    from honed.climb.run import _pairing
-    from honed.climb.spec import parse_climb
-    from honed.recipe import load_recipe
+def test_task_auto_on_numeric_targets_climbs_on_the_regression_metric(tiny_bert: str, scores_csv: Path,
+                                                                     tmp_path: Path) -> None:
+    """task auto reads the numbers as a regression: the baseline runs (mse, checkpoint on rmse) and the climb
+    compares val rmse; a train.metric the recipe names is kept."""
+    from honed.climb.run import climb
 
-    tree = regression_tree(tiny_bert, scores_csv)
+    tree = regression_tree(tiny_bert, scores_csv, epochs=1)
     tree["task"] = "auto"
-    user = load_recipe(tree)
-    frames, task, _ = load_splits(user)
-    assert task == "regression" and user.train.metric == "accuracy"  # the recipe's silent default
-    assert _pairing(user, parse_climb(user.climb), frames, task) == ("seeds", 2, "rmse")
+    tree["train"].pop("metric", None)
+    result = climb(tree, output=tmp_path / "climb", trials=2)
+    assert result.summary["metric"] == "rmse" and all(v is not None for v in result.summary["ladder"][0]["val"])
     tree["train"]["metric"] = "mae"
-    user = load_recipe(tree)
-    assert _pairing(user, parse_climb(user.climb), frames, task)[2] == "mae"
-
+    assert climb(tree, output=tmp_path / "mae", trials=2).summary["metric"] == "mae"

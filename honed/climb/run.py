@@ -28,6 +28,7 @@ from honed.climb.spec import ClimbSpec, parse_budget, parse_climb
 from honed.climb.stages import climb_stage
 from honed.climb.state import Climb
 from honed.climb.store import Store
+from honed.data.targets import with_task
 from honed.errors import HonedError
 from honed.fit import normalise_overrides
 from honed.metrics import DIRECTION, TASKS
@@ -59,6 +60,8 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     if folder.exists() and not folder.is_dir():
         raise HonedError(f"--output: '{folder}' is a file; give a folder for the climb")
     frames, task, labels = load_splits(user)  # bad data, and every check below: before the folder is touched
+    if task != "classification":  # task auto read numbers: the task's loss and metric where the recipe was silent
+        user = with_task(user, task)  # (classification keeps its tree, so existing climbs keep their run ids)
     pairing, pairs, metric = _pairing(user, spec, frames, task)
     tree = {k: v for k, v in identity_tree(user.model_dump(mode="json")).items() if k not in NOT_IDENTITY}
     identity = {"tree": tree, "pairing": pairing, "pairs": pairs}
@@ -95,8 +98,7 @@ def _pairing(user: Recipe, spec: ClimbSpec, frames: dict[str, Any], task: str) -
     if pairing == "seeds" and not len(frames["val"]):
         raise HonedError("climb: seed pairing scores candidates on the val split, but the recipe has no val rows; "
                          "set data.split.val > 0 or climb.pairing: folds")
-    chosen = user.task != "auto" or "metric" in user.train.model_fields_set  # task auto: its metric unless set
-    metric = spec.metric or (user.train.metric if chosen else TASKS[task].default_metric)
+    metric = spec.metric or user.train.metric
     if metric not in TASKS[task].names:
         raise HonedError(f"{user.name}: climb.metric: '{metric}' is not a val metric of task {task} "
                          f"({', '.join(TASKS[task].names)})")
