@@ -109,7 +109,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     total, steps_per_epoch = plan_steps(recipe, rows, acc.num_processes)
     lr_at = build_schedule(recipe.schedule, total)
     hooks.check(recipe, model)  # impossible settings fail here, before the run folder exists
-    _check_windows(recipe)
+    _check_windows(recipe, model)
     check_augment(recipe, model.preprocess)
     if recipe.train.cache_frozen_features:
         check_cacheable(recipe, model, hooks)
@@ -123,9 +123,19 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
         close_log()
 
 
-def _check_windows(recipe: Recipe) -> None:
+def _check_windows(recipe: Recipe, model: Any) -> None:
+    """data.truncation=sliding's impossible settings, before the run folder is made."""
     if recipe.data.truncation != "sliding":
         return
+    if recipe.data.text_pair_column is not None:
+        raise HonedError("data.truncation=sliding: text pairs (data.text_pair_column) are not supported; use right")
+    tokenizer = model.preprocess
+    if getattr(tokenizer, "tokenizers", None):
+        raise HonedError("data.truncation=sliding: a fusion model's tokenizers cut windows differently; use right "
+                         "or head_tail")
+    if tokenizer.num_special_tokens_to_add(pair=False) >= recipe.data.max_length:
+        raise HonedError(f"data.max_length={recipe.data.max_length} leaves no room for text between the special "
+                         "tokens of data.truncation=sliding's windows")
     if recipe.train.cache_frozen_features:
         raise HonedError("train.cache_frozen_features: the feature cache keeps one row per text, and "
                          "data.truncation=sliding makes several; use one or the other")

@@ -27,7 +27,8 @@ def test_a_memorising_combiner_scores_chance_out_of_fold_and_perfect_in_sample()
         return COMBINERS.build("stacking", meta=KNeighborsClassifier(n_neighbors=1))
 
     in_sample = (make().fit(probs, y)(probs).argmax(1) == y).mean()
-    out = cross_fitted(make, probs, y, seed=7)
+    out, folds = cross_fitted(make, probs, y, seed=7)
+    assert folds == FOLDS
     expected = np.zeros_like(out)  # the same folds, recomputed here
     for fit_rows, held in StratifiedKFold(FOLDS, shuffle=True, random_state=7).split(probs[0], y):
         expected[held] = make().fit(probs[:, fit_rows], y[fit_rows])(probs[:, held])
@@ -39,7 +40,7 @@ def test_a_memorising_combiner_scores_chance_out_of_fold_and_perfect_in_sample()
 def test_selection_finds_the_one_member_that_knows_on_every_fold() -> None:
     probs, y = _noise()
     probs[1] = np.eye(2)[y] * 0.8 + 0.1  # member 1 is right on every row
-    out = cross_fitted(lambda: COMBINERS.build("selection"), probs, y, seed=0)
+    out, _ = cross_fitted(lambda: COMBINERS.build("selection"), probs, y, seed=0)
     assert (out.argmax(1) == y).all()
 
 

@@ -203,4 +203,22 @@ def test_techniques_that_look_rows_up_refuse_sliding_windows(tiny_bert: str, tmp
     recipe["techniques"], recipe["train"]["cache_frozen_features"] = [], True
     with pytest.raises(HonedError, match="train.cache_frozen_features: the feature cache keeps one row per text"):
         honed.fit(recipe, quiet=True)
+    recipe["train"]["cache_frozen_features"], recipe["data"]["max_length"] = False, 2
+    with pytest.raises(HonedError, match="data.max_length=2 leaves no room for text"):
+        honed.fit(recipe, quiet=True)
+    recipe["data"].update(max_length=16, text_pair_column="topic")
+    with pytest.raises(HonedError, match="data.truncation=sliding: text pairs"):
+        honed.fit(recipe, quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_fusion_tokenizers_refuse_sliding_windows(tokenizer: Any) -> None:
+    with pytest.raises(HonedError, match="a fusion model's tokenizers cut windows differently"):
+        tokenize(FusionTokenizer([tokenizer, tokenizer]), [LONG], None, MAX, "sliding")
+
+
+def test_merge_windows_keeps_regression_and_multilabel_label_shapes() -> None:
+    logits = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    labels = torch.tensor([[0.5, 1.5], [0.5, 1.5], [9.0, 9.0]])  # float targets (or multi-hot rows) per window
+    merged, first = merge_windows(logits, labels, [0, 0, 1])
+    assert merged.tolist() == [[2.0, 3.0], [5.0, 6.0]] and first.tolist() == [[0.5, 1.5], [9.0, 9.0]]

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 TASKS = ("classification", "regression", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
+WORKS_ON_DATA = False  # reads no recipe's data: not named among the verbs that run a task
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 TASKS = ("classification", "regression", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
+WORKS_ON_DATA = False  # reads no recipe's data: not named among the verbs that run a task
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent.parent / "recipes"
 

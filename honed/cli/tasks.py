@@ -24,7 +24,7 @@ def check_task(verb: ModuleType, args: argparse.Namespace, verbs: tuple[ModuleTy
     task = _task_of(args, read_data=bool(undeclared & AUTO_TASKS)) if undeclared else None
     if task is not None and task not in tasks:
         able = [m.__name__.rpartition(".")[2].replace("_", "-") for m in verbs
-                if task in getattr(m, "TASKS", DEFAULT_TASKS)]
+                if task in getattr(m, "TASKS", DEFAULT_TASKS) and getattr(m, "WORKS_ON_DATA", True)]
         raise HonedError(f"honed {args.verb} does not support task {task} yet (it runs {', '.join(tasks)}); "
                          f"{', '.join(able) or 'train'} do, and train writes the {task} report")
 

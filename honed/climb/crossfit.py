@@ -39,21 +39,23 @@ def crossfit(section: dict[str, Any], frames: dict[str, Any], folder: Path, seed
     probs, y = {}, {}
     for split in ("val", "test"):
         frame = frames[split].reset_index(drop=True)
-        probs[split] = np.stack([p.proba_in(frame, labels) for p in predictors])
-        y[split] = np.asarray([labels.index(v) for v in frame["label"].astype(str)])
+        if len(frame):  # a recipe may have no test split
+            probs[split] = np.stack([p.proba_in(frame, labels) for p in predictors])
+            y[split] = np.asarray([labels.index(v) for v in frame["label"].astype(str)])
     make = MAKERS[section["method"]]
-    out_of_fold = cross_fitted(make, probs["val"], y["val"], seed)
+    out_of_fold, folds = cross_fitted(make, probs["val"], y["val"], seed)
     final = make().fit(probs["val"], y["val"])
     weights = final.member_weights(len(members))
     listed = [(name, path, float(w)) for (name, path), w in zip(members, weights, strict=True)]
     save_ensemble(folder, labels, listed, final.rule, meta=final.meta,
-                  info={"method": section["method"], "crossfit_folds": FOLDS})
-    return {"val": probability_metrics(out_of_fold, y["val"]), "test": probability_metrics(final(probs["test"]),
-                                                                                            y["test"])}
+                  info={"method": section["method"], "crossfit_folds": folds})
+    test = probability_metrics(final(probs["test"]), y["test"]) if "test" in probs else {}
+    return {"val": probability_metrics(out_of_fold, y["val"]), "test": test}
 
 
-def cross_fitted(make: Any, probs: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """(rows, classes) ensemble probabilities of val, each fold's from a combiner fitted on the other folds."""
+def cross_fitted(make: Any, probs: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """(rows, classes) ensemble probabilities of val, each fold's from a combiner fitted on the other folds, and
+    how many folds (up to FOLDS: no more than the rarest class has rows)."""
     folds = min(FOLDS, int(np.unique(y, return_counts=True)[1].min()))
     if folds < 2:
         raise HonedError("climb: a class has a single val row, so no cross-fitted combiner can hold it out")
@@ -61,4 +63,4 @@ def cross_fitted(make: Any, probs: np.ndarray, y: np.ndarray, seed: int) -> np.n
     for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(probs[0], y):
         combiner: Combiner = make().fit(probs[:, fit_rows], y[fit_rows])
         out[held] = combiner(probs[:, held])
-    return out
+    return out, folds

@@ -88,6 +88,10 @@ def _distil(c: Climb) -> None:
     if student is None:
         c.notes.append("distillation skipped: no configuration of the baseline's size finished every pair")
         return
+    if (student.resolved().get("data") or {}).get("truncation") == "sliding":
+        c.notes.append("distillation skipped: the student reads sliding windows, and distillation looks its "
+                       "teacher's rows up by index")
+        return
     placeholder = f"{{ensemble:{ensemble.id}}}"  # the teacher is part of the student's identity
     c.rebuild([ensemble], c.screening)
     c.substitutes[placeholder] = [c.model_dir(ensemble, i) for i in c.screening]

@@ -25,6 +25,7 @@ from honed.train.interrupt import Interrupted, raise_if_pending, stop_on_signals
 from honed.train.speed import machine_cores
 
 POLL = 3.0
+STOP_GRACE = 120.0  # seconds a worker has to stop at a safe point after SIGTERM before it is killed
 
 
 class BudgetSpent(Exception):
@@ -105,6 +106,7 @@ def _processes(jobs: list[Job], plan: dict[str, Any], workers: int, store: Store
     try:
         with stop_on_signals():  # Ctrl-C or SIGTERM here: the workers are told (terminate), waited for, then raised
             for _ in range(workers):
+                raise_if_pending()
                 command = [sys.executable, "-m", "honed.climb.executor", handle.name, str(threads)]
                 processes.append(subprocess.Popen(command, env=env))
                 time.sleep(2.0)  # staggered, so two workers rarely claim the same run at the same moment
@@ -113,12 +115,27 @@ def _processes(jobs: list[Job], plan: dict[str, Any], workers: int, store: Store
                 done = sum(store.result(j.key) is not None for j in jobs)
                 show(f"{done}/{len(jobs)} runs of this round done ({workers} workers)")
                 time.sleep(POLL)
+            raise_if_pending()  # a signal in the last sleep: the climb stops here too
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()  # each stops at its next safe point and gives its run back
+        try:
+            _stop(processes)
+        finally:
+            Path(handle.name).unlink(missing_ok=True)
+
+
+def _stop(processes: list[subprocess.Popen], grace: float = STOP_GRACE) -> None:
+    """Every live worker told at once (SIGTERM: it stops at its next safe point and gives its run back), then
+    waited for; one that does not stop within `grace` seconds is killed (its claim dies with its pid)."""
+    live = [p for p in processes if p.poll() is None]
+    for process in live:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in live:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
             process.wait()
-        Path(handle.name).unlink(missing_ok=True)
 
 
 def _worker_main(argv: list[str]) -> None:

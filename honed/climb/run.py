@@ -148,7 +148,7 @@ def _climb(c: Climb, spec: ClimbSpec, frames: dict[str, Any], task: str, quiet: 
                 reached = index
                 _stage(c, stage, frames, task)
             reached = len(stages)
-            c.rebuild([c.best_single or c.best, c.best] if c.best_single else [c.best], range(1))  # best_model/
+            c.rebuild([c.distilled or c.best_single or c.best, c.best], range(1))  # best_model/, best_ensemble/
             return "done"
         except BudgetSpent as exc:
             c.notes.append(f"stopped: {exc}")

@@ -17,7 +17,7 @@ from honed.climb.configs import Config
 from honed.climb.executor import check_budget, execute
 from honed.climb.runners import Job
 from honed.climb.spec import ClimbSpec
-from honed.climb.store import Store
+from honed.climb.store import REBUILD, Store
 from honed.train.interrupt import raise_if_pending
 
 
@@ -103,36 +103,44 @@ class Climb:
     def model_dir(self, config: Config, pair: int) -> str | None:
         """The folder of the model `config` trained on `pair` (stored relative to the climb folder); the newest
         rebuilt copy's when the first one is gone from disk."""
-        folders = self._folders(config, pair)
+        folders = [f for f, done in self._attempts(config, pair) if done]
         return next((f for f in reversed(folders) if Path(f).is_dir()), folders[0] if folders else None)
 
-    def _folders(self, config: Config, pair: int) -> list[str]:
-        out: list[str] = []
-        while (result := self.store.result(f"{config.id}/{pair}" + (f"/rebuild-{len(out)}" if out else ""))):
-            out.append(str(self.folder.resolve() / result["model_dir"]))
-        return out
+    def _attempts(self, config: Config, pair: int) -> list[tuple[str, bool]]:
+        """(folder, finished) of the run and each rebuild of it tried so far (a failed rebuild: not finished)."""
+        out: list[tuple[str, bool]] = []
+        while True:
+            key = f"{config.id}/{pair}" + (f"{REBUILD}{len(out)}" if out else "")
+            result = self.store.result(key)
+            if result is None and (not out or self.store.failure(key) is None):
+                return out
+            out.append((str(self.folder.resolve() / result["model_dir"]) if result else "", result is not None))
 
     def rebuild(self, configs: list[Config], pairs: range) -> None:
         """Run again the finished runs whose model folder is gone (a fresh checkout keeps the study, not the
-        models), for the folders only: the stored scores stay the ones every decision was made on."""
-        jobs = []
-        for config in configs:
+        models), for the folders only: the stored scores stay the ones every decision was made on. Rebuilds
+        count against the time budget, not the run budget (the same command stops at the same place)."""
+        todo = []
+        for config in {c.id: c for c in configs}.values():
             for job in self.jobs(config, pairs):
-                folders = self._folders(config, job.pair)
-                if folders and not any(Path(f).is_dir() for f in folders):
-                    jobs.append(replace(job, rebuild=len(folders)))
-        if not jobs:
+                tried = self._attempts(config, job.pair)
+                if tried and tried[0][1] and not any(done and Path(f).is_dir() for f, done in tried):
+                    todo.append((config, replace(job, rebuild=len(tried))))
+        if not todo:
             return
-        check_budget(self.plan, self.store)
+        jobs, plan = [j for _, j in todo], {**self.plan, "max_runs": None}
+        check_budget(plan, self.store)
         try:
-            execute(jobs, self.store, self.plan, self.workers, self.show)
+            execute(jobs, self.store, plan, self.workers, self.show)
         finally:
             self.store.set_attr("wall_seconds", self.spent())
         gaps = [abs(r["val"].get(self.metric, 0.0) - self.store.result(f"{j.config}/{j.pair}")["val"]
                     .get(self.metric, 0.0)) for j in jobs if (r := self.store.result(j.key)) is not None]
+        missing = sum(1 for c, j in todo if not Path(self.model_dir(c, j.pair) or "").is_dir())
         self.notes.append(f"rebuilt {len(gaps)} of {len(jobs)} model folder(s) missing on disk; their val "
                           f"{self.metric} differs from the stored run's by at most {max(gaps, default=0.0):.4f} "
-                          "(the decisions use the stored scores)")
+                          "(the decisions use the stored scores)" + (f"; {missing} still missing (built on another "
+                                                                    "machine or failed)" if missing else ""))
 
     def failure(self, config: Config, pairs: range | None = None) -> str | None:
         reasons = [self.store.failure(f"{config.id}/{i}") for i in (pairs if pairs is not None else self.screening)]

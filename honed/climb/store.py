@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from honed.errors import HonedError
 from honed.tune.study import masked, sqlalchemy_url
 
+REBUILD = "/rebuild-"  # in the key of a run made again for its model folder only (honed/climb/state.py)
 BEAT = 30.0  # seconds between heartbeats of a running run
 STALE = 300.0  # a running run silent this long on another machine is taken to be dead
 
@@ -53,7 +54,7 @@ class Store:
                 raise HonedError(f"climb study '{name}' was made for another recipe (its data, model or settings "
                                  "differ); give this climb its own --output folder or climb.study_name "
                                  "(the existing one is left as it was)")
-        self._done: dict[str, dict[str, Any]] = {}  # run key -> result of its finished run
+        self._done: dict[str, tuple[int, dict[str, Any]]] = {}  # run key -> (trial number, result) of its first finish
         self.study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
         self.study.set_user_attr("metric", metric)  # new, or a study with no finished run: this climb's now
         self.study.set_user_attr("fingerprint", fingerprint)
@@ -62,22 +63,27 @@ class Store:
         found = self.study.get_trials(deepcopy=False)
         for t in found:  # a finished run never changes: kept, so the hot paths (scores, diffs) read no database
             if t.state == TrialState.COMPLETE and "key" in t.user_attrs:
-                self._done.setdefault(t.user_attrs["key"], t.user_attrs["result"])
+                done = t.user_attrs["key"]  # two finished copies of a run (a race): every process takes the first
+                if done not in self._done or t.number < self._done[done][0]:
+                    self._done[done] = (t.number, t.user_attrs["result"])
         return [t for t in found if key is None or t.user_attrs.get("key") == key]
 
     def result(self, key: str) -> dict[str, Any] | None:
         if key not in self._done:
             self.trials()
-        return dict(self._done[key]) if key in self._done else None
+        return dict(self._done[key][1]) if key in self._done else None
 
     def results(self) -> dict[str, dict[str, Any]]:
+        """Every finished run's result by key (rebuilds left out)."""
         self.trials()
-        return {k: dict(v) for k, v in self._done.items()}
+        return {k: dict(v) for k, (_, v) in self._done.items() if REBUILD not in k}
 
     def runs_used(self) -> int:
-        """Runs that count against the run budget: finished, and failed with a reason (not killed, not duplicates)."""
-        return sum(1 for t in self.trials() if t.state == TrialState.COMPLETE
+        """Runs that count against the run budget: finished, and failed with a reason (not killed, not duplicates,
+        not the rebuilds of model folders gone from disk: the same command must stop at the same place)."""
+        return sum(1 for t in self.trials() if (t.state == TrialState.COMPLETE
                    or (t.state == TrialState.FAIL and "fail_reason" in t.user_attrs))
+                   and REBUILD not in str(t.user_attrs.get("key", "")))
 
     def failure(self, key: str) -> str | None:
         """Why `key`'s run raised, when it did and no copy finished (a run that was killed has no reason and is

@@ -171,7 +171,7 @@ def propose_length(s: Situation) -> list[Change]:
     if data.truncation != "head_tail" and data.text_pair_column is None:
         changes.append(Change("head+tail truncation", overrides={"data.truncation": "head_tail"}, group="length",
                               why=f"{seen}: keep their first quarter and last three quarters (Sun et al. 2019)"))
-    if data.truncation != "sliding" and data.text_pair_column is None:
+    if data.truncation != "sliding" and data.text_pair_column is None and not s.recipe.train.cache_frozen_features:
         changes.append(Change("sliding windows", overrides={"data.truncation": "sliding"}, group="length",
                               cost=1.0 + 2 * s.long_share, why=f"{seen}: read all of each in overlapping windows, "
                               "their logits averaged"))

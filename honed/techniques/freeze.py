@@ -91,7 +91,7 @@ def _linear_probe(s: Situation) -> list[Change]:
     the head trained, at a head-sized LR for more (now cheap) epochs. Refused while a technique that needs
     the full model in the loop is in the recipe; augmentation is switched off (cached inputs are fixed)."""
     recipe = s.recipe
-    if recipe.train.cache_frozen_features:
+    if recipe.train.cache_frozen_features or recipe.data.truncation == "sliding":  # the cache: one row per text
         return []
     if any(name != "freeze" and not capable(cls, "acts_on_head_only") for name, cls in technique_classes(recipe)):
         return []
