@@ -235,6 +235,20 @@ def test_predict_and_evaluate_a_saved_regression_model(two_target_run, reg_csv: 
         predictor.predict_proba(inputs)
 
 
+def test_cli_report_rebuilds_the_regression_report(two_target_run, tmp_path: Path) -> None:
+    """`honed report RUN_DIR` rebuilds the regression page from the saved model and the run's own splits: the
+    same test metrics train wrote."""
+    run = two_target_run
+    done = _cli("report", str(run.run_dir), "--output", str(tmp_path / "again"))
+    assert done.returncode == 0, done.stderr
+    rebuilt = json.loads((tmp_path / "again" / "report.json").read_text())
+    written = json.loads((run.run_dir / "report.json").read_text())
+    assert rebuilt["task"] == "regression" and rebuilt["split"] == written["split"] == "test"
+    for key in ("rmse", "mae", "r2", "rmse_y", "rmse_z"):
+        assert math.isclose(rebuilt["summary"][key], run.metrics[f"test_{key}"], rel_tol=1e-5), key
+    assert "Predicted vs true" in (tmp_path / "again" / "report.html").read_text()
+
+
 def test_cli_predict_and_evaluate(two_target_run, reg_csv: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred.csv"
     done = _cli("predict", str(two_target_run.model_dir), str(reg_csv), "-o", str(out))

@@ -7,7 +7,7 @@ from typing import Any
 
 from honed.cli import common
 
-TASKS = ("classification", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
+TASKS = ("classification", "regression", "multilabel")  # honed/cli/tasks.py: the tasks this verb runs
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

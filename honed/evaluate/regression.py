@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from honed.data.sources import META
+from honed.errors import HonedError
 from honed.evaluate.html import CSS, _figure, _num, _table
 from honed.evaluate.plots import _encode, plt
 from honed.evaluate.report import REPORT_HTML, REPORT_JSON
@@ -219,3 +220,26 @@ def regression_after_fit(
     except Exception as exc:  # noqa: BLE001 - see docstring
         LOG.warning("report failed: %s", exc)
         print(f"honed: warning: the regression report could not be written ({exc})")
+
+
+def regression_run_report(recipe: Any, run_dir: Path, model: Any, labels: Any, frames: dict[str, Any],
+                          notes: list[str], out_dir: str | Path | None) -> Path:
+    """`honed report RUN_DIR` for a regression run: its saved model on the rebuilt test split (else val), in the
+    targets' units; returns report.html."""
+    from honed.inference.logits import logits_for
+
+    split = next((s for s in ("test", "val") if len(frames.get(s, ()))), None)
+    if split is None:
+        raise HonedError("report: the run has no val or test rows to analyse; give data.val/data.test or "
+                         "data.split fractions")
+    frame = frames[split]
+    results, history = Path(run_dir) / "results.json", Path(run_dir) / "metrics.jsonl"
+    report = build_regression_report(
+        names=list(labels.names), y_true=labels.values(frame),
+        y_pred=labels.decode(logits_for(model, labels, recipe, frame).double().numpy()), frame=frame,
+        top_k=recipe.report.top_k, split=split, title=f"honed report: {recipe.name}", slices=recipe.report.slices,
+        run_metrics=json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None,
+        history=[json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if history.is_file() else None, notes=notes)
+    return write_regression_report(out_dir or run_dir, report)[1]
+

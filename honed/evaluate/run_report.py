@@ -19,7 +19,7 @@ from honed.data.labels import LabelMap
 from honed.errors import HonedError
 from honed.evaluate.calibration import fit_temperature, save_calibration
 from honed.evaluate.multilabel import multilabel_after_fit, multilabel_run_report
-from honed.evaluate.regression import regression_after_fit
+from honed.evaluate.regression import regression_after_fit, regression_run_report
 from honed.evaluate.report import build_report, write_report
 from honed.inference.calibration import saved_temperature
 from honed.recipe import Recipe
@@ -112,7 +112,7 @@ REPORT_AFTER_FIT = {"classification": report_after_fit, "regression": regression
 
 
 # `honed report RUN_DIR` for a task with its own page (classification's is report_run's own).
-RUN_REPORTS = {"multilabel": multilabel_run_report}
+RUN_REPORTS = {"multilabel": multilabel_run_report, "regression": regression_run_report}
 
 
 def check_run_dir(run_dir: Path) -> None:
