@@ -24,7 +24,6 @@ of it. A changed rule bumps VERSION, which writes a new folder.
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from honed.errors import HonedError
+from honed.idx import read_idx
 
 VERSION = "v1"
 SPLITS: dict[str, tuple[int, int]] = {"train": (6000, 1401), "test": (2000, 1402)}  # split: (mosaics, seed)
@@ -45,15 +45,6 @@ TABLE = "mosaics.csv"
 def file_name(split: str) -> str:
     """The CSV of `split` relative to the derived-assets folder (the folder name carries the version)."""
     return f"fashion-mnist-mosaic-{VERSION}-{split}/{TABLE}"
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX gzip array (MNIST format: magic, dims, big-endian sizes, uint8 data)."""
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def read_split(images: Path) -> tuple[np.ndarray, np.ndarray]:

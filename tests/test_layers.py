@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "honed"
 # Bottom to top. A module may import its own layer and the layers below it, never a layer above;
 # siblings in one layer may import each other as long as no cycle forms (checked separately).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "registry", "progress", "rundir", "assets", "mosaics", "presets", "metrics", "proposals"),
+    ("errors", "registry", "progress", "rundir", "idx", "assets", "mosaics", "presets", "metrics", "proposals"),
     ("recipe",),
     ("data", "models", "losses", "multilabel_losses"),
     ("train", "techniques"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from honed.data.multilabel import read_label_sets
 from honed.data.tables import clean_labels, read_table, require_columns
 from honed.data.targets import looks_like_regression, target_columns
 from honed.errors import HonedError
+from honed.idx import read_idx
 from honed.recipe import DataSpec, Recipe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -192,21 +192,13 @@ def walk_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    dims = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
 def _idx_images(images: Path, field: str) -> pd.DataFrame:
     """IDX gzip images (MNIST format) with the matching `*-labels-idx1-ubyte.gz` beside them."""
     labels_path = images.with_name(images.name.replace("-images-idx3-ubyte.gz", "-labels-idx1-ubyte.gz"))
     if not labels_path.is_file():
         raise HonedError(f"{field}: labels file '{labels_path.name}' missing beside '{images}'")
     try:
-        pixels, labels = _read_idx(images), _read_idx(labels_path)
+        pixels, labels = read_idx(images), read_idx(labels_path)
     except (OSError, ValueError, IndexError) as exc:
         raise HonedError(f"{field}: '{images}' is not a valid IDX gzip file ({exc})") from exc
     names = FASHION_MNIST_CLASSES if "fashion" in str(images).lower() else [str(i) for i in range(10)]
