@@ -114,11 +114,15 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if not args.report:
         from honed.climb.run import climb
+        from honed.train.interrupt import Interrupted
 
         try:
             climb(RECIPES[args.name], output=folder(args.name), budget=args.budget, workers=args.workers, quiet=False)
-        finally:
+        except Interrupted as stop:  # SIGTERM or Ctrl-C: the climb wrote its outputs; re-running resumes
+            print(f"climb {args.name}: {stop}; re-run the same command to resume", file=sys.stderr)
             report(args.name)
+            raise SystemExit(143) from None
+        report(args.name)
         return
     report(args.name)
 

@@ -74,6 +74,7 @@ def execute(jobs: list[Job], store: Store, plan: dict[str, Any], workers: int, s
     open_jobs = [j for j in jobs if store.result(j.key) is None and store.failure(j.key) is None]
     if not open_jobs:
         return
+    workers = min(workers, len(open_jobs))  # a round of one run gets the whole machine, not one worker's share
     if workers == 1:
         with stop_on_signals():
             for job in open_jobs:
