@@ -27,3 +27,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if best:
         return f" (did you mean '{best}'?)"
     return f" (valid: {', '.join(choices)})" if choices else ""
+
+
+def require_task(verb: str, task: str, tasks: Iterable[str]) -> None:
+    """The Python API's twin of the CLI's task check (honed/cli/tasks.py): a verb called on a task it does
+    not run stops here in one line, before any work, instead of failing somewhere inside it."""
+    tasks = tuple(tasks)
+    if task not in tasks:
+        raise HonedError(f"honed {verb} does not support task {task} yet (it runs {', '.join(tasks)}); "
+                         "train, evaluate, predict, report, tune, cv and ensemble run every task")

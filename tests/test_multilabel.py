@@ -358,14 +358,14 @@ def test_bad_multilabel_input_is_one_line(tiny_bert: str, tmp_path: Path, change
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("verb", ["audit", "clean", "pretrain", "climb", "lr-find",
-                                  "batch-find"])  # tune, cv (test_tune_cv_tasks.py) and ensemble run it
+@pytest.mark.parametrize("verb", ["audit", "clean", "climb", "lr-find",
+                                  "batch-find"])  # tune, cv (test_tune_cv_tasks.py), ensemble, pretrain run it
 def test_verbs_without_multilabel_refuse_it(tiny_bert: str, ml_csv: Path, tmp_path: Path, verb: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     recipe = ml_recipe(tiny_bert, ml_csv, tmp_path / "run")
     done = _main(capsys, verb, _write(tmp_path, recipe))
     _one_line(done, f"honed {verb} does not support task multilabel yet")
-    assert "; train, evaluate, predict, report, ensemble, tune, cv do, and train writes" in done.stderr, done.stderr
+    assert "; train, evaluate, predict, report, ensemble, tune, cv, pretrain do, and train writes" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("verb", ["prune", "export"])

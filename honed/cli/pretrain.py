@@ -8,6 +8,8 @@ from typing import Any
 
 from honed.cli import common
 
+TASKS = ("classification", "regression", "multilabel")  # label-free: only the texts or images are read
+
 DESCRIPTION = (
     "Domain-adaptive pretraining before fine-tuning: masked-LM (text; whole-word with "
     "pretrain.whole_word) or rotation prediction (images) on pretrain.data, or on the recipe's training "

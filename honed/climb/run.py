@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from honed.climb import TASKS as CLIMB_TASKS
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
 from honed.climb.configs import NOT_IDENTITY, Config, check_change, identity_tree
@@ -29,7 +30,7 @@ from honed.climb.stages import climb_stage
 from honed.climb.state import Climb
 from honed.climb.store import Store
 from honed.data.targets import with_task
-from honed.errors import HonedError
+from honed.errors import HonedError, require_task
 from honed.fit import normalise_overrides
 from honed.metrics import DIRECTION, TASKS
 from honed.progress import progress_bar
@@ -60,6 +61,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     if folder.exists() and not folder.is_dir():
         raise HonedError(f"--output: '{folder}' is a file; give a folder for the climb")
     frames, task, labels = load_splits(user)  # bad data, and every check below: before the folder is touched
+    require_task("climb", task, CLIMB_TASKS)
     if task != "classification":  # task auto read numbers: the task's loss and metric where the recipe was silent
         user = with_task(user, task)  # (classification keeps its tree, so existing climbs keep their run ids)
     pairing, pairs, metric = _pairing(user, spec, frames, task)

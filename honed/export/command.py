@@ -21,7 +21,7 @@ import torch
 
 from honed.data.batches import inputs_of
 from honed.data.labels import LabelMap
-from honed.errors import HonedError
+from honed.errors import HonedError, require_task
 from honed.export.formats import EXPORTERS, QUANTIZE_MODES, Exporter
 from honed.export.measure import accuracy, agreement, latency_ms, print_table, size_on_disk, torch_run
 from honed.inference.calibration import CALIBRATION_FILE
@@ -54,6 +54,7 @@ def export_model(model_dir: str | Path, format: str = "onnx", quantize: str | No
     exporter.check_available()
     out = _output_folder(folder, format, quantize, output, overwrite)
     model, labels = load_model(folder)
+    require_task("export", labels.task, ("classification",))  # the checks compare predicted labels
     model = model.eval().cpu()
     recipe = saved_recipe(folder, {"augment.tta": 0})  # the file computes the plain view; TTA stays in PyTorch
     frame, split = _check_rows(folder, recipe, max_rows)

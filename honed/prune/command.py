@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from honed.errors import HonedError
+from honed.errors import HonedError, require_task
 from honed.models.kinds import RECOVERY_FINETUNE
 from honed.models.masks import SCOPES, check_sparsity, compute_masks
 from honed.prune.report import (
@@ -75,6 +75,7 @@ def prune(model: str | Path, sparsity: float = 0.5, *, scope: str = "global", st
         raise HonedError(f"-o {out}: the output would hold or sit inside the model folder '{model_dir}'; "
                          "choose another folder")
     net, labels = load_model(model_dir)
+    require_task("prune", labels.task, ("classification",))  # pruning is scored by test accuracy
     recipe = saved_recipe(model_dir)
     if recover_epochs and not net.kind.supports(RECOVERY_FINETUNE):
         raise HonedError("--recover-epochs: recovery fine-tuning supports Hugging Face models only, "
