@@ -177,10 +177,11 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
                 for k, f in tables.frames.items() if len(f)}
     rows = rows_per_epoch(len(datasets["train"]), spec.batch_size, model)  # sliding windows: more rows than texts
     full, show = model, not quiet and acc.is_main_process
-    # the frozen backbone runs once; only its (shared) head trains, on the cached features
+    # the frozen backbone runs once; only its (shared) head trains, on the cached features (or, with a frozen
+    # lower part only, the same model and rows, and training skips the cached lower part)
     if spec.cache_frozen_features:
         model, datasets, hooks = swap_in(model, datasets, collate, hooks, spec.eval_batch_size, acc.device, show)
-        collate = train_collate = None
+        collate, train_collate = (collate, train_collate) if model is full else (None, None)
     grouped, workers = recipe.data.group_by_length, recipe.data.num_workers  # grouped: batches of like-length text
     loader, sampler = train_loader(datasets["train"], spec.batch_size, recipe.seed, train_collate, workers, keep=rows,
                                    group_by_length=grouped, window=spec.grad_accum_steps * acc.num_processes)

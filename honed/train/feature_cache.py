@@ -8,6 +8,9 @@ only the head trainable (`{name: freeze, all_but_head: true}`: a linear probe).
 The head module is shared, not copied: training it on the cache trains the full model's head, which
 is what is saved. Features are taken in eval mode, so backbone dropout does not apply, as in a
 usual linear probe.
+
+When the freeze leaves only a lower part frozen (the embeddings and the first blocks), the same switch
+caches that part's output instead and trains the layers above it: honed/train/lower_cache.py.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from honed.data.loaders import row_lengths
 from honed.errors import HonedError
 from honed.models.base import Classifier
 from honed.progress import progress_bar
+from honed.train import lower_cache
 from honed.train.events import Hooks, capable
 
 FIELD = "train.cache_frozen_features"
@@ -48,6 +52,20 @@ def head_module(model: nn.Module) -> tuple[str, nn.Module]:
     return best
 
 
+def frozen_names(model: Classifier, hooks: Hooks) -> set[str]:
+    """Every parameter some freezing technique keeps frozen for the whole run."""
+    frozen: set[str] = set()
+    for technique in hooks.techniques:
+        if hasattr(technique, "frozen_names"):
+            frozen |= technique.frozen_names(model)
+    return frozen
+
+
+def backbone_frozen(model: Classifier, frozen: set[str]) -> bool:
+    """Whether everything but the head is frozen (the head cache); else a frozen lower part is cached."""
+    return {n for n, _ in model.named_parameters() if n not in model.head_params} <= frozen
+
+
 def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
     """Caching must give the same training as without it: one line naming what prevents that."""
     if recipe.augment.text or recipe.augment.image:
@@ -55,23 +73,18 @@ def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
             f"{FIELD}: augmented inputs change every epoch, so their features cannot be cached; remove augment.*"
         )
     names = [t.name for t in recipe.techniques] + [type(c).__name__ for c in hooks.callbacks]
-    others = [name for name, t in zip(names, hooks.everyone, strict=True) if not capable(t, "acts_on_head_only")]
+    others = [(n, t) for n, t in zip(names, hooks.everyone, strict=True) if not capable(t, "acts_on_head_only")]
     if others:  # techniques declare `acts_on_head_only` (honed/train/events.py)
+        why = " (it changes which layers train during the run)" if capable(others[0][1], "changes_trainable") else ""
         raise HonedError(
-            f"{FIELD}: technique '{others[0]}' needs the full model in the loop; drop it or the cache "
+            f"{FIELD}: technique '{others[0][0]}' needs the full model in the loop{why}; drop it or the cache "
             "(compatible: techniques that act on the head alone, e.g. freeze, ema, swa, early_stopping, l1)"
         )
-    frozen: set[str] = set()
-    for technique in hooks.techniques:
-        if hasattr(technique, "frozen_names"):
-            frozen |= technique.frozen_names(model)
-    body = {n for n, _ in model.named_parameters() if n not in model.head_params}
-    if not body <= frozen:
-        raise HonedError(
-            f"{FIELD}: the backbone must stay frozen for the whole run ({len(body - frozen)} backbone parameters "
-            "would train); add techniques: [{name: freeze, all_but_head: true}]"
-        )
-    head_module(model)
+    frozen = frozen_names(model, hooks)
+    if backbone_frozen(model, frozen):
+        head_module(model)
+    else:  # a frozen lower part, or one line saying that nothing usable is frozen
+        lower_cache.check_lower(recipe, model, frozen)
 
 
 class FeatureDataset(Dataset):
@@ -161,8 +174,12 @@ def swap_in(
     batch_size: int,
     device: torch.device,
     show: bool,
-) -> tuple[CachedHead, dict[str, FeatureDataset], Hooks]:
-    """(head-only model, feature datasets, hooks without the freezing that the cache makes moot)."""
+) -> tuple[Classifier, dict[str, Any], Hooks]:
+    """(head-only model, feature datasets, hooks without the freezing that the cache makes moot); for a frozen
+    lower part (honed/train/lower_cache.py): the same model and datasets, hooks that skip that part in training."""
+    frozen = frozen_names(model, hooks)
+    if not backbone_frozen(model, frozen):
+        return lower_cache.swap_in(model, datasets, collate, hooks, batch_size, device, show, frozen)
     model.to(device)
     features = {
         k: FeatureDataset(extract(model, d, collate, batch_size, device, show, k), list(d.labels), row_lengths(d))

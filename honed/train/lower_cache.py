@@ -1,0 +1,284 @@
+"""The frozen-feature cache for a frozen lower part: when the freeze techniques leave the model's lowest
+layer groups (embeddings and the first k blocks) frozen for the whole run and the inputs are not
+augmented, every epoch would push the same rows through the same frozen layers. Compute the output of
+the last frozen module once per training row, then train with the frozen part skipped: the upper
+blocks, neck and head run as usual on the cached outputs.
+
+Switched on by the same `train.cache_frozen_features: true`, with a freeze that leaves a frozen lower
+part (`{name: freeze, groups: [embeddings, block.0, block.1]}` or `all_but_last: k`); a fully frozen
+backbone takes the head cache instead (honed/train/feature_cache.py). Features are taken in eval
+mode, so dropout in the frozen part does not apply (and frozen batch norm uses its running statistics),
+as when the frozen part runs live with dropout 0. They are kept in memory (fp32, each row at its own
+length, padded per batch as that batch's attention mask says), not on disk.
+
+How training skips the frozen part: each frozen module is replaced, from fit start to fit end, by a
+`Skipped` stand-in that shares the real module's parameter, buffer and submodule tables (so state
+dicts, checkpoints, the optimizer and freezing see the ordinary model) and, in training mode, returns
+the batch's cached output in the structure the real module returned; the parameter-free code between
+frozen modules then runs on that tensor and its result is discarded by the next stand-in. In eval mode
+the stand-ins call the real modules: validation and test evaluation run the full model. The saved
+model is the real, whole model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from honed.data.batches import inputs_of
+from honed.errors import HonedError
+from honed.models.base import Classifier, LayerGroup
+from honed.progress import progress_bar
+from honed.train.events import Hooks
+
+FIELD = "train.cache_frozen_features"
+MASK = "attention_mask"  # the batch key whose ones mark a row's own tokens (dynamic padding)
+
+
+def frozen_prefix(model: Classifier, frozen: set[str]) -> list[LayerGroup]:
+    """The lowest layer groups whose parameters are all frozen, in order (empty when the first is not)."""
+    prefix: list[LayerGroup] = []
+    for group in model.layer_groups():
+        if group.name == "head" or not set(group.params) <= frozen:
+            break
+        prefix.append(group)
+    return prefix
+
+
+def modules_of(model: nn.Module, params: set[str], group: str) -> list[str]:
+    """The top-most modules whose parameters all belong to `params`, together owning exactly `params`."""
+    chosen: list[str] = []
+    covered: set[str] = set()
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(f"{c}.") for c in chosen):
+            continue
+        owned = {f"{name}.{n}" for n, _ in module.named_parameters()}
+        if owned and owned <= params:
+            chosen.append(name)
+            covered |= owned
+    if covered != params:
+        raise HonedError(f"{FIELD}: layer group '{group}' shares a module with other groups, so its output cannot be "
+                         "cached; freeze whole groups (embeddings, block.0, ...) or drop the cache")
+    return chosen
+
+
+def lower_paths(model: Classifier, frozen: set[str]) -> list[str]:
+    """The frozen lower part's modules, in order; one line naming what prevents caching it."""
+    groups = model.layer_groups()
+    if any(g.depth is not None for g in groups):
+        raise HonedError(f"{FIELD}: side-by-side backbones (a fusion) have no single frozen lower part to cache; "
+                         "freeze every backbone (techniques: [{name: freeze, all_but_head: true}]) or drop the cache")
+    prefix = frozen_prefix(model, frozen)
+    if not prefix:
+        lowest = ", ".join(g.name for g in groups[:2])
+        raise HonedError(
+            f"{FIELD}: the backbone must stay frozen for the whole run, or at least its lowest layer groups "
+            f"({lowest}, ...); add techniques: [{{name: freeze, all_but_head: true}}] (a linear probe) or "
+            f"[{{name: freeze, groups: [{lowest}]}}] (a frozen lower part)"
+        )
+    return [path for g in prefix for path in modules_of(model, set(g.params), g.name)]
+
+
+def check_lower(recipe: Any, model: Classifier, frozen: set[str]) -> None:
+    """Before the run folder exists: the settings a cached frozen lower part cannot honour."""
+    lower_paths(model, frozen)
+    if recipe.train.compile:
+        raise HonedError(f"{FIELD}: train.compile and a cached frozen lower part do not combine (the frozen modules "
+                         "are swapped during training); use one or the other")
+
+
+@dataclass
+class Template:
+    """The structure a frozen module returned: the tensor itself (`container` None) or a tuple/list holding
+    it first, followed by `rest` (non-tensors such as None)."""
+
+    dtype: torch.dtype
+    container: type | None = None
+    rest: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, path: str, output: Any) -> Template:
+        if isinstance(output, torch.Tensor):
+            return cls(output.dtype)
+        first, rest = (output[0], output[1:]) if isinstance(output, tuple | list) and output else (None, ())
+        if isinstance(first, torch.Tensor) and not any(isinstance(x, torch.Tensor) for x in rest):
+            return cls(first.dtype, type(output), tuple(rest))
+        raise HonedError(f"{FIELD}: the frozen module '{path}' returns {type(output).__name__} with several tensors, "
+                         "which one cache cannot stand in for; freeze fewer groups or drop the cache")
+
+    def fill(self, hidden: torch.Tensor) -> Any:
+        hidden = hidden.to(self.dtype)
+        return hidden if self.container is None else self.container((hidden, *self.rest))
+
+
+def tensor_of(output: Any) -> torch.Tensor:
+    return output if isinstance(output, torch.Tensor) else output[0]
+
+
+class RowCache:
+    """The last frozen module's output per training row, concatenated: with a padding mask each row holds its
+    own tokens only (`counts` of them), without one each row is one fixed-shape item."""
+
+    def __init__(self, values: torch.Tensor, counts: list[int], indices: list[int], masked: bool) -> None:
+        self.values, self.masked = values, masked
+        self.counts = torch.tensor(counts, dtype=torch.long)
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+        self.where = torch.full((max(indices) + 1,), -1, dtype=torch.long)
+        self.where[torch.tensor(indices, dtype=torch.long)] = torch.arange(len(indices))
+
+    def batch(self, index: torch.Tensor, mask: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """The batch's rows of cached output, padded (zeros) where the batch's mask says padding."""
+        pos = self.where[index.cpu()]
+        if (pos < 0).any():
+            raise HonedError(f"{FIELD}: a training row is missing from the cache (its index was not cached)")
+        if not self.masked:
+            return self.values[pos].to(device, non_blocking=True)
+        if mask is None or not torch.equal(mask.sum(1).cpu(), self.counts[pos]):
+            raise HonedError(f"{FIELD}: a batch's token counts differ from the cached rows'; the data changed "
+                             "during the run")
+        rows = torch.cat([torch.arange(s, s + c) for s, c in zip(self.starts[pos].tolist(), self.counts[pos].tolist(),
+                                                                  strict=True)])
+        out = self.values.new_zeros((*mask.shape, *self.values.shape[1:]))
+        out[mask.cpu().bool()] = self.values[rows]
+        return out.to(device, non_blocking=True)
+
+
+class _Reached(Exception):
+    """Raised from the last frozen module's hook while caching: the layers above need not run."""
+
+
+@torch.no_grad()
+def build_cache(model: Classifier, paths: list[str], dataset: Any, collate: Any, batch_size: int,
+                device: torch.device, show: bool) -> tuple[RowCache, dict[str, Template]]:
+    """Run the frozen part once per training row in eval mode and keep the last frozen module's output;
+    also capture each frozen module's output structure for its stand-in."""
+    templates: dict[str, Template] = {}
+    ran: list[str] = []
+    last: list[torch.Tensor] = []
+
+    def capture(path: str) -> Any:
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            templates.setdefault(path, Template.of(path, output))
+            ran.append(path)
+            if path == paths[-1]:
+                last.append(tensor_of(output).detach())
+                raise _Reached
+        return hook
+
+    handles = [model.get_submodule(p).register_forward_hook(capture(p)) for p in paths]
+    values: list[torch.Tensor] = []
+    counts: list[int] = []
+    indices: list[int] = []
+    masked: bool | None = None
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    try:
+        with progress_bar(show) as bars:
+            task = bars.add_task("frozen lower part", total=len(loader), info="once; the upper layers train on it")
+            for batch in loader:
+                ran.clear()
+                last.clear()
+                _run_to_last(model, batch, device, paths, ran)
+                out, mask = last[0], batch.get(MASK)
+                if masked is None:
+                    masked = mask is not None and out.dim() >= 2 and tuple(out.shape[:2]) == tuple(mask.shape)
+                values.append(out[mask.to(out.device).bool()].cpu() if masked else out.cpu())
+                counts += mask.sum(1).tolist() if masked else [1] * len(out)
+                indices += batch["index"].tolist()
+                bars.update(task, advance=1)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return RowCache(torch.cat(values), counts, indices, bool(masked)), templates
+
+
+def _run_to_last(model: Classifier, batch: dict[str, Any], device: torch.device, paths: list[str],
+                 ran: list[str]) -> None:
+    """One forward that stops at the last frozen module; every frozen module must have run before it."""
+    try:
+        model(**{k: v.to(device) for k, v in inputs_of(batch).items()})
+    except _Reached:
+        if set(ran[:-1]) != set(paths[:-1]):
+            missed = sorted(set(paths[:-1]) - set(ran[:-1]))
+            raise HonedError(f"{FIELD}: the frozen module '{missed[0]}' does not run before '{paths[-1]}', so the "
+                             "frozen groups are no lower part; freeze the lowest groups or drop the cache") from None
+        return
+    raise HonedError(f"{FIELD}: the frozen module '{paths[-1]}' never ran in a forward pass, so its output cannot "
+                     "be cached; drop the cache")
+
+
+class Feed:
+    """The current training batch's cached output (None outside a training forward)."""
+
+    current: torch.Tensor | None = None
+
+
+class Skipped(nn.Module):
+    """Stands in for a frozen module during training: shares its parameters, buffers and submodules (state
+    dicts and the optimizer see the same model) and, in training mode with a batch fed, returns the cached
+    output instead of computing; otherwise (evaluation) it calls the real module."""
+
+    def __init__(self, real: nn.Module, feed: Feed, template: Template) -> None:
+        super().__init__()
+        self._parameters = real._parameters
+        self._buffers = real._buffers
+        self._non_persistent_buffers_set = real._non_persistent_buffers_set
+        self._modules = real._modules
+        self.__dict__["real"] = real  # not registered: its tables are already ours
+        self.feed, self.template, self.training = feed, template, real.training
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self.training and self.feed.current is not None:
+            return self.template.fill(self.feed.current)
+        self.real.training = self.training
+        return self.real(*args, **kwargs)
+
+
+class LowerCache:
+    """Run-time callback: swaps the stand-ins in at fit start and the real modules back at fit end, and feeds
+    each training batch's cached output to them between batch start and the forward's end."""
+
+    acts_on_head_only = True
+
+    def __init__(self, model: nn.Module, paths: list[str], cache: RowCache, templates: dict[str, Template]) -> None:
+        self.model, self.paths, self.cache, self.templates = model, paths, cache, templates
+        self.feed = Feed()
+
+    def _place(self, path: str, module: nn.Module) -> None:
+        parent, _, name = path.rpartition(".")
+        setattr(self.model.get_submodule(parent), name, module)
+
+    def on_fit_start(self, state: Any) -> None:
+        for path in self.paths:
+            self._place(path, Skipped(self.model.get_submodule(path), self.feed, self.templates[path]))
+
+    def on_batch_start(self, state: Any) -> None:
+        if state.batch_index is None:
+            raise HonedError(f"{FIELD}: training batches carry no row index, so cached rows cannot be looked up")
+        device = next(iter(state.batch.values())).device
+        self.feed.current = self.cache.batch(state.batch_index, state.batch.get(MASK), device)
+
+    def on_after_forward(self, state: Any) -> None:
+        self.feed.current = None  # any later forward (outside a training batch) runs the real modules
+
+    def on_fit_end(self, state: Any) -> None:
+        self.feed.current = None
+        for path in self.paths:
+            module = self.model.get_submodule(path)
+            if isinstance(module, Skipped):
+                self._place(path, module.real)
+
+
+def swap_in(model: Classifier, datasets: dict[str, Any], collate: Any, hooks: Hooks, batch_size: int,
+            device: torch.device, show: bool, frozen: set[str]) -> tuple[Classifier, dict[str, Any], Hooks]:
+    """(the same model, the same datasets, hooks with the LowerCache callback added last)."""
+    paths = lower_paths(model, frozen)
+    model.to(device)
+    cache, templates = build_cache(model, paths, datasets["train"], collate, batch_size, device, show)
+    return model, datasets, Hooks(hooks.techniques, [*hooks.callbacks, LowerCache(model, paths, cache, templates)])
