@@ -22,6 +22,7 @@ model is the real, whole model.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from honed.data.batches import inputs_of
 from honed.errors import HonedError
 from honed.models.base import Classifier, LayerGroup
 from honed.progress import progress_bar
+from honed.rundir import LOG
 from honed.train.events import Hooks
 
 FIELD = "train.cache_frozen_features"
@@ -280,5 +282,9 @@ def swap_in(model: Classifier, datasets: dict[str, Any], collate: Any, hooks: Ho
     """(the same model, the same datasets, hooks with the LowerCache callback added last)."""
     paths = lower_paths(model, frozen)
     model.to(device)
+    started = time.perf_counter()
     cache, templates = build_cache(model, paths, datasets["train"], collate, batch_size, device, show)
+    LOG.info("%s: the frozen lower part (%s) ran once for %d training rows in %.1f s (%.0f MB kept); training "
+             "skips it", FIELD, ", ".join(g.name for g in frozen_prefix(model, frozen)), len(cache.counts),
+             time.perf_counter() - started, cache.values.numel() * cache.values.element_size() / 2**20)
     return model, datasets, Hooks(hooks.techniques, [*hooks.callbacks, LowerCache(model, paths, cache, templates)])
