@@ -1,4 +1,5 @@
-"""Data audit: class balance, duplicates, leakage, corrupt rows, outliers, label errors, learning curve.
+"""Data audit: class balance, duplicates, leakage, corrupt rows, outliers, label errors, learning curve;
+for regression: target distribution and outliers, duplicates with conflicting targets, a ridge-probe curve.
 
 One check per module, registered by name in `honed.audit.base.CHECKS` and run in `ORDER`;
 `honed.audit.run.audit` is the entry point (`honed audit RECIPE` on the command line).

@@ -1,9 +1,11 @@
 """What every audit check shares: its settings, the context it reads, the finding it returns.
 
 A check is a function `check(ctx) -> Finding` registered by name in `CHECKS`; `ORDER` is the order
-they run in (the corrupt-row check first, because it marks the rows the others must skip). A check
-that cannot run on the data (too few rows for k folds, no group column) returns a Finding that says
-why rather than failing the whole audit.
+they run in (the corrupt-row check first, because it marks the rows the others must skip) and
+`DEFAULTS` the checks each task runs when none are named. A check that cannot run on the data (too
+few rows for k folds, no group column) returns a Finding that says why rather than failing the whole
+audit; a check that means nothing for the task (class balance of numeric targets) is not run at all:
+`SKIPPED` holds its title and the reason the report gives instead.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class AuditSettings:
     near_duplicate: float = (
         0.95  # cosine similarity of normalised embeddings at or above which two rows are near-duplicates
     )
-    outlier_z: float = 3.5  # robust z-score (median/MAD) beyond which a length or embedding distance is an outlier
+    outlier_z: float = 3.5  # robust z-score (median/MAD) beyond which a length, distance or target is an outlier
+    target_tolerance: float = 0.5  # regression: identical rows whose targets differ by more (robust stds) conflict
     folds: int = 5  # k of the out-of-fold linear probe that feeds cleanlab
     label_threshold: float = (
         0.0  # `honed clean` acts on a flagged label only when the other class's probability is above this
@@ -95,7 +98,45 @@ class AuditContext:
 
 Check = Callable[[AuditContext], Finding]
 CHECKS: Registry[Finding] = Registry("audit check")
-ORDER = ("corrupt", "balance", "label_variants", "duplicates", "leakage", "outliers", "label_issues", "learning_curve")
+ORDER = (
+    "corrupt",
+    "balance",
+    "targets",
+    "label_variants",
+    "duplicates",
+    "target_conflicts",
+    "leakage",
+    "outliers",
+    "label_issues",
+    "learning_curve",
+)
+DEFAULTS = {
+    "classification": tuple(n for n in ORDER if n not in ("targets", "target_conflicts")),
+    "regression": ORDER,  # the classification-only checks are listed as skipped, with their reason
+}
+NO_CLASSES = "regression targets are numbers, not classes"
+SKIPPED: dict[str, dict[str, tuple[str, str]]] = {  # task -> check -> (title, why it is not run)
+    "regression": {
+        "balance": ("Class balance", f"skipped: {NO_CLASSES}; the target distribution check takes its place"),
+        "label_variants": ("Labels spelled several ways", f"skipped: {NO_CLASSES}; a target that is not a number "
+                           "stops the audit with the row it is in"),
+        "label_issues": ("Likely label errors (cleanlab)", f"skipped: {NO_CLASSES}; confident learning needs class "
+                         "probabilities. Target outliers and duplicates with conflicting targets cover what it would"),
+    },
+    "classification": {
+        "targets": ("Target distribution and outliers", "skipped: a classification recipe has no numeric targets"),
+        "target_conflicts": ("Duplicates with conflicting targets", "skipped: a classification recipe has no "
+                             "numeric targets; conflicting class labels are in the duplicates check"),
+    },
+}
+
+
+def skipped(name: str, task: str) -> Finding | None:
+    """The Finding that stands for a check that means nothing for `task` (None when it runs)."""
+    if name not in SKIPPED.get(task, {}):
+        return None
+    title, why = SKIPPED[task][name]
+    return Finding(name, title, summary=[why], data={"skipped": why})
 
 
 def row_table(frame: pd.DataFrame, reason: str | pd.Series, detail: str | pd.Series = "") -> pd.DataFrame:

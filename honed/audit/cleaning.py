@@ -2,11 +2,12 @@
 
 The audit decides; cleaning applies: drop empty/missing/corrupt rows, extra exact copies, and train
 rows that leak into val/test (exact or near duplicates); drop or relabel likely label errors whose
-suggested class is confident enough; optionally drop outliers, near duplicates and the train rows of
-groups that span splits. Only the source files named by `splits` (default: data.train's, which
-also holds carved val/test rows) are rewritten; input files are never modified. Tables keep their
-columns and format family (CSV/TSV/JSONL/JSON/Parquet; compressed CSV becomes plain CSV); image folders
-become a manifest CSV of kept paths (`path,label`), usable as `data.train=FILE` in a recipe.
+suggested class is confident enough; optionally drop outliers (regression: outlying targets too), near
+duplicates and the train rows of groups that span splits. Only the source files named by `splits`
+(default: data.train's, which also holds carved val/test rows) are rewritten; input files are never
+modified. Tables keep their columns and format family (CSV/TSV/JSONL/JSON/Parquet; compressed CSV
+becomes plain CSV); image folders become a manifest CSV of kept paths (`path,label`), usable as
+`data.train=FILE` in a recipe.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ WRITERS = {
     ".json": lambda f, p: f.to_json(p, orient="records", force_ascii=False),
     ".parquet": lambda f, p: f.to_parquet(p, index=False),
 }
-ALWAYS = {"missing label", "missing text", "empty text", "image file not found", "unreadable or corrupt image",
-          "missing image path", "empty image array", "exact duplicate", "leak: exact duplicate", "leak: near duplicate"}
+ALWAYS = {"missing label", "missing target", "missing text", "empty text", "image file not found",
+          "unreadable or corrupt image", "missing image path", "empty image array", "exact duplicate",
+          "leak: exact duplicate", "leak: near duplicate"}
 
 
 @dataclass
@@ -62,7 +64,7 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     if not 0.0 <= label_threshold < 1.0:
         raise HonedError(f"--label-threshold: expected a probability in [0, 1), got {label_threshold}")
     checks = ("corrupt", "duplicates", "leakage", *(("label_issues",) if labels != "keep" else ()),
-              *(("outliers",) if drop_outliers else ()))
+              *(("outliers", "targets") if drop_outliers else ()))  # targets: skipped for classification
     options.setdefault("checks", checks)
     result = audit(recipe, data, quiet=quiet, write=False, overrides=overrides, **options)
     resolved = result.context.recipe
@@ -118,8 +120,8 @@ def decide(result: AuditResult, policy: dict[str, Any],
                 act(i, "relabelled", "likely label error", detail, new, judged=True)
             else:
                 act(i, "dropped", "likely label error", detail, judged=True)
-    if policy["outliers"]:
-        rows = _rows(result, "outliers")
+    for name in ("outliers", "targets") if policy["outliers"] else ():
+        rows = _rows(result, name)
         for i, reason, detail in zip(rows.index, rows["reason"], rows["detail"]):
             act(i, "dropped", reason, detail, judged=True)
     return actions

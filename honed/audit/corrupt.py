@@ -68,6 +68,6 @@ def corrupt(ctx: AuditContext) -> Finding:
         f"{len(bad)} unusable rows of {len(frame)}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
     )
     finding.recommendations.append("drop them: `honed clean` removes empty, missing and corrupt rows")
-    if "label" in ctx.data.frame and (bad["problem"] == "missing label").any():
+    if bad["problem"].isin(["missing label", "missing target"]).any():
         finding.recommendations.append("training refuses rows without a label; fill them in or clean them out")
     return finding

@@ -1,4 +1,8 @@
-"""Exact and near duplicates inside one split (wasted rows, over-weighted examples, conflicting labels)."""
+"""Exact and near duplicates inside one split (wasted rows, over-weighted examples, conflicting labels).
+
+Regression targets conflict by more than a tolerance, not by being unequal: the target_conflicts check
+judges those, so here only classes are compared.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ def duplicates(ctx: AuditContext) -> Finding:
     conflicts = 0
     for group in exact_groups(ctx):
         rows = frame.loc[group]
-        if rows["label"].nunique() > 1:
+        if ctx.data.labels and rows["label"].nunique() > 1:  # classes (regression: target_conflicts)
             conflicts += 1
             labels = "/".join(sorted(rows["label"].dropna().unique()))
             flagged += [(i, "conflicting labels", f"same content labelled {labels}") for i in group]
@@ -36,7 +40,8 @@ def duplicates(ctx: AuditContext) -> Finding:
         "near_pairs_truncated": bool(ctx.cache.get("near_truncated")),
     }
     finding.summary.append(f"{exact} exact duplicate rows (copies after the first in their split)")
-    finding.summary.append(f"{conflicts} sets of identical rows with conflicting labels")
+    if ctx.data.labels:
+        finding.summary.append(f"{conflicts} sets of identical rows with conflicting labels")
     finding.summary.append(f"{len(same)} near-duplicate pairs within a split (cosine >= {ctx.settings.near_duplicate})")
     if ctx.cache.get("near_truncated"):
         finding.summary.append("near-duplicate search stopped early: too many pairs; raise --near-duplicate")

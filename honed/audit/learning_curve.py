@@ -3,7 +3,8 @@
 The probe (LogisticRegression on the cached frozen embeddings) is trained on 10/25/50/100% of the
 usable train rows (stratified, seeded) and scored on val+test (or, with no held-out rows, on a
 20% slice of train). A curve still rising at 100% says more labelled data should pay off; a flat
-one says look elsewhere (cleaner labels, a better model, fine-tuning).
+one says look elsewhere (cleaner labels, a better model, fine-tuning). A regression recipe's curve is a
+ridge probe scored by RMSE instead (`honed.audit.ridge_curve`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 
 from honed.audit.base import CHECKS, AuditContext, Finding
 from honed.audit.plots import figure, to_png
+from honed.audit.ridge_curve import ridge_curve
 
 RISING = 0.01  # accuracy gained over the last doubling that counts as "still rising"
 
@@ -21,6 +23,8 @@ def learning_curve(ctx: AuditContext) -> Finding:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
+    if ctx.data.task == "regression":  # no classes: RMSE of a ridge probe instead of a classifier's accuracy
+        return ridge_curve(ctx)
     finding = Finding("learning_curve", "Learning curve (would more data help?)")
     index, vectors = ctx.embeddings()
     frame = ctx.data.frame.loc[index]

@@ -6,6 +6,8 @@ inflate the spread that judges them. Length is judged on a log scale over all ro
 images: pixels). In embedding space a row's cosine distance to its class centroid is judged within
 its class, and its distance to the centroid of all rows is judged over all rows: the second finds a
 minority population (e.g. plot synopses among reviews) that is coherent inside its own class.
+Regression rows have no classes: only the length and whole-data checks run (the targets check judges
+the target values themselves).
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ MIN_CLASS = 5  # rows a class needs before its own spread is trusted
 CLASS_RATIO = 3.0  # a class whose median length/size is this far from the median row is called out
 
 
-def robust_z(values: np.ndarray) -> np.ndarray:
-    median = np.median(values)
-    mad = 1.4826 * np.median(np.abs(values - median))
+def robust_scale(values: np.ndarray) -> tuple[float, float]:
+    """The median and 1.4826 * MAD (the standard deviation, were the values normal); when over half the
+    values are equal (MAD 0) the mean absolute deviation stands in, and 1.0 when every value is equal."""
+    median = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - median)))
     if mad == 0:
-        mad = 1.4826 * np.mean(np.abs(values - median)) or 1.0
-    return (values - median) / mad
+        mad = 1.4826 * float(np.mean(np.abs(values - median))) or 1.0
+    return median, mad
+
+
+def robust_z(values: np.ndarray) -> np.ndarray:
+    median, scale = robust_scale(values)
+    return (values - median) / scale
 
 
 def size_of(item: Any, kind: str) -> float:
@@ -70,11 +79,11 @@ def outliers(ctx: AuditContext) -> Finding:
     finding = Finding("outliers", "Outliers (length/size and embedding space)")
     reasons = pd.Series([r for _, r, _ in flagged], dtype=object)
     counts = {str(k): int(v) for k, v in reasons.value_counts().items()}
-    by_class = pd.Series(sizes, index=usable.index).groupby(usable["label"]).median()
+    by_class = pd.Series(sizes, index=usable.index).groupby(usable["label"]).median() if ctx.data.labels else {}
     finding.data = {"threshold_z": limit, "median_size": median, "unit": unit, "by_reason": counts,
                     "rows": len({i for i, _, _ in flagged}),
                     "median_size_by_class": {k: float(v) for k, v in by_class.items()}}
-    finding.summary.append(f"median {unit} per row {median:.0f}; per class: " +
+    finding.summary.append(f"median {unit} per row {median:.0f}" + ("; per class: " if ctx.data.labels else "") +
                            ", ".join(f"{k} {v:.0f}" for k, v in finding.data["median_size_by_class"].items()))
     finding.summary.append(f"{finding.data['rows']} outlier rows (robust z > {limit}): " +
                            (", ".join(f"{v} {k}" for k, v in counts.items()) or "none"))
@@ -104,10 +113,12 @@ def _centroid_distance(vectors: np.ndarray) -> np.ndarray:
 
 
 def _plot(sizes: np.ndarray, labels: np.ndarray, names: list[str], unit: str) -> bytes:
+    """Histograms of log size per class (one of all rows when there are no classes: regression)."""
     fig, ax = figure()
     bins = np.linspace(np.log10(max(sizes.min(), 1.0)), np.log10(max(sizes.max(), 10.0)), 40)
-    for name in names:
-        ax.hist(np.log10(np.maximum(sizes[labels == name], 1.0)), bins=bins, alpha=0.5, label=name)
+    groups = [(name, labels == name) for name in names] or [("all rows", np.ones(len(sizes), dtype=bool))]
+    for name, members in groups:
+        ax.hist(np.log10(np.maximum(sizes[members], 1.0)), bins=bins, alpha=0.5, label=name)
     ax.set_xlabel(f"log10 {unit}")
     ax.set_ylabel("rows")
     ax.legend()

@@ -17,8 +17,10 @@ from honed.audit import (  # noqa: F401 (register)
     leakage,
     learning_curve,
     outliers,
+    target_conflicts,
+    targets,
 )
-from honed.audit.base import CHECKS, ORDER, AuditContext, AuditSettings, Finding
+from honed.audit.base import CHECKS, DEFAULTS, ORDER, AuditContext, AuditSettings, Finding, skipped
 from honed.audit.data import load_audit_data
 from honed.audit.html import render
 from honed.errors import HonedError, did_you_mean
@@ -70,18 +72,23 @@ def audit(
     folder = Path(output) if output is not None else beside_run(recipe, "audit")
     if write:
         check_output(folder, overwrite)
-    names = settings.checks or ORDER
-    for name in names:
+    for name in settings.checks:
         CHECKS.get(name, "--checks")
-    if "corrupt" not in names:
-        names = ("corrupt", *names)  # the others rely on unusable rows being marked
     started = time.perf_counter()
     ctx = AuditContext(recipe, load_audit_data(recipe, data), settings, quiet)
-    findings = [CHECKS.get(name)(ctx) for name in sorted(names, key=_position)]
+    names = settings.checks or DEFAULTS[ctx.data.task]
+    if "corrupt" not in names:
+        names = ("corrupt", *names)  # the others rely on unusable rows being marked
+    findings = [_run_check(name, ctx) for name in sorted(names, key=_position)]
     result = AuditResult(findings, ctx, folder if write else None, time.perf_counter() - started)
     if write:
         write_outputs(result, recipe)
     return result
+
+
+def _run_check(name: str, ctx: AuditContext) -> Finding:
+    """The check's finding, or the one saying why it means nothing for this task."""
+    return skipped(name, ctx.data.task) or CHECKS.get(name)(ctx)
 
 
 def _position(name: str) -> int:
@@ -111,8 +118,9 @@ def write_outputs(result: AuditResult, recipe: Recipe) -> None:
     meta = {
         "recipe": recipe.name,
         "model": recipe.model.name,
+        "task": ctx.data.task,
         "rows": len(ctx.data.frame),
-        "classes": ", ".join(ctx.data.labels),
+        **({"targets": ", ".join(ctx.data.targets)} if ctx.data.targets else {"classes": ", ".join(ctx.data.labels)}),
         "splits": ", ".join(f"{k} {v}" for k, v in ctx.data.frame["split"].value_counts().items()),
         "seconds": round(result.seconds, 1),
         **({"notes": "; ".join(ctx.data.notes)} if ctx.data.notes else {}),

@@ -1,18 +1,21 @@
 """`honed audit RECIPE`: audit the data (balance, duplicates, leakage, corrupt rows, outliers, label errors,
-learning curve); also the arguments `honed clean` shares with it."""
+learning curve; regression: target distribution and outliers, conflicting targets, a ridge learning curve);
+also the arguments `honed clean` shares with it."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from honed.audit.tasks import TASKS  # noqa: F401  (honed/cli/tasks.py reads it: the tasks this verb runs)
 from honed.cli import common
 from honed.errors import HonedError
 
 DESCRIPTION = (
     "Writes audit.html + audit.json to RUN_DIR-audit beside the recipe's run folder (or --output) and "
     "prints a summary with recommendations. Nothing is trained; a frozen backbone embeds the rows once "
-    "(cached) and a linear probe gives out-of-fold probabilities for cleanlab."
+    "(cached) and a linear probe gives out-of-fold probabilities for cleanlab. Regression recipes get the "
+    "target distribution and outliers, duplicates with conflicting targets and a ridge-probe learning curve."
 )
 
 
@@ -53,7 +56,15 @@ def add_audit_arguments(parser: argparse.ArgumentParser, default_output: str) ->
         type=float,
         default=3.5,
         metavar="Z",
-        help="robust z-score beyond which a row is an outlier (default 3.5)",
+        help="robust z-score beyond which a row (or a regression target) is an outlier (default 3.5)",
+    )
+    parser.add_argument(
+        "--target-tolerance",
+        type=float,
+        default=0.5,
+        metavar="STD",
+        help="regression: identical rows whose targets differ by more than STD robust standard deviations "
+        "(1.4826 * MAD) of the target conflict (default 0.5)",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument(
@@ -61,7 +72,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser, default_output: str) ->
         default=None,
         help="comma-separated checks to run (default all: corrupt, balance, "
         "label_variants, duplicates, leakage, outliers, label_issues, "
-        "learning_curve)",
+        "learning_curve; regression: targets and target_conflicts instead of balance, label_variants and "
+        "label_issues)",
     )
 
 
@@ -71,13 +83,14 @@ def audit_options(args: argparse.Namespace) -> dict[str, Any]:
         raise HonedError(f"--folds: expected 2 to 50, got {args.folds}")
     if not 0.0 < args.near_duplicate <= 1.0:
         raise HonedError(f"--near-duplicate: expected a cosine similarity in (0, 1], got {args.near_duplicate}")
-    if args.outlier_z <= 0 or args.batch_size < 1:
-        raise HonedError("--outlier-z and --batch-size must be positive")
+    if args.outlier_z <= 0 or args.batch_size < 1 or args.target_tolerance <= 0:
+        raise HonedError("--outlier-z, --target-tolerance and --batch-size must be positive")
     options: dict[str, Any] = dict(
         oof=args.oof,
         folds=args.folds,
         near_duplicate=args.near_duplicate,
         outlier_z=args.outlier_z,
+        target_tolerance=args.target_tolerance,
         batch_size=args.batch_size,
     )
     if args.checks:

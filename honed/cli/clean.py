@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from honed.audit.tasks import TASKS  # noqa: F401  (honed/cli/tasks.py reads it: the tasks this verb runs)
 from honed.cli.audit import add_audit_arguments, audit_options
 
 DESCRIPTION = (
@@ -34,7 +35,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="P",
         help="act on a flagged label only when the suggested class's out-of-fold probability exceeds P (default 0)",
     )
-    parser.add_argument("--drop-outliers", action="store_true", help="also drop length/size and embedding outliers")
+    parser.add_argument(
+        "--drop-outliers",
+        action="store_true",
+        help="also drop length/size and embedding outliers (regression: and outlying targets)",
+    )
     parser.add_argument(
         "--drop-near-duplicates", action="store_true", help="also drop near duplicates inside a split (the later row)"
     )
