@@ -303,7 +303,7 @@ def test_bad_regression_input_is_one_line(tiny_bert: str, tmp_path: Path, change
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("verb", ["audit", "clean"])  # tune, cv, ensemble, pretrain run it: their own test files
+@pytest.mark.parametrize("verb", ["lr-find", "batch-find"])  # the other data verbs run it: their own test files
 def test_verbs_without_regression_refuse_it(tiny_bert: str, reg_csv: Path, tmp_path: Path, verb: str) -> None:
     recipe = reg_recipe(tiny_bert, reg_csv, tmp_path / "run", task="regression")
     done = _cli(verb, _write(tmp_path, recipe))
