@@ -361,3 +361,29 @@ def test_task_auto_on_numeric_targets_climbs_on_the_regression_metric(tiny_bert:
     assert result.summary["metric"] == "rmse" and all(v is not None for v in result.summary["ladder"][0]["val"])
     tree["train"]["metric"] = "mae"
     assert climb(tree, output=tmp_path / "mae", trials=2).summary["metric"] == "mae"
+
+
+def test_regression_data_stage_offers_one_cleaning_not_two_identical_ones(tiny_bert: str, tmp_path: Path) -> None:
+    """honed clean on regression looks for no label errors, so 'clean + likely label errors' would train on the
+    very rows of the plain cleaning: only the first is proposed, and a note says why."""
+    from types import SimpleNamespace
+
+    from honed.climb.candidates import clean_changes
+    from honed.climb.configs import Config
+
+    rows = regression_rows(96)
+    files = {name: tmp_path / f"{name}.csv" for name in ("train", "val", "test")}  # split as a climb writes them
+    pd.concat([rows[:60], rows.iloc[[0, 1, 2]]]).to_csv(files["train"], index=False)  # three exact copies
+    rows[60:78].to_csv(files["val"], index=False)
+    rows[78:].to_csv(files["test"], index=False)
+    tree = regression_tree(tiny_bert, files["train"])
+    tree.pop("climb")
+    tree["data"].update({name: str(path) for name, path in files.items()}, split={"val": 0.0, "test": 0.0})
+    notes: list[str] = []
+    c = SimpleNamespace(best=Config(tree), pairing="seeds", folder=tmp_path / "climb", notes=notes,
+                        show=lambda _text: None)
+    changes = clean_changes(c)
+    assert [ch.name.split(" (")[0] for ch in changes] == ["clean: empty rows, exact copies, leaks"]
+    assert notes == ["clean + likely label errors: the same rows as the cleaning before it, not run twice"]
+    dropped = 63 - len(pd.read_csv(changes[0].overrides["data.train"]))
+    assert dropped >= 1 and changes[0].name.endswith(f"({dropped} train rows)")

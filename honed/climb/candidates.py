@@ -71,7 +71,7 @@ def clean_changes(c: Climb) -> list[Change]:
         return []  # dropped rows out of its own val folds
     from honed.audit.cleaning import clean
 
-    out = []
+    out, kept = [], set()
     for name, labels in (("clean: empty rows, exact copies, leaks", "keep"), ("clean + likely label errors", "drop")):
         folder = c.folder / "data" / f"clean-{labels}"
         path = _cleaned(folder)
@@ -84,8 +84,11 @@ def clean_changes(c: Climb) -> list[Change]:
                 c.notes.append(f"{name}: the audit did not run ({exc})")
                 continue
             path = result.files["train"]
-        dropped = _dropped(folder)
-        if dropped:
+        dropped, same = _dropped(folder), path.read_bytes() in kept
+        if same:  # e.g. regression: no label errors are looked for, so the second cleaning is the first
+            c.notes.append(f"{name}: the same rows as the cleaning before it, not run twice")
+        elif dropped:
+            kept.add(path.read_bytes())
             out.append(Change(f"{name} ({dropped} train rows)", overrides={"data.train": str(path.resolve())},
                               group="clean", why="the audit's findings acted on as honed clean would"))
     return out
