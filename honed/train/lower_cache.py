@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from honed.data.batches import inputs_of
+from honed.data.loaders import row_lengths
 from honed.errors import HonedError
 from honed.models.base import Classifier, LayerGroup
 from honed.progress import progress_bar
@@ -149,6 +150,15 @@ class RowCache:
         return out.to(device, non_blocking=True)
 
 
+def by_length(dataset: Any, collate: Any, batch_size: int) -> DataLoader:
+    """The rows in batches of like length (when the dataset knows its lengths): rows are stored unpadded, so
+    their order is free, and short rows then do not pay for a long row's padding."""
+    lengths = row_lengths(dataset)
+    order = sorted(range(len(dataset)), key=lengths.__getitem__) if lengths else list(range(len(dataset)))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
+
+
 class _Reached(Exception):
     """Raised from the last frozen module's hook while caching: the layers above need not run."""
 
@@ -178,7 +188,7 @@ def build_cache(model: Classifier, paths: list[str], dataset: Any, collate: Any,
     masked: bool | None = None
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    loader = by_length(dataset, collate, batch_size)
     try:
         with progress_bar(show) as bars:
             task = bars.add_task("frozen lower part", total=len(loader), info="once; the upper layers train on it")
