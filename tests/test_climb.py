@@ -289,3 +289,20 @@ def test_a_stage_limit_spreads_over_groups_and_a_broken_proposer_is_left_out() -
             proposals("model", s)  # without an error list, a broken proposer is the caller's to see
     finally:
         PROPOSERS["model"].remove(broken)
+
+
+def test_a_climb_stopped_mid_screening_lists_the_candidates_it_has_scores_for(tiny_bert: str, data: Path,
+                                                                              tmp_path: Path) -> None:
+    """Budget of 3 runs: the baseline's 2 seeds and the first candidate's first seed. The leaderboard shows that
+    candidate's score, undecided, rather than nothing; the candidate never run is listed as pending."""
+    from honed.climb.run import climb
+
+    out = tmp_path / "climb"
+    result = climb(climb_tree(tiny_bert, data), output=out, trials=3)
+    assert result.summary["stopped"] == "budget"
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board["change"]) == ["lr 3e-3"] and list(board["reason"]) == [
+        "not decided: the climb stopped during screening"]
+    first = optuna.load_study(study_name="climb-tiny", storage=f"sqlite:///{out / 'climb.db'}").trials[2]
+    assert board["val"][0].startswith(f"{first.value:.4f}") and not bool(board["accepted"][0])
+    assert result.summary["next"][0] == "the rest of stage optimisation"

@@ -154,12 +154,14 @@ def _climb(c: Climb, spec: ClimbSpec, frames: dict[str, Any], task: str, quiet: 
             return "done"
         except BudgetSpent as exc:
             c.notes.append(f"stopped: {exc}")
+            c.record_unfinished()
             if 0 <= reached < len(stages):
                 c.pending.insert(0, f"the rest of stage {stages[reached]}")
             c.pending.extend(f"stage {s}" for s in stages[reached + 1:])
             return "budget"
         except (Interrupted, KeyboardInterrupt):
             c.notes.append("stopped by Ctrl-C/SIGTERM; run the same command again to resume")
+            c.record_unfinished()
             write_outputs(c, "interrupted", "", c.best.tree.get("name", "run"))
             raise
 

@@ -67,6 +67,7 @@ def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Pa
     base = c.best
     c.run([base], range(c.pairs))
     configs = [(ch, base.with_change(ch)) for ch in changes]
+    c.screening_now = [(stage, config, base) for _, config in configs]  # for the leaderboard if the climb stops
     c.show(f"{stage}: screening {len(configs)} candidates, first pair")
     c.run([cfg for _, cfg in configs], range(1))
     alive = []
@@ -92,6 +93,7 @@ def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Pa
         c.record(stage, config, base, "screen", False, ("passed screening: " if ok else "") + why)
         if ok and diff is not None:
             passed.append((change, diff))
+    c.screening_now = []
     return passed
 
 

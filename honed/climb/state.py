@@ -45,6 +45,7 @@ class Climb:
     notes: list[str] = field(default_factory=list)  # stages skipped and why
     best_single: Config | None = None  # set by the ensemble stage: the best one-model configuration
     distilled: Config | None = None  # the ensemble distilled into the best single configuration, if kept
+    screening_now: list[tuple[str, Config, Config]] = field(default_factory=list)  # (stage, candidate, base)
 
     # -- budget -------------------------------------------------------------------------------------
     def spent(self) -> float:
@@ -170,6 +171,15 @@ class Climb:
             "accepted": accepted, "reason": reason, "seconds": self.seconds(config),
             "recipe_changes": [c.as_dict() for c in config.changes],
         })
+
+    def record_unfinished(self) -> None:
+        """Rows for the candidates of a screening the climb stopped in (budget, Ctrl-C) that have a finished run:
+        their scores so far are on the leaderboard, undecided; re-running the command decides them."""
+        listed = {r["config"] for r in self.rows}
+        for stage, config, base in self.screening_now:
+            if config.id not in listed and any(v is not None for v in self.scores(config)):
+                self.record(stage, config, base, "screen", False, "not decided: the climb stopped during screening")
+        self.screening_now = []
 
     def rung(self, stage: str, config: Config, previous: Config | None, pairs: range | None = None) -> None:
         """One step of the ladder (the baseline, or an accepted change with its difference on `pairs`)."""
