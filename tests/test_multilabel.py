@@ -365,7 +365,8 @@ def test_verbs_without_multilabel_refuse_it(tiny_bert: str, ml_csv: Path, tmp_pa
     recipe = ml_recipe(tiny_bert, ml_csv, tmp_path / "run")
     done = _main(capsys, verb, _write(tmp_path, recipe))
     _one_line(done, f"honed {verb} does not support task multilabel yet")
-    assert "; train, evaluate, predict, report, ensemble, tune, cv, pretrain do, and train writes" in done.stderr, done.stderr
+    expected = "; train, evaluate, predict, report, ensemble, tune, cv, pretrain do, and train writes"
+    assert expected in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("verb", ["prune", "export"])
