@@ -35,4 +35,4 @@ def require_task(verb: str, task: str, tasks: Iterable[str]) -> None:
     tasks = tuple(tasks)
     if task not in tasks:
         raise HonedError(f"honed {verb} does not support task {task} yet (it runs {', '.join(tasks)}); "
-                         "train, evaluate, predict, report, tune, cv and ensemble run every task")
+                         "train, evaluate, predict, report, tune, cv, ensemble and pretrain run every task")
