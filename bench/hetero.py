@@ -63,13 +63,10 @@ def model_probs(name: str, folder: Path, data: dict) -> dict:
         return {"val": saved["val"], "test": saved["test"], "ms": float(saved["ms"])}
     from honed.inference import load_predictor
 
-    predictor = load_predictor(folder)
-    names = list(predictor.labels)
-    val = predictor.proba_in(data["val"], names) if hasattr(predictor, "proba_in") else predictor.predict_proba(
-        data["val"])
+    predictor = load_predictor(folder)  # a fine-tune or an sklearn member: columns in its labels' order
+    val = predictor.predict_proba(data["val"])
     start = time.perf_counter()
-    test = predictor.proba_in(data["test"], names) if hasattr(predictor, "proba_in") else predictor.predict_proba(
-        data["test"])
+    test = predictor.predict_proba(data["test"])
     ms = (time.perf_counter() - start) * 1000 / len(data["test"])
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, val=val, test=test, ms=ms)

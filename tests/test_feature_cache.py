@@ -63,6 +63,12 @@ def test_uncacheable_runs_fail_in_one_line(
 ) -> None:
     recipe = _recipe(tiny_bert, text_csv, tmp_path / "run", cache=True)
     recipe.update(change)
+    assert_refused_in_one_line(recipe, tmp_path, capsys, expected)
+
+
+def assert_refused_in_one_line(recipe: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               expected: str) -> None:
+    """`honed train` of `recipe` exits 2 with one line holding `expected`, before its run folder (tmp_path/run)."""
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
     assert main(["train", str(path), "--quiet"]) == 2

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 import torch
-import yaml
 from transformers import BertModel
 
 import honed
-from honed.cli import main
 from honed.train.lower_cache import Skipped
 from tests.conftest import tiny_recipe
+from tests.test_feature_cache import assert_refused_in_one_line
 from tests.test_python_model import TinyCNN, image_recipe
 
 NO_DROPOUT = {"hidden": 0.0, "attention": 0.0, "classifier": 0.0}  # the live frozen part then has no randomness
@@ -97,12 +96,7 @@ def test_uncacheable_lower_parts_fail_in_one_line(tiny_bert: str, text_csv: Path
                                                   capsys: pytest.CaptureFixture[str], change: dict,
                                                   expected: str) -> None:
     recipe = _recipe(tiny_bert, text_csv, tmp_path / "run", cache=True, **change)
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
-    assert main(["train", str(path), "--quiet"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and expected in err, err
-    assert not (tmp_path / "run").exists()
+    assert_refused_in_one_line(recipe, tmp_path, capsys, expected)
 
 
 def test_a_frozen_cnn_stem_is_cached_as_fixed_shape_rows(tmp_path: Path) -> None:
