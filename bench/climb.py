@@ -120,9 +120,9 @@ def main(argv: list[str]) -> None:
             climb(RECIPES[args.name], output=folder(args.name), budget=args.budget, workers=args.workers, quiet=False)
         except Interrupted as stop:  # SIGTERM or Ctrl-C: the climb wrote its outputs; re-running resumes
             print(f"climb {args.name}: {stop}; re-run the same command to resume", file=sys.stderr)
+            raise SystemExit(stop.exit_code) from None
+        finally:  # a stop or a crash still shows what had finished before it
             report(args.name)
-            raise SystemExit(143) from None
-        report(args.name)
         return
     report(args.name)
 
