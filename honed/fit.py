@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from torch.utils.data import DataLoader
 
 from honed.data.batches import inputs_of
 from honed.data.build import Tables, check_augment, load_tables, make_collate, make_dataset
@@ -35,6 +36,7 @@ from honed.train.events import Hooks
 from honed.train.feature_cache import check_cacheable, swap_in
 from honed.train.interrupt import stop_on_signals
 from honed.train.loop import train
+from honed.train.lower_cache import real_modules_back
 from honed.train.optim import build_optimizer
 from honed.train.precision import mixed_precision
 from honed.train.schedules import build_schedule
@@ -112,7 +114,7 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
     _check_windows(recipe, model)
     check_augment(recipe, model.preprocess)
     if recipe.train.cache_frozen_features:
-        check_cacheable(recipe, model, hooks)
+        check_cacheable(recipe, model, hooks, lambda: _first_rows(recipe, model, tables))
     open_run_dir(run_dir, overwrite, resume, acc.is_main_process)
     try:
         with stop_on_signals():  # Ctrl-C/SIGTERM: checkpoint at the end of the step, then Interrupted
@@ -121,6 +123,12 @@ def fit(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, 
         if trackers:  # a pruned, failed or interrupted fit must not leave an MLflow/W&B run open (twice is harmless)
             acc.end_training()
         close_log()
+
+
+def _first_rows(recipe: Recipe, model: Classifier, tables: Tables, n: int = 2) -> dict[str, Any]:
+    """The first `n` training rows as one batch (evaluation's collate): the input of a check's probe forward."""
+    dataset = make_dataset(tables.frames["train"].head(n), tables.labels, recipe, model.preprocess)
+    return next(iter(DataLoader(dataset, batch_size=n, collate_fn=make_collate(recipe, model.preprocess))))
 
 
 def _check_windows(recipe: Recipe, model: Any) -> None:
@@ -197,13 +205,14 @@ def _fit(recipe: Recipe, run_dir: Path, acc: Accelerator, tables: Tables, model:
     state = TrainState(recipe, run_dir, model, None, acc, total, steps_per_epoch, labels=tables.labels.names,
                        train_loader=loader, class_counts=counts, frames=tables.frames, scale=tables.labels.scale(),
                        label_map=tables.labels)
-    saved = _restore(state, hooks, run_dir, acc) if resume else None
-    hooks.fire("on_fit_start", state)  # freezing techniques choose what trains before the optimizer exists
-    order = [(g["group"], g["decay"]) for g in saved["optimizer"]["param_groups"]] if saved else None
-    state.optimizer = acc.prepare(build_optimizer(acc.unwrap_model(model), recipe.optim, order))
-    if saved:
-        state.optimizer.load_state_dict(saved["optimizer"])
-    train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
+    with real_modules_back(full):  # a cached frozen lower part's stand-ins leave even when training raises
+        saved = _restore(state, hooks, run_dir, acc) if resume else None
+        hooks.fire("on_fit_start", state)  # freezing techniques choose what trains before the optimizer exists
+        order = [(g["group"], g["decay"]) for g in saved["optimizer"]["param_groups"]] if saved else None
+        state.optimizer = acc.prepare(build_optimizer(acc.unwrap_model(model), recipe.optim, order))
+        if saved:
+            state.optimizer.load_state_dict(saved["optimizer"])
+        train(state, hooks, loader, sampler, evals.get("val"), loss_fn, lr_at, show)
     outputs: dict[str, Any] = {}
     metrics = _final_metrics(state, evals, acc, started, show, outputs, tables)
     unwrapped = (full if spec.cache_frozen_features else acc.unwrap_model(model)).eval()  # returned ready for inference

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 from transformers import BertModel
 
 import honed
@@ -116,3 +117,134 @@ def test_a_frozen_cnn_stem_is_cached_as_fixed_shape_rows(tmp_path: Path) -> None
     a, b = runs[False].model.state_dict(), runs[True].model.state_dict()
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+class StemBN(nn.Module):
+    """A ResNet-like stem whose batch norm is a child of its own (torchvision's ResNet: conv1, bn1), so a
+    frozen stem's batch norm gets a stand-in of its own; above it a block whose batch norm trains."""
+
+    def __init__(self, channels: int = 4, classes: int = 7) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.layer1 = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                    nn.BatchNorm2d(channels), nn.ReLU())
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layer1(torch.relu(self.bn1(self.conv1(pixels)))).mean((2, 3)))
+
+    def layer_groups(self) -> dict[str, Any]:
+        return {"stem": ["conv1", "bn1"], "body": ["layer1"]}
+
+
+def test_swa_keeps_a_frozen_batch_norm_behind_a_stand_in(tmp_path: Path) -> None:
+    """SWA's batch-norm pass (at each validation) re-estimates the trainable batch norms only: the frozen stem's
+    bn1 keeps its statistics, as in the live run, although a stand-in holds its place in the cached run."""
+    runs = {}
+    for cache in (False, True):
+        recipe = image_recipe(tmp_path / str(cache))
+        recipe["model"]["name"] = "tests.test_lower_cache:StemBN"
+        recipe["train"].update(epochs=2, cache_frozen_features=cache)
+        recipe["techniques"] = [{"name": "freeze", "groups": ["stem"]}, {"name": "swa", "start": 0.0, "every": 1}]
+        runs[cache] = honed.fit(recipe, quiet=True)
+    a, b = runs[False].model.state_dict(), runs[True].model.state_dict()
+    start = nn.BatchNorm2d(4).state_dict()
+    for name, tensor in start.items():
+        assert torch.equal(a[f"net.bn1.{name}"], tensor), f"the live run keeps the frozen bn1.{name}"
+    assert not torch.equal(a["net.layer1.1.running_mean"], start["running_mean"]), "the trainable norm re-estimated"
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-5, rtol=1e-4, msg=name)
+    assert runs[True].metrics["val_loss"] == pytest.approx(runs[False].metrics["val_loss"], abs=1e-5)
+
+
+class Uncacheable(nn.Module):
+    """A CNN whose frozen part the cache cannot stand in for, by `kind`: a frozen module returning two tensors
+    ("pair"), frozen groups listed bottom-up in another order than they run ("order"), a frozen module that
+    never runs ("unused")."""
+
+    def __init__(self, kind: str, channels: int = 4, classes: int = 7) -> None:
+        super().__init__()
+        self.kind = kind
+        self.early = nn.Conv2d(3, channels, 3, padding=1)
+        self.late = nn.Conv2d(channels, channels, 3, padding=1)
+        self.unused = nn.Conv2d(channels, channels, 1)
+        self.body = nn.Conv2d(channels, channels, 3, padding=1)
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.late(self.early(pixels))
+        x = x[0] + x[1] if isinstance(x, tuple) else x
+        return self.fc(self.body(x).mean((2, 3)))
+
+    def layer_groups(self) -> dict[str, Any]:
+        if self.kind == "order":
+            return {"low": ["late"], "high": ["early"], "body": ["body", "unused"]}
+        if self.kind == "unused":
+            return {"low": ["early", "late"], "high": ["unused"], "body": ["body"]}
+        return {"low": ["early"], "high": ["late"], "body": ["body", "unused"]}
+
+
+class PairOut(nn.Module):
+    """A conv returning (output, a second tensor), as a block that also returns attention maps does."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.conv(x)
+        return out, out.tanh()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("pair", "returns tuple with several tensors"),
+        ("order", "the frozen module 'net.late' does not run before 'net.early'"),
+        ("unused", "the frozen module 'net.unused' never ran in a forward pass"),
+    ],
+)
+def test_a_frozen_part_the_cache_cannot_stand_in_for_is_refused_before_the_run_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, expected: str) -> None:
+    recipe = image_recipe(tmp_path, args={"kind": kind})
+    recipe["model"]["name"] = f"tests.test_lower_cache:{'PairNet' if kind == 'pair' else 'Uncacheable'}"
+    recipe["train"].update(cache_frozen_features=True)
+    recipe["techniques"] = [{"name": "freeze", "groups": ["low", "high"]}]
+    assert_refused_in_one_line(recipe, tmp_path, capsys, expected)
+
+
+class PairNet(Uncacheable):
+    """`Uncacheable` whose frozen `late` conv returns two tensors (the forward adds them)."""
+
+    def __init__(self, kind: str = "pair") -> None:
+        super().__init__(kind)
+        self.late = PairOut(self.late)
+
+
+class RaiseAtStep:
+    """Holds the model and its real frozen module at fit start (before the stand-ins), and fails a step."""
+
+    acts_on_head_only = True
+
+    def __init__(self, path: str) -> None:
+        self.path, self.model, self.real = path, None, None
+
+    def on_fit_start(self, state: Any) -> None:
+        self.model = state.accelerator.unwrap_model(state.model)
+        self.real = self.model.get_submodule(self.path)
+
+    def on_after_optimizer_step(self, state: Any) -> None:
+        assert isinstance(self.model.get_submodule(self.path), Skipped), "the stand-in trains"
+        raise RuntimeError("a failing step")
+
+
+def test_training_that_raises_leaves_the_model_with_its_real_modules(tmp_path: Path) -> None:
+    recipe = image_recipe(tmp_path)
+    recipe["train"].update(cache_frozen_features=True)
+    recipe["techniques"] = [{"name": "freeze", "groups": ["embeddings"]}]
+    failing = RaiseAtStep("net.stem")
+    with pytest.raises(RuntimeError, match="a failing step"):
+        honed.fit(recipe, callbacks=[failing], quiet=True)
+    assert failing.model.get_submodule("net.stem") is failing.real
+    assert not any(isinstance(m, Skipped) for m in failing.model.modules())

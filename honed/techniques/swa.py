@@ -44,6 +44,17 @@ def _trains(module: nn.Module) -> bool:
     return not params or any(p.requires_grad for p in params)
 
 
+def through_stand_ins(model: nn.Module) -> Iterator[nn.Module]:
+    """Every module, and after a stand-in (a module naming the one it holds the place of in `stands_in_for`, as
+    honed/train/lower_cache.py's do for a cached frozen lower part) that real module, which `modules()` skips:
+    a frozen batch norm standing alone behind one must keep its statistics too."""
+    for module in model.modules():
+        yield module
+        real = getattr(module, "stands_in_for", None)
+        if isinstance(real, nn.Module):
+            yield real
+
+
 @contextmanager
 def side_pass(loader: Any) -> Iterator[None]:
     """An extra pass over the training loader that leaves training untouched: the global RNG, the
@@ -73,13 +84,13 @@ def recompute_batch_norm(model: nn.Module, loader: Any, accelerator: Any) -> Non
     norms = trainable_batch_norms(model)
     if not norms:
         return
-    modes = {m: m.training for m in model.modules()}
+    modes = {m: m.training for m in through_stand_ins(model)}
     momenta = {m: m.momentum for m in norms}
     for module in norms:
         module.reset_running_stats()
         module.momentum = None
     model.train()
-    for module in model.modules():  # frozen batch norms stay in eval: their statistics must not move
+    for module in through_stand_ins(model):  # frozen batch norms stay in eval: their statistics must not move
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and module not in momenta:
             module.eval()
     with side_pass(loader):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,8 +67,9 @@ def backbone_frozen(model: Classifier, frozen: set[str]) -> bool:
     return {n for n, _ in model.named_parameters() if n not in model.head_params} <= frozen
 
 
-def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
-    """Caching must give the same training as without it: one line naming what prevents that."""
+def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks, rows: Callable[[], dict[str, Any]]) -> None:
+    """Caching must give the same training as without it: one line naming what prevents that. `rows()` collates
+    a few training rows, for a frozen lower part's probe forward (honed/train/lower_cache.py)."""
     if recipe.augment.text or recipe.augment.image:
         raise HonedError(
             f"{FIELD}: augmented inputs change every epoch, so their features cannot be cached; remove augment.*"
@@ -84,7 +86,7 @@ def check_cacheable(recipe: Any, model: Classifier, hooks: Hooks) -> None:
     if backbone_frozen(model, frozen):
         head_module(model)
     else:  # a frozen lower part, or one line saying that nothing usable is frozen
-        lower_cache.check_lower(recipe, model, frozen)
+        lower_cache.check_lower(recipe, model, frozen, rows)
 
 
 class FeatureDataset(Dataset):

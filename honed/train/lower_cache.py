@@ -16,14 +16,23 @@ How training skips the frozen part: each frozen module is replaced, from fit sta
 dicts, checkpoints, the optimizer and freezing see the ordinary model) and, in training mode, returns
 the batch's cached output in the structure the real module returned; the parameter-free code between
 frozen modules then runs on that tensor and its result is discarded by the next stand-in. In eval mode
-the stand-ins call the real modules: validation and test evaluation run the full model. The saved
-model is the real, whole model.
+the stand-ins call the real modules: validation and test evaluation run the full model. A stand-in
+passes `.train()`/`.eval()` on to its real module and names it in `stands_in_for`, so a pass that sets
+modes module by module (SWA's batch-norm update) can reach a frozen batch norm that a stand-in holds
+the place of. The real modules come back at fit end, and also when training raises (`real_modules_back`).
+The saved model is the real, whole model.
+
+What the cache cannot stand in for (a frozen module returning several tensors, frozen groups that are
+no lower part, a frozen module that never runs) is found before the run folder exists: `check_lower`
+runs a couple of training rows through the frozen part (eval mode, no gradients).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -86,12 +95,14 @@ def lower_paths(model: Classifier, frozen: set[str]) -> list[str]:
     return [path for g in prefix for path in modules_of(model, set(g.params), g.name)]
 
 
-def check_lower(recipe: Any, model: Classifier, frozen: set[str]) -> None:
-    """Before the run folder exists: the settings a cached frozen lower part cannot honour."""
-    lower_paths(model, frozen)
+def check_lower(recipe: Any, model: Classifier, frozen: set[str], rows: Callable[[], dict[str, Any]]) -> None:
+    """Before the run folder exists: the settings a cached frozen lower part cannot honour, and (by one forward
+    of the batch `rows()` collates, a few training rows) the frozen modules a cache cannot stand in for."""
+    paths = lower_paths(model, frozen)
     if recipe.train.compile:
         raise HonedError(f"{FIELD}: train.compile and a cached frozen lower part do not combine (the frozen modules "
                          "are swapped during training); use one or the other")
+    probe(model, paths, rows())
 
 
 @dataclass
@@ -163,66 +174,89 @@ class _Reached(Exception):
     """Raised from the last frozen module's hook while caching: the layers above need not run."""
 
 
+@dataclass
+class Watch:
+    """What the frozen modules' hooks saw: each module's output structure, which ran in the current forward,
+    and the last frozen module's output."""
+
+    paths: list[str]
+    templates: dict[str, Template] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    last: list[torch.Tensor] = field(default_factory=list)
+
+    def hook(self, path: str) -> Any:
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            self.templates.setdefault(path, Template.of(path, output))
+            self.ran.append(path)
+            if path == self.paths[-1]:
+                self.last.append(tensor_of(output).detach())
+                raise _Reached
+        return hook
+
+
+@contextmanager
+def watching(model: nn.Module, paths: list[str]) -> Iterator[Watch]:
+    """The frozen modules hooked and the model in eval mode; both undone on leaving."""
+    watch = Watch(paths)
+    handles = [model.get_submodule(p).register_forward_hook(watch.hook(p)) for p in paths]
+    was_training = model.training
+    model.eval()
+    try:
+        yield watch
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+
+def run_to_last(model: nn.Module, watch: Watch, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+    """One forward that stops at the last frozen module, whose output it returns; every frozen module must
+    have run before it."""
+    paths = watch.paths
+    watch.ran.clear()
+    watch.last.clear()
+    try:
+        model(**{k: v.to(device) for k, v in inputs_of(batch).items()})
+    except _Reached:
+        if set(watch.ran[:-1]) != set(paths[:-1]):
+            missed = sorted(set(paths[:-1]) - set(watch.ran[:-1]))
+            raise HonedError(f"{FIELD}: the frozen module '{missed[0]}' does not run before '{paths[-1]}', so the "
+                             "frozen groups are no lower part; freeze the lowest groups or drop the cache") from None
+        return watch.last[0]
+    raise HonedError(f"{FIELD}: the frozen module '{paths[-1]}' never ran in a forward pass, so its output cannot "
+                     "be cached; drop the cache")
+
+
+@torch.no_grad()
+def probe(model: nn.Module, paths: list[str], batch: dict[str, Any]) -> None:
+    """One eval forward of `batch` to the last frozen module: the refusals of `Template.of` and `run_to_last`
+    before the run folder exists. No statistics or RNG state move (eval mode, the CPU generator forked)."""
+    device = next(model.parameters()).device
+    with watching(model, paths) as watch, torch.random.fork_rng(devices=[]):
+        run_to_last(model, watch, batch, device)
+
+
 @torch.no_grad()
 def build_cache(model: Classifier, paths: list[str], dataset: Any, collate: Any, batch_size: int,
                 device: torch.device, show: bool) -> tuple[RowCache, dict[str, Template]]:
     """Run the frozen part once per training row in eval mode and keep the last frozen module's output;
     also capture each frozen module's output structure for its stand-in."""
-    templates: dict[str, Template] = {}
-    ran: list[str] = []
-    last: list[torch.Tensor] = []
-
-    def capture(path: str) -> Any:
-        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
-            templates.setdefault(path, Template.of(path, output))
-            ran.append(path)
-            if path == paths[-1]:
-                last.append(tensor_of(output).detach())
-                raise _Reached
-        return hook
-
-    handles = [model.get_submodule(p).register_forward_hook(capture(p)) for p in paths]
     values: list[torch.Tensor] = []
     counts: list[int] = []
     indices: list[int] = []
     masked: bool | None = None
-    was_training = model.training
-    model.eval()
     loader = by_length(dataset, collate, batch_size)
-    try:
-        with progress_bar(show) as bars:
-            task = bars.add_task("frozen lower part", total=len(loader), info="once; the upper layers train on it")
-            for batch in loader:
-                ran.clear()
-                last.clear()
-                _run_to_last(model, batch, device, paths, ran)
-                out, mask = last[0], batch.get(MASK)
-                if masked is None:
-                    masked = mask is not None and out.dim() >= 2 and tuple(out.shape[:2]) == tuple(mask.shape)
-                values.append(out[mask.to(out.device).bool()].cpu() if masked else out.cpu())
-                counts += mask.sum(1).tolist() if masked else [1] * len(out)
-                indices += batch["index"].tolist()
-                bars.update(task, advance=1)
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return RowCache(torch.cat(values), counts, indices, bool(masked)), templates
-
-
-def _run_to_last(model: Classifier, batch: dict[str, Any], device: torch.device, paths: list[str],
-                 ran: list[str]) -> None:
-    """One forward that stops at the last frozen module; every frozen module must have run before it."""
-    try:
-        model(**{k: v.to(device) for k, v in inputs_of(batch).items()})
-    except _Reached:
-        if set(ran[:-1]) != set(paths[:-1]):
-            missed = sorted(set(paths[:-1]) - set(ran[:-1]))
-            raise HonedError(f"{FIELD}: the frozen module '{missed[0]}' does not run before '{paths[-1]}', so the "
-                             "frozen groups are no lower part; freeze the lowest groups or drop the cache") from None
-        return
-    raise HonedError(f"{FIELD}: the frozen module '{paths[-1]}' never ran in a forward pass, so its output cannot "
-                     "be cached; drop the cache")
+    with watching(model, paths) as watch, progress_bar(show) as bars:
+        task = bars.add_task("frozen lower part", total=len(loader), info="once; the upper layers train on it")
+        for batch in loader:
+            out, mask = run_to_last(model, watch, batch, device), batch.get(MASK)
+            if masked is None:
+                masked = mask is not None and out.dim() >= 2 and tuple(out.shape[:2]) == tuple(mask.shape)
+            values.append(out[mask.to(out.device).bool()].cpu() if masked else out.cpu())
+            counts += mask.sum(1).tolist() if masked else [1] * len(out)
+            indices += batch["index"].tolist()
+            bars.update(task, advance=1)
+    return RowCache(torch.cat(values), counts, indices, bool(masked)), watch.templates
 
 
 class Feed:
@@ -234,7 +268,9 @@ class Feed:
 class Skipped(nn.Module):
     """Stands in for a frozen module during training: shares its parameters, buffers and submodules (state
     dicts and the optimizer see the same model) and, in training mode with a batch fed, returns the cached
-    output instead of computing; otherwise (evaluation) it calls the real module."""
+    output instead of computing; otherwise (evaluation, a pass without a batch fed) it calls the real module,
+    in the real module's own mode. The real module is `stands_in_for`: not registered, so `model.modules()`
+    yields the stand-in in its place (its submodules, shared, are yielded as usual)."""
 
     def __init__(self, real: nn.Module, feed: Feed, template: Template) -> None:
         super().__init__()
@@ -242,14 +278,39 @@ class Skipped(nn.Module):
         self._buffers = real._buffers
         self._non_persistent_buffers_set = real._non_persistent_buffers_set
         self._modules = real._modules
-        self.__dict__["real"] = real  # not registered: its tables are already ours
+        self.__dict__["stands_in_for"] = real  # not registered: its tables are already ours
         self.feed, self.template, self.training = feed, template, real.training
+
+    def train(self, mode: bool = True) -> Skipped:
+        """The mode reaches the real module too (`model.train()`/`.eval()` do not visit it themselves)."""
+        super().train(mode)
+        self.stands_in_for.training = mode
+        return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.training and self.feed.current is not None:
             return self.template.fill(self.feed.current)
-        self.real.training = self.training
-        return self.real(*args, **kwargs)
+        return self.stands_in_for(*args, **kwargs)
+
+
+def place(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent), name, module)
+
+
+def put_back(model: nn.Module) -> None:
+    """Every stand-in in `model` replaced by the real module it stands in for."""
+    for path, module in [(p, m) for p, m in model.named_modules() if isinstance(m, Skipped)]:
+        place(model, path, module.stands_in_for)
+
+
+@contextmanager
+def real_modules_back(model: nn.Module) -> Iterator[None]:
+    """Around the training: however it ends (an exception included), `model` leaves with its real modules."""
+    try:
+        yield
+    finally:
+        put_back(model)
 
 
 class LowerCache:
@@ -262,13 +323,9 @@ class LowerCache:
         self.model, self.paths, self.cache, self.templates = model, paths, cache, templates
         self.feed = Feed()
 
-    def _place(self, path: str, module: nn.Module) -> None:
-        parent, _, name = path.rpartition(".")
-        setattr(self.model.get_submodule(parent), name, module)
-
     def on_fit_start(self, state: Any) -> None:
         for path in self.paths:
-            self._place(path, Skipped(self.model.get_submodule(path), self.feed, self.templates[path]))
+            place(self.model, path, Skipped(self.model.get_submodule(path), self.feed, self.templates[path]))
 
     def on_batch_start(self, state: Any) -> None:
         if state.batch_index is None:
@@ -281,10 +338,7 @@ class LowerCache:
 
     def on_fit_end(self, state: Any) -> None:
         self.feed.current = None
-        for path in self.paths:
-            module = self.model.get_submodule(path)
-            if isinstance(module, Skipped):
-                self._place(path, module.real)
+        put_back(self.model)
 
 
 def swap_in(model: Classifier, datasets: dict[str, Any], collate: Any, hooks: Hooks, batch_size: int,
