@@ -12,6 +12,9 @@ would be. Measured through honed's own soup code (honed/ensemble/soup.py):
 
 Every member's val/test probabilities and every soup's scores are kept in bench/results/soup/, so a re-run
 resumes. `nice -n 10 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/soup.py`
+
+`bench/soup.py fmnist` does the same for the Fashion-MNIST climb's MobileNetV2 fine-tunes (bench/results/climb-
+fmnist, kept in bench/results/soup-fmnist/): a CNN soup's batch-norm statistics are recomputed on training rows.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from honed.ensemble.soup import ARCHITECTURE_KEYS, make_soup  # noqa: E402
 from honed.inference import ModelPredictor, saved_recipe  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-CLIMB = BENCH / "results" / "climb-rt"
+CLIMB = BENCH / "results" / "climb-rt"  # `bench/soup.py fmnist`: climb-fmnist and soup-fmnist
 OUT = BENCH / "results" / "soup"
 CONFIGS = 5  # configurations whose three-seed soups are made (each costs about 6 MiniLM passes over val/test)
 
@@ -103,13 +106,16 @@ def bootstrap(a: np.ndarray, b: np.ndarray, rounds: int = 2000) -> tuple[float, 
 def main() -> None:
     import torch
 
+    global CLIMB, OUT
+    if sys.argv[1:] == ["fmnist"]:
+        CLIMB, OUT = BENCH / "results" / "climb-fmnist", BENCH / "results" / "soup-fmnist"
     torch.set_num_threads(1)
     folders = ingredients()
     frames = load_tables(saved_recipe(folders[0])).frames
     names = list(ModelPredictor.load(folders[0]).labels)
     y = {s: np.asarray([names.index(v) for v in frames[s]["label"]]) for s in ("val", "test")}
     probs = [member_probs(f, frames) for f in folders]
-    print(f"{len(folders)} MiniLM fine-tunes; val {len(y['val'])} rows, test {len(y['test'])} rows")
+    print(f"{len(folders)} fine-tunes of {CLIMB.name}; val {len(y['val'])} rows, test {len(y['test'])} rows")
     everything(folders, probs, frames, y)
     per_config(folders, probs, frames, y)
 
