@@ -15,6 +15,7 @@ from scipy import stats
 
 from honed.audit.base import Finding
 from honed.audit.cleaning import clean
+from honed.audit.outliers import robust_z
 from honed.audit.ridge_curve import ALPHAS, _verdict
 from honed.audit.run import audit, summary_lines
 from honed.cli import main
@@ -150,7 +151,23 @@ def test_verdict_reads_rmse_lower_as_better() -> None:
     assert "still falling" in " ".join(falling.summary) and falling.recommendations
     assert "flat at the end" in " ".join(flat.summary) and not flat.recommendations
     assert "flat at the end" in " ".join(rising.summary) and not rising.recommendations
-    assert "barely beats predicting the mean" in " ".join(verdict([2.0, 1.95]).summary)
+    assert "barely better than predicting the mean (-2.5% RMSE)" in " ".join(verdict([2.0, 1.95]).summary)
+
+
+@pytest.mark.parametrize(("final", "wording"), [
+    (2.4, "is worse than predicting the mean (+20.0% RMSE): the frozen embeddings carry little"),  # 2.4 / 2 - 1
+    (2.0, "is no better than predicting the mean (+0.0% RMSE): the frozen embeddings carry little"),
+    (1.9, "is barely better than predicting the mean (-5.0% RMSE): the frozen embeddings carry little"),
+    (1.0, "is better than predicting the mean (-50.0% RMSE): the embeddings carry the target"),
+])
+def test_verdict_against_the_mean_follows_the_sign(final: float, wording: str) -> None:
+    finding = Finding("learning_curve", "curve")
+    finding.data = {"train_rows": [10, 20], "rmse": {"y": [3.0, final]}, "baseline_rmse": {"y": 2.0},
+                    "normalised_rmse": [3.0, final]}
+    _verdict(finding, ["y"], baseline=2.0)
+    assert finding.summary[-1] == "the probe " + wording + (
+        "" if final == 1.0 else " of the target, so fine-tuning (or another backbone) has to find it")
+    assert sum("predicting the mean (" in line for line in finding.summary) == 1
 
 
 def test_classification_checks_skipped_with_reason(audited, tmp_path: Path) -> None:
@@ -167,6 +184,55 @@ def test_classification_checks_skipped_with_reason(audited, tmp_path: Path) -> N
     page = (tmp_path / "run-audit" / "audit.html").read_text(encoding="utf-8")
     assert "Target distribution and outliers" in page and "data:image/png;base64," in page
     assert any(line.startswith("  skipped:") for line in summary_lines(result))
+
+
+def test_regression_rows_are_zero_based_like_duplicates(audited) -> None:
+    """Every finding's `row` is the 0-based row of its source file (the shared duplicates check's convention)."""
+    paths, _, result = audited
+    files = {split: pd.read_csv(path) for split, path in paths.items()}
+    for name in ("targets", "target_conflicts", "duplicates"):
+        rows = rows_of(result, name)
+        assert len(rows)
+        for split, row, shown in zip(rows["split"], rows["row"], rows["preview"]):
+            assert " ".join(files[split].loc[row, "text"].split()) == shown, (name, split, row)
+    conflicts = rows_of(result, "target_conflicts")
+    assert files["test"].loc[2, "text"] == files["train"].loc[20, "text"]  # the planted leak, 0-based
+    assert set(zip(conflicts["split"], conflicts["row"])) >= {("train", 20), ("test", 2)}
+    assert "train row 5: y 60" in " ".join(result.finding("targets").summary)
+
+
+def _targets_only(tiny_bert: str, tmp_path: Path, y: np.ndarray):
+    """The targets check alone on one file of len(y) distinct texts with targets y (val/test carved from it)."""
+    csv = tmp_path / "scores.csv"
+    frame = score_rows(len(y), 5)
+    frame["y"] = y
+    frame.to_csv(csv, index=False)
+    recipe = recipe_for(tiny_bert, {"train": csv, "val": None, "test": None}, tmp_path / "run")
+    recipe["data"].update(val=None, test=None, split={"val": 0.2, "test": 0.2})
+    return audit(recipe, quiet=True, write=False, checks=("targets",))
+
+
+def test_zero_inflated_target_scaled_by_mean_absolute_deviation(tiny_bert: str, tmp_path: Path) -> None:
+    y = np.concatenate([np.zeros(80), np.arange(1.0, 21.0)])  # 80% zeros: the MAD is 0
+    result = _targets_only(tiny_bert, tmp_path, y)
+    median = np.median(y)
+    scale = np.sqrt(np.pi / 2) * np.mean(np.abs(y - median))  # the modified z-score's MeanAD fallback
+    expected = np.flatnonzero(np.abs(y - median) / scale > 3.5)
+    assert list(y[expected]) == list(np.arange(10.0, 21.0))  # 10 is flagged only at sqrt(pi/2): 1.4826 gives 3.2
+    info = result.finding("targets").data["targets"]["y"]
+    assert info["median"] == 0.0 and info["robust_scale"] == pytest.approx(scale, rel=1e-6)
+    rows = rows_of(result, "targets")
+    assert sorted(rows["row"]) == list(expected) and info["outliers"] == 11
+    z = dict(zip(rows["row"], rows["robust_z"]))
+    assert z[int(np.flatnonzero(y == 10.0)[0])] == pytest.approx(round(10.0 / scale, 2))
+
+
+def test_constant_target_flags_nothing(tiny_bert: str, tmp_path: Path) -> None:
+    result = _targets_only(tiny_bert, tmp_path, np.full(30, 1.5))
+    finding = result.finding("targets")
+    assert finding.data["rows"] == 0 and finding.rows is None
+    assert np.array_equal(robust_z(np.full(30, 1.5)), np.zeros(30))  # finite zeros, not 0 / 0
+    assert any("target y is constant (1.5)" in line for line in finding.recommendations)
 
 
 def test_auto_task_and_several_targets(tiny_bert: str, tmp_path: Path) -> None:
@@ -215,6 +281,18 @@ def test_clean_drops_outlying_targets(audited, tmp_path: Path) -> None:
                        31: "exact duplicate", 40: "missing target"}
     cleaned = pd.read_csv(result.files["train"])
     assert len(cleaned) == 48 - 6 and cleaned["y"].max() < 60
+
+
+@pytest.mark.parametrize(("task", "policy"), [("regression", "relabel"), ("auto", "drop")])
+def test_cli_clean_refuses_labels_on_regression(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                task: str, policy: str) -> None:
+    recipe = recipe_for(tiny_bert, planted(tmp_path), tmp_path / "run")
+    recipe["task"] = task  # auto: the data's numeric targets make it regression
+    code = main(["clean", _write(tmp_path, recipe), "--quiet", "--labels", policy])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--labels {policy}: label issues are a classification check and this recipe is regression" in err
+    assert not (tmp_path / "run-clean").exists() and not (tmp_path / "run-audit").exists()
 
 
 def test_python_audit_refuses_multilabel(tiny_bert: str, tmp_path: Path) -> None:

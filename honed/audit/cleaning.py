@@ -20,10 +20,10 @@ import pandas as pd
 
 from honed.audit.base import preview
 from honed.audit.data import Source
-from honed.audit.run import AuditResult, audit, beside_run
+from honed.audit.run import AuditResult, audit, beside_run, split_settings
 from honed.data.tables import table_suffix
 from honed.errors import HonedError
-from honed.recipe import Recipe
+from honed.recipe import Recipe, load_recipe
 
 WRITERS = {
     ".csv": lambda f, p: f.to_csv(p, index=False),
@@ -53,20 +53,24 @@ class CleanResult:
 
 
 def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None, output: str | Path | None = None,
-          overwrite: bool = False, quiet: bool = False, labels: Literal["drop", "relabel", "keep"] = "drop",
+          overwrite: bool = False, quiet: bool = False, labels: Literal["drop", "relabel", "keep"] | None = None,
           label_threshold: float = 0.0, drop_outliers: bool = False, drop_near_duplicates: bool = False,
           drop_group_leaks: bool = False, splits: tuple[str, ...] = ("train",), overrides: dict[str, Any] | None = None,
           **options: Any) -> CleanResult:
     """Audit `recipe`'s data and write the cleaned copy and manifest.csv to `output` (default RUN_DIR-clean,
-    beside the run folder)."""
-    if labels not in ("drop", "relabel", "keep"):
+    beside the run folder). `labels` None: drop likely label errors of a classification recipe."""
+    if labels not in ("drop", "relabel", "keep", None):
         raise HonedError(f"--labels: expected drop, relabel or keep, got '{labels}'")
+    task = load_recipe(recipe, {**(overrides or {}), **split_settings(options)[1]}).task
+    if task != "auto":  # known from the recipe: refused before the audit reads any data
+        labels = label_policy(task, labels)
     if not 0.0 <= label_threshold < 1.0:
         raise HonedError(f"--label-threshold: expected a probability in [0, 1), got {label_threshold}")
     checks = ("corrupt", "duplicates", "leakage", *(("label_issues",) if labels != "keep" else ()),
               *(("outliers", "targets") if drop_outliers else ()))  # targets: skipped for classification
     options.setdefault("checks", checks)
     result = audit(recipe, data, quiet=quiet, write=False, overrides=overrides, **options)
+    labels = label_policy(result.context.data.task, labels)  # task auto: read off the data, before any write
     resolved = result.context.recipe
     folder = Path(output) if output is not None else beside_run(resolved, "clean")
     unknown = [s for s in splits if s not in result.context.data.sources]
@@ -92,6 +96,15 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     manifest = _manifest(result, actions)
     manifest.to_csv(folder / "manifest.csv", index=False)
     return CleanResult(folder, paths, manifest, result)
+
+
+def label_policy(task: str, labels: str | None) -> str:
+    """What to do with likely label errors: drop unless told (keep for regression, which has none); an explicit
+    drop or relabel on a regression recipe is refused, as it would silently do nothing."""
+    if task == "regression" and labels in ("drop", "relabel"):
+        raise HonedError(f"--labels {labels}: label issues are a classification check and this recipe is regression "
+                         "(numeric targets); leave --labels out (`--drop-outliers` drops outlying targets)")
+    return labels or ("keep" if task == "regression" else "drop")
 
 
 def decide(result: AuditResult, policy: dict[str, Any],

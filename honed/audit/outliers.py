@@ -2,10 +2,11 @@
 or unlike the data as a whole in embedding space.
 
 Scores are robust z-scores, (value - median) / (1.4826 * MAD), so the outliers themselves do not
-inflate the spread that judges them. Length is judged on a log scale over all rows (texts: characters;
-images: pixels). In embedding space a row's cosine distance to its class centroid is judged within
-its class, and its distance to the centroid of all rows is judged over all rows: the second finds a
-minority population (e.g. plot synopses among reviews) that is coherent inside its own class.
+inflate the spread that judges them (1.253314 * the mean absolute deviation when the MAD is 0). Length
+is judged on a log scale over all rows (texts: characters; images: pixels). In embedding space a row's
+cosine distance to its class centroid is judged within its class, and its distance to the centroid of all
+rows is judged over all rows: the second finds a minority population (e.g. plot synopses among reviews)
+that is coherent inside its own class.
 Regression rows have no classes: only the length and whole-data checks run (the targets check judges
 the target values themselves).
 """
@@ -23,15 +24,20 @@ from honed.audit.plots import figure, to_png
 
 MIN_CLASS = 5  # rows a class needs before its own spread is trusted
 CLASS_RATIO = 3.0  # a class whose median length/size is this far from the median row is called out
+MAD = 1.4826  # 1 / the normal distribution's 75% quantile: 1.4826 * MAD estimates the std
+MEAN_AD = 1.253314  # sqrt(pi / 2): 1.253314 * mean absolute deviation estimates the std
 
 
 def robust_scale(values: np.ndarray) -> tuple[float, float]:
-    """The median and 1.4826 * MAD (the standard deviation, were the values normal); when over half the
-    values are equal (MAD 0) the mean absolute deviation stands in, and 1.0 when every value is equal."""
+    """The median and 1.4826 * MAD (the standard deviation, were the values normal). When at least half the
+    values are equal (MAD 0, e.g. a zero-inflated target) the mean absolute deviation around the median stands
+    in, scaled by MEAN_AD (its own consistency constant, as in the modified z-score); when every value is equal
+    the scale is 1.0, so every z is exactly 0 and nothing is flagged."""
     median = float(np.median(values))
-    mad = 1.4826 * float(np.median(np.abs(values - median)))
+    deviation = np.abs(values - median)
+    mad = MAD * float(np.median(deviation))
     if mad == 0:
-        mad = 1.4826 * float(np.mean(np.abs(values - median))) or 1.0
+        mad = MEAN_AD * float(np.mean(deviation)) or 1.0
     return median, mad
 
 

@@ -21,6 +21,8 @@ ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 FALLING = 0.01  # relative fall of the (normalised) RMSE over the last step that counts as "still falling"
 MIN_ROWS = 5  # fewest training rows a share needs for a probe
 HELD_OUT = 0.2  # share of train held out when the recipe has no val/test rows
+TIE = 0.005  # relative RMSE difference from predicting the mean that reads as "no better"
+BARELY = 0.05  # the most the probe can beat the mean by and still read as "barely better"
 
 
 def held_out_split(frame_splits: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -111,9 +113,19 @@ def _verdict(finding: Finding, names: list[str], baseline: float) -> None:
     else:
         finding.summary.append(f"flat at the end ({-fall:+.1%} over the last step): more of the same data is "
                                "unlikely to help much")
-    if scores[-1] >= 0.95 * baseline:
-        finding.summary.append("the probe barely beats predicting the mean: the frozen embeddings carry little of "
-                               "the target, so fine-tuning (or another backbone) has to find it")
+    finding.summary.append(against_mean(scores[-1], baseline))
+
+
+def against_mean(score: float, baseline: float) -> str:
+    """How the probe's final normalised RMSE compares with predicting the train mean, worded by its sign:
+    worse, no better (within TIE), barely better (within BARELY) or better."""
+    ratio = score / max(baseline, 1e-12)  # RMSE over the mean's: under 1 is better
+    change = ratio - 1.0
+    if ratio < 1.0 - BARELY:
+        return f"the probe is better than predicting the mean ({change:+.1%} RMSE): the embeddings carry the target"
+    word = "worse than" if ratio > 1.0 + TIE else "no better than" if ratio >= 1.0 - TIE else "barely better than"
+    return (f"the probe is {word} predicting the mean ({change:+.1%} RMSE): the frozen embeddings carry little of "
+            "the target, so fine-tuning (or another backbone) has to find it")
 
 
 def _plot(sizes: list[int], errors: list[np.ndarray], baseline: np.ndarray, names: list[str]) -> bytes:

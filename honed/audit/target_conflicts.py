@@ -4,8 +4,9 @@ targets that differ by more than `--target-tolerance` standard deviations of the
 Identical inputs with different targets cap what any model can reach (it can at best predict their mean)
 and often mark rater disagreement or a unit slip. Sets are found over all splits at once: a set that
 spans splits is also leakage, and its held-out row is scored against a target its train copy contradicts.
-The spread unit is each target's robust standard deviation, 1.4826 * MAD, on the usable train rows (all
-usable rows when train has fewer than two): it reads as the std on well-behaved targets, and the outliers
+The spread unit is each target's robust standard deviation, 1.4826 * MAD (1.253314 * the mean absolute
+deviation when the MAD is 0, as the targets check scales), on the usable train rows (all usable rows when
+train has fewer than two): it reads as the std on well-behaved targets, and the outliers
 the targets check flags do not inflate it (a std would, and hide the conflicts).
 """
 

@@ -3,7 +3,9 @@
 The distribution (count, mean, sample std, min/max, 5/25/50/75/95% quantiles, bias-corrected skew) is
 given over all usable rows and per split, so a held-out split centred elsewhere shows. Outliers are
 robust z-scores, (value - median) / (1.4826 * MAD) over all usable rows, beyond `--outlier-z` (3.5):
-the median and MAD are not dragged by the outliers they judge, as a mean and std would be. A unit slip
+the median and MAD are not dragged by the outliers they judge, as a mean and std would be. When half the
+rows or more share one value (a zero-inflated target: MAD 0) the scale is 1.253314 * the mean absolute
+deviation around the median (the modified z-score's fallback); a constant target flags nothing. A unit slip
 (a rating of 25 among 0-3), a sentinel (-1, 999) or a typo lands far outside; under MSE one such row
 pulls the fit more than hundreds of ordinary ones. Flagged rows are listed worst first.
 """
@@ -23,6 +25,7 @@ from honed.audit.similarity import where
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 SKEWED = 1.0  # |skew| at which a robust loss or a transformed target is worth trying
 WORST_LISTED = 5  # outlier rows named in the summary (all are in the row table)
+METHOD = "robust z-score (median / 1.4826 MAD; 1.253314 mean absolute deviation when the MAD is 0), all usable rows"
 
 
 def describe(values: np.ndarray) -> dict[str, Any]:
@@ -65,8 +68,8 @@ def targets(ctx: AuditContext) -> Finding:
             column, splits, median - limit * scale, median + limit * scale
         )
     flagged.sort(key=lambda item: -item[1])
-    finding.data = {"method": "robust z-score (median / 1.4826 MAD), all usable rows", "threshold_z": limit,
-                    "targets": per_target, "rows": len({i for i, *_ in flagged})}
+    finding.data = {"method": METHOD, "threshold_z": limit, "targets": per_target,
+                    "rows": len({i for i, *_ in flagged})}
     _describe_lines(finding, per_target)
     _outlier_lines(ctx, finding, flagged, limit)
     return finding

@@ -25,8 +25,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--labels",
         choices=("drop", "relabel", "keep"),
-        default="drop",
-        help="what to do with likely label errors (default drop)",
+        default=None,
+        help="what to do with likely label errors (default drop; classification only: a regression recipe refuses "
+        "drop and relabel)",
     )
     parser.add_argument(
         "--label-threshold",
