@@ -19,6 +19,7 @@ fmnist, kept in bench/results/soup-fmnist/): a CNN soup's batch-norm statistics 
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -37,11 +38,11 @@ from honed.inference import ModelPredictor, saved_recipe  # noqa: E402
 BENCH = Path(__file__).resolve().parent
 CLIMB = BENCH / "results" / "climb-rt"  # `bench/soup.py fmnist`: climb-fmnist and soup-fmnist
 OUT = BENCH / "results" / "soup"
-CONFIGS = 5  # configurations whose three-seed soups are made (each costs about 6 MiniLM passes over val/test)
+CONFIGS = 5  # configurations whose three-seed soups are made (each costs about 6 passes over val/test)
 
 
 def ingredients() -> list[Path]:
-    """Every model folder of the climb whose architecture is the baseline's (full-depth MiniLM, one head)."""
+    """Every model folder of the climb whose architecture is the baseline's (full depth, one head)."""
     folders = sorted(p for p in (CLIMB / "runs").glob("c-*/pair-*/model") if (p / "honed.json").is_file())
     shape = {k: saved_recipe(folders[0]).model.model_dump(mode="json").get(k) for k in ARCHITECTURE_KEYS}
     keep = []
@@ -107,7 +108,9 @@ def main() -> None:
     import torch
 
     global CLIMB, OUT
-    if sys.argv[1:] == ["fmnist"]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("climb", nargs="?", default="rt", choices=("rt", "fmnist"), help="whose fine-tunes")
+    if parser.parse_args().climb == "fmnist":
         CLIMB, OUT = BENCH / "results" / "climb-fmnist", BENCH / "results" / "soup-fmnist"
     torch.set_num_threads(1)
     folders = ingredients()

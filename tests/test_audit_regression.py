@@ -157,7 +157,7 @@ def test_verdict_reads_rmse_lower_as_better() -> None:
 @pytest.mark.parametrize(("final", "wording"), [
     (2.4, "is worse than predicting the mean (+20.0% RMSE): the frozen embeddings carry little"),  # 2.4 / 2 - 1
     (2.0, "is no better than predicting the mean (+0.0% RMSE): the frozen embeddings carry little"),
-    (1.9, "is barely better than predicting the mean (-5.0% RMSE): the frozen embeddings carry little"),
+    (1.92, "is barely better than predicting the mean (-4.0% RMSE): the frozen embeddings carry little"),
     (1.0, "is better than predicting the mean (-50.0% RMSE): the embeddings carry the target"),
 ])
 def test_verdict_against_the_mean_follows_the_sign(final: float, wording: str) -> None:

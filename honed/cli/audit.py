@@ -64,7 +64,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser, default_output: str) ->
         default=0.5,
         metavar="STD",
         help="regression: identical rows whose targets differ by more than STD robust standard deviations "
-        "(1.4826 * MAD) of the target conflict (default 0.5)",
+        "(1.4826 * MAD, or 1.2533 * the mean absolute deviation when the MAD is 0) of the target conflict "
+        "(default 0.5)",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
     parser.add_argument(

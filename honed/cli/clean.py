@@ -26,8 +26,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--labels",
         choices=("drop", "relabel", "keep"),
         default=None,
-        help="what to do with likely label errors (default drop; classification only: a regression recipe refuses "
-        "drop and relabel)",
+        help="what to do with likely label errors (default: drop on classification, nothing on regression, which "
+        "refuses drop and relabel)",
     )
     parser.add_argument(
         "--label-threshold",
