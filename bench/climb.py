@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -80,6 +81,15 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:.4f}"
 
 
+def portable(name: str) -> None:
+    """The committed text outputs name paths from the repository root, not from the checkout the climb ran in
+    (it writes absolute ones; `honed train best_recipe.yaml` run from the root reads the relative ones)."""
+    checkout = re.compile(r"/[^\s\"'<>]*?/(?=bench/results/)")  # .../bench/results/ -> bench/results/
+    for path in (folder(name) / f for f in ("climb.json", "climb.html", "best_recipe.yaml", "leaderboard.csv")):
+        if path.is_file():
+            path.write_text(checkout.sub("", path.read_text(encoding="utf-8")), encoding="utf-8")
+
+
 def report(name: str) -> None:
     path = folder(name) / "climb.json"
     if not path.is_file():
@@ -122,6 +132,7 @@ def main(argv: list[str]) -> None:
             print(f"climb {args.name}: {stop}; re-run the same command to resume", file=sys.stderr)
             raise SystemExit(stop.exit_code) from None
         finally:  # a stop or a crash still shows what had finished before it
+            portable(args.name)
             report(args.name)
         return
     report(args.name)
