@@ -72,8 +72,9 @@ def clean_changes(c: Climb) -> list[Change]:
     from honed.audit.cleaning import clean
 
     out, kept = [], set()
-    for name, labels in (("clean: empty rows, exact copies, leaks", "keep"), ("clean + likely label errors", "drop")):
-        folder = c.folder / "data" / f"clean-{labels}"
+    for name, suffix, labels in (("clean: empty rows, exact copies, leaks", "keep", "keep"),  # None: drop on
+                                 ("clean + likely label errors", "drop", None)):  # classification, keep on regression
+        folder = c.folder / "data" / f"clean-{suffix}"
         path = _cleaned(folder)
         if path is None:
             c.show(f"data: auditing the training split ({name})")
