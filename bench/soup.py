@@ -14,7 +14,8 @@ Every member's val/test probabilities and every soup's scores are kept in bench/
 resumes. `nice -n 10 env OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python bench/soup.py`
 
 `bench/soup.py fmnist` does the same for the Fashion-MNIST climb's MobileNetV2 fine-tunes (bench/results/climb-
-fmnist, kept in bench/results/soup-fmnist/): a CNN soup's batch-norm statistics are recomputed on training rows.
+fmnist, kept in bench/results/soup-fmnist/), the three seeds of its first CONFIGS configurations (by id) only:
+a CNN soup's batch-norm statistics are recomputed on training rows.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ OUT = BENCH / "results" / "soup"
 CONFIGS = 5  # configurations whose three-seed soups are made (each costs about 6 passes over val/test)
 
 
-def ingredients() -> list[Path]:
-    """Every model folder of the climb whose architecture is the baseline's (full depth, one head)."""
+def ingredients(configs: int | None = None) -> list[Path]:
+    """Every model folder of the climb whose architecture is the baseline's (full depth, one head); with
+    `configs`, only the seeds of the first that many configurations (by id) with three seeds on disk."""
     folders = sorted(p for p in (CLIMB / "runs").glob("c-*/pair-*/model") if (p / "honed.json").is_file())
     shape = {k: saved_recipe(folders[0]).model.model_dump(mode="json").get(k) for k in ARCHITECTURE_KEYS}
     keep = []
@@ -50,6 +52,11 @@ def ingredients() -> list[Path]:
         model = saved_recipe(folder).model.model_dump(mode="json")
         if {k: model.get(k) for k in ARCHITECTURE_KEYS} == shape and model.get("keep_layers") is None:
             keep.append(folder)
+    if configs is not None:
+        seeds: dict[str, list[Path]] = {}
+        for folder in keep:
+            seeds.setdefault(folder.parent.parent.name, []).append(folder)
+        keep = [f for _, group in sorted(seeds.items()) if len(group) == 3 for f in group][: 3 * configs]
     return keep
 
 
@@ -110,10 +117,11 @@ def main() -> None:
     global CLIMB, OUT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("climb", nargs="?", default="rt", choices=("rt", "fmnist"), help="whose fine-tunes")
-    if parser.parse_args().climb == "fmnist":
+    fmnist = parser.parse_args().climb == "fmnist"
+    if fmnist:  # 80 fine-tunes on disk; the seeds of CONFIGS configurations fit a session on 2 cores
         CLIMB, OUT = BENCH / "results" / "climb-fmnist", BENCH / "results" / "soup-fmnist"
     torch.set_num_threads(1)
-    folders = ingredients()
+    folders = ingredients(CONFIGS if fmnist else None)
     frames = load_tables(saved_recipe(folders[0])).frames
     names = list(ModelPredictor.load(folders[0]).labels)
     y = {s: np.asarray([names.index(v) for v in frames[s]["label"]]) for s in ("val", "test")}
