@@ -29,6 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput_measure import cpu_model  # noqa: E402  (bench/throughput_measure.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 OUT = ROOT / "bench" / "results" / "export"
@@ -141,16 +145,6 @@ def time_contenders(model: Path, args: argparse.Namespace) -> dict[str, list[dic
             runs[name].append(json.loads(lines[-1]))
             print(f"round {round_ + 1} {name}: {runs[name][-1]}", flush=True)
     return runs
-
-
-def cpu_model() -> str:
-    info = Path("/proc/cpuinfo")
-    names = (
-        [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")]
-        if info.is_file()
-        else []
-    )
-    return names[0] if names else platform.processor() or "unknown"
 
 
 def report(
