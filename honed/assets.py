@@ -234,6 +234,29 @@ WEIGHT_ASSETS: dict[str, tuple[Callable[[], Path | None], str]] = {
     ),
 }
 
+def _installed_text_models() -> list[dict[str, str]]:
+    return [{"name": name} for name, (find, _) in MODEL_PACKAGES.items() if find() is not None]
+
+
+def _installed_image_models() -> list[dict[str, str]]:
+    return [{"name": name, "source": "torchvision", "weights": f"asset:{name}"}
+            for name, (find, _) in WEIGHT_ASSETS.items() if find() is not None]
+
+
+# The pretrained models installed offline, per data kind, as model sections: what the climb's model stage
+# tries when the recipe lists no `climb.backbones` of its own.
+INSTALLED_BACKBONES: dict[str, Callable[[], list[dict[str, str]]]] = {
+    "text": _installed_text_models,
+    "image": _installed_image_models,
+}
+
+
+def installed_backbones(kind: str) -> list[dict[str, str]]:
+    """Model sections of the pretrained models of data kind `kind` that are installed here (none for an
+    unknown kind)."""
+    return INSTALLED_BACKBONES[kind]() if kind in INSTALLED_BACKBONES else []
+
+
 # Datasets, named `asset:NAME` in `data.train` / `data.val` / `data.test`.
 DATA_ASSETS: dict[str, tuple[Callable[[], Path | None], str]] = {
     "rotten-tomatoes": (

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from honed.assets import installed_backbones
 from honed.climb import TASKS as CLIMB_TASKS
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
@@ -172,8 +173,20 @@ def _stage(c: Climb, stage: str, frames: dict[str, Any], task: str) -> None:
         return
     recipe = load_recipe(c.best.resolved())
     lr = found_lr(c) if stage == "optimisation" else None
-    here = situation(recipe, frames, task, c.spec.backbones, lr_found=lr)
+    here = situation(recipe, frames, task, _backbones(c, stage, recipe), lr_found=lr)
     climb_stage(c, stage, stage_changes(c, stage, here))
+
+
+def _backbones(c: Climb, stage: str, recipe: Any) -> list[Any]:
+    """climb.backbones, or when the recipe lists none, the pretrained models of its data kind installed here."""
+    if c.spec.backbones is not None:
+        return list(c.spec.backbones)
+    found = installed_backbones(recipe.data.kind)
+    others = [b["name"] for b in found if b["name"] != recipe.model.name]
+    if stage == "model" and others:
+        c.notes.append(f"model stage: climb.backbones is not set, so it tried the other installed {recipe.data.kind} "
+                       f"models ({', '.join(others)}); set climb.backbones: [] for none")
+    return found
 
 
 class _Display:

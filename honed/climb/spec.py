@@ -14,7 +14,8 @@
       drop_below: 0.01           # first pair worse by more than this: stopped (clearly losing)
       budget: 3h                 # wall clock of the whole climb (s, m, h), and/or
       trials: 60                 # runs (one seed of one candidate is one run)
-      backbones: [sentence-transformers/all-mpnet-base-v2]
+      backbones: [sentence-transformers/all-mpnet-base-v2]   # for the model stage; unset: the installed offline
+                                                 # models of the data's kind; []: none
       candidates:                # the user's own, tried in their stage
         - {stage: optimisation, name: lr 2e-4, overrides: {optim.lr: 2.0e-4}, group: lr}
       skip: [swa]                # candidate names never to try
@@ -85,7 +86,7 @@ class ClimbSpec(_Spec):
     budget: float | None = None
     trials: int | None = Field(None, ge=1)
     metric: str | None = None
-    backbones: list[str] = []
+    backbones: list[str | dict[str, Any]] | None = None  # names or model sections; None: the installed ones
     candidates: list[CandidateSpec] = []
     skip: list[str] = []
     top_k: int = Field(3, ge=2, le=10)

@@ -59,19 +59,26 @@ def _size(name: str) -> float | None:
     return float(layers * hidden**2) if layers and hidden else None
 
 
+def _section(backbone: str | dict[str, Any]) -> dict[str, Any]:
+    """A listed backbone as a model section: a name as users write it, or a section (e.g. with weights)."""
+    return {"name": backbone} if isinstance(backbone, str) else dict(backbone)
+
+
 def _backbones(s: Situation) -> list[Change]:
-    """Each listed backbone as a fresh model section (keeping the dropout rates), by name as users write it."""
+    """Each listed backbone as a fresh model section (keeping the dropout rates)."""
     spec = s.recipe.model
     if spec.fusion is not None:
         return []
     here = _size(spec.name) if s.kind == "text" else None
-    out = []
-    for name in dict.fromkeys(s.backbones):
-        if name == spec.name:
+    out, seen = [], {spec.name}
+    for section in map(_section, s.backbones):
+        name = str(section.get("name", ""))
+        if name in seen:
             continue
+        seen.add(name)
         there = _size(name) if here else None
         cost = round(max(0.1, there / here), 1) if here and there else 1.0
-        out.append(Change(f"backbone {name}", {"model": {"name": name, "dropout": spec.dropout.model_dump()}},
+        out.append(Change(f"backbone {name}", {"model": {**section, "dropout": spec.dropout.model_dump()}},
                           group="backbone", why="another pretrained model: the backbone is often the largest lever",
                           cost=cost))
     return out
