@@ -295,6 +295,18 @@ def test_cli_clean_refuses_labels_on_regression(tiny_bert: str, tmp_path: Path, 
     assert not (tmp_path / "run-clean").exists() and not (tmp_path / "run-audit").exists()
 
 
+@pytest.mark.parametrize("task", ["regression", "auto"])
+def test_cli_clean_refuses_a_label_threshold_on_regression(tiny_bert: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str], task: str) -> None:
+    recipe = recipe_for(tiny_bert, planted(tmp_path), tmp_path / "run")
+    recipe["task"] = task
+    code = main(["clean", _write(tmp_path, recipe), "--quiet", "--label-threshold", "0.9"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--label-threshold 0.9: label issues are a classification check and this recipe is regression" in err
+    assert not (tmp_path / "run-clean").exists()
+
+
 def test_python_audit_refuses_multilabel(tiny_bert: str, tmp_path: Path) -> None:
     from honed.errors import HonedError
 

@@ -63,14 +63,15 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
         raise HonedError(f"--labels: expected drop, relabel or keep, got '{labels}'")
     task = load_recipe(recipe, {**(overrides or {}), **split_settings(options)[1]}).task
     if task != "auto":  # known from the recipe: refused before the audit reads any data
-        labels = label_policy(task, labels)
+        labels = label_policy(task, labels, label_threshold)
     if not 0.0 <= label_threshold < 1.0:
         raise HonedError(f"--label-threshold: expected a probability in [0, 1), got {label_threshold}")
     checks = ("corrupt", "duplicates", "leakage", *(("label_issues",) if labels != "keep" else ()),
               *(("outliers", "targets") if drop_outliers else ()))  # targets: skipped for classification
     options.setdefault("checks", checks)
     result = audit(recipe, data, quiet=quiet, write=False, overrides=overrides, **options)
-    labels = label_policy(result.context.data.task, labels)  # task auto: read off the data, before any write
+    # task auto: read off the data, before any write
+    labels = label_policy(result.context.data.task, labels, label_threshold)
     resolved = result.context.recipe
     folder = Path(output) if output is not None else beside_run(resolved, "clean")
     unknown = [s for s in splits if s not in result.context.data.sources]
@@ -98,12 +99,15 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     return CleanResult(folder, paths, manifest, result)
 
 
-def label_policy(task: str, labels: str | None) -> str:
+def label_policy(task: str, labels: str | None, threshold: float = 0.0) -> str:
     """What to do with likely label errors: drop unless told (keep for regression, which has none); an explicit
-    drop or relabel on a regression recipe is refused, as it would silently do nothing."""
+    drop or relabel, or a label threshold, on a regression recipe is refused, as it would silently do nothing."""
     if task == "regression" and labels in ("drop", "relabel"):
         raise HonedError(f"--labels {labels}: label issues are a classification check and this recipe is regression "
                          "(numeric targets); leave --labels out (`--drop-outliers` drops outlying targets)")
+    if task == "regression" and threshold:
+        raise HonedError(f"--label-threshold {threshold:g}: label issues are a classification check and this recipe "
+                         "is regression (numeric targets); leave --label-threshold out")
     return labels or ("keep" if task == "regression" else "drop")
 
 
