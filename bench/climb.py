@@ -3,6 +3,9 @@
     nice -n 5 env HF_HUB_OFFLINE=1 .venv/bin/python bench/climb.py rt --workers 2 --budget 8h
     nice -n 5 env HF_HUB_OFFLINE=1 .venv/bin/python bench/climb.py fmnist --workers 2 --budget 6h
     .venv/bin/python bench/climb.py rt --report          # figures of what has finished, no training
+    nice -n 5 env HF_HUB_OFFLINE=1 .venv/bin/python bench/climb.py quickstart --workers 1 --budget 2h
+
+quickstart: recipes/climb-quickstart.yaml, the recipe README's `honed climb` runs (its own 2 h budget).
 
 rt: bench/recipes/climb-rt.yaml (Rotten Tomatoes split by movie, 4,000 training reviews, test 20% =
 2,5xx reviews, max_length 64, MiniLM with HF Trainer's defaults). fmnist: bench/recipes/climb-fmnist.yaml
@@ -28,8 +31,9 @@ from typing import Any
 from honed.climb.runners import COMBINING
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = {name: ROOT / "bench" / "recipes" / f"climb-{name}.yaml" for name in ("rt", "fmnist")}
-GOALS = {"rt": (0.03, 0.05), "fmnist": (0.03, 0.03)}
+RECIPES = {**{name: ROOT / "bench" / "recipes" / f"climb-{name}.yaml" for name in ("rt", "fmnist")},
+           "quickstart": ROOT / "recipes" / "climb-quickstart.yaml"}  # the user-facing recipe, as README runs it
+GOALS = {"rt": (0.03, 0.05), "fmnist": (0.03, 0.03)}  # the quickstart has none: a better model than its baseline
 
 
 def folder(name: str) -> Path:
@@ -108,6 +112,8 @@ def report(name: str) -> None:
     honesty = summary.get("honesty", {})
     print(f"  accepted steps {honesty.get('accepted', 0)}, "
           f"of which test also improved: {honesty.get('test_improved', 0)}")
+    if name not in GOALS:
+        return
     same, overall = GOALS[name]
     at_size = figures.get("best at the baseline's size", figures["naive"])["test_mean"] - naive
     best = figures["best overall (by val)"]["test_mean"] - naive  # chosen on val, like everything else
