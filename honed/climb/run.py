@@ -190,7 +190,8 @@ def _backbones(c: Climb, stage: str, recipe: Any) -> list[Any]:
 
 
 class _Display:
-    """The live line: stage and candidate, runs done, best so far, budget left."""
+    """The live line: stage and candidate, runs done, best so far, budget left. When the output is not a
+    terminal (a log file, CI), where a live bar is not drawn, each new line is printed with the time."""
 
     def __init__(self, c: Climb, bars: Any, bar: Any) -> None:
         self.c, self.bars, self.bar = c, bars, bar
@@ -199,4 +200,7 @@ class _Display:
         best = [v for v in self.c.scores(self.c.best) if v is not None]
         mean = f"best val {self.c.metric} {sum(best) / len(best):.4f}" if best else "best: baseline running"
         done = len(self.c.store.results())
-        self.bars.update(self.bar, completed=done, info=f"{text} | {mean} | {done} runs | {self.c.budget_text()}")
+        line = f"{text} | {mean} | {done} runs | {self.c.budget_text()}"
+        self.bars.update(self.bar, completed=done, info=line)
+        if not self.bars.disable and not self.bars.console.is_terminal:
+            self.bars.console.print(f"{time.strftime('%H:%M:%S')} climb: {line}", highlight=False, soft_wrap=True)
