@@ -4,6 +4,7 @@ Planted problems on tiny data and the tiny random BERT of conftest.py; values re
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -285,9 +286,10 @@ def test_clean_drops_outlying_targets(audited, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("task", "policy"), [("regression", "relabel"), ("auto", "drop")])
 def test_cli_clean_refuses_labels_on_regression(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                task: str, policy: str) -> None:
+                                                monkeypatch: pytest.MonkeyPatch, task: str, policy: str) -> None:
     recipe = recipe_for(tiny_bert, planted(tmp_path), tmp_path / "run")
     recipe["task"] = task  # auto: the data's numeric targets make it regression
+    monkeypatch.setattr(importlib.import_module("honed.audit.cleaning"), "audit", _no_audit)  # before its work
     code = main(["clean", _write(tmp_path, recipe), "--quiet", "--labels", policy])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -297,9 +299,11 @@ def test_cli_clean_refuses_labels_on_regression(tiny_bert: str, tmp_path: Path, 
 
 @pytest.mark.parametrize("task", ["regression", "auto"])
 def test_cli_clean_refuses_a_label_threshold_on_regression(tiny_bert: str, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str], task: str) -> None:
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch, task: str) -> None:
     recipe = recipe_for(tiny_bert, planted(tmp_path), tmp_path / "run")
     recipe["task"] = task
+    monkeypatch.setattr(importlib.import_module("honed.audit.cleaning"), "audit", _no_audit)
     code = main(["clean", _write(tmp_path, recipe), "--quiet", "--label-threshold", "0.9"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -315,6 +319,10 @@ def test_python_audit_refuses_multilabel(tiny_bert: str, tmp_path: Path) -> None
     with pytest.raises(HonedError, match="honed audit does not support task multilabel yet"):
         audit(recipe, quiet=True)
     assert not (tmp_path / "run-audit").exists()
+
+
+def _no_audit(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the audit ran before the refusal")
 
 
 def _write(tmp_path: Path, recipe: dict) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from honed.audit.base import preview
-from honed.audit.data import Source
+from honed.audit.data import Source, data_task
 from honed.audit.run import AuditResult, audit, beside_run, split_settings
 from honed.data.tables import table_suffix
 from honed.errors import HonedError
@@ -61,9 +61,9 @@ def clean(recipe: str | Path | dict | Recipe, data: dict[str, Any] | None = None
     beside the run folder). `labels` None: drop likely label errors of a classification recipe."""
     if labels not in ("drop", "relabel", "keep", None):
         raise HonedError(f"--labels: expected drop, relabel or keep, got '{labels}'")
-    task = load_recipe(recipe, {**(overrides or {}), **split_settings(options)[1]}).task
-    if task != "auto":  # known from the recipe: refused before the audit reads any data
-        labels = label_policy(task, labels, label_threshold)
+    if labels in ("drop", "relabel") or label_threshold:  # refused, if it cannot apply, before the audit's work
+        label_policy(data_task(load_recipe(recipe, {**(overrides or {}), **split_settings(options)[1]}), data),
+                     labels, label_threshold)
     if not 0.0 <= label_threshold < 1.0:
         raise HonedError(f"--label-threshold: expected a probability in [0, 1), got {label_threshold}")
     checks = ("corrupt", "duplicates", "leakage", *(("label_issues",) if labels != "keep" else ()),

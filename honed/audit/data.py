@@ -121,6 +121,15 @@ def _targets_present(frames: dict[str, pd.DataFrame], names: list[str]) -> list[
     return []
 
 
+def data_task(recipe: Recipe, inputs: dict[str, Any] | None = None) -> str:
+    """The recipe's task; `auto` decided from the training table the way the audit and training decide it
+    (reading that one table, no model), so a caller can refuse what cannot apply before the audit's work."""
+    given = (inputs or {}).get("train", recipe.data.train)
+    if recipe.task != "auto" or given is None:
+        return recipe.task
+    return _read_split(given, recipe, "train", "auto")[2]
+
+
 def _read_split(given: Any, recipe: Recipe, split: str, task: str) -> tuple[pd.DataFrame, Source, str]:
     """The split's standard frame, where it came from, and the task (`auto` decided by the first table read)."""
     field_name, spec = f"data.{split}", recipe.data
