@@ -3,11 +3,18 @@ distillation sweep in bench/RESULTS.md), applied to the best configuration of th
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+import yaml
+
+from honed.climb import stages
 from honed.climb.configs import apply
 from honed.climb.ensemble_stage import LONGER, distil_change
 from honed.recipe import load_recipe
+from tests.conftest import text_rows
+from tests.test_climb import climb_tree
 
 TEACHER = "{ensemble:c-0123456789}"
 
@@ -33,3 +40,33 @@ def test_the_student_trains_three_times_longer_with_the_teachers_soft_labels(tra
         {"name": "distill", "teacher": TEACHER, "temperature": 2.0, "alpha": 0.5}]
     assert change.group == "distill" and change.runner == "fit" and change.cost == 3.0
     assert change.name == "distilled from the ensemble, 3x the training"
+
+
+def test_a_kept_ensemble_is_distilled_into_the_best_baseline_sized_model(tiny_bert: str, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path after an ensemble is kept, end to end: the acceptance rule is forced to pass (it is tested on its
+    own in tests/test_climb.py), so the teacher wiring, the student's longer run and the outputs are what's tested."""
+    from honed.climb.run import climb
+
+    monkeypatch.setattr(stages, "accepts", lambda diff, alpha, pairs: (diff is not None, "forced by the test"))
+    csv = tmp_path / "reviews.csv"
+    text_rows(160).to_csv(csv, index=False)
+    tree = climb_tree(tiny_bert, csv, stages={"optimisation": {"max_candidates": 1}, "ensemble": {}},
+                      drop_below=None, single_model=True)  # baseline lr 1e-5 (at chance) and candidate lr 3e-3
+    out = tmp_path / "climb"
+    summary = climb(tree, output=out).summary
+    rungs = [r["change"] for r in summary["ladder"]]
+    assert rungs[:2] == ["baseline", "lr 3e-3"] and rungs[-1] == f"distilled from the ensemble, {LONGER}x the training"
+    ensemble = summary["ladder"][-2]
+    assert ensemble["stage"] == "ensemble" and ensemble["config"] in {r["config"] for r in summary["candidates"]
+                                                                      if r["runner"] in ("ensemble", "crossfit")}
+    student = load_recipe(yaml.safe_load((out / "best_recipe.yaml").read_text()))
+    assert student.optim.lr == 3e-3 and student.train.epochs == LONGER * load_recipe(tree).train.epochs
+    (distill,) = [t for t in student.techniques if t.name == "distill"]
+    assert (distill.temperature, distill.alpha) == (2.0, 0.5)
+    assert Path(distill.teacher).resolve() == (out / "best_ensemble").resolve()  # best_recipe.yaml trains alone
+    members = json.loads((out / "best_ensemble" / "ensemble.json").read_text())["members"]
+    assert len(members) == 2 and all((out / "best_ensemble" / m["path"]).is_dir() for m in members)
+    assert (out / "best_model").is_dir() and (out / "best_ensemble" / "ensemble.json").is_file()
+    saved = json.loads((out / "climb.json").read_text())
+    assert saved["stopped"] == "done" and saved["ladder"][-1]["change"] == rungs[-1]
