@@ -106,6 +106,8 @@ def test_a_real_gain_is_kept_and_a_change_that_changes_nothing_is_not(tiny_bert:
     board = pd.read_csv(out / "leaderboard.csv")
     noop = board[board["change"] == "eval batch 4"].iloc[0]
     assert not noop["accepted"] and noop["delta_val"] == 0.0 and "not an improvement" in noop["reason"]
+    screened, kept = board[(board["change"] == "lr 3e-3")].itertuples()  # p not below alpha / 2 screened: verified
+    assert ALPHA / 2 <= screened.p < ALPHA and kept.accepted and kept.reason.startswith("on fresh pairs: ")
     best = load_recipe(yaml.safe_load((out / "best_recipe.yaml").read_text()))
     assert best.optim.lr == 3e-3 and best.data.train == str((out / "data" / "train.csv").resolve())
     assert (out / "best_model" / "labels.json").is_file() or (out / "best_model" / "config.json").is_file()
@@ -115,6 +117,23 @@ def test_a_real_gain_is_kept_and_a_change_that_changes_nothing_is_not(tiny_bert:
     again = climb(climb_tree(tiny_bert, data), output=out)  # a finished climb re-run trains nothing new
     runs = optuna.load_study(study_name="climb-tiny", storage=f"sqlite:///{out / 'climb.db'}").trials
     assert len(runs) == 10 and again.summary["ladder"] == ladder  # 2 baseline, 2x2 screening, 2x2 fresh pairs
+
+
+def test_the_stages_first_change_skips_fresh_pairs_only_past_a_bonferroni_bound(tiny_bert: str, data: Path,
+                                                                                 tmp_path: Path) -> None:
+    """Screened alone (1 candidate), lr 3e-3's screening p is below alpha / 1: kept on its screening runs. Screened
+    beside the no-op (2 candidates, the test above) the same p is not below alpha / 2: re-run on fresh pairs."""
+    from honed.climb.run import climb
+
+    out = tmp_path / "climb"
+    result = climb(climb_tree(tiny_bert, data, stages={"optimisation": {"max_candidates": 1}}), output=out)
+    (screened, kept) = result.summary["candidates"]
+    assert screened["delta_val"]["p"] < ALPHA / 1 and kept["accepted"] and kept["phase"] == "combine"
+    assert kept["reason"] == (f"kept on the screening pairs: p {screened['delta_val']['p']:.4f} < {ALPHA:g}/1 "
+                              "candidates screened, so no fresh pairs are needed")
+    assert kept["val"] == screened["val"] and [r["change"] for r in result.summary["ladder"]] == ["baseline", "lr 3e-3"]
+    runs = optuna.load_study(study_name="climb-tiny", storage=f"sqlite:///{out / 'climb.db'}").trials
+    assert len(runs) == 4  # 2 baseline, 2 of lr 3e-3: no fresh pairs
 
 
 def test_kill_9_mid_climb_then_the_same_command_resumes_without_redoing_runs(tiny_bert: str, data: Path,

@@ -204,12 +204,14 @@ def soft_vote_accuracy(out: Path, config: str, pair: int, recipe: dict[str, Any]
 
 def test_image_climb_keeps_the_learning_rate_that_learns(images: Path, tmp_path: Path) -> None:
     """Truth known: at lr 1e-6 the random-init CNN stays at chance, at 3e-2 it separates the two grey levels
-    exactly, on the screening seeds and on the fresh seeds that verify it; the eval batch size changes no
+    exactly, on the screening seeds and on the fresh seeds that verify it (`fresh_pairs: always`: the same gain
+    on every pair has p 0, which `auto` would keep without fresh seeds); the eval batch size changes no
     prediction. The ensemble stage runs on the image members; nothing can beat 1.0 on every pair."""
     from honed.climb.run import climb
 
     out = tmp_path / "climb"
-    result = climb(image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}}), output=out)
+    result = climb(image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}},
+                              fresh_pairs="always"), output=out)
     summary, board, best = outputs(out)
     assert result.summary["ladder"] == summary["ladder"] and summary["stopped"] == "done"
     ladder = summary["ladder"]
@@ -242,7 +244,8 @@ def test_image_climb_keeps_the_learning_rate_that_learns(images: Path, tmp_path:
     assert recomputed_accuracy(out / "best_model", best, "test") == pytest.approx(first["test"]["accuracy"])
     shutil.rmtree(out / "runs")  # a fresh checkout: the study is kept, the model folders are not
     shutil.rmtree(out / "best_model")
-    again = climb(image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}}), output=out,
+    again = climb(image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}},
+                             fresh_pairs="always"), output=out,
                   trials=len(runs))  # the run budget already spent: rebuilds do not count against it
     assert again.summary["ladder"] == ladder and again.summary["stopped"] == "done"
     rebuilt = {k: v for k, v in stored(out, "climb-tiny-image").items() if "/rebuild-" in k}
@@ -264,7 +267,8 @@ def test_fold_pairing_scores_each_fold_on_its_own_held_out_rows(images: Path, tm
     from honed.recipe import load_recipe
 
     out = tmp_path / "climb"
-    tree = image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}}, pairing="folds", folds=2)
+    tree = image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}}, pairing="folds", folds=2,
+                      fresh_pairs="always")  # the gain is the same on every fold (p 0): verified only when told
     climb(tree, output=out)
     summary, board, best = outputs(out)
     assert (summary["pairing"], summary["pairs"]) == ("folds", 2) and "2 folds" in summary["rule"]
@@ -382,7 +386,7 @@ def test_regression_data_stage_offers_one_cleaning_not_two_identical_ones(tiny_b
     notes: list[str] = []
     c = SimpleNamespace(best=Config(tree), pairing="seeds", folder=tmp_path / "climb", notes=notes,
                         show=lambda _text: None)
-    changes = clean_changes(c)
+    changes = clean_changes(c, "regression")
     assert [ch.name.split(" (")[0] for ch in changes] == ["clean: empty rows, exact copies, leaks"]
     assert notes == ["clean + likely label errors: the same rows as the cleaning before it, not run twice"]
     dropped = 63 - len(pd.read_csv(changes[0].overrides["data.train"]))

@@ -67,12 +67,16 @@ def clearly_losing(first: float, drop_below: float | None) -> bool:
     return drop_below is not None and first < -drop_below
 
 
-def rule_text(metric: str, alpha: float, pairs: int, pairing: str, drop_below: float | None) -> str:
+def rule_text(metric: str, alpha: float, pairs: int, pairing: str, drop_below: float | None,
+              fresh_pairs: str = "always") -> str:
     unit = "seeds" if pairing == "seeds" else "folds"
     text = (f"a candidate passes screening when the mean paired difference of val {metric} over {pairs} {unit} "
             f"is an improvement and a one-sided paired t-test gives p < {alpha:g}; it is kept only if {pairs} fresh "
             f"{unit}, never used to screen it, confirm it the same way against the best so far (ensembles of "
             f"members already trained are kept on the screening {unit})")
+    if fresh_pairs == "auto":
+        text += (f"; a stage's first kept change whose screening p is below {alpha:g} / the number of candidates "
+                 f"screened (Bonferroni) is kept on its screening {unit}")
     if drop_below is not None:
         text += f"; a candidate whose first pair is worse by more than {drop_below:g} is stopped there"
     return text

@@ -31,7 +31,7 @@ def load_proposers() -> None:
 
 def stage_changes(c: Climb, stage: str, situation: Situation) -> list[Change]:
     """The user's candidates, the climb's own for this stage, and the registered ones, in that order."""
-    own = clean_changes(c) if stage == "data" else []
+    own = clean_changes(c, situation.task) if stage == "data" else []
     user = [Change(u.name, dict(u.overrides), [dict(t) for t in u.techniques], u.group)
             for u in c.spec.candidates if u.stage == stage]
     errors: list[str] = []
@@ -61,9 +61,10 @@ def found_lr(c: Climb) -> float | None:
     return float(suggestion)
 
 
-def clean_changes(c: Climb) -> list[Change]:
+def clean_changes(c: Climb, task: str = "classification") -> list[Change]:
     """`honed clean` on the training split, as two alternatives: the sure things (empty rows, exact copies,
     leaks into val/test), and those plus likely label errors; none when the audit finds nothing."""
+    threshold = 0.5 if task == "classification" else 0.0  # regression has no label errors to threshold
     if c.best.runner != "fit":
         return []
     if c.pairing == "folds":  # folds of another pool would not pair with the best's, and would score the
@@ -80,7 +81,7 @@ def clean_changes(c: Climb) -> list[Change]:
             c.show(f"data: auditing the training split ({name})")
             try:
                 result = clean(load_recipe(c.best.resolved()), output=folder, overwrite=True, quiet=True,
-                               labels=labels, label_threshold=0.5, splits=("train",))
+                               labels=labels, label_threshold=threshold, splits=("train",))
             except HonedError as exc:
                 c.notes.append(f"{name}: the audit did not run ({exc})")
                 continue

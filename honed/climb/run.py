@@ -89,7 +89,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     load_proposers()
     with stop_on_signals():  # SIGTERM between runs too: the outputs are written, then exit 143
         stopped = _climb(c, spec, frames, task, quiet)
-    rule = rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below)
+    rule = rule_text(metric, spec.alpha, c.pairs, c.pairing, spec.drop_below, spec.fresh_pairs)
     return ClimbResult(folder, write_outputs(c, stopped, rule, user.name))
 
 

@@ -12,6 +12,8 @@
       small_data_rows: 2000
       alpha: 0.1                 # one-sided paired t-test level
       drop_below: 0.01           # first pair worse by more than this: stopped (clearly losing)
+      fresh_pairs: auto          # auto: a stage's first kept change whose screening p < alpha / candidates
+                                 # screened is kept without fresh pairs; always: every kept change re-runs
       budget: 3h                 # wall clock of the whole climb (s, m, h), and/or
       trials: 60                 # runs (one seed of one candidate is one run)
       backbones: [sentence-transformers/all-mpnet-base-v2]   # for the model stage; unset: the installed offline
@@ -83,6 +85,7 @@ class ClimbSpec(_Spec):
     pairing: Literal["auto", "seeds", "folds"] = "auto"
     alpha: float = Field(0.1, gt=0.0, lt=0.5)
     drop_below: float | None = Field(0.01, ge=0.0)
+    fresh_pairs: Literal["auto", "always"] = "auto"
     budget: float | None = None
     trials: int | None = Field(None, ge=1)
     metric: str | None = None

@@ -4,9 +4,10 @@ themselves).
 
 Screening runs the first pair of every candidate, stops those clearly losing, then runs the other
 pairs of the rest; a candidate passes when the acceptance rule holds against the stage's starting
-point. Forward selection takes the passing ones best first: the first is the screened configuration
-itself (its runs are reused), each later one runs as best + it and is kept only if the rule holds
-against the best so far. Alternatives (one `group`, e.g. two learning rates) exclude each other.
+point. Forward selection takes the passing ones best first, each run as best + it on fresh pairs and
+kept only if the rule holds against the best so far; the first may be kept on its screening runs when
+its p survives a Bonferroni correction for the candidates screened. Alternatives (one `group`, e.g. two
+learning rates) exclude each other.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def climb_stage(c: Climb, stage: str, changes: list[Change]) -> None:
     if not changes:
         return
     passed = screen(c, stage, changes)
-    combine(c, stage, passed)
+    combine(c, stage, passed, len(changes))
 
 
 def usable(c: Climb, stage: str, changes: list[Change]) -> list[Change]:
@@ -97,29 +98,44 @@ def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Pa
     return passed
 
 
-def combine(c: Climb, stage: str, passed: list[tuple[Change, Paired]]) -> None:
+def combine(c: Climb, stage: str, passed: list[tuple[Change, Paired]], screened: int = 1) -> None:
     """Forward selection, best first, each verified on fresh pairs (seeds or folds never used to screen it)
-    against the best so far: the screening winner's luck does not carry it in."""
-    for change, _ in sorted(passed, key=lambda item: -item[1].mean):
+    against the best so far: the screening winner's luck does not carry it in. The stage's first kept change
+    skips the fresh pairs when its screening p is below alpha / the candidates screened (Bonferroni: the
+    chance that any of them passes so by luck stays below alpha), as a new backbone that wins by 7 points
+    should not cost three more of its runs; `climb.fresh_pairs: always` re-runs every kept change."""
+    base = c.best
+    for change, diff in sorted(passed, key=lambda item: -item[1].mean):
         if change.group in c.best.groups():
             continue  # an alternative of a change kept just before (e.g. another learning rate)
         previous, config = c.best, c.best.with_change(change)
-        c.show(f"{stage}: verifying {config.label} on fresh pairs")
-        c.run([previous, config], range(c.pairs, c.pairs + 1))
-        first = c.diff(config, previous, pairs=range(c.pairs, c.pairs + 1))
-        if first is not None and clearly_losing(first.mean, c.spec.drop_below) and not c.failure(config, c.verifying):
-            c.record(stage, config, previous, "combine", False,
-                     f"on fresh pairs: stopped after 1 pair, {first.mean:+.4f}", c.verifying)
-            continue
-        c.run([previous, config], c.verifying)
-        ok, why = accepts(c.diff(config, previous, pairs=c.verifying), c.spec.alpha, c.pairs)
-        failed = c.failure(config, c.verifying)
-        if failed:
-            ok, why = False, f"run failed: {failed}"
-        c.record(stage, config, previous, "combine", ok, ("on fresh pairs: " if not failed else "") + why, c.verifying)
-        if ok:
+        if c.spec.fresh_pairs == "auto" and c.best is base and diff.p < c.spec.alpha / screened:
+            c.record(stage, config, previous, "combine", True, f"kept on the screening pairs: p {diff.p:.4f} < "
+                     f"{c.spec.alpha:g}/{screened} candidates screened, so no fresh pairs are needed")
             c.best = config
-            c.rung(stage, config, previous, c.verifying)
+            c.rung(stage, config, previous)
+            continue
+        verify(c, stage, previous, config)
+
+
+def verify(c: Climb, stage: str, previous: Config, config: Config) -> None:
+    """Keep `config` over `previous` only if the rule holds on fresh pairs (a clear loser stops after one)."""
+    c.show(f"{stage}: verifying {config.label} on fresh pairs")
+    c.run([previous, config], range(c.pairs, c.pairs + 1))
+    first = c.diff(config, previous, pairs=range(c.pairs, c.pairs + 1))
+    if first is not None and clearly_losing(first.mean, c.spec.drop_below) and not c.failure(config, c.verifying):
+        c.record(stage, config, previous, "combine", False,
+                 f"on fresh pairs: stopped after 1 pair, {first.mean:+.4f}", c.verifying)
+        return
+    c.run([previous, config], c.verifying)
+    ok, why = accepts(c.diff(config, previous, pairs=c.verifying), c.spec.alpha, c.pairs)
+    failed = c.failure(config, c.verifying)
+    if failed:
+        ok, why = False, f"run failed: {failed}"
+    c.record(stage, config, previous, "combine", ok, ("on fresh pairs: " if not failed else "") + why, c.verifying)
+    if ok:
+        c.best = config
+        c.rung(stage, config, previous, c.verifying)
 
 
 def keep_screened(c: Climb, stage: str, passed: list[tuple[Change, Paired]]) -> None:
