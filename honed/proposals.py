@@ -53,7 +53,8 @@ class Situation:
     image; `task`: classification | regression; `train_rows`: training rows; `lr_found`: the LR finder's
     suggestion (None when it did not run); `long_share`: share of training texts longer than
     data.max_length tokens; `findings`: audit counts by check (e.g. {"exact duplicate": 12});
-    `backbones`: other pretrained models the user listed (climb.backbones); `steps`: optimizer steps of one
+    `backbones`: other pretrained models, names or model sections (climb.backbones, or the installed ones of
+    the data's kind); `steps`: optimizer steps of one
     run of the current recipe; `class_skew`: largest over smallest class count in train (1.0: balanced)."""
 
     recipe: Any
@@ -63,7 +64,7 @@ class Situation:
     lr_found: float | None = None
     long_share: float = 0.0
     findings: dict[str, int] = field(default_factory=dict)
-    backbones: list[str] = field(default_factory=list)
+    backbones: list[Any] = field(default_factory=list)
     steps: int = 0
     class_skew: float = 1.0
 

@@ -13,6 +13,7 @@ import honed.models.candidates  # noqa: F401  (registers the model stage's propo
 from honed.assets import MODEL_PACKAGES, installed_backbones, resolve_model_id
 from honed.climb.run import _backbones
 from honed.climb.spec import parse_climb
+from honed.errors import HonedError
 from honed.proposals import proposals
 from tests.test_proposals import image_tree, situation, text_tree, tiny_weights  # noqa: F401  (a fixture)
 
@@ -51,17 +52,33 @@ def test_an_image_backbone_keeps_its_weights_and_the_recipes_own_is_not_proposed
     assert change.overrides["model"]["weights"] == str(tiny_weights) and change.name == "backbone resnet18"
 
 
-def test_unset_backbones_mean_the_installed_ones_and_an_empty_list_means_none(
+def test_unset_backbones_mean_the_installed_ones_kept_for_a_resume_and_an_empty_list_means_none(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(assets, "MODEL_PACKAGES", {"mine/small": (lambda: tmp_path, ""),
                                                    "other/big": (lambda: tmp_path, "")})
     recipe = SimpleNamespace(data=SimpleNamespace(kind="text"), model=SimpleNamespace(name="mine/small"))
-    unset = SimpleNamespace(spec=parse_climb({"seeds": 3}), notes=[])
+    unset = climb_state(parse_climb({"seeds": 3}))
     assert _backbones(unset, "model", recipe) == [{"name": "mine/small"}, {"name": "other/big"}]
-    assert unset.notes == ["model stage: climb.backbones is not set, so it tried the other installed text models "
+    assert unset.notes == ["model stage: climb.backbones is not set, so it proposed the other installed text models "
                            "(other/big); set climb.backbones: [] for none"]
-    none = SimpleNamespace(spec=parse_climb({"backbones": []}), notes=[])
+    monkeypatch.setattr(assets, "MODEL_PACKAGES", {})  # resumed where nothing is installed: the climb's list stands
+    assert _backbones(unset, "techniques", recipe) == [{"name": "mine/small"}, {"name": "other/big"}]
+    none = climb_state(parse_climb({"backbones": []}))
     assert _backbones(none, "model", recipe) == [] and none.notes == []
     mine = ["x/y", {"name": "resnet18", "weights": "w.pth"}]
-    listed = SimpleNamespace(spec=parse_climb({"backbones": mine}), notes=[])
+    listed = climb_state(parse_climb({"backbones": mine}))
     assert _backbones(listed, "model", recipe) == mine
+
+
+def test_a_backbone_section_without_a_name_is_refused_in_one_line() -> None:
+    with pytest.raises(HonedError) as caught:
+        parse_climb({"backbones": ["x/y", {"weights": "w.pth"}]})
+    assert str(caught.value) == ("recipe: climb.backbones: entry 1: a model section needs a name, e.g. "
+                                 "{name: resnet18, weights: resnet18.pth}")
+
+
+def climb_state(spec: object) -> SimpleNamespace:
+    """What `_backbones` reads of a climb: its spec, its notes and the study's attributes."""
+    saved: dict[str, object] = {}
+    store = SimpleNamespace(attr=lambda name, default=None: saved.get(name, default), set_attr=saved.__setitem__)
+    return SimpleNamespace(spec=spec, notes=[], store=store)

@@ -204,8 +204,8 @@ def soft_vote_accuracy(out: Path, config: str, pair: int, recipe: dict[str, Any]
 
 def test_image_climb_keeps_the_learning_rate_that_learns(images: Path, tmp_path: Path) -> None:
     """Truth known: at lr 1e-6 the random-init CNN stays at chance, at 3e-2 it separates the two grey levels
-    exactly, on the screening seeds and on the fresh seeds that verify it (`fresh_pairs: always`: the same gain
-    on every pair has p 0, which `auto` would keep without fresh seeds); the eval batch size changes no
+    exactly, on the screening seeds and on the fresh seeds that verify it (`fresh_pairs: always`: `auto` would
+    keep so clear a gain on its screening seeds alone); the eval batch size changes no
     prediction. The ensemble stage runs on the image members; nothing can beat 1.0 on every pair."""
     from honed.climb.run import climb
 
@@ -268,7 +268,7 @@ def test_fold_pairing_scores_each_fold_on_its_own_held_out_rows(images: Path, tm
 
     out = tmp_path / "climb"
     tree = image_tree(images, stages={"optimisation": {"max_candidates": 2}, "ensemble": {}}, pairing="folds", folds=2,
-                      fresh_pairs="always")  # the gain is the same on every fold (p 0): verified only when told
+                      fresh_pairs="always")  # so clear a gain is re-run on fresh folds only when told
     climb(tree, output=out)
     summary, board, best = outputs(out)
     assert (summary["pairing"], summary["pairs"]) == ("folds", 2) and "2 folds" in summary["rule"]

@@ -68,7 +68,7 @@ def clearly_losing(first: float, drop_below: float | None) -> bool:
 
 
 def rule_text(metric: str, alpha: float, pairs: int, pairing: str, drop_below: float | None,
-              fresh_pairs: str = "always") -> str:
+              fresh_pairs: str) -> str:
     unit = "seeds" if pairing == "seeds" else "folds"
     text = (f"a candidate passes screening when the mean paired difference of val {metric} over {pairs} {unit} "
             f"is an improvement and a one-sided paired t-test gives p < {alpha:g}; it is kept only if {pairs} fresh "
@@ -76,7 +76,8 @@ def rule_text(metric: str, alpha: float, pairs: int, pairing: str, drop_below: f
             f"members already trained are kept on the screening {unit})")
     if fresh_pairs == "auto":
         text += (f"; a stage's first kept change whose screening p is below {alpha:g} / the number of candidates "
-                 f"screened (Bonferroni) is kept on its screening {unit}")
+                 f"screened (Bonferroni; a sign test's 0.5^n when every pair moved alike) is kept on its screening "
+                 f"{unit}")
     if drop_below is not None:
         text += f"; a candidate whose first pair is worse by more than {drop_below:g} is stopped there"
     return text

@@ -81,7 +81,7 @@ def _table(frame: pd.DataFrame, images: Path) -> pd.DataFrame:
     return out
 
 
-def situation(recipe: Recipe, frames: dict[str, pd.DataFrame], task: str, backbones: list[str],
+def situation(recipe: Recipe, frames: dict[str, pd.DataFrame], task: str, backbones: list[Any],
               lr_found: float | None = None, findings: dict[str, int] | None = None) -> Situation:
     """What the proposers read about the current recipe and the data."""
     train = frames["train"]

@@ -178,14 +178,18 @@ def _stage(c: Climb, stage: str, frames: dict[str, Any], task: str) -> None:
 
 
 def _backbones(c: Climb, stage: str, recipe: Any) -> list[Any]:
-    """climb.backbones, or when the recipe lists none, the pretrained models of its data kind installed here."""
+    """climb.backbones, or when the recipe lists none, the pretrained models of its data kind installed here
+    when the climb began (kept in the study, so a resumed or shared climb proposes the same ones)."""
     if c.spec.backbones is not None:
         return list(c.spec.backbones)
-    found = installed_backbones(recipe.data.kind)
+    found = c.store.attr("installed_backbones")
+    if found is None:
+        found = installed_backbones(recipe.data.kind)
+        c.store.set_attr("installed_backbones", found)
     others = [b["name"] for b in found if b["name"] != recipe.model.name]
     if stage == "model" and others:
-        c.notes.append(f"model stage: climb.backbones is not set, so it tried the other installed {recipe.data.kind} "
-                       f"models ({', '.join(others)}); set climb.backbones: [] for none")
+        c.notes.append(f"model stage: climb.backbones is not set, so it proposed the other installed "
+                       f"{recipe.data.kind} models ({', '.join(others)}); set climb.backbones: [] for none")
     return found
 
 
@@ -202,5 +206,6 @@ class _Display:
         done = len(self.c.store.results())
         line = f"{text} | {mean} | {done} runs | {self.c.budget_text()}"
         self.bars.update(self.bar, completed=done, info=line)
-        if not self.bars.disable and not self.bars.console.is_terminal:
-            self.bars.console.print(f"{time.strftime('%H:%M:%S')} climb: {line}", highlight=False, soft_wrap=True)
+        console = self.bars.console
+        if not self.bars.disable and not console.is_terminal and not console.is_jupyter:  # Jupyter draws the bar
+            console.print(f"{time.strftime('%H:%M:%S')} climb: {line}", highlight=False, soft_wrap=True)

@@ -116,6 +116,15 @@ class ClimbSpec(_Spec):
             raise ValueError("no stage is enabled; enable at least one of " + ", ".join(STAGES))
         return value
 
+    @field_validator("backbones")
+    @classmethod
+    def _named(cls, value: list[str | dict[str, Any]] | None) -> list[str | dict[str, Any]] | None:
+        for i, backbone in enumerate(value or []):
+            if isinstance(backbone, dict) and not backbone.get("name"):
+                raise ValueError(f"entry {i}: a model section needs a name, e.g. {{name: resnet18, weights: "
+                                 "resnet18.pth}")
+        return value
+
     @field_validator("budget", mode="before")
     @classmethod
     def _budget(cls, value: Any) -> Any:

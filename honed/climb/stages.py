@@ -1,6 +1,6 @@
 """One stage of the climb: screen each candidate against the current best, then keep the ones that pass
-by forward selection, each re-verified on top of what was kept before it (effects do not add up by
-themselves).
+by forward selection, each re-verified on fresh pairs on top of what was kept before it (effects do not
+add up by themselves).
 
 Screening runs the first pair of every candidate, stops those clearly losing, then runs the other
 pairs of the rest; a candidate passes when the acceptance rule holds against the stage's starting
@@ -98,19 +98,21 @@ def screen(c: Climb, stage: str, changes: list[Change]) -> list[tuple[Change, Pa
     return passed
 
 
-def combine(c: Climb, stage: str, passed: list[tuple[Change, Paired]], screened: int = 1) -> None:
+def combine(c: Climb, stage: str, passed: list[tuple[Change, Paired]], screened: int) -> None:
     """Forward selection, best first, each verified on fresh pairs (seeds or folds never used to screen it)
     against the best so far: the screening winner's luck does not carry it in. The stage's first kept change
     skips the fresh pairs when its screening p is below alpha / the candidates screened (Bonferroni: the
-    chance that any of them passes so by luck stays below alpha), as a new backbone that wins by 7 points
+    chance that any of them passes so by luck stays below alpha; with the same gain on every pair, where the
+    t-test's p is 0, the sign test's 0.5^n stands in), as a new backbone that wins by 7 points
     should not cost three more of its runs; `climb.fresh_pairs: always` re-runs every kept change."""
     base = c.best
     for change, diff in sorted(passed, key=lambda item: -item[1].mean):
         if change.group in c.best.groups():
             continue  # an alternative of a change kept just before (e.g. another learning rate)
         previous, config = c.best, c.best.with_change(change)
-        if c.spec.fresh_pairs == "auto" and c.best is base and diff.p < c.spec.alpha / screened:
-            c.record(stage, config, previous, "combine", True, f"kept on the screening pairs: p {diff.p:.4f} < "
+        p = diff.p if diff.std > 0 else 0.5 ** diff.n  # the same gain on every pair: a sign test's p, not 0
+        if c.spec.fresh_pairs == "auto" and c.best is base and p < c.spec.alpha / screened:
+            c.record(stage, config, previous, "combine", True, f"kept on the screening pairs: p {p:.4f} < "
                      f"{c.spec.alpha:g}/{screened} candidates screened, so no fresh pairs are needed")
             c.best = config
             c.rung(stage, config, previous)

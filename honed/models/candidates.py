@@ -70,15 +70,15 @@ def _backbones(s: Situation) -> list[Change]:
     if spec.fusion is not None:
         return []
     here = _size(spec.name) if s.kind == "text" else None
-    out, seen = [], {spec.name}
+    out, seen = [], {resolve_model_id(spec.name)}  # a name and the local folder it resolves to are one model
     for section in map(_section, s.backbones):
         name = str(section.get("name", ""))
-        if name in seen:
+        if resolve_model_id(name) in seen:
             continue
-        seen.add(name)
+        seen.add(resolve_model_id(name))
         there = _size(name) if here else None
         cost = round(max(0.1, there / here), 1) if here and there else 1.0
-        out.append(Change(f"backbone {name}", {"model": {**section, "dropout": spec.dropout.model_dump()}},
+        out.append(Change(f"backbone {name}", {"model": {"dropout": spec.dropout.model_dump(), **section}},
                           group="backbone", why="another pretrained model: the backbone is often the largest lever",
                           cost=cost))
     return out
