@@ -223,6 +223,9 @@ BAD = [
     ({"climb": {"candidates": [{"name": "x", "overrides": {"optim.lrr": 1e-3}}]}}, [], "climb.candidates.0"),
     ({"climb": {"candidates": [{"name": "t", "techniques": [{"name": "emma"}]}]}}, [], "unknown technique 'emma'"),
     ({}, ["--storage", "postgresql://nobody@127.0.0.1:1/none"], "cannot open the climb's database"),
+    ({"climb": {"transfer": "nowhere.csv", "single_model": True, "pairing": "seeds"}}, [],
+     "climb.transfer: file 'nowhere.csv' not found"),
+    ({"climb": {"transfer": "nowhere.csv"}}, [], "climb.transfer: the rows are for distilling a kept ensemble"),
 ]
 
 

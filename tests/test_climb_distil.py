@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,3 +71,54 @@ def test_a_kept_ensemble_is_distilled_into_the_best_baseline_sized_model(tiny_be
     assert (out / "best_model").is_dir() and (out / "best_ensemble" / "ensemble.json").is_file()
     saved = json.loads((out / "climb.json").read_text())
     assert saved["stopped"] == "done" and saved["ladder"][-1]["change"] == rungs[-1]
+
+
+def test_unlabelled_rows_make_the_student_learn_only_soft_labels_for_longer() -> None:
+    tree = recipe(epochs=2)
+    change = distil_change(load_recipe(tree).train, TEACHER, ("data/train_transfer.csv", 300, 100))
+    student = load_recipe(apply(tree, [change]))
+    assert student.data.train == "data/train_transfer.csv" and student.train.epochs == 6
+    assert apply(tree, [change])["techniques"][-1] == {"name": "distill", "teacher": TEACHER, "temperature": 2.0,
+                                                        "alpha": 1.0}
+    assert change.cost == 3.0 * 400 / 100  # 3x the epochs over 4x the rows
+    assert change.name == "distilled from the ensemble, 3x the training, + 300 unlabelled rows (climb.transfer)"
+
+
+def test_climb_transfer_rows_are_labelled_by_the_teacher_and_trained_on(tiny_bert: str, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from honed.climb.run import climb
+    from honed.inference import load_predictor
+
+    monkeypatch.setattr(stages, "accepts", lambda diff, alpha, pairs: (diff is not None, "forced by the test"))
+    csv, unlabelled = tmp_path / "reviews.csv", tmp_path / "unlabelled.csv"
+    text_rows(160).to_csv(csv, index=False)
+    text_rows(40, seed=1)[["text"]].to_csv(unlabelled, index=False)  # the user's column, no labels
+    tree = climb_tree(tiny_bert, csv, stages={"optimisation": {"max_candidates": 1}, "ensemble": {}},
+                      drop_below=None, single_model=True, transfer=str(unlabelled))
+    out = tmp_path / "climb"
+    summary = climb(tree, output=out).summary
+    assert summary["ladder"][-1]["change"].endswith(", + 40 unlabelled rows (climb.transfer)")
+    train, both = pd.read_csv(out / "data" / "train.csv"), pd.read_csv(out / "data" / "train_transfer.csv")
+    assert both["x"].tolist() == train["x"].tolist() + text_rows(40, seed=1)["text"].tolist()
+    assert both["label"][:len(train)].tolist() == train["label"].tolist()
+    teacher = load_predictor(out / "best_ensemble")  # the first pair's kept ensemble, copied
+    assert both["label"][len(train):].tolist() == teacher.predict(both[len(train):][["x"]].reset_index(drop=True))
+    student = load_recipe(yaml.safe_load((out / "best_recipe.yaml").read_text()))
+    assert Path(student.data.train).resolve() == (out / "data" / "train_transfer.csv").resolve()
+    (distill,) = [t for t in student.techniques if t.name == "distill"]
+    assert distill.alpha == 1.0
+
+
+def test_climb_transfer_without_the_text_column_is_one_line(tiny_bert: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    from honed.cli import main
+
+    csv, unlabelled = tmp_path / "reviews.csv", tmp_path / "unlabelled.csv"
+    text_rows(160).to_csv(csv, index=False)
+    text_rows(10).rename(columns={"text": "review"}).to_csv(unlabelled, index=False)
+    recipe_file = tmp_path / "climb.yaml"
+    recipe_file.write_text(yaml.safe_dump(climb_tree(tiny_bert, csv, single_model=True, transfer=str(unlabelled))))
+    assert main(["climb", str(recipe_file), "--output", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"climb.transfer: {unlabelled}: no column 'text'" in err, err
+    assert not (tmp_path / "out").exists()

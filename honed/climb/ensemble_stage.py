@@ -12,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from honed.climb.configs import Config
 from honed.climb.stages import keep_screened, screen
 from honed.climb.state import Climb
+from honed.inference.base import load_predictor
 from honed.proposals import Change
 from honed.recipe import load_recipe
 
@@ -98,7 +100,8 @@ def _distil(c: Climb) -> None:
     placeholder = f"{{ensemble:{ensemble.id}}}"  # the teacher is part of the student's identity
     c.rebuild([ensemble], c.screening)
     c.substitutes[placeholder] = [c.model_dir(ensemble, i) for i in c.screening]
-    change = distil_change(load_recipe(student.resolved()).train, placeholder)
+    rows = _transfer_train(c, c.substitutes[placeholder][0]) if c.spec.transfer is not None else None
+    change = distil_change(load_recipe(student.resolved()).train, placeholder, rows)
     c.best = student
     try:
         keep_screened(c, "ensemble", screen(c, "ensemble", [change]))
@@ -111,15 +114,39 @@ LONGER = 3  # bench/RESULTS.md, "Distillation sweep": a distilled student gained
 # and +1.6 at 3x (the student alone gained nothing from the extra epochs); temperature and alpha mattered less
 
 
-def distil_change(train: Any, teacher: str) -> Change:
+def distil_change(train: Any, teacher: str, rows: tuple[str, int, int] | None = None) -> Change:
     """The distillation candidate: the teacher's soft labels (T 2, alpha 0.5) and LONGER times the student's
-    training (its epochs, or its max_steps when those cap the run)."""
+    training (its epochs, or its max_steps when those cap the run). With `rows` (climb.transfer: the training
+    file holding the unlabelled rows too, their count and the labelled rows' count) the student learns only the
+    soft labels (alpha 1: the unlabelled rows' stored labels are the teacher's own guesses)."""
     key, length = ("train.max_steps", train.max_steps) if train.max_steps is not None else \
         ("train.epochs", train.epochs)
-    return Change(f"distilled from the ensemble, {LONGER}x the training", overrides={key: LONGER * length},
-                  techniques=[{"name": "distill", "teacher": teacher, "temperature": 2.0, "alpha": 0.5}],
+    overrides: dict[str, Any] = {key: LONGER * length}
+    name, alpha, cost = f"distilled from the ensemble, {LONGER}x the training", 0.5, float(LONGER)
+    if rows is not None:
+        path, added, labelled = rows
+        overrides["data.train"] = path
+        name, alpha = f"{name}, + {added} unlabelled rows (climb.transfer)", 1.0
+        cost *= 1.0 if train.max_steps is not None else (added + labelled) / max(1, labelled)
+    return Change(name, overrides=overrides,
+                  techniques=[{"name": "distill", "teacher": teacher, "temperature": 2.0, "alpha": alpha}],
                   group="distill", why="one model's cost, the ensemble's knowledge; a student learns from soft "
-                  "labels longer than from hard ones", cost=float(LONGER))
+                  "labels longer than from hard ones", cost=cost)
+
+
+def _transfer_train(c: Climb, teacher: str) -> tuple[str, int, int]:
+    """data/train_transfer.csv: the climb's training rows, then climb.transfer's rows labelled by the first pair's
+    teacher (written once, so a resumed climb reads the same file); its path and the two row counts."""
+    data = c.folder / "data"
+    train = pd.read_csv(data / "train.csv", keep_default_na=False)
+    rows = pd.read_csv(data / "transfer.csv", keep_default_na=False)
+    path = data / "train_transfer.csv"
+    if not path.is_file():
+        c.show(f"ensemble: the teacher labels the {len(rows)} rows of climb.transfer")
+        rows["label"] = load_predictor(teacher).predict(rows)
+        pd.concat([train, rows], ignore_index=True).to_csv(path.with_suffix(".tmp"), index=False)
+        path.with_suffix(".tmp").replace(path)
+    return str(path.resolve()), len(rows), len(train)
 
 
 def _baseline_size(c: Climb) -> Config | None:

@@ -22,7 +22,7 @@ from honed.climb import TASKS as CLIMB_TASKS
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
 from honed.climb.configs import NOT_IDENTITY, Config, check_change, identity_tree
-from honed.climb.data import load_splits, situation, write_splits
+from honed.climb.data import load_splits, situation, transfer_rows, write_splits
 from honed.climb.ensemble_stage import ensemble_stage
 from honed.climb.executor import BudgetSpent
 from honed.climb.outputs import write_outputs
@@ -66,6 +66,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     if task != "classification":  # task auto read numbers: the task's loss and metric where the recipe was silent
         user = with_task(user, task)  # (classification keeps its tree, so existing climbs keep their run ids)
     pairing, pairs, metric = _pairing(user, spec, frames, task)
+    transfer = transfer_rows(user, spec.transfer, task, spec.single_model, pairing)
     tree = {k: v for k, v in identity_tree(user.model_dump(mode="json")).items() if k not in NOT_IDENTITY}
     identity = {"tree": tree, "pairing": pairing, "pairs": pairs}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -76,7 +77,8 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     url = storage or f"sqlite:///{(folder / 'climb.db').resolve()}"
     if storage is None:
         store = Store(url, name, fingerprint, metric)
-    data = write_splits(user, frames, task, labels, folder / "data")
+    data = write_splits(user, {**frames, **({"transfer": transfer} if transfer is not None else {})}, task, labels,
+                        folder / "data")  # data/transfer.csv: the rows the distillation's teacher labels
     base = Config(load_recipe(user, {**data, "climb": None, "output_dir": None}).model_dump(mode="json"),
                   root=str(folder.resolve()))
     spent = float(store.attr("wall_seconds", 0.0))
