@@ -18,13 +18,16 @@ def climb_state() -> SimpleNamespace:
                            store=SimpleNamespace(results=lambda: [1, 2, 3, 4]), budget_text=lambda: "12 min left")
 
 
-@pytest.mark.parametrize(("terminal", "enabled", "printed"), [(False, True, True), (True, True, False),
-                                                              (False, False, False)])
+@pytest.mark.parametrize(("terminal", "enabled", "printed", "interactive"), [
+    (False, True, True, None), (True, True, False, None), (False, False, False, None),
+    (True, True, True, False),  # a terminal rich draws no live bar on (TERM=dumb)
+])
 def test_each_new_line_goes_to_a_log_but_not_to_a_terminal_or_under_quiet(monkeypatch: pytest.MonkeyPatch,
                                                                           terminal: bool, enabled: bool,
-                                                                          printed: bool) -> None:
+                                                                          printed: bool, interactive: bool | None
+                                                                          ) -> None:
     out = io.StringIO()
-    console = Console(file=out, force_terminal=terminal, width=200)
+    console = Console(file=out, force_terminal=terminal, force_interactive=interactive, width=200)
     monkeypatch.setattr("honed.progress.console", console)
     bars = progress_bar(enabled)
     bar = bars.add_task("climb", total=None, info="")

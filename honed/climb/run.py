@@ -196,8 +196,9 @@ def _backbones(c: Climb, stage: str, recipe: Any) -> list[Any]:
 
 
 class _Display:
-    """The live line: stage and candidate, runs done, best so far, budget left. When the output is not a
-    terminal (a log file, CI), where a live bar is not drawn, each new line is printed with the time."""
+    """The live line: stage and candidate, runs done, best so far, budget left. When the output is not an
+    interactive terminal (a log file, CI, TERM=dumb), where a live bar is not drawn, each new line is printed with
+    the time."""
 
     def __init__(self, c: Climb, bars: Any, bar: Any) -> None:
         self.c, self.bars, self.bar = c, bars, bar
@@ -209,5 +210,5 @@ class _Display:
         line = f"{text} | {mean} | {done} runs | {self.c.budget_text()}"
         self.bars.update(self.bar, completed=done, info=line)
         console = self.bars.console
-        if not self.bars.disable and not console.is_terminal and not console.is_jupyter:  # Jupyter draws the bar
+        if not self.bars.disable and not console.is_interactive and not console.is_jupyter:  # Jupyter draws
             console.print(f"{time.strftime('%H:%M:%S')} climb: {line}", highlight=False, soft_wrap=True)
