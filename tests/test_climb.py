@@ -226,6 +226,9 @@ BAD = [
     ({"climb": {"transfer": "nowhere.csv", "single_model": True, "pairing": "seeds"}}, [],
      "climb.transfer: file 'nowhere.csv' not found"),
     ({"climb": {"transfer": "nowhere.csv"}}, [], "climb.transfer: the rows are for distilling a kept ensemble"),
+    ({"climb": {"transfer": "nowhere.csv", "single_model": True}}, [], "climb.transfer: the rows are for"),  # folds
+    ({"climb": {"transfer": "nowhere.csv", "single_model": True, "pairing": "seeds", "stages": ["optimisation"]}},
+     [], "climb.transfer: the rows are for distilling"),  # no ensemble stage
 ]
 
 

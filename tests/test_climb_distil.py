@@ -13,6 +13,7 @@ import yaml
 from honed.climb import stages
 from honed.climb.configs import apply
 from honed.climb.ensemble_stage import LONGER, distil_change
+from honed.errors import HonedError
 from honed.recipe import load_recipe
 from tests.conftest import text_rows
 from tests.test_climb import climb_tree
@@ -86,27 +87,63 @@ def test_unlabelled_rows_make_the_student_learn_only_soft_labels_for_longer() ->
 
 def test_climb_transfer_rows_are_labelled_by_the_teacher_and_trained_on(tiny_bert: str, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's unlabelled file holds 40 new texts and every labelled one: those that are val or test inputs are
+    left out (they would leak the scored rows into training), the rest is labelled by the kept ensemble."""
     from honed.climb.run import climb
     from honed.inference import load_predictor
 
     monkeypatch.setattr(stages, "accepts", lambda diff, alpha, pairs: (diff is not None, "forced by the test"))
     csv, unlabelled = tmp_path / "reviews.csv", tmp_path / "unlabelled.csv"
     text_rows(160).to_csv(csv, index=False)
-    text_rows(40, seed=1)[["text"]].to_csv(unlabelled, index=False)  # the user's column, no labels
+    new = text_rows(40, seed=1).assign(text=lambda f: f["text"] + " (new)")
+    given = pd.concat([new, text_rows(160)])[["text"]]  # the user's column, no labels
+    given.to_csv(unlabelled, index=False)
     tree = climb_tree(tiny_bert, csv, stages={"optimisation": {"max_candidates": 1}, "ensemble": {}},
                       drop_below=None, single_model=True, transfer=str(unlabelled))
     out = tmp_path / "climb"
     summary = climb(tree, output=out).summary
-    assert summary["ladder"][-1]["change"].endswith(", + 40 unlabelled rows (climb.transfer)")
-    train, both = pd.read_csv(out / "data" / "train.csv"), pd.read_csv(out / "data" / "train_transfer.csv")
-    assert both["x"].tolist() == train["x"].tolist() + text_rows(40, seed=1)["text"].tolist()
+    data = out / "data"
+    train, val, test = (pd.read_csv(data / f"{s}.csv") for s in ("train", "val", "test"))
+    scored = set(val["x"]) | set(test["x"])
+    kept = [t for t in given["text"] if t not in scored]
+    assert len(kept) == 40 + len(train) and f"climb.transfer: {len(val) + len(test)} rows repeat" in \
+        " ".join(summary["notes"])
+    assert summary["ladder"][-1]["change"].endswith(f", + {len(kept)} unlabelled rows (climb.transfer)")
+    (written,) = data.glob("train_transfer-*.csv")
+    both = pd.read_csv(written)
+    assert both["x"].tolist() == train["x"].tolist() + kept
     assert both["label"][:len(train)].tolist() == train["label"].tolist()
     teacher = load_predictor(out / "best_ensemble")  # the first pair's kept ensemble, copied
     assert both["label"][len(train):].tolist() == teacher.predict(both[len(train):][["x"]].reset_index(drop=True))
     student = load_recipe(yaml.safe_load((out / "best_recipe.yaml").read_text()))
-    assert Path(student.data.train).resolve() == (out / "data" / "train_transfer.csv").resolve()
+    assert Path(student.data.train).resolve() == written.resolve()
     (distill,) = [t for t in student.techniques if t.name == "distill"]
     assert distill.alpha == 1.0
+
+
+def test_transfer_rows_from_an_image_folder_are_absolute_and_a_text_folder_or_task_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from honed.climb.spec import parse_climb
+    from honed.climb.transfer import NEEDS, transfer_rows
+
+    (tmp_path / "pool" / "a").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(tmp_path / "pool" / "a" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    spec = parse_climb({"transfer": "pool", "single_model": True}, source="t")
+    image = load_recipe({"data": {"kind": "image", "train": "pool"}})
+    empty = {s: pd.DataFrame({"x": pd.Series([], dtype=object)}) for s in ("val", "test")}
+    written, dropped = transfer_rows(image, spec, "classification", "seeds", empty)
+    (rows,) = written.values()
+    assert dropped == 0 and sorted(rows["x"]) == [str((tmp_path / "pool" / "a" / f"{i}.png").resolve())
+                                                  for i in range(3)]
+    with pytest.raises(HonedError, match="climb.transfer: 'pool' is a folder; a text climb reads a table"):
+        transfer_rows(load_recipe({"data": {"kind": "text", "train": "x.csv"}}), spec, "classification", "seeds", empty)
+    for task, pairing in (("regression", "seeds"), ("classification", "folds")):
+        with pytest.raises(HonedError, match=f"climb.transfer: {NEEDS[:40]}"):
+            transfer_rows(image, spec, task, pairing, empty)
 
 
 def test_climb_transfer_without_the_text_column_is_one_line(tiny_bert: str, tmp_path: Path,
@@ -117,7 +154,8 @@ def test_climb_transfer_without_the_text_column_is_one_line(tiny_bert: str, tmp_
     text_rows(160).to_csv(csv, index=False)
     text_rows(10).rename(columns={"text": "review"}).to_csv(unlabelled, index=False)
     recipe_file = tmp_path / "climb.yaml"
-    recipe_file.write_text(yaml.safe_dump(climb_tree(tiny_bert, csv, single_model=True, transfer=str(unlabelled))))
+    tree = climb_tree(tiny_bert, csv, single_model=True, transfer=str(unlabelled), stages=["optimisation", "ensemble"])
+    recipe_file.write_text(yaml.safe_dump(tree))
     assert main(["climb", str(recipe_file), "--output", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"climb.transfer: {unlabelled}: no column 'text'" in err, err

@@ -20,7 +20,6 @@ from honed.data.build import load_tables
 from honed.data.labels import TARGET
 from honed.data.sources import META
 from honed.errors import HonedError
-from honed.inference.frames import unlabelled_frame
 from honed.proposals import Situation
 from honed.recipe import Recipe
 
@@ -62,24 +61,6 @@ def write_splits(recipe: Recipe, frames: dict[str, pd.DataFrame], task: str, lab
     if task == "classification":
         overrides["data.labels"] = labels
     return overrides
-
-
-def transfer_rows(recipe: Recipe, source: str | None, task: str, single_model: bool,
-                  pairing: str) -> pd.DataFrame | None:
-    """climb.transfer's unlabelled in-domain rows, read as `honed predict` reads its input (the recipe's text or
-    path column), checked before the climb's folder is touched; None when the recipe gives none."""
-    if source is None:
-        return None
-    if task != "classification" or not single_model or pairing != "seeds":
-        raise HonedError("climb.transfer: the rows are for distilling a kept ensemble into one model, which needs "
-                         "a classification climb paired on seeds with single_model: true (--single-model)")
-    try:
-        rows = unlabelled_frame(source, recipe)
-    except HonedError as exc:
-        raise HonedError(f"climb.transfer: {str(exc).removeprefix('input: ')}") from None
-    if not len(rows):
-        raise HonedError(f"climb.transfer: '{source}' holds no rows")
-    return rows
 
 
 def _table(frame: pd.DataFrame, images: Path) -> pd.DataFrame:

@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from honed.climb.configs import Config
 from honed.climb.stages import keep_screened, screen
 from honed.climb.state import Climb
-from honed.inference.base import load_predictor
+from honed.climb.transfer import train_transfer
 from honed.proposals import Change
 from honed.recipe import load_recipe
 
@@ -100,7 +99,11 @@ def _distil(c: Climb) -> None:
     placeholder = f"{{ensemble:{ensemble.id}}}"  # the teacher is part of the student's identity
     c.rebuild([ensemble], c.screening)
     c.substitutes[placeholder] = [c.model_dir(ensemble, i) for i in c.screening]
-    rows = _transfer_train(c, c.substitutes[placeholder][0]) if c.spec.transfer is not None else None
+    written, teacher, rows = c.plan.get("transfer"), c.substitutes[placeholder][0], None
+    if written and teacher:
+        rows = train_transfer(c.folder, written, teacher, ensemble.id, c.show)
+    elif written:
+        c.notes.append("climb.transfer not used: the kept ensemble's first pair has no model folder to label it")
     change = distil_change(load_recipe(student.resolved()).train, placeholder, rows)
     c.best = student
     try:
@@ -132,21 +135,6 @@ def distil_change(train: Any, teacher: str, rows: tuple[str, int, int] | None = 
                   techniques=[{"name": "distill", "teacher": teacher, "temperature": 2.0, "alpha": alpha}],
                   group="distill", why="one model's cost, the ensemble's knowledge; a student learns from soft "
                   "labels longer than from hard ones", cost=cost)
-
-
-def _transfer_train(c: Climb, teacher: str) -> tuple[str, int, int]:
-    """data/train_transfer.csv: the climb's training rows, then climb.transfer's rows labelled by the first pair's
-    teacher (written once, so a resumed climb reads the same file); its path and the two row counts."""
-    data = c.folder / "data"
-    train = pd.read_csv(data / "train.csv", keep_default_na=False)
-    rows = pd.read_csv(data / "transfer.csv", keep_default_na=False)
-    path = data / "train_transfer.csv"
-    if not path.is_file():
-        c.show(f"ensemble: the teacher labels the {len(rows)} rows of climb.transfer")
-        rows["label"] = load_predictor(teacher).predict(rows)
-        pd.concat([train, rows], ignore_index=True).to_csv(path.with_suffix(".tmp"), index=False)
-        path.with_suffix(".tmp").replace(path)
-    return str(path.resolve()), len(rows), len(train)
 
 
 def _baseline_size(c: Climb) -> Config | None:

@@ -22,7 +22,7 @@ from honed.climb import TASKS as CLIMB_TASKS
 from honed.climb.acceptance import rule_text
 from honed.climb.candidates import found_lr, load_proposers, stage_changes
 from honed.climb.configs import NOT_IDENTITY, Config, check_change, identity_tree
-from honed.climb.data import load_splits, situation, transfer_rows, write_splits
+from honed.climb.data import load_splits, situation, write_splits
 from honed.climb.ensemble_stage import ensemble_stage
 from honed.climb.executor import BudgetSpent
 from honed.climb.outputs import write_outputs
@@ -30,6 +30,7 @@ from honed.climb.spec import ClimbSpec, parse_budget, parse_climb
 from honed.climb.stages import climb_stage
 from honed.climb.state import Climb
 from honed.climb.store import Store
+from honed.climb.transfer import transfer_rows
 from honed.data.targets import with_task
 from honed.errors import HonedError, require_task
 from honed.fit import normalise_overrides
@@ -66,7 +67,7 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     if task != "classification":  # task auto read numbers: the task's loss and metric where the recipe was silent
         user = with_task(user, task)  # (classification keeps its tree, so existing climbs keep their run ids)
     pairing, pairs, metric = _pairing(user, spec, frames, task)
-    transfer = transfer_rows(user, spec.transfer, task, spec.single_model, pairing)
+    transfer, dropped = transfer_rows(user, spec, task, pairing, frames)
     tree = {k: v for k, v in identity_tree(user.model_dump(mode="json")).items() if k not in NOT_IDENTITY}
     identity = {"tree": tree, "pairing": pairing, "pairs": pairs}
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -77,17 +78,19 @@ def climb(recipe: str | Path | dict | Recipe, *, overrides: dict[str, Any] | Non
     url = storage or f"sqlite:///{(folder / 'climb.db').resolve()}"
     if storage is None:
         store = Store(url, name, fingerprint, metric)
-    data = write_splits(user, {**frames, **({"transfer": transfer} if transfer is not None else {})}, task, labels,
-                        folder / "data")  # data/transfer.csv: the rows the distillation's teacher labels
+    data = write_splits(user, {**frames, **transfer}, task, labels, folder / "data")  # + climb.transfer's rows
     base = Config(load_recipe(user, {**data, "climb": None, "output_dir": None}).model_dump(mode="json"),
                   root=str(folder.resolve()))
     spent = float(store.attr("wall_seconds", 0.0))
     plan = {"storage": url, "study": name, "fingerprint": fingerprint, "metric": metric,
             "folder": str(folder.resolve()), "max_runs": spec.trials,
-            "deadline": None if spec.budget is None else time.time() + spec.budget - spent}
+            "deadline": None if spec.budget is None else time.time() + spec.budget - spent,
+            "transfer": next(iter(transfer), None)}
     c = Climb(spec, store, plan, folder, base, metric, -1.0 if DIRECTION.get(metric) == "min" or metric == "loss"
               else 1.0, pairing, pairs, [user.seed + i for i in range(2 * pairs)], workers=spec.workers,
               spent_before=spent)
+    if dropped:
+        c.notes.append(f"climb.transfer: {dropped} rows repeat a val or test input and were left out")
     load_proposers()
     with stop_on_signals():  # SIGTERM between runs too: the outputs are written, then exit 143
         stopped = _climb(c, spec, frames, task, quiet)

@@ -18,8 +18,8 @@
       trials: 60                 # runs (one seed of one candidate is one run)
       backbones: [sentence-transformers/all-mpnet-base-v2]   # for the model stage; unset: the installed offline
                                                  # models of the data's kind; []: none
-      transfer: unlabelled.csv   # in-domain rows without labels (read like data.train's inputs): with
-                                 # single_model, the distilled student also learns the teacher's soft labels on them
+      transfer: unlabelled.csv   # in-domain rows without labels (read as `honed predict` reads its input):
+                                 # the distilled student also learns the kept ensemble's soft labels on them
       candidates:                # the user's own, tried in their stage
         - {stage: optimisation, name: lr 2e-4, overrides: {optim.lr: 2.0e-4}, group: lr}
       skip: [swa]                # candidate names never to try
@@ -96,7 +96,7 @@ class ClimbSpec(_Spec):
     skip: list[str] = []
     top_k: int = Field(3, ge=2, le=10)
     single_model: bool = False
-    transfer: str | None = None  # unlabelled in-domain rows for the distillation (single_model)
+    transfer: str | None = None  # unlabelled in-domain rows for the distillation (transfer.py)
     lr_find: bool = True
     workers: int = Field(1, ge=1)
     study_name: str | None = None  # default climb-<recipe name>; machines sharing --storage use one name
