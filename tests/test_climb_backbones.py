@@ -50,6 +50,9 @@ def test_an_image_backbone_keeps_its_weights_and_the_recipes_own_is_not_proposed
     s.backbones = listed
     (change,) = [c for c in proposals("model", s) if c.group == "backbone"]
     assert change.overrides["model"]["weights"] == str(tiny_weights) and change.name == "backbone resnet18"
+    s.backbones = [*listed, {"name": s.recipe.model.name, "source": "torchvision", "weights": "other.pth"}]
+    names = [c.name for c in proposals("model", s) if c.group == "backbone"]  # the recipe's model, other weights
+    assert names == ["backbone resnet18", f"backbone {s.recipe.model.name} (weights other.pth)"]
 
 
 def test_unset_backbones_mean_the_installed_ones_kept_for_a_resume_and_an_empty_list_means_none(

@@ -70,15 +70,19 @@ def _backbones(s: Situation) -> list[Change]:
     if spec.fusion is not None:
         return []
     here = _size(spec.name) if s.kind == "text" else None
-    out, seen = [], {resolve_model_id(spec.name)}  # a name and the local folder it resolves to are one model
+    # a name and the local folder it resolves to are one model; the same model with other weights is another
+    out, seen = [], {(resolve_model_id(spec.name), spec.weights)}
     for section in map(_section, s.backbones):
-        name = str(section.get("name", ""))
-        if resolve_model_id(name) in seen:
+        name, weights = str(section.get("name", "")), section.get("weights")
+        key = (resolve_model_id(name), weights)
+        if key in seen:
             continue
-        seen.add(resolve_model_id(name))
+        twin = any(known == key[0] for known, _ in seen)  # the same model with other weights: named by them
+        seen.add(key)
         there = _size(name) if here else None
         cost = round(max(0.1, there / here), 1) if here and there else 1.0
-        out.append(Change(f"backbone {name}", {"model": {"dropout": spec.dropout.model_dump(), **section}},
+        label = f"backbone {name}" + (f" (weights {weights})" if twin else "")
+        out.append(Change(label, {"model": {"dropout": spec.dropout.model_dump(), **section}},
                           group="backbone", why="another pretrained model: the backbone is often the largest lever",
                           cost=cost))
     return out
