@@ -119,15 +119,17 @@ def teacher(recipe: Path) -> dict:
     return json.loads((TEACHER / "results.json").read_text())
 
 
-def run_one(recipe: Path, name: str, seed: int) -> dict:
-    out = OUT / f"{name}-s{seed}.json"
+def run_one(recipe: Path, name: str, seed: int, folder: Path = OUT, variants: dict | None = None) -> dict:
+    """One stored run (folder/<name>-s<seed>.json), trained when missing; `variants` defaults to this sweep's."""
+    overrides = (variants or VARIANTS)[name]
+    out = folder / f"{name}-s{seed}.json"
     if out.is_file():
         return json.loads(out.read_text())
-    run_dir = OUT / "runs" / f"{name}-s{seed}"
-    seconds = honed_train(recipe, run_dir, [*VARIANTS[name], f"seed={seed}"])
+    run_dir = folder / "runs" / f"{name}-s{seed}"
+    seconds = honed_train(recipe, run_dir, [*overrides, f"seed={seed}"])
     results = json.loads((run_dir / "results.json").read_text())
     here = f"{BENCH.parent}/"  # stored relative to the repository root
-    results.update(variant=name, seed=seed, overrides=[o.replace(here, "") for o in VARIANTS[name]],
+    results.update(variant=name, seed=seed, overrides=[o.replace(here, "") for o in overrides],
                    process_seconds=seconds,
                    threads=os.environ.get("OMP_NUM_THREADS", "1"))
     out.write_text(json.dumps(results, indent=1))
@@ -201,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     if args.report:
+        if not (TEACHER / "results.json").is_file():  # runs/ is not committed
+            raise SystemExit(f"{TEACHER.relative_to(BENCH.parent)}/results.json is not here (runs/ is not "
+                             "committed); the sweep retrains the teacher when it is run")
         print(report(json.loads((TEACHER / "results.json").read_text())["test_accuracy"]))
         print("ms per test example, 1 thread: " + ", ".join(f"{k} {v:.2f}" for k, v in cost().items()))
         return

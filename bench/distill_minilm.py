@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill import BENCH, DATA, honed_train, write_data  # noqa: E402
+from distill import run_one as stored_run  # noqa: E402
 
 OUT = BENCH / "results" / "distill-minilm"
 TEACHER = OUT / "runs" / "teacher-mpnet"
@@ -79,18 +80,11 @@ def teacher(recipe: Path) -> dict:
 
 
 def run_one(recipe: Path, name: str, seed: int) -> dict:
-    out = OUT / f"{name}-s{seed}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    run_dir = OUT / "runs" / f"{name}-s{seed}"
-    seconds = honed_train(recipe, run_dir, [*VARIANTS[name], f"seed={seed}"])
-    results = json.loads((run_dir / "results.json").read_text())
-    here = f"{BENCH.parent}/"  # stored relative to the repository root
-    results.update(variant=name, seed=seed, overrides=[o.replace(here, "") for o in VARIANTS[name]],
-                   process_seconds=seconds, threads=1)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"{name} s{seed}: val {results['val_accuracy']:.4f} test {results['test_accuracy']:.4f}, "
-          f"{seconds:.0f} s", flush=True)
+    stored = (OUT / f"{name}-s{seed}.json").is_file()
+    results = stored_run(recipe, name, seed, OUT, VARIANTS)
+    if not stored:
+        print(f"{name} s{seed}: val {results['val_accuracy']:.4f} test {results['test_accuracy']:.4f}, "
+              f"{results['process_seconds']:.0f} s", flush=True)
     return results
 
 
