@@ -105,18 +105,34 @@ def teacher(recipe: Path) -> dict:
     """The teacher's results (trained once), and the transfer CSV labelled by its predictions."""
     if not (TEACHER / "results.json").is_file():
         honed_train(recipe, TEACHER, ["seed=42"])
-    transfer = DATA / "train_transfer.csv"
-    if not transfer.is_file():
-        import pandas as pd
-
-        from honed.inference import load_predictor
-
-        pool = pd.read_csv(DATA / "pool" / "train.csv")
-        pool["label"] = load_predictor(TEACHER / "model").predict(pool.drop(columns=["label"]))  # labels dropped
-        both = pd.concat([pd.read_csv(DATA / "train.csv"), pool[["x", "label", "group"]]], ignore_index=True)
-        both.to_csv(transfer.with_suffix(".tmp"), index=False)
-        transfer.with_suffix(".tmp").replace(transfer)
+    label_pool(TEACHER / "model", DATA / "train_transfer.csv")
     return json.loads((TEACHER / "results.json").read_text())
+
+
+def label_pool(model: Path, transfer: Path) -> None:
+    """`transfer`: the training rows, then the pool with its labels replaced by `model`'s predictions (kept when
+    already there)."""
+    if transfer.is_file():
+        return
+    import pandas as pd
+
+    from honed.inference import load_predictor
+
+    pool = pd.read_csv(DATA / "pool" / "train.csv")
+    pool["label"] = load_predictor(model).predict(pool.drop(columns=["label"]))  # labels dropped
+    both = pd.concat([pd.read_csv(DATA / "train.csv"), pool[["x", "label", "group"]]], ignore_index=True)
+    transfer.parent.mkdir(parents=True, exist_ok=True)
+    both.to_csv(transfer.with_suffix(".tmp"), index=False)
+    transfer.with_suffix(".tmp").replace(transfer)
+
+
+def chosen(text: str, variants: dict) -> list[str]:
+    """The comma-separated variant names of --variants, each one of `variants`."""
+    names = [v for v in text.split(",") if v]
+    unknown = [v for v in names if v not in variants]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(variants)}")
+    return names
 
 
 def run_one(recipe: Path, name: str, seed: int, folder: Path = OUT, variants: dict | None = None) -> dict:
@@ -198,10 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="42", help="comma-separated student seeds")
     p.add_argument("--report", action="store_true", help="only print the table from the stored results")
     args = p.parse_args(argv)
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    names = chosen(args.variants, VARIANTS)
     if args.report:
         if not (TEACHER / "results.json").is_file():  # runs/ is not committed
             raise SystemExit(f"{TEACHER.relative_to(BENCH.parent)}/results.json is not here (runs/ is not "

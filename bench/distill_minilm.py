@@ -32,27 +32,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distill import BENCH, DATA, honed_train, write_data  # noqa: E402
+from distill import BENCH, chosen, honed_train, label_pool, write_data  # noqa: E402
 from distill import run_one as stored_run  # noqa: E402
 
 OUT = BENCH / "results" / "distill-minilm"
 TEACHER = OUT / "runs" / "teacher-mpnet"
 TRANSFER = OUT / "data" / "train_transfer.csv"  # not committed: bench/results/.gitignore's data/
 MPNET = "sentence-transformers/all-mpnet-base-v2"
-
-
-def variants() -> dict[str, list[str]]:
-    """Name -> the overrides of the naive MiniLM recipe."""
-    out = {"naive": []}
-    for epochs in (3,):
-        rows = f"data.train={TRANSFER}"
-        out[f"T2-a1-e{epochs}-transfer"] = [rows, f"train.epochs={epochs}", "techniques=[{name: distill, "
-                                            f"teacher: {TEACHER / 'model'}, temperature: 2, alpha: 1}}]"]
-        out[f"alone-e{epochs}-transfer"] = [rows, f"train.epochs={epochs}"]
-    return out
-
-
-VARIANTS = variants()
+DISTIL = f"techniques=[{{name: distill, teacher: {TEACHER / 'model'}, temperature: 2, alpha: 1}}]"
+VARIANTS = {  # name -> the overrides of the naive MiniLM recipe
+    "naive": [],
+    "T2-a1-e3-transfer": [f"data.train={TRANSFER}", "train.epochs=3", DISTIL],
+    "alone-e3-transfer": [f"data.train={TRANSFER}", "train.epochs=3"],
+}
 
 
 def teacher(recipe: Path) -> dict:
@@ -63,17 +55,7 @@ def teacher(recipe: Path) -> dict:
             honed_train(recipe, TEACHER, ["seed=42", f"model.name={MPNET}"])
         finally:
             os.environ["OMP_NUM_THREADS"] = "1"
-    if not TRANSFER.is_file():
-        import pandas as pd
-
-        from honed.inference import load_predictor
-
-        pool = pd.read_csv(DATA / "pool" / "train.csv")
-        pool["label"] = load_predictor(TEACHER / "model").predict(pool.drop(columns=["label"]))  # labels dropped
-        both = pd.concat([pd.read_csv(DATA / "train.csv"), pool[["x", "label", "group"]]], ignore_index=True)
-        TRANSFER.parent.mkdir(parents=True, exist_ok=True)
-        both.to_csv(TRANSFER.with_suffix(".tmp"), index=False)
-        TRANSFER.with_suffix(".tmp").replace(TRANSFER)
+    label_pool(TEACHER / "model", TRANSFER)
     results = json.loads((TEACHER / "results.json").read_text())
     (OUT / "teacher.json").write_text(json.dumps(results, indent=1))  # committed (runs/ is not), for --report
     return results
@@ -129,10 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=2, help="runs side by side, one torch thread each")
     p.add_argument("--report", action="store_true", help="only print the table from the stored results")
     args = p.parse_args(argv)
-    names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    names = chosen(args.variants, VARIANTS)
     if not args.report:
         os.environ["OMP_NUM_THREADS"] = "1"
         recipe = write_data()
