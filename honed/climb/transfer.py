@@ -46,14 +46,18 @@ def transfer_rows(recipe: Recipe, spec: Any, task: str, pairing: str,
     if recipe.data.kind == "image":  # a folder's paths are read relative to here; the climb's files elsewhere
         rows["x"] = rows["x"].map(lambda p: str(Path(p).resolve()))
     columns = [c for c in ("x", "x2") if c in rows]
-    scored = pd.concat([frames[s][columns] for s in ("val", "test")])
-    seen = set(scored.astype(str).agg("\x1f".join, axis=1))
-    keep = ~rows[columns].astype(str).agg("\x1f".join, axis=1).isin(seen)
+    scored = pd.concat([frames[s] for s in ("val", "test")])
+    keep = ~_inputs(rows, columns).isin(set(_inputs(scored, columns)))
     if not keep.any():
         raise HonedError(f"climb.transfer: every row of '{source}' is also a val or test input")
     rows = rows[keep].reset_index(drop=True)
     digest = hashlib.sha256(rows[columns].astype(str).to_csv(index=False).encode()).hexdigest()[:10]
     return {f"transfer-{digest}": rows}, int((~keep).sum())
+
+
+def _inputs(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Each row's input (text and pair) as one string, to match rows across frames."""
+    return frame[columns].astype(str).agg("\x1f".join, axis=1)
 
 
 def train_transfer(folder: Path, written: str, teacher: str, teacher_id: str,
